@@ -1,0 +1,4 @@
+"""`python -m outreach` runs the CLI."""
+from outreach.cli import main
+
+main()

@@ -1,0 +1,17 @@
+"""The thin command-line layer: parse input, call the domain, report errors."""
+
+from outreach.cli import (  # noqa: F401  (each module registers its commands)
+    plan_cmds,
+    records_cmds,
+    registry_cmds,
+    render_cmds,
+    scripts_cmds,
+)
+from outreach.cli.base import cli
+
+__all__ = ["cli", "main"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="outreach")
