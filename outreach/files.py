@@ -57,3 +57,14 @@ def write_bytes_atomic(target: Path, data: bytes) -> None:
 def write_text_atomic(target: Path, text: str) -> None:
     """Write UTF-8 `text` to `target` through a temporary file and a rename."""
     write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def write_text_if_changed(target: Path, text: str) -> bool:
+    """Write `text` atomically unless `target` already holds exactly it."""
+    try:
+        if target.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    write_text_atomic(target, text)
+    return True

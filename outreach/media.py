@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import functools
 import subprocess
+import warnings
 from pathlib import Path
+
+with warnings.catch_warnings():
+    # pydub looks for ffmpeg on PATH at import; we point it at the bundled one below.
+    warnings.filterwarnings("ignore", message="Couldn't find ffmpeg", category=RuntimeWarning)
+    from pydub import AudioSegment
+    from pydub.generators import Sine
 
 from outreach.errors import AudioError
 
@@ -24,8 +31,6 @@ def ffmpeg_exe() -> str:
 @functools.cache
 def configure_pydub() -> None:
     """Point pydub at the bundled ffmpeg (it would otherwise look on PATH)."""
-    from pydub import AudioSegment
-
     AudioSegment.converter = ffmpeg_exe()
     AudioSegment.ffmpeg = ffmpeg_exe()
 

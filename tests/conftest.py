@@ -20,12 +20,7 @@ def repo_root() -> Path:
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     """A private copy of the bundled sample workspace (scripts, schedules, config)."""
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    for name in ("audio_scripts", "schedules"):
-        shutil.copytree(REPO_ROOT / name, ws / name)
-    shutil.copy2(REPO_ROOT / "outreach.toml", ws / "outreach.toml")
-    return ws
+    return copy_workspace(tmp_path / "ws")
 
 
 def _postgres_url() -> str:
@@ -57,3 +52,33 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path):
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def copy_workspace(dest: Path) -> Path:
+    """Copy the bundled sample workspace (scripts, schedules, config) into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("audio_scripts", "schedules"):
+        shutil.copytree(REPO_ROOT / name, dest / name)
+    shutil.copy2(REPO_ROOT / "outreach.toml", dest / "outreach.toml")
+    return dest
+
+
+@pytest.fixture(scope="session")
+def rendered_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample library rendered once per test session (real espeak-ng + ffmpeg)."""
+    from outreach.config import load_config
+    from outreach.render import render_library
+    from outreach.scripts import load_library
+
+    ws = copy_workspace(tmp_path_factory.mktemp("rendered") / "ws")
+    config = load_config(ws)
+    report = render_library(config, load_library(config.scripts_dir, max_chars=config.render.max_chars))
+    assert not report.failures, report.failures
+    return config.build_path
+
+
+@pytest.fixture
+def rendered_workspace(workspace: Path, rendered_build: Path) -> Path:
+    """A private workspace copy whose clips are already rendered."""
+    shutil.copytree(rendered_build, workspace / "build")
+    return workspace

@@ -1,11 +1,13 @@
 """The thin command-line layer: parse input, call the domain, report errors."""
 
 from outreach.cli import (  # noqa: F401  (each module registers its commands)
+    deliver_cmds,
     plan_cmds,
     records_cmds,
     registry_cmds,
     render_cmds,
     scripts_cmds,
+    web_cmds,
 )
 from outreach.cli.base import cli
 

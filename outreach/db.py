@@ -1,0 +1,244 @@
+"""Engine and session factory, schema migrations, and the registry mirror sync; no business rules."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.util.exc import CommandError
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlmodel import Session
+
+from outreach.errors import DatabaseError, RegistryError
+from outreach.models import Campaign, Market, MarketVillage, Township, Village
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+BUSY_TIMEOUT_MS = 10_000
+# Any constant will do: it only has to be the same in every outreach process.
+_PG_MIGRATION_LOCK = 0x6F757472  # "outr"
+_URL_HELP = "expected sqlite:///path/to/outreach.db or postgresql+psycopg://user:password@host:5432/dbname"
+
+
+def _safe(url: URL | str) -> str:
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        return "<unparseable URL>"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; far fewer fsyncs
+    finally:
+        cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for `url` and check that it connects.
+
+    SQLite gets WAL, a 10 s busy timeout and foreign keys on every connection;
+    PostgreSQL gets pool pre-ping. `postgresql://` URLs use psycopg 3.
+
+    Raises DatabaseError (password hidden) if the URL is invalid or the
+    database cannot be reached.
+    """
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError as e:
+        raise DatabaseError(f"database URL {_safe(url)!r} is not valid; {_URL_HELP}") from e
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    try:
+        if backend == "sqlite":
+            engine = sa.create_engine(parsed, connect_args={"check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        elif backend == "postgresql":
+            engine = sa.create_engine(parsed, pool_pre_ping=True)
+        else:
+            raise DatabaseError(f"database URL {_safe(parsed)!r}: {backend} is not supported; {_URL_HELP}")
+    except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as e:
+        raise DatabaseError(f"database URL {_safe(parsed)!r} cannot be used ({e}); {_URL_HELP}") from e
+    try:
+        with engine.connect():
+            pass
+    except exc.DBAPIError as e:
+        engine.dispose()
+        reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+        if backend == "sqlite":
+            fix = "check that the folder exists and is writable"
+        else:
+            fix = "check that the server is running and the host, port, user, password and database name are right"
+        raise DatabaseError(
+            f"cannot open database {_safe(parsed)} ({reason}); {fix} (set database_url in outreach.toml or DATABASE_URL)"
+        ) from e
+    return engine
+
+
+def _alembic_config(connection: sa.Connection) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+# alembic's `context` and `op` are process-wide proxies: one migration run per process at a time.
+_ALEMBIC_LOCK = threading.Lock()
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration; a no-op if it is already there.
+
+    Safe to call from several processes at once: the whole upgrade runs in one
+    transaction holding the write lock (SQLite) or an advisory lock (PostgreSQL).
+
+    Raises DatabaseError if the database holds a schema this version does not know.
+    """
+    try:
+        with _ALEMBIC_LOCK, engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                # pysqlite would run DDL outside any transaction; take the write lock now.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+            command.upgrade(_alembic_config(conn), "head")
+            conn.commit()
+    except CommandError as e:
+        raise DatabaseError(
+            f"database {_safe(engine.url)} has a schema this outreach does not know ({e}); "
+            "upgrade outreach to the newest version"
+        ) from e
+    except exc.OperationalError as e:
+        raise DatabaseError(f"database {_safe(engine.url)}: migration failed ({e.orig}); try again") from e
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The migration revision the database is at, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+@contextlib.contextmanager
+def session(engine: Engine) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error.
+
+    Objects stay readable after the block (no expiry on commit). A database
+    that stays locked or unreachable becomes DatabaseError.
+    """
+    with Session(engine, expire_on_commit=False) as s:
+        try:
+            yield s
+            s.commit()
+        except exc.OperationalError as e:
+            s.rollback()
+            if "locked" in str(e.orig):
+                raise DatabaseError(
+                    f"database {_safe(engine.url)} stayed locked by another outreach process for over "
+                    f"{BUSY_TIMEOUT_MS // 1000} s; try again"
+                ) from e
+            raise DatabaseError(f"database {_safe(engine.url)}: {e.orig}; check the server and try again") from e
+        except BaseException:
+            s.rollback()
+            raise
+
+
+# --- registry mirror ---------------------------------------------------------------
+
+
+def _upsert(session: Session, model: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE, for SQLite and PostgreSQL alike."""
+    if not rows:
+        return
+    table = model.__table__
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table)
+    others = [c for c in rows[0] if c not in keys]
+    if others:
+        stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in others})
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    session.execute(stmt, rows)
+
+
+def _prune(session: Session, model: Any, keep: Iterable[str]) -> None:
+    keep = list(keep)
+    stmt = sa.delete(model)
+    if keep:
+        stmt = stmt.where(model.id.not_in(keep))
+    session.execute(stmt)
+
+
+def sync_registry(
+    session: Session,
+    *,
+    townships: Iterable[Any],
+    villages: Iterable[Any],
+    markets: Iterable[Any],
+    campaigns: Iterable[Any],
+    market_villages: Mapping[str, Iterable[str]] | None = None,
+    prune: bool = True,
+) -> None:
+    """Make the mirror tables equal to the registry given (duck-typed objects).
+
+    Townships have `id, name`; villages `id, name, township_id, population,
+    speaker`; markets `id, name` and, unless `market_villages` maps market id to
+    village ids, a `villages` attribute; campaigns `id, name, start, end,
+    priority`. With `prune` (the default) rows no longer in the registry are
+    deleted; the broadcast and handout logs are never touched.
+
+    Raises RegistryError if a village or market refers to an unknown id.
+    """
+    townships, villages, markets, campaigns = list(townships), list(villages), list(markets), list(campaigns)
+    t_ids = {t.id for t in townships}
+    v_ids = {v.id for v in villages}
+    for v in villages:
+        if v.township_id not in t_ids:
+            raise RegistryError(f"village '{v.id}': township '{v.township_id}' is not in the registry; add it or fix the village")
+    links: list[dict[str, str]] = []
+    for m in markets:
+        served = market_villages.get(m.id, ()) if market_villages is not None else getattr(m, "villages", ())
+        for vid in sorted(set(served)):
+            if vid not in v_ids:
+                raise RegistryError(f"market '{m.id}': village '{vid}' is not in the registry; add it or fix the market")
+            links.append({"market_id": m.id, "village_id": vid})
+
+    # Links go first and come back last; parents are upserted before their
+    # children and pruned after them, so foreign keys hold at every step.
+    session.execute(sa.delete(MarketVillage))
+    _upsert(session, Township, [{"id": t.id, "name": t.name} for t in townships], ["id"])
+    _upsert(session, Village, [
+        {"id": v.id, "name": v.name, "township_id": v.township_id,
+         "population": int(v.population), "speaker": str(v.speaker)}
+        for v in villages
+    ], ["id"])
+    _upsert(session, Market, [{"id": m.id, "name": m.name} for m in markets], ["id"])
+    _upsert(session, Campaign, [
+        {"id": c.id, "name": c.name, "start": c.start, "end": c.end, "priority": int(c.priority)}
+        for c in campaigns
+    ], ["id"])
+    if prune:
+        _prune(session, Market, [m.id for m in markets])
+        _prune(session, Village, v_ids)
+        _prune(session, Township, t_ids)
+        _prune(session, Campaign, [c.id for c in campaigns])
+    if links:
+        session.execute(sa.insert(MarketVillage.__table__), links)

@@ -1,0 +1,225 @@
+"""SQLModel tables: the as-run broadcast log, market handouts, imports, and registry mirrors.
+
+The mirror tables (townships, villages, markets, campaigns) copy the YAML
+registry into the database so that coverage queries can be pure SQL. The log
+tables (broadcasts, handouts) deliberately have no foreign keys to the
+mirrors: history must survive a village or market being removed from the
+registry.
+"""
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+Base = SQLModel
+"""Declarative base; `Base.metadata` holds every table (alembic's target)."""
+
+# Every constraint gets a predictable name, so later migrations (SQLite batch
+# mode included) can drop or alter it by name on both backends.
+Base.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class BroadcastStatus(StrEnum):
+    """Where one campaign's part of a village program stands."""
+
+    PLANNED = "planned"
+    PLAYED = "played"
+    EXPORTED = "exported"
+    CONFIRMED = "confirmed"
+    MISSED = "missed"
+    FAILED = "failed"
+
+
+class Topic(StrEnum):
+    """Leaflet topics handed out on market days."""
+
+    TRAFFIC = "traffic"
+    ANTI_FRAUD = "anti_fraud"
+
+
+class ImportKind(StrEnum):
+    """Which kind of CSV file an ImportRecord remembers."""
+
+    CONFIRMATIONS = "confirmations"
+    HANDOUTS = "handouts"
+
+
+class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
+    """A timestamp stored as UTC and always returned timezone-aware.
+
+    SQLite has no time zone type and hands back naive values; PostgreSQL uses
+    `timestamptz`. Naive datetimes are refused on the way in, because guessing
+    their zone is how as-run logs end up eight hours off.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware datetime")
+        value = value.astimezone(dt.timezone.utc)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+def _utc(nullable: bool = False, **kw: Any) -> Any:
+    return Field(sa_column=sa.Column(UTCDateTime(), nullable=nullable, **kw))
+
+
+def _enum(enum: type[StrEnum], name: str) -> sa.Enum:
+    # Stored as VARCHAR + CHECK (not a native PostgreSQL enum) so that adding a
+    # value later is a plain migration on both backends.
+    return sa.Enum(
+        enum, name=name, native_enum=False, create_constraint=True, length=16,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+# --- registry mirrors ---------------------------------------------------------
+
+
+class Township(Base, table=True):
+    """A township (乡镇): groups villages for roll-ups."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+
+
+class Village(Base, table=True):
+    """A village (行政村) with a loudspeaker."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    township_id: str = Field(foreign_key="township.id", index=True, max_length=64)
+    population: int = 0
+    speaker: str = Field(default="", max_length=32)
+
+
+class Market(Base, table=True):
+    """A market (集市) where staff hand out leaflets on market days."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+
+
+class MarketVillage(Base, table=True):
+    """Which villages a market serves."""
+
+    __tablename__ = "market_village"
+
+    market_id: str = Field(foreign_key="market.id", primary_key=True, max_length=64)
+    village_id: str = Field(foreign_key="village.id", primary_key=True, max_length=64)
+
+
+class Campaign(Base, table=True):
+    """A campaign: a topic push over a date range, with a priority."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    start: dt.date
+    end: dt.date
+    priority: int = 0
+
+
+# --- as-run log ---------------------------------------------------------------
+
+
+class Broadcast(Base, table=True):
+    """One campaign's part of one village program in one slot: the as-run log row."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("date", "slot", "village_id", "campaign_id"),
+        sa.Index("ix_broadcast_coverage", "campaign_id", "village_id", "status", "date"),
+        sa.Index("ix_broadcast_program", "date", "slot", "village_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    date: dt.date = Field(index=True)
+    slot: str = Field(max_length=32)
+    village_id: str = Field(max_length=64)
+    township_id: str = Field(max_length=64)
+    campaign_id: str = Field(max_length=64)
+    script_ids: str = Field(max_length=2000)
+    status: BroadcastStatus = Field(
+        default=BroadcastStatus.PLANNED,
+        sa_column=sa.Column(_enum(BroadcastStatus, "status"), nullable=False),
+    )
+    scheduled_at: dt.datetime = _utc()
+    played_at: dt.datetime | None = _utc(nullable=True)
+    exported_at: dt.datetime | None = _utc(nullable=True)
+    confirmed_at: dt.datetime | None = _utc(nullable=True)
+    confirmed_by: str | None = Field(default=None, max_length=200)
+    program_sha256: str | None = Field(default=None, max_length=64)
+    engine: str | None = Field(default=None, max_length=32)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    note: str | None = Field(default=None, sa_type=sa.Text)
+    updated_at: dt.datetime = _utc()
+
+
+class BroadcastScript(Base, table=True):
+    """The scripts of a broadcast row, in play order (so per-script reach is SQL)."""
+
+    __tablename__ = "broadcast_script"
+
+    broadcast_id: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("broadcast.id", ondelete="CASCADE"), primary_key=True)
+    )
+    position: int = Field(primary_key=True)
+    script_id: str = Field(index=True, max_length=64)
+
+
+# --- market-day handouts and imports -------------------------------------------
+
+
+class Handout(Base, table=True):
+    """Leaflets handed out and people reached at one market on one day."""
+
+    __table_args__ = (
+        sa.CheckConstraint("leaflets >= 0", name="leaflets_not_negative"),
+        sa.CheckConstraint("people >= 0", name="people_not_negative"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    market_id: str = Field(index=True, max_length=64)
+    date: dt.date = Field(index=True)
+    leaflets: int = 0
+    people: int = 0
+    topics: str = Field(max_length=200)
+    staff: str = Field(default="", max_length=200)
+    note: str = Field(default="", sa_type=sa.Text)
+    natural_key: str = Field(unique=True, max_length=64)  # see records.handout_key
+    created_at: dt.datetime = _utc()
+
+
+class ImportRecord(Base, table=True):
+    """A CSV file already imported, keyed by the SHA-256 of its bytes."""
+
+    __tablename__ = "import_record"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    kind: ImportKind = Field(sa_column=sa.Column(_enum(ImportKind, "kind"), nullable=False))
+    filename: str = Field(max_length=500)
+    imported_at: dt.datetime = _utc()
+    rows_ok: int = 0
+    rows_bad: int = 0

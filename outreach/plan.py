@@ -1,0 +1,228 @@
+"""The pure planner: campaigns -> one program per (village, slot, day). No I/O, no clock."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from outreach.errors import PlanError
+
+if TYPE_CHECKING:
+    from outreach.campaigns import Campaign
+    from outreach.registry import Registry
+    from outreach.scripts import Script
+
+__all__ = [
+    "TZ", "PlanResult", "Program", "ProgramItem", "build_programs", "rotation", "village_offset",
+]
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass(frozen=True)
+class ProgramItem:
+    """One clip in a program, and the campaign that put it there."""
+
+    script_id: str
+    campaign_id: str
+    urgent: bool = False
+
+
+@dataclass(frozen=True)
+class Program:
+    """What one village's loudspeaker plays in one slot on one day."""
+
+    date: date
+    slot: str
+    village_id: str
+    township_id: str
+    start: datetime
+    items: tuple[ProgramItem, ...]
+    duration_s: float
+
+    @property
+    def script_ids(self) -> tuple[str, ...]:
+        return tuple(i.script_id for i in self.items)
+
+    @property
+    def campaign_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(i.campaign_id for i in self.items))
+
+    @property
+    def content_key(self) -> tuple[str, ...]:
+        """Two programs with equal keys have identical audio."""
+        return self.script_ids
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """The programs of a plan, in (date, start, village) order, and what was dropped or empty."""
+
+    programs: list[Program]
+    warnings: list[str] = field(default_factory=list)
+
+
+def village_offset(campaign_id: str, village_id: str) -> int:
+    """A stable per-(campaign, village) offset, so neighbouring villages hear different scripts."""
+    return zlib.crc32(f"{campaign_id}/{village_id}".encode())
+
+
+def rotation(day_index: int, slot_index: int, n_slots: int, n_scripts: int, per_slot: int, offset: int) -> list[int]:
+    """Script indices in the order a slot tries them; the first `per_slot` (unless taken) play.
+
+    start = (day_index * per_slot + slot_index * max(per_slot, n_scripts // n_slots) + offset) mod n.
+    Each slot position alone steps `per_slot` scripts a day, so every script reaches every slot
+    within ceil(n / per_slot) days even when a village's other slot is always blacked out; the
+    slots of one day are spread across the list. It depends only on the day's index in the
+    campaign, never on the range asked for.
+    """
+    if n_scripts <= 0:
+        return []
+    shift = max(per_slot, n_scripts // max(n_slots, 1))
+    start = (day_index * per_slot + slot_index * shift + offset) % n_scripts
+    return [(start + j) % n_scripts for j in range(n_scripts)]
+
+
+def _candidates(
+    campaign: Campaign, eligible: Sequence[str], village_id: str, day: date, slot_index: int,
+    n_slots: int, count: int, taken: set[str],
+) -> list[str]:
+    picked: list[str] = []
+    order = rotation((day - campaign.start).days, slot_index, n_slots, len(eligible),
+                     campaign.plays_per_slot, village_offset(campaign.id, village_id))
+    for i in order:
+        if len(picked) >= count:
+            break
+        sid = eligible[i]
+        if sid not in taken:
+            picked.append(sid)
+            taken.add(sid)
+    return picked
+
+
+def _place(
+    group: Sequence[Campaign], reach: Mapping[str, set[str]], eligible: Mapping[str, Sequence[str]],
+    village_id: str, day: date, slot_index: int, n_slots: int, boosted: bool,
+    durations: Mapping[str, float],
+) -> list[ProgramItem]:
+    """The items the campaigns of `group` want in one slot, in group order, no script twice."""
+    taken: set[str] = set()
+    items: list[ProgramItem] = []
+    for c in group:
+        if village_id not in reach[c.id]:
+            continue
+        count = c.plays_per_slot + (c.market_day_boost if boosted else 0)
+        for sid in _candidates(c, eligible[c.id], village_id, day, slot_index, n_slots, count, taken):
+            if sid not in durations:
+                raise PlanError(f"no clip duration for script '{sid}'; render it or check audio_scripts/")
+            items.append(ProgramItem(sid, c.id, c.urgent))
+    return items
+
+
+def _eligible(campaign: Campaign, scripts: Mapping[str, Script], day: date) -> list[str]:
+    return [s for s in campaign.scripts if scripts[s].approved and scripts[s].valid_on(day)]
+
+
+def _fit(
+    items: Iterable[ProgramItem], durations: Mapping[str, float], limit_s: float, gap_s: float,
+    where: str, max_minutes: int, warnings: list[str],
+) -> tuple[list[ProgramItem], float]:
+    """Keep items in order while they fit; drop (and warn about) the ones that do not."""
+    kept: list[ProgramItem] = []
+    total = 0.0
+    for item in items:
+        dur = durations[item.script_id]
+        if item.urgent and dur > limit_s:
+            raise PlanError(
+                f"urgent script '{item.script_id}' ({item.campaign_id}) lasts {dur:.1f}s, longer than the "
+                f"{max_minutes}-minute slot ({where}); shorten the script or lengthen the slot"
+            )
+        added = dur + (gap_s if kept else 0.0)
+        if total + added <= limit_s:
+            kept.append(item)
+            total += added
+        else:
+            warnings.append(
+                f"{where}: dropped '{item.script_id}' ({item.campaign_id}, {dur:.1f}s); "
+                f"the {max_minutes}-minute slot is full"
+            )
+    return kept, total
+
+
+def build_programs(
+    registry: Registry,
+    campaigns: Sequence[Campaign],
+    scripts: Mapping[str, Script],
+    clip_durations: Mapping[str, float],
+    start: date,
+    end: date,
+    *,
+    village_ids: Collection[str] | None = None,
+    gap_s: float = 1.0,
+) -> PlanResult:
+    """Plan every (village, slot, day) from `start` to `end` inclusive.
+
+    Urgent campaigns' clips come first, then by priority (high first), then campaign id; the default
+    campaign fills only slots nothing else claimed. Raises PlanError for a backwards range, an
+    unknown village, a campaign script missing from the library, a script with no duration, or an
+    urgent clip longer than its slot.
+    """
+    if end < start:
+        raise PlanError(f"plan range {start.isoformat()}..{end.isoformat()} is backwards; "
+                        "the end must be on or after the start")
+    known = registry.villages
+    if village_ids is None:
+        chosen = sorted(known)
+    else:
+        unknown = sorted(set(village_ids) - set(known))
+        if unknown:
+            raise PlanError(f"unknown village(s) {', '.join(unknown)}; use ids from the registry in schedules/")
+        chosen = sorted(set(village_ids))
+    for c in campaigns:
+        for sid in c.scripts:
+            if sid not in scripts:
+                raise PlanError(f"campaign '{c.id}' names script '{sid}', which is not in the library")
+
+    ordered = sorted((c for c in campaigns if not c.default), key=lambda c: (not c.urgent, -c.priority, c.id))
+    defaults = sorted((c for c in campaigns if c.default), key=lambda c: c.id)
+    reach = {c.id: c.target_villages(registry) for c in campaigns}
+
+    programs: list[Program] = []
+    warnings: list[str] = []
+    for offset in range((end - start).days + 1):
+        day = start + timedelta(days=offset)
+        market_villages = registry.market_villages_on(day)
+        active = [c for c in ordered if c.active_on(day)]
+        active_defaults = [c for c in defaults if c.active_on(day)]
+        eligible = {c.id: _eligible(c, scripts, day) for c in active + active_defaults}
+        for vid in chosen:
+            slots = registry.village_slots(vid)
+            for slot_index, slot in enumerate(slots):
+                if registry.is_blackout(vid, day, slot.name):
+                    continue
+                where = f"{vid} {day.isoformat()} {slot.name}"
+                boosted = vid in market_villages
+                limit_s = slot.max_minutes * 60.0
+                kept: list[ProgramItem] = []
+                total = 0.0
+                # The default campaign is tried only when nothing else placed (and fitted) an item.
+                for group in (active, active_defaults):
+                    items = _place(group, reach, eligible, vid, day, slot_index, len(slots), boosted,
+                                   clip_durations)
+                    kept, total = _fit(items, clip_durations, limit_s, gap_s, where, slot.max_minutes, warnings)
+                    if kept:
+                        break
+                if not kept:
+                    warnings.append(f"{where}: nothing to play (no valid default script); the slot stays silent")
+                    continue
+                programs.append(Program(
+                    date=day, slot=slot.name, village_id=vid, township_id=known[vid].township_id,
+                    start=datetime.combine(day, slot.start.replace(tzinfo=None), tzinfo=TZ),
+                    items=tuple(kept), duration_s=round(total, 3),
+                ))
+    programs.sort(key=lambda p: (p.date, p.start, p.village_id, p.slot))
+    return PlanResult(programs, warnings)

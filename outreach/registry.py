@@ -1,0 +1,324 @@
+"""The county registry: townships, villages, markets, broadcast slots and blackout days.
+
+Loaded once from three human-edited files in a workspace's ``schedules/`` folder
+(county.yaml, markets.yaml, slots.yaml) and validated into typed, frozen models.
+load_registry() reports every problem at once, each naming the file, line, key
+or id, and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PlainValidator, model_validator
+
+from outreach.errors import MarketRuleError, RegistryError
+from outreach.markets import MarketRule, parse_rule
+from outreach.yamlread import (
+    Entry, Problems, YamlMap, check_keys, declared_ids, read_yaml, validate_entry, validate_items,
+)
+
+__all__ = [
+    "SlotName", "SlotSpec", "Township", "Village", "Market", "Blackout", "Registry",
+    "load_registry", "FILES", "MAX_SLOT_MINUTES",
+]
+
+SlotName = Literal["morning", "evening"]
+SLOT_NAMES: tuple[SlotName, ...] = ("morning", "evening")
+FILES = ("county.yaml", "markets.yaml", "slots.yaml")
+MAX_SLOT_MINUTES = 60
+_ID = re.compile(r"[a-z0-9][a-z0-9-]*")
+_HHMM = re.compile(r"(\d{1,2}):(\d{2})")
+
+
+def _parse_time(value: Any) -> time:
+    if isinstance(value, time):
+        return value
+    m = _HHMM.fullmatch(str(value).strip())
+    if m is None or int(m[1]) > 23 or int(m[2]) > 59:
+        raise ValueError(f"{value!r} is not a time; use HH:MM such as 06:30")
+    return time(int(m[1]), int(m[2]))
+
+
+def _check_id(value: Any) -> Any:
+    if isinstance(value, str) and not _ID.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid id; use lowercase letters, digits and '-' (e.g. dazhuang-01)")
+    return value
+
+
+def _to_rule(value: Any) -> MarketRule:
+    if isinstance(value, MarketRule):
+        return value
+    if isinstance(value, date):  # YAML reads an unquoted 2026-12-05 as a date
+        value = value.isoformat()
+    elif isinstance(value, list):
+        value = ", ".join(v.isoformat() if isinstance(v, date) else str(v) for v in value)
+    if not isinstance(value, str):
+        raise ValueError("must be text such as 逢农历三、八")
+    try:
+        return parse_rule(value)
+    except MarketRuleError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Clock = Annotated[time, BeforeValidator(_parse_time), PlainSerializer(lambda t: t.strftime("%H:%M"))]
+Id = Annotated[str, BeforeValidator(_check_id)]
+Rule = Annotated[MarketRule, PlainValidator(_to_rule), PlainSerializer(str)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SlotSpec(_Model):
+    """A daily broadcast slot: when it starts and how long a program may run."""
+
+    name: SlotName
+    start: Clock
+    max_minutes: int = Field(ge=1, le=MAX_SLOT_MINUTES)
+
+    @property
+    def end_minute(self) -> int:
+        """Minutes after midnight at which the slot's longest program ends."""
+        return self.start.hour * 60 + self.start.minute + self.max_minutes
+
+
+class Township(_Model):
+    """A township (镇/乡)."""
+
+    id: Id
+    name: str = Field(min_length=1)
+
+
+class Village(_Model):
+    """A village and its loudspeaker; YAML keys `township` and `slots`."""
+
+    id: Id
+    name: str = Field(min_length=1)
+    township_id: str = Field(alias="township")
+    population: int = Field(ge=1, le=100_000)
+    speaker: Literal["networked", "offline"]
+    slot_overrides: dict[SlotName, Clock] = Field(default_factory=dict, alias="slots")
+
+
+class Market(_Model):
+    """A market (集) with its market-day rule and the villages it serves."""
+
+    id: Id
+    name: str = Field(min_length=1)
+    rule: Rule
+    township_ids: list[str] = Field(default_factory=list, alias="townships")
+    village_ids: list[str] = Field(default_factory=list, alias="villages")
+
+    @model_validator(mode="after")
+    def _serves_someone(self) -> Market:
+        if not self.township_ids and not self.village_ids:
+            raise ValueError("serves nobody; list `townships` or `villages` (or both)")
+        return self
+
+
+class Blackout(_Model):
+    """Days on which some villages stay silent (all slots, or only those listed)."""
+
+    dates: list[date] = Field(min_length=1)
+    township_ids: list[str] = Field(default_factory=list, alias="townships")
+    village_ids: list[str] = Field(default_factory=list, alias="villages")
+    slots: list[SlotName] = Field(default_factory=list)
+    reason: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _targets_someone(self) -> Blackout:
+        if not self.township_ids and not self.village_ids:
+            raise ValueError("silences nobody; list `townships` or `villages` (or both)")
+        return self
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The validated county: look-ups for slots, blackouts and market days."""
+
+    county: str
+    townships: dict[str, Township]
+    villages: dict[str, Village]
+    markets: dict[str, Market]
+    slots: dict[SlotName, SlotSpec]
+    blackouts: list[Blackout]
+
+    def _village(self, village_id: str) -> Village:
+        if village_id not in self.villages:
+            raise RegistryError(f"unknown village id {village_id!r}; use an id from schedules/county.yaml")
+        return self.villages[village_id]
+
+    def _market(self, market_id: str) -> Market:
+        if market_id not in self.markets:
+            raise RegistryError(f"unknown market id {market_id!r}; use an id from schedules/markets.yaml")
+        return self.markets[market_id]
+
+    def village_slots(self, village_id: str) -> list[SlotSpec]:
+        """The village's slots with its overrides applied, sorted by start time."""
+        return _village_slots(self.slots, self._village(village_id))
+
+    def is_blackout(self, village_id: str, day: date, slot: SlotName) -> bool:
+        """True if the village must stay silent in `slot` on `day`."""
+        village = self._village(village_id)
+        return any(
+            day in b.dates
+            and (village.id in b.village_ids or village.township_id in b.township_ids)
+            and (not b.slots or slot in b.slots)
+            for b in self.blackouts
+        )
+
+    def market_villages(self, market_id: str) -> set[str]:
+        """Ids of the villages a market serves, its townships expanded."""
+        market = self._market(market_id)
+        return set(market.village_ids) | {
+            v.id for v in self.villages.values() if v.township_id in market.township_ids
+        }
+
+    def market_dates(self, market_id: str, start: date, end: date) -> list[date]:
+        """The market's days from `start` to `end`, both included."""
+        return self._market(market_id).rule.dates(start, end)
+
+    def market_villages_on(self, day: date) -> set[str]:
+        """Ids of the villages served by any market held on `day`."""
+        served: set[str] = set()
+        for market in self.markets.values():
+            if market.rule.matches(day):
+                served |= self.market_villages(market.id)
+        return served
+
+
+def _village_slots(slots: dict[SlotName, SlotSpec], village: Village) -> list[SlotSpec]:
+    specs = [
+        spec.model_copy(update={"start": village.slot_overrides[name]}) if name in village.slot_overrides else spec
+        for name, spec in slots.items()
+    ]
+    return sorted(specs, key=lambda s: (s.start, SLOT_NAMES.index(s.name)))
+
+
+def _slot_problems(specs: list[SlotSpec]) -> list[tuple[SlotName | None, str]]:
+    """Ordering and overlap problems of one day's slots (given sorted by start), keyed by slot name."""
+    found: list[tuple[SlotName | None, str]] = []
+    names = [s.name for s in specs]
+    if names != sorted(names, key=SLOT_NAMES.index):
+        times = ", ".join(f"{s.name} {s.start:%H:%M}" for s in sorted(specs, key=lambda s: SLOT_NAMES.index(s.name)))
+        found.append((None, f"the morning slot must start before the evening slot ({times}); fix the times"))
+    for a, b in zip(specs, specs[1:]):
+        if a.end_minute > b.start.hour * 60 + b.start.minute:
+            found.append((a.name, f"{a.start:%H:%M} + {a.max_minutes} min runs into the {b.name} slot at "
+                          f"{b.start:%H:%M}; start earlier or lower max_minutes in slots.yaml"))
+    if specs and specs[-1].end_minute > 24 * 60:
+        last = specs[-1]
+        found.append((last.name, f"{last.start:%H:%M} + {last.max_minutes} min runs past midnight; start earlier"))
+    return found
+
+
+def _unique(entries: list[Entry], path: Path, problems: Problems) -> dict[str, Any]:
+    seen: dict[str, Entry] = {}
+    for e in entries:
+        if e.item.id in seen:
+            problems.add(path, e.line, e.label, f"id repeats the one on line {seen[e.item.id].line}; "
+                         "give each a unique id")
+        else:
+            seen[e.item.id] = e
+    return {k: e.item for k, e in seen.items()}
+
+
+def _refs(ids: Iterable[str], known: list[str] | None, kind: str, path: Path, e: Entry, key: str,
+          problems: Problems) -> None:
+    """Report ids not in `known`; known is None when county.yaml could not be read."""
+    for ref in ids if known is not None else []:
+        if ref not in known:
+            choices = list(dict.fromkeys(known))
+            sample = ", ".join(choices[:5]) + (", ..." if len(choices) > 5 else "")
+            problems.add(path, e.line, f"{e.label}.{key}",
+                         f"unknown {kind} id {ref!r}; use one of {sample} (see county.yaml)")
+
+
+def _load_slots(doc: YamlMap | None, path: Path, problems: Problems) -> dict[SlotName, SlotSpec]:
+    if doc is None or not isinstance(doc.get("slots"), dict):
+        if doc is not None and "slots" in doc:
+            problems.add(path, doc.line, "slots", "must map morning: and evening: to start and max_minutes")
+        return {}
+    raw = doc["slots"]
+    slots: dict[SlotName, SlotSpec] = {}
+    for name in raw:
+        if name not in SLOT_NAMES:
+            problems.add(path, raw.line, f"slots.{name}", "unknown slot; only morning and evening")
+    for name in SLOT_NAMES:
+        if name not in raw:
+            problems.add(path, raw.line, f"slots.{name}", "is missing; add its start and max_minutes")
+            continue
+        entry = raw[name]
+        spec = validate_entry(SlotSpec, entry, path, getattr(entry, "line", raw.line), f"slots.{name}", problems,
+                         name=name)
+        if spec is not None:
+            slots[name] = spec
+    if len(slots) == len(SLOT_NAMES):
+        for name, what in _slot_problems(sorted(slots.values(), key=lambda s: s.start)):
+            problems.add(path, getattr(raw.get(name), "line", raw.line), f"slots.{name}" if name else "slots", what)
+    return slots
+
+
+def load_registry(schedules_dir: Path) -> Registry:
+    """Load and validate county.yaml, markets.yaml and slots.yaml from `schedules_dir`.
+
+    Raises RegistryError listing every problem found, one per line, each naming
+    the file (and line), the key or id, and how to fix it.
+    """
+    problems = Problems()
+    county_path, markets_path, slots_path = (Path(schedules_dir) / name for name in FILES)
+    county_doc = read_yaml(county_path, problems)
+    markets_doc = read_yaml(markets_path, problems)
+    slots_doc = read_yaml(slots_path, problems)
+
+    county = ""
+    known_townships: list[str] | None = None
+    known_villages: list[str] | None = None
+    if county_doc is not None:
+        check_keys(county_doc, county_path, ("county", "townships", "villages"), (), problems)
+        county = county_doc.get("county") or ""
+        if "county" in county_doc and (not isinstance(county, str) or not county.strip()):
+            problems.add(county_path, county_doc.line, "county", "must be the county's name, e.g. 青禾县")
+        for key in ("townships", "villages"):
+            if key in county_doc and not county_doc[key]:
+                problems.add(county_path, county_doc.line, key, f"is empty; add at least one of the county's {key}")
+        known_townships, known_villages = declared_ids(county_doc, "townships"), declared_ids(county_doc, "villages")
+    townships = _unique(validate_items(county_doc, "townships", Township, county_path, problems), county_path, problems)
+    village_entries = validate_items(county_doc, "villages", Village, county_path, problems)
+    villages = _unique(village_entries, county_path, problems)
+    for e in village_entries:
+        _refs([e.item.township_id], known_townships, "township", county_path, e, "township", problems)
+
+    if slots_doc is not None:
+        check_keys(slots_doc, slots_path, ("slots",), ("blackouts",), problems)
+    slots = _load_slots(slots_doc, slots_path, problems)
+    if len(slots) == len(SLOT_NAMES):
+        county_wide = _slot_problems(sorted(slots.values(), key=lambda s: s.start))
+        for e in village_entries:  # only what a village's own start times cause; slots.yaml reports the rest
+            for name, what in _slot_problems(_village_slots(slots, e.item)):
+                if (name, what) not in county_wide:
+                    problems.add(county_path, e.line, f"{e.label}.slots" + (f".{name}" if name else ""), what)
+    blackout_entries = validate_items(slots_doc, "blackouts", Blackout, slots_path, problems)
+    for e in blackout_entries:
+        _refs(e.item.township_ids, known_townships, "township", slots_path, e, "townships", problems)
+        _refs(e.item.village_ids, known_villages, "village", slots_path, e, "villages", problems)
+
+    if markets_doc is not None:
+        check_keys(markets_doc, markets_path, ("markets",), (), problems)
+    market_entries = validate_items(markets_doc, "markets", Market, markets_path, problems)
+    markets = _unique(market_entries, markets_path, problems)
+    for e in market_entries:
+        _refs(e.item.township_ids, known_townships, "township", markets_path, e, "townships", problems)
+        _refs(e.item.village_ids, known_villages, "village", markets_path, e, "villages", problems)
+
+    if problems:
+        head = f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the county registry ({schedules_dir}):"
+        raise RegistryError("\n  ".join([head, *problems.lines()]))
+    return Registry(county=county, townships=townships, villages=villages, markets=markets,
+                    slots=slots, blackouts=[e.item for e in blackout_entries])

@@ -1,0 +1,249 @@
+"""Render approved scripts into mastered MP3 clips, behind a content-addressed cache.
+
+A clip's cache key hashes everything that changes its sound or tags: the spoken text
+(after normalisation and lexicon), engine, voice, prosody, clip layout and the
+mastering profile. An unchanged library re-renders without synthesising.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from outreach.audio import layout_clip, load_segment, master_to_mp3
+from outreach.config import Config
+from outreach.errors import DeliveryError, OutreachError, ScriptError
+from outreach.files import write_text_atomic
+from outreach.scripts import Script
+from outreach.textnorm import Lexicon, load_lexicon, normalize
+from outreach.tts import Synthesizer, get_synthesizer
+from outreach.tts.voices import engine_of_voice
+
+# Bump when clip layout or mastering code changes, so old clips are redone.
+RENDER_VERSION = "2"
+# Spoken Mandarin runs at about 4 characters a second; used before a clip exists.
+CHARS_PER_SECOND = 4.0
+CHIME_S = 1.45
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    """What one script's clip will be, decided before any audio is made."""
+
+    script: Script
+    spoken: str
+    engine: str
+    voice: str
+    key: str
+    path: Path
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path.with_suffix(".json")
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    """A rendered (or cached) clip and its measurements."""
+
+    script_id: str
+    path: str
+    engine: str
+    lufs: float
+    true_peak_db: float
+    duration_s: float
+    cached: bool
+
+
+@dataclass
+class RenderReport:
+    """Every clip rendered or reused, and every failure with its reason."""
+
+    results: list[ClipResult]
+    failures: list[tuple[str, str]]
+
+
+def engine_for(config: Config, script: Script, override: str | None = None) -> str:
+    """The --engine override wins, then the script's own engine, then the config."""
+    return override or script.engine or config.render.engine
+
+
+def voice_for(config: Config, script: Script, engine: str) -> str:
+    """The script's voice if the engine offers it, else the engine's default voice."""
+    if script.voice and engine_of_voice(script.voice) == engine:
+        return script.voice
+    return config.render.edge_voice if engine == "edge" else config.render.offline_voice
+
+
+def _cache_key(config: Config, script: Script, spoken: str, engine: str, voice: str) -> str:
+    r = config.render
+    prosody = r.edge.model_dump(include={"rate", "volume", "pitch"}) if engine == "edge" else {"wpm": r.offline_rate_wpm}
+    material = {
+        "version": RENDER_VERSION, "spoken": spoken, "tags": [script.title, script.topic], "engine": engine, "voice": voice, "prosody": prosody,
+        "repeat": script.repeat, "chime": r.chime, "pause_s": r.pause_s, "profile": config.profile.model_dump(),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def plan_clip(config: Config, script: Script, lexicon: Lexicon, engine_override: str | None = None) -> ClipJob:
+    """Decide the spoken text, engine, voice, cache key and file name of a clip."""
+    spoken = normalize(script.text, lexicon)
+    engine = engine_for(config, script, engine_override)
+    voice = voice_for(config, script, engine)
+    key = _cache_key(config, script, spoken, engine, voice)
+    return ClipJob(script, spoken, engine, voice, key, config.clips_dir / f"{script.id}-{key[:12]}.mp3")
+
+
+def cached_result(job: ClipJob) -> ClipResult | None:
+    """The clip from an earlier render with the same key, if it is complete.
+
+    A clip that edge-tts could not make (and the offline engine made instead)
+    is not reused when edge is asked for: the next run tries edge again.
+    """
+    try:
+        meta = json.loads(job.meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if meta.get("key") != job.key or not job.path.is_file() or job.path.stat().st_size != meta.get("size"):
+        return None
+    if meta["engine"] != job.engine:
+        return None
+    return ClipResult(job.script.id, str(job.path), meta["engine"], meta["lufs"], meta["true_peak_db"],
+                      meta["duration_s"], cached=True)
+
+
+def render_clip(job: ClipJob, config: Config, synthesizer: Synthesizer) -> ClipResult:
+    """Synthesise, lay out and master one clip; write the MP3 and its sidecar atomically."""
+    script, profile = job.script, config.profile
+    with tempfile.TemporaryDirectory(prefix="outreach-tts-") as tmp:
+        speech = synthesizer.synthesize(job.spoken, job.voice, Path(tmp) / "speech")
+        segment = load_segment(speech.path, speech.fmt, profile.sample_rate)
+    clip = layout_clip(segment, repeat=script.repeat, pause_s=config.render.pause_s, with_chime=config.render.chime)
+    tags = {"title": script.title, "topic": script.topic, "script_id": script.id, "engine": speech.engine,
+            "voice": speech.voice}
+    loud = master_to_mp3(clip, job.path, profile, tags=tags)
+    meta = {"key": job.key, "script_id": script.id, "engine": speech.engine, "voice": speech.voice,
+            "requested_engine": job.engine, "spoken": job.spoken, "size": job.path.stat().st_size,
+            "sha256": _sha256(job.path), **asdict(loud)}
+    write_text_atomic(job.meta_path, json.dumps(meta, ensure_ascii=False, indent=1))
+    _remove_stale(job)
+    return ClipResult(script.id, str(job.path), speech.engine, loud.lufs, loud.true_peak_db, loud.duration_s,
+                      cached=False)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _remove_stale(job: ClipJob) -> None:
+    """Delete this script's clips of older keys (the library keeps one per script)."""
+    own = re.compile(re.escape(job.script.id) + r"-[0-9a-f]{12}\.(mp3|json)")
+    for old in job.path.parent.glob(f"{job.script.id}-*"):
+        if own.fullmatch(old.name) and old.stem != job.path.stem:
+            old.unlink(missing_ok=True)
+
+
+def render_library(config: Config, scripts: list[Script], *, engine_override: str | None = None,
+                   force: bool = False, progress: bool = False) -> RenderReport:
+    """Render every approved script; finish the batch, then report the failures.
+
+    Draft scripts are skipped: only approved scripts are rendered for air.
+    """
+    lexicon = load_lexicon(config.lexicon_path)
+    report = RenderReport(results=[], failures=[])
+    synthesizers: dict[str, Synthesizer] = {}
+    approved = [s for s in scripts if s.approved]
+    bar = tqdm(approved, desc="render", unit="clip", file=sys.stderr, disable=not progress)
+    for script in bar:
+        bar.set_postfix_str(script.id)
+        try:
+            job = plan_clip(config, script, lexicon, engine_override)
+            hit = None if force else cached_result(job)
+            if hit is None:
+                if job.engine not in synthesizers:
+                    synthesizers[job.engine] = get_synthesizer(job.engine, config.render)
+                hit = render_clip(job, config, synthesizers[job.engine])
+            report.results.append(hit)
+        except OutreachError as exc:
+            report.failures.append((script.id, f"{script.path}: {exc}"))
+    return report
+
+
+def require_approved(scripts: list[Script], ids: list[str]) -> list[Script]:
+    """The scripts named by `ids`; an unknown or draft id is an error with the fix."""
+    by_id = {s.id: s for s in scripts}
+    chosen = []
+    for script_id in ids:
+        script = by_id.get(script_id)
+        if script is None:
+            raise ScriptError(f"no script with id '{script_id}' in audio_scripts/; check the id")
+        if not script.approved:
+            raise ScriptError(f"{script.path}: script '{script_id}' is a draft; approve it with "
+                              f"`outreach scripts approve {script_id} --by NAME` before rendering for air")
+        chosen.append(script)
+    return chosen
+
+
+def estimate_duration(config: Config, script: Script) -> float:
+    """Seconds a clip will last, from its text length, before it is rendered."""
+    speech = len(script.text) / CHARS_PER_SECOND
+    return (CHIME_S if config.render.chime else 0.0) + script.repeat * speech + (script.repeat - 1) * config.render.pause_s
+
+
+def clip_durations(config: Config, scripts: list[Script]) -> dict[str, float]:
+    """Seconds per approved script clip: measured if rendered, else estimated."""
+    lexicon = load_lexicon(config.lexicon_path)
+    out: dict[str, float] = {}
+    for script in scripts:
+        if not script.approved:
+            continue
+        hit = cached_result(plan_clip(config, script, lexicon))
+        out[script.id] = hit.duration_s if hit else estimate_duration(config, script)
+    return out
+
+
+def clip_paths(config: Config, scripts: list[Script]) -> dict[str, Path]:
+    """The rendered clip file of each approved script; missing ones are left out."""
+    lexicon = load_lexicon(config.lexicon_path)
+    out: dict[str, Path] = {}
+    for script in scripts:
+        if script.approved and (hit := cached_result(plan_clip(config, script, lexicon))):
+            out[script.id] = Path(hit.path)
+    return out
+
+
+def _current_meta(config: Config, script: Script) -> tuple[ClipJob, dict | None]:
+    job = plan_clip(config, script, load_lexicon(config.lexicon_path))
+    try:
+        meta = json.loads(job.meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None
+    return job, meta if meta and meta.get("key") == job.key else None
+
+
+def verified_clip(config: Config, script: Script) -> Path:
+    """The rendered clip of `script`, checked against its recorded checksum.
+
+    Raises DeliveryError if the clip was never rendered, is missing, or its
+    bytes changed since rendering (a corrupt file is never aired).
+    """
+    job, meta = _current_meta(config, script)
+    if meta is None or not job.path.is_file():
+        raise DeliveryError(f"{job.path}: clip of '{script.id}' is not rendered; run `outreach render`")
+    if job.path.stat().st_size != meta.get("size") or _sha256(job.path) != meta.get("sha256"):
+        raise DeliveryError(f"{job.path}: clip of '{script.id}' is corrupt (checksum differs); "
+                            "run `outreach render --force`")
+    return job.path
+
+
+def clip_engine(config: Config, script: Script) -> str | None:
+    """The engine that really produced the current clip of `script`, if rendered."""
+    _job, meta = _current_meta(config, script)
+    return meta.get("engine") if meta else None

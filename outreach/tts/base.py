@@ -1,0 +1,102 @@
+"""The engine-neutral TTS interface: the Synthesizer protocol, its result, and shared checks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from outreach.errors import SynthesisFailed, UnknownVoice
+from outreach.tts.voices import voices_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SynthesisResult:
+    """One audio file an engine wrote.
+
+    `fmt` is the container to pass to `ffmpeg -f` ("wav" or "mp3"); `engine`
+    is the engine that really produced the audio, which differs from the one
+    asked for when a fallback stepped in.
+    """
+
+    path: Path
+    fmt: str
+    engine: str
+    voice: str
+
+
+@runtime_checkable
+class Synthesizer(Protocol):
+    """A TTS engine: turns text into one audio file."""
+
+    name: str
+
+    def synthesize(self, text: str, voice: str | None, out_base: Path) -> SynthesisResult:
+        """Write `out_base` with the engine's suffix (".wav"/".mp3"); `voice` None is the engine default.
+
+        Raises:
+            UnknownVoice: the engine does not offer `voice`.
+            SynthesisFailed: no audio could be produced.
+            OutputError: the audio file could not be written.
+        """
+        ...
+
+
+def require_text(text: str, engine: str) -> str:
+    """Return `text` stripped; raise SynthesisFailed if nothing is left to speak.
+
+    Raises:
+        SynthesisFailed: `text` is empty or only whitespace.
+    """
+    stripped = text.strip() if isinstance(text, str) else ""
+    if not stripped:
+        raise SynthesisFailed(f"{engine}: the text is empty; give the script some words to speak")
+    return stripped
+
+
+def check_voice(engine: str, voice: str, extra_ok: Callable[[str], bool] | None = None) -> str:
+    """Return `voice` if `engine` offers it (per the catalogue, or `extra_ok`).
+
+    Raises:
+        UnknownVoice: naming the voice, the engine and the valid voices.
+    """
+    names = [v.name for v in voices_for(engine)]
+    if voice in names or (extra_ok is not None and extra_ok(voice)):
+        return voice
+    raise UnknownVoice(
+        f"voice '{voice}' is not offered by the {engine} engine; choose one of: {', '.join(names)}"
+    )
+
+
+class FallbackSynthesizer:
+    """Try `primary`; if it fails (not for an unknown voice), speak with `fallback`'s default voice."""
+
+    def __init__(self, primary: Synthesizer, fallback: Synthesizer) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.name = primary.name
+
+    def synthesize(self, text: str, voice: str | None, out_base: Path) -> SynthesisResult:
+        """Synthesize with the primary engine, or with the fallback engine when it fails.
+
+        The result's `engine` names the engine that really spoke.
+
+        Raises:
+            UnknownVoice: the primary engine does not offer `voice` (a config mistake, not an outage).
+            SynthesisFailed: both engines failed.
+            OutputError: the audio file could not be written.
+        """
+        try:
+            return self.primary.synthesize(text, voice, out_base)
+        except UnknownVoice:
+            raise
+        except SynthesisFailed as exc:
+            log.warning("%s failed (%s); falling back to the %s engine", self.primary.name, exc, self.fallback.name)
+            try:
+                return self.fallback.synthesize(text, None, out_base)
+            except SynthesisFailed as again:
+                raise SynthesisFailed(f"{exc}; the {self.fallback.name} fallback failed too: {again}") from again

@@ -1,0 +1,192 @@
+"""The online engine: Microsoft Edge read-aloud voices through edge-tts, with retries and chunking."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import math
+import re
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import edge_tts
+from edge_tts.exceptions import EdgeTTSException, NoAudioReceived
+
+from outreach.config import RenderSettings
+from outreach.errors import SynthesisFailed
+from outreach.files import write_bytes_atomic
+from outreach.tts.base import SynthesisResult, check_voice, require_text
+
+ENGINE = "edge"
+MAX_CHUNK_CHARS = 300
+
+log = logging.getLogger(__name__)
+
+# A sentence ends at one of these marks, plus any closing quotes or brackets after it.
+_SENTENCE = re.compile(r"[^。！？；!?;\n]*(?:[。！？；!?;\n]+[”’」』）)\"']*|$)")
+_CLAUSE = re.compile(r"[^，,、]*(?:[，,、]+|$)")
+
+T = TypeVar("T")
+
+
+class _Truncated(Exception):
+    """The service closed the stream before its turn.end message."""
+
+
+def _pack(pieces: list[str], max_chars: int) -> list[str]:
+    """Greedily join consecutive pieces into chunks of at most `max_chars`."""
+    chunks: list[str] = []
+    current = ""
+    for piece in pieces:
+        if current and len(current) + len(piece) > max_chars:
+            chunks.append(current)
+            current = ""
+        current += piece
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def split_text(text: str, max_chars: int = MAX_CHUNK_CHARS) -> list[str]:
+    """Split `text` into chunks of at most `max_chars`, at sentence ends where possible.
+
+    A sentence longer than `max_chars` is split at commas (，,、), and a clause
+    still too long is cut hard. Chunks with nothing speakable (only punctuation
+    or spaces) are dropped, because the service answers those with no audio.
+
+    Raises:
+        ValueError: `max_chars` is not positive.
+    """
+    if max_chars <= 0:
+        raise ValueError("max_chars must be positive")
+    pieces: list[str] = []
+    for sentence in filter(None, _SENTENCE.findall(text)):
+        if len(sentence) <= max_chars:
+            pieces.append(sentence)
+            continue
+        for clause in filter(None, _CLAUSE.findall(sentence)):
+            pieces.extend(clause[i:i + max_chars] for i in range(0, len(clause), max_chars))
+    chunks = (chunk.strip() for chunk in _pack(pieces, max_chars))
+    return [chunk for chunk in chunks if any(ch.isalnum() for ch in chunk)]
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` to completion from sync code, even if this thread already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Called from async code (e.g. a web handler): asyncio.run would refuse, so use a worker thread.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+class EdgeSynthesizer:
+    """Neural Mandarin voices from the Edge read-aloud service; writes MP3 (24 kHz mono)."""
+
+    name = ENGINE
+
+    def __init__(self, settings: RenderSettings, *, max_chunk_chars: int = MAX_CHUNK_CHARS) -> None:
+        self.settings = settings
+        self.max_chunk_chars = max_chunk_chars
+
+    def synthesize(self, text: str, voice: str | None, out_base: Path) -> SynthesisResult:
+        """Speak `text` into `out_base`.mp3; `voice` None means settings.edge_voice.
+
+        Long text is sent as several requests whose MP3 streams are joined.
+
+        Raises:
+            UnknownVoice: `voice` is not in the edge voice catalogue.
+            SynthesisFailed: the text is empty, or the service failed after all retries.
+            OutputError: the MP3 file cannot be written.
+        """
+        voice = check_voice(ENGINE, voice or self.settings.edge_voice)
+        chunks = split_text(require_text(text, ENGINE), self.max_chunk_chars)
+        if not chunks:
+            raise SynthesisFailed(f"{ENGINE}: the text has nothing to speak (only punctuation); add some words")
+        audio = _run(self._synthesize_chunks(chunks, voice))
+        target = Path(out_base).with_suffix(".mp3")
+        write_bytes_atomic(target, audio)
+        return SynthesisResult(path=target, fmt="mp3", engine=ENGINE, voice=voice)
+
+    async def _synthesize_chunks(self, chunks: list[str], voice: str) -> bytes:
+        parts = []
+        for index, chunk in enumerate(chunks, 1):
+            parts.append(await self._with_retries(chunk, voice, f"chunk {index}/{len(chunks)}"))
+        return b"".join(parts)
+
+    async def _with_retries(self, chunk: str, voice: str, label: str) -> bytes:
+        """Synthesize one chunk, retrying network failures with exponential back-off.
+
+        Raises:
+            SynthesisFailed: every attempt failed (network, timeout, truncated or empty stream).
+        """
+        edge = self.settings.edge
+        attempts = edge.retries  # config counts attempts in all (at least 1)
+        for attempt in range(1, attempts + 1):
+            communicate = self._communicate(chunk, voice)
+            # NoAudioReceived is retried too: the service sends it intermittently under load
+            # (rany2/edge-tts#140: "a retry gets it to work"). ValueError/KeyError come from
+            # a garbled metadata frame (bad JSON, missing keys).
+            try:
+                return await self._stream_once(communicate)
+            except (aiohttp.ClientError, EdgeTTSException, TimeoutError, OSError, _Truncated,
+                    ValueError, KeyError) as exc:
+                reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                if attempt == attempts:
+                    hint = ("check the voice and that the text has words" if isinstance(exc, NoAudioReceived)
+                            else "check the network or use the offline engine")
+                    raise SynthesisFailed(
+                        f"{ENGINE}: {label} failed after {attempts} attempt(s) with voice '{voice}' ({reason}); {hint}"
+                    ) from exc
+                delay = edge.backoff_s * 2 ** (attempt - 1)
+                log.warning("edge-tts %s attempt %d/%d failed (%s); retrying in %.2f s",
+                            label, attempt, attempts, reason, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _communicate(self, chunk: str, voice: str) -> edge_tts.Communicate:
+        """A fresh edge-tts request for one chunk (each can be streamed only once).
+
+        Raises:
+            SynthesisFailed: edge-tts rejects the prosody settings.
+        """
+        edge = self.settings.edge
+        whole_seconds = max(1, math.ceil(edge.timeout_s))  # edge-tts insists on int timeouts
+        try:
+            return edge_tts.Communicate(
+                chunk, voice, rate=edge.rate, volume=edge.volume, pitch=edge.pitch,
+                connect_timeout=whole_seconds, receive_timeout=whole_seconds,
+            )
+        except (TypeError, ValueError) as exc:
+            raise SynthesisFailed(f"{ENGINE}: edge-tts rejected the settings ({exc}); fix render.edge in outreach.toml") from exc
+
+    async def _stream_once(self, communicate: edge_tts.Communicate) -> bytes:
+        """Stream one request; the audio is kept in memory, never written half-done.
+
+        Raises:
+            EdgeTTSException (NoAudioReceived...), aiohttp.ClientError, TimeoutError, _Truncated.
+        """
+        timeout_s = self.settings.edge.timeout_s
+        audio = bytearray()
+        stream = communicate.stream()
+        try:
+            while True:
+                # edge-tts's receive_timeout (aiohttp sock_read) does not reliably cover reads
+                # after the WebSocket handshake, so a stalled service would hang a batch render.
+                try:
+                    message = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                if message["type"] == "audio":
+                    audio += message["data"]
+        finally:
+            await stream.aclose()
+        # edge-tts 7.3.1 ends quietly when the socket closes mid-stream; it only books the
+        # chunk's bytes into cumulative_audio_bytes on turn.end, so a mismatch means truncation.
+        if communicate.state["cumulative_audio_bytes"] != len(audio):
+            raise _Truncated(f"stream closed before turn.end after {len(audio)} bytes")
+        return bytes(audio)

@@ -1,0 +1,178 @@
+"""The offline engine: libespeak-ng (bundled by espeakng-loader) driven through ctypes."""
+
+from __future__ import annotations
+
+import array
+import ctypes
+import sys
+import threading
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+from outreach.config import RenderSettings
+from outreach.errors import OutputError, SynthesisFailed
+from outreach.files import atomic_path, describe_os_error
+from outreach.tts.base import SynthesisResult, check_voice, require_text
+
+ENGINE = "offline"
+
+# espeak-ng's speak_lib.h constants.
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_PARAM_RATE = 1
+_EE_OK = 0
+
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+
+@dataclass
+class _Espeak:
+    """The loaded library and its process-wide state (espeak-ng is one global engine)."""
+
+    lib: ctypes.CDLL
+    sample_rate: int
+    data_path: Path
+    sink: array.array | None = None
+
+
+_LOCK = threading.Lock()
+_ENGINE: _Espeak | None = None
+
+
+def _on_samples(wav: ctypes._Pointer, n_samples: int, _events: ctypes.c_void_p) -> int:
+    """espeak-ng hands each block of 16-bit samples here; 0 means carry on."""
+    engine = _ENGINE
+    if engine is not None and engine.sink is not None and wav and n_samples > 0:
+        engine.sink.frombytes(ctypes.string_at(wav, n_samples * 2))
+    return 0
+
+
+# Module-level so the ctypes thunk outlives every call the library makes into it.
+_CALLBACK = _SynthCallback(_on_samples)
+
+
+def _load() -> _Espeak:
+    """Load and initialise libespeak-ng once per process. Call with _LOCK held.
+
+    Raises:
+        SynthesisFailed: the library or its data cannot be loaded.
+    """
+    global _ENGINE
+    if _ENGINE is not None:
+        return _ENGINE
+    try:
+        import espeakng_loader
+
+        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        data_path = espeakng_loader.get_data_path()
+    except (ImportError, OSError, RuntimeError) as exc:
+        raise SynthesisFailed(f"offline: cannot load libespeak-ng ({exc}); reinstall espeakng-loader") from exc
+    lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    lib.espeak_Initialize.restype = ctypes.c_int
+    lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
+    lib.espeak_SetSynthCallback.restype = None
+    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    lib.espeak_SetVoiceByName.restype = ctypes.c_int
+    lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib.espeak_SetParameter.restype = ctypes.c_int
+    lib.espeak_Synth.argtypes = [
+        ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+        ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+    ]
+    lib.espeak_Synth.restype = ctypes.c_int
+    lib.espeak_Synchronize.argtypes = []
+    lib.espeak_Synchronize.restype = ctypes.c_int
+    sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(sys.getfilesystemencoding()), 0)
+    if sample_rate <= 0:
+        raise SynthesisFailed(f"offline: libespeak-ng failed to initialise with data at {data_path}")
+    lib.espeak_SetSynthCallback(_CALLBACK)
+    _ENGINE = _Espeak(lib=lib, sample_rate=sample_rate, data_path=Path(data_path))
+    return _ENGINE
+
+
+def _is_variant_of_known_voice(voice: str) -> bool:
+    """True for `base+variant` where base is an offline voice and the variant ships with espeak-ng."""
+    base, plus, variant = voice.partition("+")
+    if not plus or not variant or "/" in variant or variant.startswith("."):
+        return False
+    try:
+        check_voice(ENGINE, base)
+        import espeakng_loader
+
+        return (Path(espeakng_loader.get_data_path()) / "voices" / "!v" / variant).is_file()
+    except (SynthesisFailed, RuntimeError, ImportError):
+        return False
+
+
+def render_samples(text: str, voice: str, rate_wpm: int) -> tuple[array.array, int]:
+    """Speak `text` with espeak-ng; return mono 16-bit samples and the sample rate.
+
+    Raises:
+        SynthesisFailed: the library rejects the voice or the text, or produces no audio.
+    """
+    data = text.encode("utf-8")
+    with _LOCK:
+        engine = _load()
+        lib = engine.lib
+        if lib.espeak_SetVoiceByName(voice.encode("utf-8")) != _EE_OK:
+            raise SynthesisFailed(f"offline: espeak-ng has no voice '{voice}' in {engine.data_path}")
+        # The rate is set after the voice because selecting a voice resets it.
+        lib.espeak_SetParameter(_PARAM_RATE, rate_wpm, 0)
+        samples = array.array("h")
+        engine.sink = samples
+        try:
+            status = lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+            lib.espeak_Synchronize()
+        finally:
+            engine.sink = None
+        sample_rate = engine.sample_rate
+    if status != _EE_OK:
+        raise SynthesisFailed(f"offline: espeak-ng could not speak the text (error {status})")
+    if not samples or not any(samples):
+        raise SynthesisFailed(f"offline: espeak-ng produced no audio for {text[:30]!r}; check the text has words")
+    if sys.byteorder == "big":
+        samples.byteswap()  # WAV is little-endian.
+    return samples, sample_rate
+
+
+def write_wav(target: Path, samples: array.array, sample_rate: int) -> None:
+    """Write mono 16-bit `samples` to `target` atomically.
+
+    Raises:
+        OutputError: the file or its folder cannot be written.
+    """
+    with atomic_path(target) as tmp:
+        try:
+            with wave.open(str(tmp), "wb") as out:
+                out.setnchannels(1)
+                out.setsampwidth(2)
+                out.setframerate(sample_rate)
+                out.writeframes(samples.tobytes())
+        except OSError as exc:
+            raise OutputError(describe_os_error(target, exc)) from exc
+
+
+class OfflineSynthesizer:
+    """Mandarin speech from espeak-ng, with no network; writes WAV."""
+
+    name = ENGINE
+
+    def __init__(self, settings: RenderSettings) -> None:
+        self.settings = settings
+
+    def synthesize(self, text: str, voice: str | None, out_base: Path) -> SynthesisResult:
+        """Speak `text` into `out_base`.wav; `voice` None means settings.offline_voice.
+
+        Raises:
+            UnknownVoice: `voice` is not an offline voice (nor a `base+variant` of one).
+            SynthesisFailed: the text is empty or espeak-ng produced no audio.
+            OutputError: the WAV file cannot be written.
+        """
+        voice = check_voice(ENGINE, voice or self.settings.offline_voice, _is_variant_of_known_voice)
+        spoken = require_text(text, ENGINE)
+        samples, sample_rate = render_samples(spoken, voice, self.settings.offline_rate_wpm)
+        target = Path(out_base).with_suffix(".wav")
+        write_wav(target, samples, sample_rate)
+        return SynthesisResult(path=target, fmt="wav", engine=ENGINE, voice=voice)

@@ -1,0 +1,262 @@
+"""Dashboard users (users.json, argon2 hashes), the session secret, CSRF tokens and the login rate limit."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import secrets
+import threading
+import unicodedata
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from outreach.errors import OutreachError
+from outreach.files import write_text_atomic
+
+__all__ = [
+    "Role", "User", "UserError", "UserStore", "LoginLimiter", "load_secret", "new_csrf_token", "csrf_ok",
+    "USERS_FILE", "SECRET_FILE", "MIN_PASSWORD_CHARS",
+]
+
+USERS_FILE = "users.json"
+SECRET_FILE = ".outreach-secret"
+MIN_PASSWORD_CHARS = 8
+MAX_PASSWORD_CHARS = 256
+MAX_NAME_CHARS = 64
+
+
+class UserError(OutreachError):
+    """A dashboard user name, role, password or users.json is invalid."""
+
+
+class Role(StrEnum):
+    """What a dashboard user may do: viewers read, editors also record and approve."""
+
+    VIEWER = "viewer"
+    EDITOR = "editor"
+
+
+@dataclass(frozen=True)
+class User:
+    """One dashboard account as stored in users.json."""
+
+    name: str
+    role: Role
+    password_hash: str
+    created: str = ""
+
+    @property
+    def can_edit(self) -> bool:
+        return self.role is Role.EDITOR
+
+
+def normalize_name(name: str) -> str:
+    """The stored form of a user name: NFC, surrounding spaces removed."""
+    return unicodedata.normalize("NFC", name).strip()
+
+
+def check_name(name: str) -> str:
+    """Validate and normalise a user name. Raises UserError saying what is wrong."""
+    name = normalize_name(name)
+    if not name:
+        raise UserError("the user name is empty; give a name such as wangxl or 王秀兰")
+    if len(name) > MAX_NAME_CHARS:
+        raise UserError(f"the user name has {len(name)} characters; use at most {MAX_NAME_CHARS}")
+    if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in name):
+        raise UserError(f"the user name {name!r} contains spaces or control characters; remove them")
+    return name
+
+
+def check_password(password: str) -> None:
+    """Raises UserError if `password` is too short or too long."""
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise UserError(f"the password has {len(password)} characters; use at least {MIN_PASSWORD_CHARS}")
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise UserError(f"the password is longer than {MAX_PASSWORD_CHARS} characters; use a shorter one")
+
+
+class UserStore:
+    """The users of one workspace, kept in `<workspace>/users.json` (mode 0600).
+
+    The file is re-read on every look-up, so a user removed or demoted with the
+    CLI loses access at their next request, without restarting the server.
+    """
+
+    def __init__(self, path: Path, hasher: PasswordHasher | None = None) -> None:
+        self.path = Path(path)
+        self.hasher = hasher or PasswordHasher()
+        self._lock = threading.Lock()
+        self._dummy: str | None = None
+
+    @property
+    def _dummy_hash(self) -> str:
+        # Verified against when the user does not exist, so a wrong name costs
+        # as much time as a wrong password and names cannot be probed.
+        if self._dummy is None:
+            self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
+        return self._dummy
+
+    def _read(self) -> list[User]:
+        try:
+            raw = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise UserError(f"{self.path}: cannot read ({exc.strerror}); check its permissions") from exc
+        try:
+            data = json.loads(raw)
+            return [User(name=u["name"], role=Role(u["role"]), password_hash=u["hash"], created=u.get("created", ""))
+                    for u in data["users"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(
+                f"{self.path}: not a valid users file ({exc}); fix it or delete it and add users again "
+                "with `outreach user add`") from exc
+
+    def _write(self, users: list[User]) -> None:
+        data = {"users": [{"name": u.name, "role": str(u.role), "hash": u.password_hash, "created": u.created}
+                          for u in users]}
+        write_text_atomic(self.path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+        os.chmod(self.path, 0o600)
+
+    def users(self) -> list[User]:
+        """Every user, in the order they were added."""
+        return self._read()
+
+    def get(self, name: str) -> User | None:
+        """The user called `name`, or None."""
+        name = normalize_name(name)
+        return next((u for u in self._read() if u.name == name), None)
+
+    def add(self, name: str, role: str, password: str, *, now: datetime) -> User:
+        """Add a user with an argon2 hash of `password`.
+
+        Raises UserError for a bad name, role or password, or a name already taken.
+        """
+        name = check_name(name)
+        try:
+            role_ = Role(role)
+        except ValueError:
+            raise UserError(f"unknown role {role!r}; use viewer or editor") from None
+        check_password(password)
+        with self._lock:
+            users = self._read()
+            if any(u.name == name for u in users):
+                raise UserError(f"user {name!r} already exists in {self.path}; remove it first to replace it")
+            user = User(name, role_, self.hasher.hash(password), now.isoformat(timespec="seconds"))
+            self._write([*users, user])
+        return user
+
+    def remove(self, name: str) -> None:
+        """Delete a user. Raises UserError if there is no such user."""
+        name = normalize_name(name)
+        with self._lock:
+            users = self._read()
+            kept = [u for u in users if u.name != name]
+            if len(kept) == len(users):
+                raise UserError(f"no user {name!r} in {self.path}; run `outreach user list`")
+            self._write(kept)
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        """The user if `password` is theirs, else None; the work done is the same either way."""
+        user = self.get(name) if name else None
+        if len(password) > MAX_PASSWORD_CHARS:
+            password = password[:MAX_PASSWORD_CHARS + 1]  # still wrong; only bounds the hashing work
+        try:
+            self.hasher.verify(user.password_hash if user else self._dummy_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return None
+        return user
+
+
+def load_secret(workspace: Path) -> str:
+    """The session-signing secret in `<workspace>/.outreach-secret`, created (mode 0600) on first use."""
+    path = Path(workspace) / SECRET_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise UserError(f"{path}: cannot create the session secret ({exc.strerror}); "
+                        "make the workspace folder writable") from exc
+    else:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(secrets.token_urlsafe(48) + "\n")
+    try:
+        secret = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the session secret; delete the file and start again") from exc
+    if len(secret) < 32:
+        raise UserError(f"{path}: the session secret is too short; delete the file and start again")
+    return secret
+
+
+def new_csrf_token() -> str:
+    """A fresh random token for the session's forms."""
+    return secrets.token_urlsafe(32)
+
+
+def csrf_ok(session: dict[str, Any], submitted: str | None) -> bool:
+    """True when `submitted` equals the token stored in the session (constant-time)."""
+    expected = session.get("csrf")
+    if not isinstance(expected, str) or not expected or not submitted:
+        return False
+    return hmac.compare_digest(expected.encode(), submitted.encode())
+
+
+class LoginLimiter:
+    """At most `max_failures` failed logins per (user name, client address) in a sliding `window`."""
+
+    def __init__(self, *, max_failures: int = 5, window: timedelta = timedelta(minutes=5),
+                 max_keys: int = 10_000) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.max_keys = max_keys
+        self._failures: dict[tuple[str, str], deque[datetime]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(name: str, address: str) -> tuple[str, str]:
+        return normalize_name(name).casefold()[:MAX_NAME_CHARS * 2], address
+
+    def _prune(self, key: tuple[str, str], now: datetime) -> deque[datetime] | None:
+        times = self._failures.get(key)
+        if times is None:
+            return None
+        while times and now - times[0] >= self.window:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+            return None
+        return times
+
+    def retry_after(self, name: str, address: str, now: datetime) -> int:
+        """Seconds until this name and address may try again; 0 if they may now."""
+        with self._lock:
+            times = self._prune(self._key(name, address), now)
+            if times is None or len(times) < self.max_failures:
+                return 0
+            return max(1, int((times[0] + self.window - now).total_seconds()) + 1)
+
+    def failed(self, name: str, address: str, now: datetime) -> None:
+        """Count one failed login."""
+        key = self._key(name, address)
+        with self._lock:
+            if key not in self._failures and len(self._failures) >= self.max_keys:
+                for old in list(self._failures):
+                    self._prune(old, now)
+                if len(self._failures) >= self.max_keys:  # still full: forget the oldest key
+                    self._failures.pop(next(iter(self._failures)))
+            self._failures.setdefault(key, deque()).append(now)
+
+    def succeeded(self, name: str, address: str) -> None:
+        """Forget the failures of a name and address that just logged in."""
+        with self._lock:
+            self._failures.pop(self._key(name, address), None)

@@ -1,0 +1,24 @@
+"""Chinese labels for the closed sets the dashboard shows (statuses, slots, topics, roles)."""
+
+from __future__ import annotations
+
+STATUS = {
+    "planned": "待播",
+    "played": "已播",
+    "exported": "已导出",
+    "confirmed": "已确认",
+    "missed": "漏播",
+    "failed": "失败",
+}
+SLOT = {"morning": "早间", "evening": "晚间"}
+TOPIC = {"traffic": "交通安全", "anti_fraud": "反诈骗"}
+ROLE = {"viewer": "查看员", "editor": "编辑员"}
+SCRIPT_STATUS = {"draft": "草稿", "approved": "已批准"}
+SPEAKER = {"networked": "联网播放", "offline": "U盘离线"}
+WEEKDAY = "一二三四五六日"
+
+
+def label(table: dict[str, str], value: object) -> str:
+    """The Chinese label of `value`, or the value itself when it has none."""
+    key = str(getattr(value, "value", value))
+    return table.get(key, key)

@@ -1,0 +1,84 @@
+"""Query and form values checked with messages in Chinese that say how to fix them (400 pages)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+from outreach.web.app import bad_request
+
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}")
+MAX_TEXT = 200
+
+
+def _shown(text: str) -> str:
+    text = text if len(text) <= 40 else text[:40] + "…"
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def parse_day(text: str | None, label: str, default: date | None) -> date:
+    """A YYYY-MM-DD date; blank means `default` (required when default is None)."""
+    if text is None or not text.strip():
+        if default is None:
+            raise bad_request(f"「{label}」没有填写。", "请按 年-月-日 的格式填写，例如 2026-12-01。")
+        return default
+    cleaned = text.strip()
+    if _ISO.fullmatch(cleaned):
+        try:
+            return date.fromisoformat(cleaned)
+        except ValueError:
+            pass
+    raise bad_request(f"「{label}」填写的是「{_shown(text)}」，不是有效的日期。",
+                      "请按 年-月-日 的格式填写，例如 2026-12-01。")
+
+
+def parse_int(text: str | None, label: str, default: int | None, lo: int, hi: int, unit: str = "") -> int:
+    """A whole number from lo to hi; blank means `default` (required when default is None)."""
+    if text is None or not text.strip():
+        if default is None:
+            raise bad_request(f"「{label}」没有填写。", f"请填写 {lo} 到 {hi} 之间的整数{unit}。")
+        return default
+    cleaned = text.strip()
+    if not re.fullmatch(r"[+-]?\d{1,9}", cleaned):
+        raise bad_request(f"「{label}」填写的是「{_shown(text)}」，不是整数。",
+                          f"请填写 {lo} 到 {hi} 之间的整数{unit}，只写阿拉伯数字。")
+    value = int(cleaned)
+    if not lo <= value <= hi:
+        raise bad_request(f"「{label}」是 {value}{unit}，超出了范围。", f"请填写 {lo} 到 {hi} 之间的整数{unit}。")
+    return value
+
+
+def check_range(start: date, end: date, max_days: int, what: str = "日期范围") -> None:
+    """start..end must run forwards and span at most `max_days` days."""
+    if end < start:
+        raise bad_request(f"{what}的结束日期 {end} 早于开始日期 {start}，范围是空的。",
+                          "请把结束日期改成开始日期当天或之后。")
+    n = (end - start).days + 1
+    if n > max_days:
+        raise bad_request(f"{what} {start} 至 {end} 共 {n} 天，太长了。",
+                          f"一次最多查看 {max_days} 天，请缩短日期范围。")
+
+
+def parse_range(start_text: str | None, end_text: str | None, *, default_start: date, default_end: date,
+                max_days: int, what: str = "日期范围") -> tuple[date, date]:
+    """A checked (start, end) from two optional YYYY-MM-DD fields."""
+    start = parse_day(start_text, "开始日期", default_start)
+    end = parse_day(end_text, "结束日期", default_end)
+    check_range(start, end, max_days, what)
+    return start, end
+
+
+def days_back(today: date, days: int) -> date:
+    return today - timedelta(days=days - 1)
+
+
+def text_field(value: object, label: str, *, required: bool = False, max_len: int = MAX_TEXT) -> str:
+    """A single-line form text, stripped; too long or missing (when required) is a 400."""
+    text = value.strip() if isinstance(value, str) else ""
+    if required and not text:
+        raise bad_request(f"「{label}」没有填写。", f"请填写{label}。")
+    if len(text) > max_len:
+        raise bad_request(f"「{label}」有 {len(text)} 个字，太长了。", f"请控制在 {max_len} 个字以内。")
+    if any(not ch.isprintable() and ch not in "\n\r\t" for ch in text):
+        raise bad_request(f"「{label}」里有无法显示的控制字符。", "请删除后重新填写。")
+    return text

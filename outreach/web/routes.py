@@ -1,0 +1,365 @@
+"""The dashboard's pages and form actions: parse input, call web.data, render a zh-CN template."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import date, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from outreach.errors import RecordError
+from outreach.web import data
+from outreach.web.app import (
+    CSRF_FIELD, PageError, csrf_error, ctx_of, flash, not_found, password_stamp, post_form, redirect, render,
+    require_user, safe_next, session_user,
+)
+from outreach.web.auth import csrf_ok, new_csrf_token
+from outreach.web.labels import SLOT, TOPIC
+from outreach.web.params import check_range, days_back, parse_day, parse_int, parse_range, text_field
+
+log = logging.getLogger("outreach.web")
+router = APIRouter()
+
+PLAN_MAX_DAYS = 31
+HISTORY_MAX_DAYS = 366
+GAP_MAX_DAYS = 366
+MAX_COUNT = 100_000
+
+
+def _q(request: Request, name: str) -> str | None:
+    """A query parameter; a repeated one counts as its last value."""
+    values = request.query_params.getlist(name)
+    return values[-1] if values else None
+
+
+def _str(value: Any) -> str:
+    """A form value as text; a missing value or an uploaded file counts as empty."""
+    return value if isinstance(value, str) else ""
+
+
+# --- login ---------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request) -> Response:
+    target = safe_next(_q(request, "next"))
+    if session_user(request) is not None:
+        return redirect(target)
+    no_users = not ctx_of(request).users.users()
+    return render(request, "login.html", next=target, name="", error="", no_users=no_users)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    ctx = ctx_of(request)
+    form = await request.form()
+    token = form.get(CSRF_FIELD)
+    if not csrf_ok(request.session, token if isinstance(token, str) else None):
+        raise csrf_error()
+    name = form.get("name")
+    password = form.get("password")
+    name = name.strip()[:200] if isinstance(name, str) else ""
+    password = password if isinstance(password, str) else ""
+    target = safe_next(_str(form.get("next")))
+    address = request.client.host if request.client else "unknown"
+    now = ctx.now()
+    wait = ctx.limiter.retry_after(name, address, now)
+    if wait:
+        log.warning("login locked for %r from %s (%d s left)", name, address, wait)
+        minutes = (wait + 59) // 60
+        raise PageError(429, "登录尝试太多",
+                        f"账号「{name}」在这台电脑上连续登录失败 {ctx.limiter.max_failures} 次，已暂时锁定。",
+                        f"请 {minutes} 分钟后再试；忘记密码请联系管理员重设。",
+                        headers={"Retry-After": str(wait)})
+    user = await run_in_threadpool(ctx.users.authenticate, name, password) if name and password else None
+    if user is None:
+        ctx.limiter.failed(name, address, now)
+        return render(request, "login.html", status=401, next=target, name=name,
+                      error="用户名或密码不对，请重新输入。", no_users=False)
+    ctx.limiter.succeeded(name, address)
+    log.info("login: %s (%s) from %s", user.name, user.role, address)
+    # A new session on login: nothing from before (a planted token, say) carries over.
+    request.session.clear()
+    request.session.update({"user": user.name, "pw": password_stamp(user), "csrf": new_csrf_token()})
+    return redirect(target)
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    form = await request.form()
+    token = form.get(CSRF_FIELD)
+    if not csrf_ok(request.session, token if isinstance(token, str) else None):
+        raise csrf_error()
+    request.session.clear()
+    return redirect("/login")
+
+
+@router.get("/")
+def home(request: Request) -> Response:
+    require_user(request)
+    return redirect("/campaigns")
+
+
+# --- campaigns ------------------------------------------------------------------------
+
+
+@router.get("/campaigns", response_class=HTMLResponse)
+def campaigns_page(request: Request) -> Response:
+    user = require_user(request)
+    ctx = ctx_of(request)
+    today = ctx.today()
+    targets = data.campaign_targets(ctx.config)
+    summaries = [data.campaign_summary(ctx.engine, c, today, targets.by_campaign.get(c.id, set()))
+                 for c in data.campaigns(ctx.engine)]
+    return render(request, "campaigns.html", user=user, summaries=summaries, problem=targets.problem)
+
+
+@router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
+def campaign_page(request: Request, campaign_id: str) -> Response:
+    user = require_user(request)
+    ctx = ctx_of(request)
+    c = data.campaign(ctx.engine, campaign_id)
+    if c is None:
+        raise not_found("宣传活动", campaign_id, "请从「宣传活动」页面点进要看的活动。")
+    targets = data.campaign_targets(ctx.config)
+    summary = data.campaign_summary(ctx.engine, c, ctx.today(), targets.by_campaign.get(c.id, set()))
+    return render(request, "campaign.html", user=user, s=summary, problem=targets.problem)
+
+
+# --- villages -------------------------------------------------------------------------
+
+
+@router.get("/villages", response_class=HTMLResponse)
+def villages_page(request: Request) -> Response:
+    user = require_user(request)
+    ctx = ctx_of(request)
+    return render(request, "villages.html", user=user, villages=data.villages(ctx.engine),
+                  townships=data.townships(ctx.engine))
+
+
+@router.get("/villages/{village_id}", response_class=HTMLResponse)
+def village_page(request: Request, village_id: str) -> Response:
+    user = require_user(request)
+    ctx = ctx_of(request)
+    v = data.village(ctx.engine, village_id)
+    if v is None:
+        raise not_found("村庄", village_id, "请从「村庄」页面点进要看的村。")
+    today = ctx.today()
+    start, end = parse_range(_q(request, "from"), _q(request, "to"), default_start=days_back(today, 30),
+                             default_end=today + timedelta(days=6), max_days=HISTORY_MAX_DAYS, what="播出记录的日期范围")
+    history = data.village_history(ctx.engine, v.id, start, end)
+    towns = data.townships(ctx.engine)
+    names = {c.id: c.name for c in data.campaigns(ctx.engine)}
+    return render(request, "village.html", user=user, v=v, township=towns.get(v.township_id),
+                  history=history, start=start, end=end, campaign_names=names)
+
+
+@router.post("/villages/{village_id}/confirm")
+async def confirm(request: Request, village_id: str) -> Response:
+    user, form = await post_form(request, editor=True)
+    ctx = ctx_of(request)
+    v = await run_in_threadpool(data.village, ctx.engine, village_id)
+    if v is None:
+        raise not_found("村庄", village_id, "请从「村庄」页面点进要确认的村。")
+    day = parse_day(_str(form.get("date")), "播出日期", None)
+    slot = _str(form.get("slot"))
+    if slot not in SLOT:
+        raise PageError(400, "请求有误", f"时段「{slot[:20]}」不存在。", "时段只能是早间或晚间，请从村庄页面的按钮确认。")
+    changed = await run_in_threadpool(lambda: data.confirm_program(
+        ctx.engine, village_id=v.id, day=day, slot=slot, by=user.name, at=ctx.now()))
+    label = f"{v.name} {day} {SLOT[slot]}"
+    if changed:
+        flash(request, f"已确认：{label}的节目已播出（确认人：{user.name}）。")
+    else:
+        flash(request, f"没有确认：{label}的节目不是「已播」或「已导出」状态（可能已经确认过，或还没有播出）。", "error")
+    return redirect(f"/villages/{quote(v.id)}")
+
+
+# --- markets --------------------------------------------------------------------------
+
+
+def _market_page(request: Request, market_id: str, *, status: int = 200, form_error: str = "",
+                 form: dict[str, Any] | None = None) -> Response:
+    user = require_user(request)
+    ctx = ctx_of(request)
+    m = data.market(ctx.engine, market_id)
+    if m is None:
+        raise not_found("集市", market_id, "请从「集市」页面点进要看的集市。")
+    today = ctx.today()
+    start, end = parse_range(_q(request, "from"), _q(request, "to"), default_start=days_back(today, 90),
+                             default_end=today, max_days=HISTORY_MAX_DAYS, what="发放记录的日期范围")
+    rows = data.handouts(ctx.engine, m.id, start, end)
+    totals = data.market_totals(ctx.engine, start, end).get(m.id)
+    upcoming = data.market_days(ctx.config, m.id, today, today + timedelta(days=30))[:6]
+    values = form or {"date": today.isoformat(), "leaflets": "", "people": "", "topics": [],
+                      "staff": user.name, "note": ""}
+    return render(request, "market.html", status=status, user=user, m=m, rows=rows, totals=totals,
+                  start=start, end=end, upcoming=upcoming, villages=data.market_villages(ctx.engine, m.id),
+                  form=values, form_error=form_error, topics=TOPIC)
+
+
+@router.get("/markets", response_class=HTMLResponse)
+def markets_page(request: Request) -> Response:
+    user = require_user(request)
+    ctx = ctx_of(request)
+    today = ctx.today()
+    start = days_back(today, 90)
+    return render(request, "markets.html", user=user, markets=data.markets(ctx.engine),
+                  totals=data.market_totals(ctx.engine, start, today), start=start, end=today)
+
+
+@router.get("/markets/{market_id}", response_class=HTMLResponse)
+def market_page(request: Request, market_id: str) -> Response:
+    return _market_page(request, market_id)
+
+
+@router.post("/markets/{market_id}/handouts")
+async def add_handout(request: Request, market_id: str) -> Response:
+    user, form = await post_form(request, editor=True)
+    ctx = ctx_of(request)
+    m = await run_in_threadpool(data.market, ctx.engine, market_id)
+    if m is None:
+        raise not_found("集市", market_id, "请从「集市」页面点进要登记的集市。")
+    values = {"date": _str(form.get("date")), "leaflets": _str(form.get("leaflets")),
+              "people": _str(form.get("people")), "topics": [t for t in form.getlist("topics") if isinstance(t, str)],
+              "staff": _str(form.get("staff")), "note": _str(form.get("note"))}
+    today = ctx.today()
+    try:
+        day = parse_day(values["date"], "发放日期", None)
+        if day > today:
+            raise PageError(400, "请求有误", f"发放日期 {day} 在今天（{today}）之后。", "只能登记已经发生的发放，请改成今天或以前的日期。")
+        leaflets = parse_int(values["leaflets"], "发放传单数", None, 0, MAX_COUNT, " 份")
+        people = parse_int(values["people"], "接触群众人数", None, 0, MAX_COUNT, " 人")
+        topics = values["topics"]
+        if not topics or any(t not in TOPIC for t in topics):
+            raise PageError(400, "请求有误", "没有选择宣传主题。", "请至少勾选一个主题：交通安全或反诈骗。")
+        staff = text_field(values["staff"], "发放人员", required=True, max_len=100)
+        note = text_field(values["note"], "备注", max_len=500)
+        handout = await run_in_threadpool(lambda: data.add_handout(
+            ctx.engine, market_id=m.id, day=day, leaflets=leaflets, people=people, topics=topics,
+            staff=staff, note=note, now=ctx.now()))
+    except PageError as exc:
+        return await run_in_threadpool(lambda: _market_page(
+            request, m.id, status=exc.status, form_error=f"{exc.message}{exc.fix}", form=values))
+    except RecordError as exc:
+        message = ("这条发放记录已经登记过了（日期、数量、主题、人员和备注都相同），没有重复添加。"
+                   if "already recorded" in str(exc) else f"没有保存：{exc}")
+        return await run_in_threadpool(lambda: _market_page(
+            request, m.id, status=400, form_error=message, form=values))
+    flash(request, f"已登记：{m.name} {handout.date} 发放传单 {handout.leaflets} 份，接触群众 {handout.people} 人。")
+    return redirect(f"/markets/{quote(m.id)}")
+
+
+# --- gaps, plan -------------------------------------------------------------------------
+
+
+@router.get("/gaps", response_class=HTMLResponse)
+def gaps_page(request: Request) -> Response:
+    user = require_user(request)
+    ctx = ctx_of(request)
+    today = ctx.today()
+    campaigns = data.campaigns(ctx.engine)
+    days = parse_int(_q(request, "days"), "天数", 14, 1, GAP_MAX_DAYS, " 天")
+    campaign_id = (_q(request, "campaign") or "").strip()
+    if not campaign_id:
+        active = [c for c in campaigns if c.start <= today <= c.end] or campaigns
+        campaign_id = active[0].id if active else ""
+    chosen = next((c for c in campaigns if c.id == campaign_id), None)
+    if campaign_id and chosen is None:
+        raise not_found("宣传活动", campaign_id, "请在覆盖缺口页面的下拉框里选择活动。")
+    targets = data.campaign_targets(ctx.config)
+    rows = (data.gaps(ctx.engine, chosen.id, today, days, targets.by_campaign.get(chosen.id, set()))
+            if chosen else [])
+    return render(request, "gaps.html", user=user, campaigns=campaigns, chosen=chosen, days=days, rows=rows,
+                  unconfirmed=data.unconfirmed(ctx.engine, today), problem=targets.problem)
+
+
+@router.get("/plan", response_class=HTMLResponse)
+def plan_page(request: Request) -> Response:
+    user = require_user(request)
+    ctx = ctx_of(request)
+    today = ctx.today()
+    start = parse_day(_q(request, "from"), "开始日期", today)
+    days = parse_int(_q(request, "days"), "天数", 7, 1, PLAN_MAX_DAYS, " 天")
+    end = start + timedelta(days=days - 1)
+    check_range(start, end, PLAN_MAX_DAYS, "安排的日期范围")
+    village_id = (_q(request, "village") or "").strip()
+    if village_id:
+        known = data.registry_village_ids(ctx.config)
+        if known is not None and village_id not in known:
+            raise not_found("村庄", village_id, "请在下拉框里选择村庄，或留空查看全部村庄。")
+    week = data.week_plan(ctx.config, start, end, [village_id] if village_id else None)
+    dates = [start + timedelta(days=i) for i in range(days)]
+    cells: dict[str, dict[tuple[date, str], Any]] = defaultdict(dict)
+    for p in week.result.programs:
+        cells[p.village_id][(p.date, p.slot)] = p
+    by_township: dict[str, list[str]] = defaultdict(list)
+    for vid in sorted(week.village_names):
+        if not village_id or vid == village_id:
+            by_township[week.village_township[vid]].append(vid)
+    return render(request, "plan.html", user=user, week=week, dates=dates, cells=cells, by_township=by_township,
+                  start=start, days=days, village_id=village_id, slots=list(SLOT))
+
+
+# --- packs ----------------------------------------------------------------------------
+
+
+@router.get("/packs", response_class=HTMLResponse)
+def packs_page(request: Request) -> Response:
+    user = require_user(request)
+    ctx = ctx_of(request)
+    entries, problem = data.pack_entries(ctx.config)
+    names = {v.id: v.name for v in data.villages(ctx.engine)}
+    by_date: dict[str, list[data.PackEntry]] = defaultdict(list)
+    for e in entries:
+        by_date[e.date].append(e)
+    return render(request, "packs.html", user=user, by_date=dict(sorted(by_date.items(), reverse=True)),
+                  names=names, problem=problem, count=len(entries), quote=quote,
+                  export_dir=ctx.config.deliver.export_dir)
+
+
+@router.get("/packs/files/{rel:path}")
+def pack_download(request: Request, rel: str) -> Response:
+    require_user(request)
+    ctx = ctx_of(request)
+    found = data.find_pack_file(ctx.config, rel)
+    if found is None:
+        raise not_found("节目包文件", rel[:80], "请从「节目包下载」页面的列表里点击下载。")
+    path, entry = found
+    name = f"{entry.village_id}_{path.name}" if entry.village_id else path.name
+    return FileResponse(path, media_type="audio/mpeg" if path.suffix == ".mp3" else "application/octet-stream",
+                        filename=name)
+
+
+# --- scripts ---------------------------------------------------------------------------
+
+
+@router.get("/scripts", response_class=HTMLResponse)
+def scripts_page(request: Request) -> Response:
+    user = require_user(request)
+    ctx = ctx_of(request)
+    scripts, problems = data.script_library(ctx.config)
+    scripts = sorted(scripts, key=lambda s: (s.approved, s.topic, s.id))
+    return render(request, "scripts.html", user=user, scripts=scripts, problems=problems)
+
+
+@router.post("/scripts/{script_id}/approve")
+async def approve_script(request: Request, script_id: str) -> Response:
+    user, _ = await post_form(request, editor=True)
+    ctx = ctx_of(request)
+    scripts, _problems = await run_in_threadpool(data.script_library, ctx.config)
+    script = next((s for s in scripts if s.id == script_id), None)
+    if script is None:
+        raise not_found("广播稿", script_id, "请从「广播稿」页面点击批准；有问题的稿件要先改好。")
+    if script.approved:
+        flash(request, f"「{script.title}」已经由{script.approved_by}于 {script.approved_on} 批准，无需再批准。", "error")
+        return redirect("/scripts")
+    approved = await run_in_threadpool(lambda: data.approve(ctx.config, script.id, by=user.name, on=ctx.today()))
+    flash(request, f"已批准「{approved.title}」（{approved.id}），批准人：{user.name}。下次生成节目时开始播出。")
+    return redirect("/scripts")
+

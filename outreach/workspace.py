@@ -1,0 +1,79 @@
+"""A workspace loaded whole: config, registry, script library and campaigns.
+
+Commands that plan, export, play or serve load it once through `load`; the
+plan helpers here turn the pure planner's programs into as-run log rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy import Engine
+
+from outreach.campaigns import Campaign, load_campaigns
+from outreach.config import Config
+from outreach.db import make_engine, session, sync_registry, upgrade
+from outreach.plan import PlanResult, Program, build_programs
+from outreach.records import BroadcastPlan
+from outreach.registry import Registry, load_registry
+from outreach.render import clip_durations
+from outreach.scripts import Script, load_library
+
+CAMPAIGNS_FILE = "campaigns.yaml"
+# Silence between clips of a program, in seconds.
+GAP_S = 1.0
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Everything a workspace defines, validated."""
+
+    config: Config
+    registry: Registry
+    library: list[Script]
+    campaigns: list[Campaign]
+    scripts: dict[str, Script] = field(default_factory=dict)
+
+    def campaign(self, campaign_id: str) -> Campaign | None:
+        return next((c for c in self.campaigns if c.id == campaign_id), None)
+
+
+def load(config: Config) -> Loaded:
+    """Load and cross-check the registry, the script library and the campaigns."""
+    registry = load_registry(config.schedules_dir)
+    library = load_library(config.scripts_dir, max_chars=config.render.max_chars)
+    scripts = {s.id: s for s in library}
+    campaigns = load_campaigns(config.schedules_dir / CAMPAIGNS_FILE, registry, scripts)
+    return Loaded(config, registry, library, campaigns, scripts)
+
+
+def plan(loaded: Loaded, start: date, end: date, *, village_ids: Collection[str] | None = None) -> PlanResult:
+    """Programs for every village and slot from `start` to `end` (inclusive)."""
+    durations = clip_durations(loaded.config, loaded.library)
+    return build_programs(loaded.registry, loaded.campaigns, loaded.scripts, durations, start, end,
+                          village_ids=village_ids, gap_s=GAP_S)
+
+
+def broadcast_plans(programs: Iterable[Program]) -> list[BroadcastPlan]:
+    """One as-run row per program and campaign, with that campaign's scripts."""
+    rows: list[BroadcastPlan] = []
+    for p in programs:
+        for campaign_id in p.campaign_ids:
+            scripts = tuple(i.script_id for i in p.items if i.campaign_id == campaign_id)
+            rows.append(BroadcastPlan(day=p.date, slot=p.slot, village_id=p.village_id, township_id=p.township_id,
+                                      campaign_id=campaign_id, script_ids=scripts, scheduled_at=p.start))
+    return rows
+
+
+def open_database(loaded: Loaded) -> Engine:
+    """The project database, migrated to the current schema, with the registry mirrored in."""
+    engine = make_engine(loaded.config.resolved_database_url())
+    upgrade(engine)
+    registry = loaded.registry
+    with session(engine) as s:
+        sync_registry(s, townships=registry.townships.values(), villages=registry.villages.values(),
+                      markets=registry.markets.values(), campaigns=loaded.campaigns,
+                      market_villages={m: registry.market_villages(m) for m in registry.markets})
+    return engine
