@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -32,7 +33,7 @@ def _safe(url: URL | str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except exc.ArgumentError:
-        return "<unparseable URL>"
+        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -121,8 +122,12 @@ def upgrade(engine: Engine) -> None:
             f"database {_safe(engine.url)} has a schema this outreach does not know ({e}); "
             "upgrade outreach to the newest version"
         ) from e
-    except exc.OperationalError as e:
-        raise DatabaseError(f"database {_safe(engine.url)}: migration failed ({e.orig}); try again") from e
+    except exc.DBAPIError as e:
+        reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+        raise DatabaseError(
+            f"database {_safe(engine.url)}: migration failed ({reason}); if another program made these tables, "
+            "point outreach at an empty database (it creates its own schema)"
+        ) from e
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -168,15 +168,22 @@ def mark_missed(loaded: Loaded, engine: Engine, village_id: str, slot: str, day:
                             error="missed: not played within the grace time")
 
 
+def usb_villages(loaded: Loaded) -> list[str]:
+    """Villages fed by USB stick: offline ones, or every village when the county runs in export mode."""
+    everyone = loaded.config.deliver.mode == "export"
+    return sorted(v.id for v in loaded.registry.villages.values() if everyone or v.speaker == "offline")
+
+
 def export_days(loaded: Loaded, engine: Engine, start: date, end: date, out_dir: Path, *, now: datetime,
                 village_ids: Sequence[str] | None = None) -> ExportReport:
-    """Write USB packs for `start`..`end` and log offline villages' programs as exported.
+    """Write USB packs for `start`..`end` and log the USB-fed villages' programs as exported.
 
-    Identical programs are assembled once. Packs are written for every chosen
-    village; only offline villages' rows become `exported` (networked ones are
-    played at slot time, and their packs are a spare).
+    `village_ids` defaults to the USB-fed villages (`usb_villages`). Identical
+    programs are assembled once. A pack for a networked village is a spare: its
+    rows stay `planned` until the scheduler plays them.
     """
-    result = plan(loaded, start, end, village_ids=village_ids)
+    usb = set(usb_villages(loaded))
+    result = plan(loaded, start, end, village_ids=sorted(usb) if village_ids is None else village_ids)
     registry = loaded.registry
     items: list[PackItem] = []
     by_rel: dict[str, Program] = {}
@@ -204,7 +211,7 @@ def export_days(loaded: Loaded, engine: Engine, start: date, end: date, out_dir:
     with session(engine) as s:
         record_planned(s, broadcast_plans(result.programs), now=now)
         for rel, p in by_rel.items():
-            if rel in exported and registry.villages[p.village_id].speaker == "offline":
+            if rel in exported and p.village_id in usb:
                 mark_program(s, day=p.date, slot=p.slot, village_id=p.village_id, status=BroadcastStatus.EXPORTED,
                              at=now, program_sha256=exported[rel].sha256, engine=_engines(loaded, p))
     return report

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import hashlib
 import io
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from outreach.errors import RecordError
-from outreach.registry import SLOT_NAMES
 from outreach.models import (
     Broadcast, BroadcastScript, BroadcastStatus, Handout, ImportKind, ImportRecord, Market, Topic, Village,
 )
+from outreach.registry import SLOT_NAMES
 
 S = BroadcastStatus
 TRANSITIONS: dict[BroadcastStatus, frozenset[BroadcastStatus]] = {
@@ -78,19 +80,6 @@ def _aware(name: str, value: dt.datetime) -> None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
 
 
-def _insert(session: Session, table: sa.Table) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
 # --- broadcasts ------------------------------------------------------------------
 
 
@@ -107,36 +96,68 @@ def record_planned(session: Session, plans: Iterable[BroadcastPlan], *, now: dt.
         _aware(f"scheduled_at of {p.village_id} {p.day} {p.slot}", p.scheduled_at)
         rows[(p.day, p.slot, p.village_id, p.campaign_id)] = {
             "date": p.day, "slot": p.slot, "village_id": p.village_id, "township_id": p.township_id,
-            "campaign_id": p.campaign_id, "script_ids": ",".join(p.script_ids), "status": S.PLANNED,
-            "scheduled_at": p.scheduled_at, "updated_at": now,
+            "campaign_id": p.campaign_id, "script_ids": ",".join(p.script_ids), "scheduled_at": p.scheduled_at,
         }
-    table = Broadcast.__table__
-    c = table.c
-    changed: list[tuple[int, str]] = []
-    for chunk in _chunks(list(rows.values()), _BATCH):
-        stmt = _insert(session, table)
-        new = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[c.date, c.slot, c.village_id, c.campaign_id],
-            set_={"script_ids": new.script_ids, "township_id": new.township_id,
-                  "scheduled_at": new.scheduled_at, "updated_at": new.updated_at},
-            where=(c.status == S.PLANNED) & sa.or_(
-                c.script_ids != new.script_ids, c.township_id != new.township_id,
-                c.scheduled_at != new.scheduled_at,
-            ),
-        ).returning(c.id, c.script_ids)
-        changed.extend((bid, joined) for bid, joined in session.execute(stmt, chunk))
-    # Keep the normalised script list in step with the rows just written.
+    upsert = _upsert_postgres if session.get_bind().dialect.name == "postgresql" else _upsert_sqlite
+    todo = list(rows.values())
+    return sum(upsert(session, todo[i:i + _BATCH], now) for i in range(0, len(todo), _BATCH))
+
+
+_PLAN_COLUMNS = {"date": "date", "slot": "varchar", "village_id": "varchar", "township_id": "varchar",
+                 "campaign_id": "varchar", "script_ids": "varchar", "scheduled_at": "timestamptz"}
+_PG_UPSERT = sa.text(f"""
+    INSERT INTO broadcast ({", ".join(_PLAN_COLUMNS)}, status, updated_at)
+    SELECT u.*, 'planned', :now
+    FROM unnest({", ".join(f"CAST(:{c} AS {t}[])" for c, t in _PLAN_COLUMNS.items())}) AS u({", ".join(_PLAN_COLUMNS)})
+    ON CONFLICT (date, slot, village_id, campaign_id) DO UPDATE
+    SET script_ids = excluded.script_ids, township_id = excluded.township_id,
+        scheduled_at = excluded.scheduled_at, updated_at = excluded.updated_at
+    WHERE broadcast.status = 'planned'
+      AND (broadcast.script_ids, broadcast.township_id, broadcast.scheduled_at)
+          IS DISTINCT FROM (excluded.script_ids, excluded.township_id, excluded.scheduled_at)
+    RETURNING id, xmax = 0 AS inserted""")
+_PG_SCRIPTS = sa.text("""
+    INSERT INTO broadcast_script (broadcast_id, position, script_id)
+    SELECT b.id, u.ord - 1, u.script_id FROM broadcast b
+    CROSS JOIN LATERAL unnest(string_to_array(b.script_ids, ',')) WITH ORDINALITY AS u(script_id, ord)
+    WHERE b.id = ANY(CAST(:ids AS integer[]))""")
+
+
+def _upsert_postgres(session: Session, chunk: Sequence[dict[str, Any]], now: dt.datetime) -> int:
+    # One statement per chunk with array parameters: ~10x faster than a
+    # many-VALUES insert through psycopg, and the script rows are built in SQL.
+    params = {c: [r[c] for r in chunk] for c in _PLAN_COLUMNS} | {"now": now}
+    written = session.execute(_PG_UPSERT, params).all()
+    updated = [bid for bid, inserted in written if not inserted]
+    if updated:
+        session.execute(sa.delete(BroadcastScript).where(BroadcastScript.broadcast_id == sa.any_(
+            sa.bindparam("ids", updated, type_=postgresql.ARRAY(sa.Integer)))))
+    if written:
+        session.execute(_PG_SCRIPTS, {"ids": [bid for bid, _ in written]})
+    return len(written)
+
+
+def _upsert_sqlite(session: Session, chunk: Sequence[dict[str, Any]], now: dt.datetime) -> int:
+    c = Broadcast.__table__.c
+    stmt = sqlite.insert(Broadcast.__table__)
+    new = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[c.date, c.slot, c.village_id, c.campaign_id],
+        set_={"script_ids": new.script_ids, "township_id": new.township_id,
+              "scheduled_at": new.scheduled_at, "updated_at": new.updated_at},
+        where=(c.status == S.PLANNED) & sa.or_(
+            c.script_ids != new.script_ids, c.township_id != new.township_id, c.scheduled_at != new.scheduled_at),
+    ).returning(c.id, c.script_ids)
+    written = session.execute(stmt, [r | {"status": S.PLANNED, "updated_at": now} for r in chunk]).all()
+    if not written:
+        return 0
     link = BroadcastScript.__table__
-    for chunk in _chunks(changed, _BATCH):
-        session.execute(sa.delete(link).where(link.c.broadcast_id.in_([bid for bid, _ in chunk])))
-        scripts = [
-            {"broadcast_id": bid, "position": pos, "script_id": sid}
-            for bid, joined in chunk if joined for pos, sid in enumerate(joined.split(","))
-        ]
-        if scripts:
-            session.execute(sa.insert(link), scripts)
-    return len(changed)
+    session.execute(sa.delete(link).where(link.c.broadcast_id.in_([bid for bid, _ in written])))
+    scripts = [{"broadcast_id": bid, "position": pos, "script_id": sid}
+               for bid, joined in written if joined for pos, sid in enumerate(joined.split(","))]
+    if scripts:
+        session.execute(sa.insert(link), scripts)
+    return len(written)
 
 
 def _program(day: dt.date, slot: str, village_id: str) -> list[Any]:
@@ -219,8 +240,10 @@ def _read_csv(path: Path, required: Sequence[str]) -> tuple[str, list[tuple[int,
     return hashlib.sha256(data).hexdigest(), rows
 
 
-def _begin_import(session: Session, path: Path, sha: str, kind: ImportKind, now: dt.datetime) -> ImportRecord | ImportReport:
-    """Claim the file for import, or report it as a duplicate of an earlier import."""
+def _import(session: Session, path: Path, columns: Sequence[str], kind: ImportKind, now: dt.datetime,
+            handle: Callable[[dict[str, str]], bool]) -> ImportReport:
+    """Run `handle` on every row of a CSV file not imported before; it returns False for a skip."""
+    sha, rows = _read_csv(path, columns)
     earlier = session.get(ImportRecord, sha)
     if earlier is not None:
         return ImportReport(path=path, duplicate_file=True, first_imported_at=earlier.imported_at)
@@ -229,12 +252,20 @@ def _begin_import(session: Session, path: Path, sha: str, kind: ImportKind, now:
     try:
         session.flush()  # on SQLite this also takes the write lock before any row work
     except IntegrityError as e:
-        raise RecordError(f"{path}: is being imported by another outreach process right now; try again") from e
-    return record
-
-
-def _finish_import(record: ImportRecord, report: ImportReport) -> ImportReport:
+        raise RecordError(f"{path}: another outreach process is importing this file; run again to see its result") from e
+    report = ImportReport(path=path)
+    for line, row in rows:
+        try:
+            if "__error__" in row:
+                raise RecordError(row["__error__"])
+            if handle(row):
+                report.rows_ok += 1
+            else:
+                report.rows_skipped += 1
+        except RecordError as e:
+            report.errors.append((line, str(e)))
     record.rows_ok, record.rows_bad = report.rows_ok, len(report.errors)
+    session.flush()
     return report
 
 
@@ -242,13 +273,12 @@ _DATE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*�
 
 
 def _parse_date(text: str) -> dt.date:
+    """YYYY-MM-DD, also with / or . or 年月日 and without leading zeros (as Excel writes dates)."""
     m = _DATE.match(text.strip())
-    try:
-        if m is None:
-            raise ValueError
-        return dt.date(*(int(g) for g in m.groups()))
-    except ValueError:
-        raise RecordError(f"bad date '{text}'; write it as 2024-05-03") from None
+    with contextlib.suppress(ValueError):
+        if m is not None:
+            return dt.date(*(int(g) for g in m.groups()))
+    raise RecordError(f"bad date '{text}'; write it as 2024-05-03")
 
 
 # --- confirmations -------------------------------------------------------------
@@ -267,29 +297,15 @@ def import_confirmations(session: Session, csv_path: Path, *, now: dt.datetime) 
     """
     _aware("now", now)
     path = Path(csv_path)
-    sha, rows = _read_csv(path, CONFIRMATION_COLUMNS)
     villages = set(session.scalars(sa.select(Village.id)))
     if not villages:
         raise RecordError(f"{path}: the database has no villages yet; {_NO_REGISTRY}")
-    claim = _begin_import(session, path, sha, ImportKind.CONFIRMATIONS, now)
-    if isinstance(claim, ImportReport):
-        return claim
-    report = ImportReport(path=path)
-    for line, row in rows:
-        try:
-            if _confirm_row(session, row, villages, now):
-                report.rows_ok += 1
-            else:
-                report.rows_skipped += 1
-        except RecordError as e:
-            report.errors.append((line, str(e)))
-    return _finish_import(claim, report)
+    return _import(session, path, CONFIRMATION_COLUMNS, ImportKind.CONFIRMATIONS, now,
+                   lambda row: _confirm_row(session, row, villages, now))
 
 
 def _confirm_row(session: Session, row: dict[str, str], villages: set[str], now: dt.datetime) -> bool:
     """Confirm one row's program; False if it was already confirmed. Raises RecordError."""
-    if "__error__" in row:
-        raise RecordError(row["__error__"])
     village_id, by = row.get("village_id", ""), row.get("confirmed_by", "")
     slot = SLOT_ALIASES.get(row.get("slot", ""), row.get("slot", "").lower())
     if village_id not in villages:
@@ -322,7 +338,7 @@ def _confirm_row(session: Session, row: dict[str, str], villages: set[str], now:
 
 
 def parse_topics(value: str | Iterable[str]) -> list[Topic]:
-    """Topics from a list or a string separated by , ; 、 (Chinese names such as 反诈 accepted)."""
+    """Topics, in canonical order, from a list or a string separated by , ; 、 (反诈, 交通 accepted)."""
     items = [value] if isinstance(value, str) else list(value)
     topics: list[Topic] = []
     for part in (p.strip() for item in items for p in re.split(r"[,;、，；\s]+", item)):
@@ -335,7 +351,7 @@ def parse_topics(value: str | Iterable[str]) -> list[Topic]:
             topics.append(topic)
     if not topics:
         raise RecordError(f"no topic given; use {' and/or '.join(t.value for t in Topic)}")
-    return topics
+    return sorted(topics, key=list(Topic).index)
 
 
 def handout_key(market_id: str, day: dt.date, leaflets: int, people: int, topics: Iterable[Topic],
@@ -406,30 +422,19 @@ def import_handouts(session: Session, csv_path: Path, *, now: dt.datetime) -> Im
     """
     _aware("now", now)
     path = Path(csv_path)
-    sha, rows = _read_csv(path, HANDOUT_COLUMNS)
     markets = _markets(session)
-    claim = _begin_import(session, path, sha, ImportKind.HANDOUTS, now)
-    if isinstance(claim, ImportReport):
-        return claim
-    report = ImportReport(path=path)
     seen = set(session.scalars(sa.select(Handout.natural_key)))
-    for line, row in rows:
-        try:
-            if "__error__" in row:
-                raise RecordError(row["__error__"])
-            h = _new_handout(
-                markets, market_id=row.get("market_id", ""), day=_parse_date(row.get("date", "")),
-                leaflets=_count(row, "leaflets"), people=_count(row, "people"), topics=row.get("topics", ""),
-                staff=row.get("staff", ""), note=row.get("note", ""), now=now,
-            )
-        except RecordError as e:
-            report.errors.append((line, str(e)))
-            continue
+
+    def handle(row: dict[str, str]) -> bool:
+        h = _new_handout(
+            markets, market_id=row.get("market_id", ""), day=_parse_date(row.get("date", "")),
+            leaflets=_count(row, "leaflets"), people=_count(row, "people"), topics=row.get("topics", ""),
+            staff=row.get("staff", ""), note=row.get("note", ""), now=now,
+        )
         if h.natural_key in seen:
-            report.rows_skipped += 1
-            continue
+            return False
         seen.add(h.natural_key)
         session.add(h)
-        report.rows_ok += 1
-    session.flush()
-    return _finish_import(claim, report)
+        return True
+
+    return _import(session, path, HANDOUT_COLUMNS, ImportKind.HANDOUTS, now, handle)

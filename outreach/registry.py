@@ -284,7 +284,7 @@ def load_registry(schedules_dir: Path) -> Registry:
         check_keys(county_doc, county_path, ("county", "townships", "villages"), (), problems)
         county = county_doc.get("county") or ""
         if "county" in county_doc and (not isinstance(county, str) or not county.strip()):
-            problems.add(county_path, county_doc.line, "county", "must be the county's name, e.g. 青禾县")
+            problems.add(county_path, county_doc.line, "county", "must be the county's name, e.g. 槐川县")
         for key in ("townships", "villages"):
             if key in county_doc and not county_doc[key]:
                 problems.add(county_path, county_doc.line, key, f"is empty; add at least one of the county's {key}")

@@ -201,16 +201,34 @@ def run(config: Config, mode: str) -> dict[str, int]:
     log.info("scheduler running: %s", counts)
     while not stop.wait(1.0):
         pass
-    scheduler.shutdown(wait=True)
+    stop_scheduler(scheduler)
     return counts
 
 
+def stop_scheduler(scheduler: BaseScheduler, *, wait: bool = True) -> None:
+    """Shut down without touching stored jobs.
+
+    APScheduler 3 processes due jobs once more while a paused scheduler shuts
+    down, which would advance their stored run times and lose the misfire
+    rules on the next start; detaching the job store first prevents that.
+    """
+    scheduler.pause()
+    scheduler.remove_jobstore("default")
+    scheduler.shutdown(wait=wait)
+
+
 def list_jobs(config: Config) -> list[dict[str, str | None]]:
-    """Every stored job with its next run time (ISO 8601, Asia/Shanghai offset)."""
-    scheduler = build_scheduler(config, blocking=False)
-    scheduler.start(paused=True)
+    """Every stored job with its next run time (ISO 8601, Asia/Shanghai offset).
+
+    Reads the job store without starting a scheduler, so listing never runs
+    or reschedules a job.
+    """
+    engine = make_engine(config.resolved_database_url())
+    upgrade(engine)
+    store = SQLAlchemyJobStore(engine=engine)
+    store.start(BackgroundScheduler(timezone=TZ), "default")
     try:
         return [{"id": job.id, "next_run_time": job.next_run_time.astimezone(TZ).isoformat()
-                 if job.next_run_time else None} for job in scheduler.get_jobs()]
+                 if job.next_run_time else None} for job in store.get_all_jobs()]
     finally:
-        scheduler.shutdown(wait=False)
+        store.shutdown()

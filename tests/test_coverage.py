@@ -205,7 +205,8 @@ def test_unconfirmed_exports(s: Session) -> None:
         ("v2", 1, D(2026, 3, 2), D(2026, 3, 2)),
     ]
     assert cov.unconfirmed_exports(s, today=D(2026, 3, 4)) == []
-    assert len(cov.unconfirmed_exports(s, today=D(2026, 3, 9), campaign_id="fraud")[0].__dict__) == 6
+    assert cov.unconfirmed_exports(s, today=D(2026, 3, 9), campaign_id="traffic") == []
+    assert cov.unconfirmed_exports(s, today=D(2026, 3, 9), township_id="t2") == []
     assert cov.unconfirmed_exports(s, today=D(2026, 3, 9))[0].slots == 2
 
 

@@ -62,15 +62,17 @@ def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(tmp_path):
 
 
 def test_postgres_urls_use_psycopg_and_pre_ping(database_url):
+    if database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL only")
     eng = db.make_engine(database_url.replace("postgresql+psycopg://", "postgresql://"))
-    if eng.dialect.name == "postgresql":
-        assert eng.dialect.driver == "psycopg"
-        assert eng.pool._pre_ping  # noqa: SLF001  (no public accessor)
+    assert eng.dialect.driver == "psycopg"
+    assert eng.pool._pre_ping  # noqa: SLF001  (no public accessor)
     eng.dispose()
 
 
 @pytest.mark.parametrize("url, expected", [
-    pytest.param("not a url", "is not valid", id="garbage"),
+    pytest.param("not a url", "'not a url' is not valid", id="garbage"),
+    pytest.param("postgresql//u:s3cret@host/x", "'postgresql//u:***@host/x' is not valid", id="garbage-password"),
     pytest.param("mysql://u:pw@localhost/x", "not supported", id="unsupported-backend"),
     pytest.param("postgresql+psycopg://u:s3cret@127.0.0.1:1/x", "check that the server is running", id="unreachable"),
 ])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -58,8 +59,8 @@ def scripts_of(engine):
         return sorted(tuple(r) for r in s.execute(q))
 
 
-def mark(engine, status, village="v1", slot="morning", at=LATER, **kw):
-    with db.session(engine) as s:
+def mark(bind, status, village="v1", slot="morning", at=LATER, **kw):
+    with db.session(bind) as s:
         return records.mark_program(s, day=DAY, slot=slot, village_id=village, status=status, at=at, **kw)
 
 
@@ -97,11 +98,11 @@ def test_record_planned_updates_planned_rows_but_never_downgrades(engine):
     assert scripts_of(engine) == [("fraud", "v1", 0, "s3"), ("fraud", "v2", 0, "s1"), ("fraud", "v2", 1, "s2")]
 
 
-def test_record_planned_handles_many_plans_in_batches(engine):
+def test_record_planned_handles_many_plans_in_batches(engine, monkeypatch):
+    monkeypatch.setattr(records, "_BATCH", 100)
     days = [DAY + timedelta(days=i) for i in range(60)]
     plans = [plan(village=v, slot=sl, campaign=c, day=d, scripts=(f"{c}-a", f"{c}-b"))
              for d in days for v in ("v1", "v2", "v3") for sl in ("morning", "evening") for c in ("fraud", "traffic")]
-    assert len(plans) > records._BATCH  # noqa: SLF001  (crosses a batch boundary)
     assert planned(engine, plans + plans[:10]) == len(plans)
     assert planned(engine, plans) == 0
     with db.session(engine) as s:
@@ -188,3 +189,245 @@ def test_program_status_of_unknown_program_is_none_and_mixed_reports_furthest(en
 def test_planned_is_not_a_target(engine):
     with pytest.raises(ValueError, match="cannot be marked planned"):
         mark(engine, S.PLANNED)
+
+
+# --- confirmations ---------------------------------------------------------------
+
+
+def write(tmp_path: Path, text: str, name="in.csv", encoding="utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+CONFIRMATIONS = """village_id,date,slot,confirmed_by,note
+v1,2024-05-03,morning,王主任,播放正常
+v9,2024-05-03,morning,李四,
+v2,2024-5-3,evening,张三,
+
+v2,03/05/2024,morning,张三,
+v2,2024-05-03,noon,张三,
+v3,2024-05-03,morning,赵六,
+v2,2024/05/03,早上,张三,
+v1,2024-05-04,morning,王主任,
+v2,2024-05-03,evening,,
+"""
+
+
+@pytest.fixture
+def exported(engine):
+    planned(engine, [plan(), plan(campaign="traffic"), plan(village="v2"), plan(village="v2", slot="evening"),
+                     plan(village="v3")])
+    mark(engine, S.EXPORTED, at=NOW)
+    mark(engine, S.PLAYED, village="v2", at=NOW)
+    mark(engine, S.EXPORTED, village="v2", slot="evening", at=NOW)
+    return engine
+
+
+def confirm(engine, path, now=LATER):
+    with db.session(engine) as s:
+        return records.import_confirmations(s, path, now=now)
+
+
+def test_confirmations_keep_good_rows_and_report_bad_ones_by_line(exported, tmp_path):
+    report = confirm(exported, write(tmp_path, CONFIRMATIONS, encoding="utf-8-sig"))
+    assert (report.rows_ok, report.rows_skipped, report.duplicate_file) == (3, 0, False)
+    assert report.errors == [
+        (3, "unknown village 'v9'; use a village id from the registry"),
+        (6, "bad date '03/05/2024'; write it as 2024-05-03"),
+        (7, "unknown slot 'noon'; use morning or evening"),
+        (8, "the morning program of 'v3' on 2024-05-03 is planned, not exported or played; it cannot be confirmed"),
+        (10, "no broadcast for village 'v1' on 2024-05-04 in the morning slot; check the date and slot"),
+        (11, "confirmed_by is empty; write who at the village committee confirmed"),
+    ]
+    got = rows(exported)
+    for key in [("v1", "morning", "fraud"), ("v1", "morning", "traffic"), ("v2", "evening", "fraud"),
+                ("v2", "morning", "fraud")]:
+        assert (got[key].status, got[key].confirmed_at) == (S.CONFIRMED, LATER), key
+    assert (got[("v1", "morning", "fraud")].confirmed_by, got[("v1", "morning", "fraud")].note) == ("王主任", "播放正常")
+    assert got[("v3", "morning", "fraud")].status is S.PLANNED
+
+
+def test_the_same_confirmation_file_twice_adds_nothing(exported, tmp_path):
+    path = write(tmp_path, CONFIRMATIONS)
+    confirm(exported, path)
+    before = {k: (b.status, b.confirmed_at) for k, b in rows(exported).items()}
+    again = confirm(exported, path, now=LATER + timedelta(days=1))
+    assert (again.duplicate_file, again.rows_ok, again.errors, again.first_imported_at) == (True, 0, [], LATER)
+    assert {k: (b.status, b.confirmed_at) for k, b in rows(exported).items()} == before
+    with db.session(exported) as s:
+        assert [(r.kind, r.rows_ok, r.rows_bad) for r in s.scalars(sa.select(ImportRecord))] == [
+            ("confirmations", 3, 6)]
+
+
+def test_a_row_already_confirmed_in_another_file_is_skipped(exported, tmp_path):
+    confirm(exported, write(tmp_path, "village_id,date,slot,confirmed_by\nv1,2024-05-03,morning,王\n", "a.csv"))
+    report = confirm(exported, write(tmp_path, "\ufeffVillage_ID,Date,Slot,Confirmed_By\r\nv1,2024-05-03,morning,李\r\n",
+                                     "b.csv"))
+    assert (report.rows_ok, report.rows_skipped, report.errors) == (0, 1, [])
+    assert rows(exported)[("v1", "morning", "fraud")].confirmed_by == "王"
+
+
+@pytest.mark.parametrize("text, encoding, message", [
+    pytest.param("village_id,date,slot,confirmed_by\nv1,2024-05-03,morning,王主任\n", "gbk", "not UTF-8",
+                 id="gbk-from-excel"),
+    pytest.param("village_id,date,confirmed_by\nv1,2024-05-03,王\n", "utf-8", "missing column.s. slot", id="no-slot"),
+    pytest.param("\n\n", "utf-8", "the file is empty", id="empty"),
+])
+def test_unreadable_confirmation_files_are_record_errors_naming_the_file(exported, tmp_path, text, encoding, message):
+    path = write(tmp_path, text, encoding=encoding)
+    with pytest.raises(RecordError, match=message) as err:
+        confirm(exported, path)
+    assert str(path) in str(err.value)
+
+
+# --- handouts -------------------------------------------------------------------
+
+
+def handout(engine, **kw):
+    args = dict(market_id="m1", day=DAY, leaflets=200, people=150, topics=["traffic", "anti_fraud"], staff="刘警官",
+                now=NOW)
+    args.update(kw)
+    with db.session(engine) as s:
+        return records.record_handout(s, **args)
+
+
+def test_record_handout_stores_a_record(engine):
+    h = handout(engine, topics=["反诈", "traffic"], note="雨天")
+    assert h.id is not None
+    with db.session(engine) as s:
+        got = s.get(Handout, h.id)
+    assert (got.market_id, got.date, got.leaflets, got.people, got.topics, got.staff, got.note) == (
+        "m1", DAY, 200, 150, "traffic,anti_fraud", "刘警官", "雨天")
+    assert got.created_at == NOW and got.created_at.tzinfo is not None
+
+
+@pytest.mark.parametrize("changes, message", [
+    pytest.param({"market_id": "m9"}, "unknown market 'm9'; use one of: m1, m2", id="unknown-market"),
+    pytest.param({"leaflets": -1}, r"leaflets must be 0 or more \(got -1\)", id="negative-leaflets"),
+    pytest.param({"people": -5}, r"people must be 0 or more \(got -5\)", id="negative-people"),
+    pytest.param({"topics": ["drugs"]}, "unknown topic 'drugs'; use traffic or anti_fraud", id="unknown-topic"),
+    pytest.param({"topics": []}, "no topic given", id="no-topic"),
+])
+def test_record_handout_errors_say_the_fix(engine, changes, message):
+    with pytest.raises(RecordError, match=message):
+        handout(engine, **changes)
+
+
+def test_record_handout_twice_is_refused(engine):
+    first = handout(engine)
+    with pytest.raises(RecordError, match=f"already recorded as #{first.id}"):
+        handout(engine, topics=["anti_fraud", "traffic"])
+
+
+def test_handouts_need_the_registry_loaded(database_url):
+    eng = db.make_engine(database_url)
+    db.upgrade(eng)
+    with pytest.raises(RecordError, match="no markets yet; run `outreach plan`"):
+        handout(eng)
+    eng.dispose()
+
+
+HANDOUTS = """market_id,date,leaflets,people,topics,staff,note
+m1,2024-05-03,200,150,traffic;anti_fraud,刘警官,
+m2,2024-05-03,80,60,交通、反诈,陈警官,下雨
+m9,2024-05-03,10,10,traffic,陈警官,
+m1,2024-05-03,-3,10,traffic,陈警官,
+m1,2024-05-03,ten,10,traffic,陈警官,
+m1,2024-05-03,10,10,drugs,陈警官,
+m1,2024-05-03,200,150,anti_fraud;traffic,刘警官,
+"""
+
+
+def test_import_handouts_keeps_good_rows_reports_bad_and_is_idempotent(engine, tmp_path):
+    with db.session(engine) as s:
+        report = records.import_handouts(s, write(tmp_path, HANDOUTS, encoding="utf-8-sig"), now=NOW)
+    assert (report.rows_ok, report.rows_skipped) == (2, 1)
+    assert report.errors == [
+        (4, "unknown market 'm9'; use one of: m1, m2"),
+        (5, "leaflets must be 0 or more (got -3)"),
+        (6, "leaflets 'ten' is not a whole number"),
+        (7, "unknown topic 'drugs'; use traffic or anti_fraud"),
+    ]
+    # The same rows in another file (here with one more row) are not counted twice.
+    with db.session(engine) as s:
+        again = records.import_handouts(
+            s, write(tmp_path, HANDOUTS.splitlines()[0] + "\n" + "\n".join(HANDOUTS.splitlines()[1:3])
+                     + "\nm2,2024-05-04,5,5,traffic,陈警官,\n", "week.csv"), now=LATER)
+        assert (again.rows_ok, again.rows_skipped, again.errors) == (1, 2, [])
+        assert s.scalar(sa.select(sa.func.sum(Handout.leaflets))) == 285
+        assert sorted(s.scalars(sa.select(Handout.topics))) == ["traffic", "traffic,anti_fraud", "traffic,anti_fraud"]
+
+
+# --- CLI -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def run(engine, database_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+
+    def invoke(*args):
+        return CliRunner().invoke(cli, [*args, "-w", str(ws)], catch_exceptions=False)
+    return invoke
+
+
+def test_cli_confirm_prints_counts_and_bad_rows_then_exits_1(exported, run, tmp_path):
+    path = write(tmp_path, "village_id,date,slot,confirmed_by\nv1,2024-05-03,morning,王\nv9,2024-05-03,morning,李\n")
+    result = run("confirm", str(path))
+    assert result.exit_code == 1
+    assert result.stdout == f"{path}: 1 confirmed, 0 already recorded, 1 bad\n"
+    assert result.stderr == f"{path}:3: unknown village 'v9'; use a village id from the registry\n"
+    again = run("confirm", str(path))
+    assert again.exit_code == 0
+    assert re.fullmatch(rf"{re.escape(str(path))}: already imported \(\d{{4}}-.*\+00:00\); nothing added\n", again.stdout)
+
+
+def test_cli_confirm_a_gbk_file_is_an_error(exported, run, tmp_path):
+    path = write(tmp_path, "village_id,date,slot,confirmed_by\nv1,2024-05-03,morning,王主任\n", encoding="gbk")
+    result = run("confirm", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {path}: not UTF-8")
+
+
+def test_cli_handout_records_one(run):
+    result = run("handout", "--market", "m1", "--date", "2024-05-03", "--leaflets", "200", "--people", "150",
+                 "--topics", "traffic,anti_fraud", "--staff", "刘警官")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "recorded handout #1: m1 2024-05-03, 200 leaflets, 150 people, topics traffic,anti_fraud\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    pytest.param(["--market", "m9"], "error: unknown market 'm9'; use one of: m1, m2", id="unknown-market"),
+    pytest.param(["--leaflets", "-2"], "error: leaflets must be 0 or more (got -2)", id="negative"),
+    pytest.param(["--topics", "drugs"], "error: unknown topic 'drugs'; use traffic or anti_fraud", id="topic"),
+])
+def test_cli_handout_errors(run, args, message):
+    base = {"--market": "m1", "--date": "2024-05-03", "--leaflets": "1", "--people": "1", "--topics": "traffic"}
+    base.update(dict(zip(args[::2], args[1::2])))
+    result = run("handout", *[x for kv in base.items() for x in kv])
+    assert (result.exit_code, result.stderr) == (1, message + "\n")
+
+
+def test_cli_handout_csv_import(run, tmp_path):
+    path = write(tmp_path, HANDOUTS)
+    result = run("handout", "--csv", str(path))
+    assert result.exit_code == 1
+    assert result.stdout == f"{path}: 2 recorded, 1 already recorded, 4 bad\n"
+    assert result.stderr.splitlines()[0] == f"{path}:4: unknown market 'm9'; use one of: m1, m2"
+    assert run("handout", "--csv", str(path), "--market", "m1").exit_code == 2
+
+
+def test_cli_handout_without_registry_says_to_load_it(database_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    result = CliRunner().invoke(cli, ["handout", "--market", "m1", "--leaflets", "1", "--people", "1",
+                                      "--topics", "traffic", "-w", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "no markets yet; run `outreach plan` (or `outreach demo`) first" in result.stderr
+
+
+def test_record_commands_have_help():
+    for name in ("confirm", "handout"):
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0 and len(result.stdout.splitlines()) > 5

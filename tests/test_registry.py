@@ -47,7 +47,7 @@ def problems(sched: Path) -> str:
 # ---- the bundled sample
 
 def test_sample_county_shape(reg: Registry) -> None:
-    assert reg.county == "青禾县"
+    assert reg.county == "槐川县"
     assert {t.id: t.name for t in reg.townships.values()} == {"dazhuang": "大庄镇", "lishu": "梨树乡", "hexi": "河西镇"}
     assert sorted(reg.villages) == sorted(f"{t}-{i:02d}" for t in ("dazhuang", "lishu", "hexi") for i in range(1, 11))
     assert sorted(reg.markets) == ["county-ji", "dazhuang-ji", "hexi-ji", "lishu-ji"]
@@ -249,7 +249,7 @@ def test_cli_registry_json(sched: Path) -> None:
     result = CliRunner().invoke(cli, ["registry", "--json", "-w", str(sched.parent)])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert (data["county"], len(data["townships"]), len(data["villages"]), len(data["markets"])) == ("青禾县", 3, 30, 4)
+    assert (data["county"], len(data["townships"]), len(data["villages"]), len(data["markets"])) == ("槐川县", 3, 30, 4)
     assert data["villages"][3]["slot_overrides"] == {"morning": "06:00"}
     assert data["markets"][0]["rule"] == "逢农历三、八"
 
@@ -257,7 +257,7 @@ def test_cli_registry_json(sched: Path) -> None:
 def test_cli_registry_table_and_error(sched: Path) -> None:
     result = CliRunner().invoke(cli, ["registry", "-w", str(sched.parent)])
     assert result.exit_code == 0
-    assert result.stdout.splitlines()[0] == "青禾县：3 个乡镇，30 个村，4 个集市"
+    assert result.stdout.splitlines()[0] == "槐川县：3 个乡镇，30 个村，4 个集市"
     assert result.stdout.splitlines()[5].split() == ["王家庄村(dazhuang-04)", "大庄镇", "960", "联网", "06:00", "18:30"]
     edit(sched, "county.yaml", "township: lishu, population: 520", "township: lishuu, population: 520")
     result = CliRunner().invoke(cli, ["registry", "-w", str(sched.parent)])

@@ -68,7 +68,7 @@ def make_page(engine: sa.Engine, font: str | None) -> str:
     with session(engine) as s:
         data = report.collect(s, campaign_id="fraud", start=START, end=END, today=TODAY, gap_days=7,
                               target_village_ids=["dz-01", "dz-02", "ls-01"],
-                              script_ids=["fraud-96110", "fraud-seven-tools"], county_name="青禾县")
+                              script_ids=["fraud-96110", "fraud-seven-tools"], county_name="槐川县")
     return report.render_html(data, generated_at="2026-05-20 12:00", font=font)
 
 

@@ -1,6 +1,7 @@
 """The thin command-line layer: parse input, call the domain, report errors."""
 
 from outreach.cli import (  # noqa: F401  (each module registers its commands)
+    coverage_cmds,
     deliver_cmds,
     plan_cmds,
     records_cmds,

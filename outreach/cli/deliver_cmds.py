@@ -42,11 +42,16 @@ def init(directory: Path) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Pack folder (e.g. a USB stick).")
 @click.option("--village", "village_ids", multiple=True, metavar="ID", help="Only these villages (repeatable).")
+@click.option("--all", "all_villages", is_flag=True, help="Every village, networked ones too (spare packs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the files as JSON.")
 @with_workspace
-def export_cmd(start_text: str, end_text: str | None, out_dir: Path, village_ids: tuple[str, ...], as_json: bool,
-               ws: Workspace) -> None:
-    """Write MP3 packs per township and village, with playlists and manifest.json."""
+def export_cmd(start_text: str, end_text: str | None, out_dir: Path, village_ids: tuple[str, ...],
+               all_villages: bool, as_json: bool, ws: Workspace) -> None:
+    """Write MP3 packs per township and village, with playlists and manifest.json.
+
+    By default the packs are for villages fed by USB stick: the offline ones,
+    or every village when deliver.mode is "export".
+    """
     from outreach.dates import check_range, parse_date
     from outreach.deliver import export_days
     from outreach.workspace import load, open_database
@@ -56,7 +61,8 @@ def export_cmd(start_text: str, end_text: str | None, out_dir: Path, village_ids
     check_range(start, end, max_days=MAX_EXPORT_DAYS, what="--date/--to")
     loaded = load(ws.config)
     engine = open_database(loaded)
-    report = export_days(loaded, engine, start, end, out_dir, now=_now(), village_ids=village_ids or None)
+    chosen = list(village_ids) or (sorted(loaded.registry.villages) if all_villages else None)
+    report = export_days(loaded, engine, start, end, out_dir, now=_now(), village_ids=chosen)
     if as_json:
         echo_json([vars(f) for f in report.files])
     else:

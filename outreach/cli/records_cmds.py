@@ -75,7 +75,7 @@ def handout(ws: Workspace, market_id: str | None, day: datetime | None, leaflets
     \b
     One record:  outreach handout --market M --date 2024-05-03 --leaflets 200 --people 150 --topics traffic,anti_fraud
     A CSV file:  outreach handout --csv FILE.csv
-    \b
+
     The CSV is UTF-8 with the header market_id,date,leaflets,people,topics,staff[,note];
     topics are separated by ; or 、. Rows already recorded are skipped, so a file
     can be imported again; bad rows are listed as FILE:LINE: message and the

@@ -178,7 +178,7 @@ class EdgeSynthesizer:
                 # edge-tts's receive_timeout (aiohttp sock_read) does not reliably cover reads
                 # after the WebSocket handshake, so a stalled service would hang a batch render.
                 try:
-                    message = await anext(stream)
+                    message = await asyncio.wait_for(anext(stream), timeout_s)
                 except StopAsyncIteration:
                     break
                 if message["type"] == "audio":
