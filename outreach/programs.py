@@ -133,12 +133,30 @@ def _place(item: PackItem, out_dir: Path, existing: Mapping[str, PackFile]) -> t
     return entry, True
 
 
-def _read_manifest(out_dir: Path) -> dict[str, PackFile]:
-    try:
-        data = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
-        return {f["path"]: PackFile(**f) for f in data.get("files", [])}
-    except (OSError, ValueError, TypeError, KeyError):
+def read_manifest(out_dir: Path) -> dict[str, PackFile]:
+    """The files listed in `out_dir`/manifest.json, by pack-relative path; {} when there is no manifest.
+
+    An entry that is not a file record is left out. Raises OutputError naming
+    the manifest when it cannot be read or has no "files" list.
+    """
+    path = out_dir / MANIFEST
+    if not path.is_file():
         return {}
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        if not isinstance(files, list):
+            raise TypeError("files is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OutputError(f"{path}: {exc}") from exc
+    out: dict[str, PackFile] = {}
+    for f in files:
+        try:
+            entry = PackFile(str(f["path"]), str(f.get("sha256", "")), float(f.get("duration_s", 0)),
+                             str(f.get("village_id", "")), str(f.get("slot", "")), str(f.get("date", "")))
+        except (KeyError, TypeError, ValueError):
+            continue
+        out[entry.path] = entry
+    return out
 
 
 SLOT_LABELS = {"morning": "早间", "evening": "晚间"}
@@ -167,7 +185,10 @@ def export_pack(items: Sequence[PackItem], out_dir: Path) -> ExportReport:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(describe_os_error(out_dir, exc)) from exc
-    existing = _read_manifest(out_dir)
+    try:
+        existing = read_manifest(out_dir)
+    except OutputError:
+        existing = {}  # an unreadable manifest is rewritten from the files this export places
     report = ExportReport()
     for item in items:
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,15 +15,15 @@ from sqlalchemy import Engine
 from outreach import coverage
 from outreach.config import Config
 from outreach.db import session
-from outreach.errors import OutreachError
+from outreach.errors import OutputError, OutreachError
 from outreach.models import Broadcast, BroadcastStatus, Campaign, Handout, Market, MarketVillage, Township, Village
 from outreach.plan import PlanResult
+from outreach.programs import PackFile, read_manifest
 from outreach.records import mark_program, record_handout
 from outreach.scripts import Problem, Script, approve_script, check_library, script_path
 
 log = logging.getLogger("outreach.web")
 
-MANIFEST = "manifest.json"
 HISTORY_LIMIT = 500
 
 
@@ -309,15 +308,9 @@ def approve(config: Config, script_id: str, *, by: str, on: date) -> Script:
 
 
 @dataclass(frozen=True)
-class PackEntry:
-    """One file listed in the export's manifest.json."""
+class PackEntry(PackFile):
+    """A manifest entry whose file is in the export folder, with the file's size for the listing."""
 
-    path: str
-    sha256: str
-    duration_s: float
-    village_id: str
-    slot: str
-    date: str
     size: int
 
 
@@ -328,26 +321,17 @@ def packs_dir(config: Config) -> Path:
 def pack_entries(config: Config) -> tuple[list[PackEntry], str]:
     """Files in the pack manifest that exist, and a problem message if the manifest is unusable."""
     root = packs_dir(config)
-    path = root / MANIFEST
-    if not path.is_file():
-        return [], ""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        files = data["files"]
-        if not isinstance(files, list):
-            raise TypeError("files is not a list")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return [], f"{path}: {exc}"
+        listed = read_manifest(root)
+    except OutputError as exc:
+        return [], str(exc)
     out = []
-    for f in files:
+    for f in listed.values():
         try:
-            entry = pack_file(root, str(f["path"]))
-            if entry is None:
-                continue
-            out.append(PackEntry(str(f["path"]), str(f.get("sha256", "")), float(f.get("duration_s", 0)),
-                                 str(f.get("village_id", "")), str(f.get("slot", "")), str(f.get("date", "")),
-                                 entry.stat().st_size))
-        except (KeyError, TypeError, ValueError, OSError):
+            target = pack_file(root, f.path)  # None for a missing file or a path out of the folder
+            if target is not None:
+                out.append(PackEntry(**vars(f), size=target.stat().st_size))
+        except (OSError, ValueError):
             continue
     out.sort(key=lambda e: (e.date, e.village_id, e.slot, e.path), reverse=False)
     return out, ""

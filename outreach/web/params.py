@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
+from outreach.dates import parse_date
+from outreach.errors import PlanError
 from outreach.web.app import bad_request
 
-_ISO = re.compile(r"\d{4}-\d{2}-\d{2}")
 MAX_TEXT = 200
 
 
@@ -22,14 +23,11 @@ def parse_day(text: str | None, label: str, default: date | None) -> date:
         if default is None:
             raise bad_request(f"「{label}」没有填写。", "请按 年-月-日 的格式填写，例如 2026-12-01。")
         return default
-    cleaned = text.strip()
-    if _ISO.fullmatch(cleaned):
-        try:
-            return date.fromisoformat(cleaned)
-        except ValueError:
-            pass
-    raise bad_request(f"「{label}」填写的是「{_shown(text)}」，不是有效的日期。",
-                      "请按 年-月-日 的格式填写，例如 2026-12-01。")
+    try:
+        return parse_date(text, label)
+    except PlanError:
+        raise bad_request(f"「{label}」填写的是「{_shown(text)}」，不是有效的日期。",
+                          "请按 年-月-日 的格式填写，例如 2026-12-01。") from None
 
 
 def parse_int(text: str | None, label: str, default: int | None, lo: int, hi: int, unit: str = "") -> int:

@@ -1,0 +1,71 @@
+"""Coverage queries: reach per village and township, scripts aired, markets, gaps, heatmap."""
+
+# Every figure is a SQL aggregate (COUNT/SUM/MAX over CASE, GROUP BY) computed by the
+# database; Python only shapes the aggregated rows (one per village, market or
+# village-day), never the broadcast rows themselves. Filters are bound parameters.
+# No function reads the clock: `today` and date ranges are arguments.
+
+from __future__ import annotations
+
+from outreach.coverage.common import (
+    MAX_DAYS,
+    PENDING,
+    REACHED,
+    check_campaign,
+    check_period,
+    check_township,
+    parse_period,
+)
+from outreach.coverage.gaps import (
+    EXPORT_GRACE_DAYS,
+    ScriptGap,
+    UnconfirmedExport,
+    VillageGap,
+    script_gaps,
+    unconfirmed_exports,
+    village_gaps,
+)
+from outreach.coverage.heatmap import Heatmap, HeatmapRow, village_day_matrix
+from outreach.coverage.markets import HandoutDay, MarketCoverage, handout_timeline, market_coverage
+from outreach.coverage.reach import (
+    LISTEN_SHARE,
+    ScriptAiring,
+    TownshipCoverage,
+    VillageCoverage,
+    estimate_listeners,
+    scripts_aired,
+    township_rollup,
+    village_coverage,
+)
+
+__all__ = [
+    "EXPORT_GRACE_DAYS",
+    "LISTEN_SHARE",
+    "MAX_DAYS",
+    "PENDING",
+    "REACHED",
+    "Heatmap",
+    "HeatmapRow",
+    "HandoutDay",
+    "MarketCoverage",
+    "ScriptAiring",
+    "ScriptGap",
+    "TownshipCoverage",
+    "UnconfirmedExport",
+    "VillageCoverage",
+    "VillageGap",
+    "check_campaign",
+    "check_period",
+    "check_township",
+    "estimate_listeners",
+    "handout_timeline",
+    "market_coverage",
+    "parse_period",
+    "script_gaps",
+    "scripts_aired",
+    "township_rollup",
+    "unconfirmed_exports",
+    "village_coverage",
+    "village_day_matrix",
+    "village_gaps",
+]

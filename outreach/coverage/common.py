@@ -1,0 +1,124 @@
+"""Shared ground of the coverage queries: limits, status sets, input checks and SQL helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from outreach.dates import check_range, parse_date
+from outreach.errors import CoverageError, OutreachError
+from outreach.models import (
+    Broadcast,
+    BroadcastScript,
+    BroadcastStatus,
+    Campaign,
+    Handout,
+    Market,
+    Township,
+    Village,
+)
+
+MAX_DAYS = 366
+"""Longest date range a coverage query accepts."""
+
+REACHED = (BroadcastStatus.PLAYED.value, BroadcastStatus.CONFIRMED.value)
+PENDING = (BroadcastStatus.PLANNED.value, BroadcastStatus.EXPORTED.value)
+
+_B = Broadcast.__table__.c  # type: ignore[attr-defined]
+_BS = BroadcastScript.__table__.c  # type: ignore[attr-defined]
+_H = Handout.__table__.c  # type: ignore[attr-defined]
+_V = Village.__table__.c  # type: ignore[attr-defined]
+_T = Township.__table__.c  # type: ignore[attr-defined]
+_M = Market.__table__.c  # type: ignore[attr-defined]
+_C = Campaign.__table__.c  # type: ignore[attr-defined]
+
+
+# --- validation -----------------------------------------------------------------
+
+
+def parse_period(
+    start_text: str | None, end_text: str | None, *, today: dt.date,
+    start_field: str = "--from", end_field: str = "--to",
+) -> tuple[dt.date, dt.date]:
+    """Turn optional --from/--to texts into a checked (start, end) range.
+
+    A missing end means `today`; a missing start means the first day of the
+    end's month ("this month so far").
+
+    Raises CoverageError for a malformed date, a backwards range or one over MAX_DAYS days.
+    """
+    try:
+        end = parse_date(end_text, end_field) if end_text else today
+        start = parse_date(start_text, start_field) if start_text else end.replace(day=1)
+    except OutreachError as exc:
+        raise CoverageError(str(exc)) from exc
+    check_period(start, end, what=f"{start_field}/{end_field}")
+    return start, end
+
+
+def check_period(start: dt.date, end: dt.date, *, what: str = "date range") -> None:
+    """Check start..end runs forwards and spans at most MAX_DAYS days.
+
+    Raises CoverageError saying how to fix the range.
+    """
+    try:
+        check_range(start, end, max_days=MAX_DAYS, what=what)
+    except OutreachError as exc:
+        raise CoverageError(str(exc)) from exc
+
+
+def _listing(ids: list[str]) -> str:
+    if not ids:
+        return "(none)"
+    shown = ", ".join(ids[:30])
+    return shown + (", ..." if len(ids) > 30 else "")
+
+
+def _named(session: Session, table: Any, kind: str, key: str, source: str) -> str:
+    """The name of row `key` of a registry mirror table; CoverageError listing known ids if absent."""
+    name = session.exec(sa.select(table.name).where(table.id == key)).first()  # type: ignore[call-overload]
+    if name is None:
+        known = [r[0] for r in session.exec(sa.select(table.id).order_by(table.id).limit(31)).all()]  # type: ignore[call-overload]
+        raise CoverageError(f"unknown {kind} {key!r}; known: {_listing(known)} ({kind} ids come from {source})")
+    return str(name[0])
+
+
+def check_campaign(session: Session, campaign_id: str) -> str:
+    """Return the campaign's name; raise CoverageError if the Campaign table lacks it."""
+    return _named(session, _C, "campaign", campaign_id, "schedules/campaigns.yaml")
+
+
+def check_township(session: Session, township_id: str) -> str:
+    """Return the township's name; raise CoverageError if the Township table lacks it."""
+    return _named(session, _T, "township", township_id, "schedules/county.yaml")
+
+
+def _check_days(days: int) -> None:
+    if not 1 <= days <= MAX_DAYS:
+        raise CoverageError(f"--days: {days} is out of range; give a number of days from 1 to {MAX_DAYS}")
+
+
+# --- SQL helpers ----------------------------------------------------------------
+
+
+def _count(status: str) -> sa.ColumnElement[int]:
+    return sa.func.coalesce(sa.func.sum(sa.case((_B.status == status, 1), else_=0)), 0)
+
+
+def _run(session: Session, stmt: sa.Executable) -> Sequence[Any]:
+    return session.exec(stmt).all()  # type: ignore[call-overload]
+
+
+def _script_join() -> Any:
+    return BroadcastScript.__table__.join(Broadcast.__table__, _B.id == _BS.broadcast_id)  # type: ignore[attr-defined]
+
+
+def _as_date(value: Any) -> dt.date | None:
+    # MAX over a CASE comes back as text from SQLite on some paths; normalise.
+    if value is None or isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])

@@ -1,0 +1,215 @@
+"""Gaps: villages not reached lately, scripts never heard, USB exports left unconfirmed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from outreach.coverage.common import (
+    REACHED, _as_date, _B, _BS, _check_days, _run, _script_join, _T, _V, check_campaign, check_period, check_township,
+)
+from outreach.errors import CoverageError
+from outreach.models import BroadcastStatus, Township, Village
+
+EXPORT_GRACE_DAYS = 2
+"""Days an offline village has to send back its confirmation before an export counts as unconfirmed."""
+
+
+# --- result rows ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VillageGap:
+    """A village that a campaign has not reached within the last N days (or ever)."""
+
+    village_id: str
+    village_name: str
+    township_id: str
+    township_name: str
+    last_reached: dt.date | None
+    days_silent: int | None  # None: never reached
+
+
+@dataclass(frozen=True)
+class ScriptGap:
+    """A campaign script never heard in a township."""
+
+    township_id: str
+    township_name: str
+    script_id: str
+
+
+@dataclass(frozen=True)
+class UnconfirmedExport:
+    """An offline village with exported programs whose confirmation is overdue."""
+
+    village_id: str
+    village_name: str
+    township_id: str
+    slots: int
+    first_date: dt.date
+    last_date: dt.date
+
+
+# --- villages and scripts ---------------------------------------------------------
+
+
+def village_gaps(
+    session: Session,
+    *,
+    campaign_id: str,
+    today: dt.date,
+    days: int,
+    target_village_ids: Iterable[str] = (),
+    township_id: str | None = None,
+) -> list[VillageGap]:
+    """Villages the campaign has not reached in the `days` days ending `today` (or ever).
+
+    Candidates are the target villages and every village with a broadcast row
+    of the campaign. Sorted by township, then village.
+
+    Raises CoverageError for an unknown campaign or township or a bad day count.
+    """
+    _check_days(days)
+    check_campaign(session, campaign_id)
+    if township_id is not None:
+        check_township(session, township_id)
+    since = today - dt.timedelta(days=days - 1)
+    hist = (
+        sa.select(
+            _B.village_id.label("village_id"),
+            sa.func.max(sa.case((_B.status.in_(REACHED) & (_B.date <= today), _B.date))).label("last_reached"),
+        )
+        .where(_B.campaign_id == campaign_id)
+        .group_by(_B.village_id)
+        .cte("hist")
+    )
+    sources = [sa.select(hist.c.village_id.label("village_id"))]
+    targets = sorted(set(target_village_ids))
+    if targets:
+        sources.append(sa.select(_V.id.label("village_id")).where(_V.id.in_(targets)))
+    keys = sa.union(*sources).subquery("keys")
+    township_col = sa.func.coalesce(_V.township_id, "")
+    stmt = (
+        sa.select(
+            keys.c.village_id, sa.func.coalesce(_V.name, keys.c.village_id).label("village_name"),
+            township_col.label("township_id"), sa.func.coalesce(_T.name, township_col).label("township_name"),
+            hist.c.last_reached,
+        )
+        .select_from(
+            keys.outerjoin(hist, hist.c.village_id == keys.c.village_id)
+            .outerjoin(Village.__table__, _V.id == keys.c.village_id)  # type: ignore[attr-defined]
+            .outerjoin(Township.__table__, _T.id == _V.township_id)  # type: ignore[attr-defined]
+        )
+        .where(sa.or_(hist.c.last_reached.is_(None), hist.c.last_reached < since))
+        .order_by(township_col, keys.c.village_id)
+    )
+    if township_id is not None:
+        stmt = stmt.where(_V.township_id == township_id)
+    out = []
+    for r in _run(session, stmt):
+        last = _as_date(r.last_reached)
+        out.append(VillageGap(r.village_id, r.village_name, r.township_id, r.township_name,
+                              last, (today - last).days if last else None))
+    return out
+
+
+def script_gaps(
+    session: Session,
+    *,
+    campaign_id: str,
+    script_ids: Sequence[str],
+    target_village_ids: Iterable[str] = (),
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> list[ScriptGap]:
+    """Scripts of the campaign never heard (played/confirmed) in a township.
+
+    Townships considered: those of the target villages and those with any
+    broadcast row of the campaign. `start`/`end` optionally bound "never".
+
+    Raises CoverageError for an unknown campaign.
+    """
+    check_campaign(session, campaign_id)
+    if start is not None and end is not None:
+        check_period(start, end)
+    wanted = sorted(set(script_ids))
+    if not wanted:
+        return []
+    has_rows = sa.exists().where(_B.campaign_id == campaign_id, _B.village_id == _V.id)
+    candidates = has_rows
+    targets = sorted(set(target_village_ids))
+    if targets:
+        candidates = sa.or_(_V.id.in_(targets), has_rows)
+    towns = sa.select(_V.township_id.label("township_id")).where(candidates).distinct().subquery("towns")
+    # A short literal list (SQLite cannot name the columns of a VALUES list).
+    scripts = sa.union_all(*(sa.select(sa.literal(sid, sa.String).label("script_id")) for sid in wanted))
+    scripts_sq = scripts.subquery("scripts")
+    aired = (
+        sa.select(sa.literal(1)).select_from(_script_join())
+        .where(_BS.script_id == scripts_sq.c.script_id, _B.township_id == towns.c.township_id,
+               _B.campaign_id == campaign_id, _B.status.in_(REACHED))
+    )
+    if start is not None:
+        aired = aired.where(_B.date >= start)
+    if end is not None:
+        aired = aired.where(_B.date <= end)
+    stmt = (
+        sa.select(towns.c.township_id, sa.func.coalesce(_T.name, towns.c.township_id).label("township_name"),
+                  scripts_sq.c.script_id)
+        .select_from(towns.join(scripts_sq, sa.true())
+                     .outerjoin(Township.__table__, _T.id == towns.c.township_id))  # type: ignore[attr-defined]
+        .where(~aired.exists())
+        .order_by(towns.c.township_id, scripts_sq.c.script_id)
+    )
+    # NOT EXISTS stops at the first airing found, through ix_broadcast_script_script_id.
+    return [ScriptGap(r.township_id, r.township_name, r.script_id) for r in _run(session, stmt)]
+
+
+def unconfirmed_exports(
+    session: Session,
+    *,
+    today: dt.date,
+    grace_days: int = EXPORT_GRACE_DAYS,
+    campaign_id: str | None = None,
+    township_id: str | None = None,
+) -> list[UnconfirmedExport]:
+    """Offline villages with programs exported to USB but not confirmed after `grace_days`.
+
+    A row counts when its status is still `exported` and its date is before
+    ``today - grace_days``. Sorted by oldest first.
+    """
+    if grace_days < 0:
+        raise CoverageError(f"grace of {grace_days} days is negative; give 0 or more days")
+    if campaign_id is not None:
+        check_campaign(session, campaign_id)
+    cutoff = today - dt.timedelta(days=grace_days)
+    where = [_B.status == BroadcastStatus.EXPORTED.value, _B.date < cutoff]
+    if campaign_id is not None:
+        where.append(_B.campaign_id == campaign_id)
+    if township_id is not None:
+        where.append(_B.township_id == township_id)
+    # One program (date+slot) carries several campaign rows; count programs, not rows.
+    slot_key = sa.func.count(sa.distinct(sa.cast(_B.date, sa.String) + "/" + _B.slot))
+    agg = (
+        sa.select(
+            _B.village_id.label("village_id"), sa.func.max(_B.township_id).label("township_id"),
+            slot_key.label("slots"), sa.func.min(_B.date).label("first_date"),
+            sa.func.max(_B.date).label("last_date"),
+        )
+        .where(*where).group_by(_B.village_id).subquery("agg")
+    )
+    stmt = (
+        sa.select(agg, sa.func.coalesce(_V.name, agg.c.village_id).label("village_name"))
+        .select_from(agg.outerjoin(Village.__table__, _V.id == agg.c.village_id))  # type: ignore[attr-defined]
+        .order_by(agg.c.first_date, agg.c.village_id)
+    )
+    return [
+        UnconfirmedExport(r.village_id, r.village_name, r.township_id, int(r.slots),
+                          _as_date(r.first_date), _as_date(r.last_date))  # type: ignore[arg-type]
+        for r in _run(session, stmt)
+    ]
