@@ -27,7 +27,7 @@ from outreach.tts import Synthesizer, get_synthesizer
 from outreach.tts.voices import engine_of_voice
 
 # Bump when clip layout or mastering code changes, so old clips are redone.
-RENDER_VERSION = "2"
+RENDER_VERSION = "3"
 # Spoken Mandarin runs at about 4 characters a second; used before a clip exists.
 CHARS_PER_SECOND = 4.0
 CHIME_S = 1.45

@@ -22,6 +22,10 @@ _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _PARAM_RATE = 1
+_PARAM_VOLUME = 2
+# espeak-ng's default volume (100) clips its loudest syllables; leave headroom,
+# mastering brings the level back up cleanly.
+_VOLUME = 60
 _EE_OK = 0
 
 _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
@@ -120,6 +124,7 @@ def render_samples(text: str, voice: str, rate_wpm: int) -> tuple[array.array, i
             raise SynthesisFailed(f"offline: espeak-ng has no voice '{voice}' in {engine.data_path}")
         # The rate is set after the voice because selecting a voice resets it.
         lib.espeak_SetParameter(_PARAM_RATE, rate_wpm, 0)
+        lib.espeak_SetParameter(_PARAM_VOLUME, _VOLUME, 0)
         samples = array.array("h")
         engine.sink = samples
         try:
