@@ -105,10 +105,6 @@ def _check_days(days: int) -> None:
 # --- SQL helpers ----------------------------------------------------------------
 
 
-def _count(status: str) -> sa.ColumnElement[int]:
-    return sa.func.coalesce(sa.func.sum(sa.case((_B.status == status, 1), else_=0)), 0)
-
-
 def _run(session: Session, stmt: sa.Executable) -> Sequence[Any]:
     return session.exec(stmt).all()  # type: ignore[call-overload]
 

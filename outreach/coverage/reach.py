@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from outreach.coverage.common import (
-    REACHED, _as_date, _B, _BS, _C, _count, _run, _script_join, _T, _V, check_campaign, check_period, check_township,
+    REACHED, _as_date, _B, _BS, _C, _run, _script_join, _T, _V, check_campaign, check_period, check_township,
 )
 from outreach.errors import CoverageError
 from outreach.models import BroadcastStatus, Campaign, Township, Village
@@ -161,21 +161,33 @@ def village_coverage(
         where.append(_B.campaign_id == campaign_id)
     if township_id is not None:
         where.append(_B.village_id.in_(sa.select(_V.id).where(_V.township_id == township_id)))
-    reached_date = sa.case((_B.status.in_(REACHED), _B.date))
+    # Count per (campaign, village, status) first: that is exactly the prefix of
+    # ix_broadcast_coverage, so SQLite streams it without evaluating a CASE per row;
+    # the pivot to one row per village then runs over a few rows per village.
+    per_status = (
+        sa.select(_B.campaign_id, _B.village_id, _B.status, sa.func.count().label("n"),
+                  sa.func.max(_B.date).label("last"))
+        .where(*where)
+        .group_by(_B.campaign_id, _B.village_id, _B.status)
+        .cte("per_status")
+    )
+
+    def n_of(status: BroadcastStatus) -> sa.ColumnElement[int]:
+        return sa.func.sum(sa.case((per_status.c.status == status, per_status.c.n), else_=0))
+
     agg = (
         sa.select(
-            _B.campaign_id.label("campaign_id"),
-            _B.village_id.label("village_id"),
-            _count(BroadcastStatus.PLANNED).label("planned"),
-            _count(BroadcastStatus.PLAYED).label("played"),
-            _count(BroadcastStatus.CONFIRMED).label("confirmed"),
-            _count(BroadcastStatus.EXPORTED).label("exported"),
-            _count(BroadcastStatus.MISSED).label("missed"),
-            _count(BroadcastStatus.FAILED).label("failed"),
-            sa.func.max(reached_date).label("last_reached"),
+            per_status.c.campaign_id.label("campaign_id"),
+            per_status.c.village_id.label("village_id"),
+            n_of(BroadcastStatus.PLANNED).label("planned"),
+            n_of(BroadcastStatus.PLAYED).label("played"),
+            n_of(BroadcastStatus.CONFIRMED).label("confirmed"),
+            n_of(BroadcastStatus.EXPORTED).label("exported"),
+            n_of(BroadcastStatus.MISSED).label("missed"),
+            n_of(BroadcastStatus.FAILED).label("failed"),
+            sa.func.max(sa.case((per_status.c.status.in_(REACHED), per_status.c.last))).label("last_reached"),
         )
-        .where(*where)
-        .group_by(_B.campaign_id, _B.village_id)
+        .group_by(per_status.c.campaign_id, per_status.c.village_id)
         .cte("agg")
     )
 
