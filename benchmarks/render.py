@@ -96,7 +96,7 @@ def main() -> None:
         print(f"mastering {SPEECH_MINUTES} min of speech (band-pass, compressor, gain, limiter; no MP3):")
         print(f"  ffmpeg chain {ours_dsp:.2f} s ({dsp_lufs} LUFS) vs pydub-only chain {base_dsp:.2f} s "
               f"-> {base_dsp / ours_dsp:.1f}x faster (target >= 20x)")
-        print(f"end to end to a verified MP3 (adds encode, loudness/true-peak check and correction passes):")
+        print("end to end to a verified MP3 (adds encode, loudness/true-peak check and correction passes):")
         print(f"  master_to_mp3 {ours_e2e:.2f} s ({loud.lufs} LUFS, {loud.true_peak_db} dBTP) vs pydub chain + "
               f"export {base_e2e:.2f} s (unmeasured, no true-peak control) -> {base_e2e / ours_e2e:.1f}x faster")
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from outreach.config import Config
 from outreach.db import session
 from outreach.errors import DeliveryError, OutreachError
 from outreach.media import ffmpeg_exe

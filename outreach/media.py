@@ -15,7 +15,7 @@ with warnings.catch_warnings():
     # pydub looks for ffmpeg on PATH at import; we point it at the bundled one below.
     warnings.filterwarnings("ignore", message="Couldn't find ffmpeg", category=RuntimeWarning)
     from pydub import AudioSegment
-    from pydub.generators import Sine
+    from pydub.generators import Sine  # noqa: F401  (re-exported for outreach.audio)
 
 from outreach.errors import AudioError
 

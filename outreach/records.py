@@ -167,11 +167,12 @@ def _program(day: dt.date, slot: str, village_id: str) -> list[Any]:
 def mark_program(
     session: Session, *, day: dt.date, slot: str, village_id: str, status: BroadcastStatus, at: dt.datetime,
     program_sha256: str | None = None, engine: str | None = None, error: str | None = None,
+    confirmed_by: str | None = None, note: str | None = None,
 ) -> int:
     """Move every campaign row of one village program to `status`, where TRANSITIONS allow it.
 
     Sets played_at / exported_at / confirmed_at to `at` for those statuses and
-    stores the program hash, engine and error when given. Returns the number
+    stores the program hash, engine, error, confirmer and note when given. Returns the number
     of rows changed: 0 means nothing was allowed to change (e.g. already played).
     """
     _aware("at", at)
@@ -182,7 +183,8 @@ def mark_program(
     values: dict[str, Any] = {"status": status, "updated_at": at}
     if status in _STAMP:
         values[_STAMP[status]] = at
-    for key, value in (("program_sha256", program_sha256), ("engine", engine), ("error", error)):
+    for key, value in (("program_sha256", program_sha256), ("engine", engine), ("error", error),
+                       ("confirmed_by", confirmed_by), ("note", note)):
         if value is not None:
             values[key] = value
     stmt = sa.update(Broadcast).where(*_program(day, slot, village_id), Broadcast.status.in_(sources)).values(values)
@@ -319,12 +321,8 @@ def _confirm_row(session: Session, row: dict[str, str], villages: set[str], now:
     found = set(session.scalars(sa.select(Broadcast.status).where(*where)))
     if not found:
         raise RecordError(f"no broadcast for village '{village_id}' on {day} in the {slot} slot; check the date and slot")
-    sources = [src for src, targets in TRANSITIONS.items() if S.CONFIRMED in targets]
-    values: dict[str, Any] = {"status": S.CONFIRMED, "confirmed_at": now, "confirmed_by": by, "updated_at": now}
-    if row.get("note"):
-        values["note"] = row["note"]
-    changed = session.execute(sa.update(Broadcast).where(*where, Broadcast.status.in_(sources)).values(values))
-    if changed.rowcount:  # type: ignore[attr-defined]
+    if mark_program(session, day=day, slot=slot, village_id=village_id, status=S.CONFIRMED, at=now,
+                    confirmed_by=by, note=row.get("note") or None):
         return True
     if found == {S.CONFIRMED}:
         return False

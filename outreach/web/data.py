@@ -266,14 +266,8 @@ def village_history(engine: Engine, village_id: str, start: date, end: date) -> 
 def confirm_program(engine: Engine, *, village_id: str, day: date, slot: str, by: str, at: datetime) -> int:
     """Mark a played or exported program confirmed; returns the rows changed (0: nothing to confirm)."""
     with session(engine) as s:
-        changed = mark_program(s, day=day, slot=slot, village_id=village_id,
-                               status=BroadcastStatus("confirmed"), at=at)
-        if changed:
-            # mark_program takes no confirmer; record who confirmed on the rows it just changed.
-            s.execute(sa.update(Broadcast).where(
-                Broadcast.village_id == village_id, Broadcast.date == day, Broadcast.slot == slot,
-                Broadcast.confirmed_at == at).values(confirmed_by=by))
-    return changed
+        return mark_program(s, day=day, slot=slot, village_id=village_id, status=BroadcastStatus.CONFIRMED,
+                            at=at, confirmed_by=by)
 
 
 def handouts(engine: Engine, market_id: str, start: date, end: date) -> list[Handout]:

@@ -244,8 +244,9 @@ async def add_handout(request: Request, market_id: str) -> Response:
             ctx.engine, market_id=m.id, day=day, leaflets=leaflets, people=people, topics=topics,
             staff=staff, note=note, now=ctx.now()))
     except PageError as exc:
+        status, form_error = exc.status, f"{exc.message}{exc.fix}"
         return await run_in_threadpool(lambda: _market_page(
-            request, m.id, status=exc.status, form_error=f"{exc.message}{exc.fix}", form=values))
+            request, m.id, status=status, form_error=form_error, form=values))
     except RecordError as exc:
         message = ("这条发放记录已经登记过了（日期、数量、主题、人员和备注都相同），没有重复添加。"
                    if "already recorded" in str(exc) else f"没有保存：{exc}")
