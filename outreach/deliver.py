@@ -25,7 +25,8 @@ from outreach.errors import DeliveryError, OutreachError
 from outreach.media import ffmpeg_exe
 from outreach.models import Broadcast, BroadcastStatus
 from outreach.plan import TZ, Program, ProgramItem
-from outreach.programs import ExportReport, PackItem, export_pack, pack_rel_path, program_audio, sha256_file
+from outreach.files import sha256_file
+from outreach.programs import ExportReport, PackItem, export_pack, pack_rel_path, program_audio
 from outreach.records import mark_program, program_status, record_planned
 from outreach.render import clip_durations, clip_engine, verified_clip
 from outreach.workspace import GAP_S, Loaded, broadcast_plans, plan
@@ -187,22 +188,29 @@ def export_days(loaded: Loaded, engine: Engine, start: date, end: date, out_dir:
     items: list[PackItem] = []
     by_rel: dict[str, Program] = {}
     failures: list[tuple[str, str]] = []
+    # Many villages and days air the same clips: assemble, and look up engines, once per content.
     audio_by_key: dict[tuple[str, ...], Path] = {}
+    engines_by_key: dict[tuple[str, ...], str] = {}
+    failed_by_key: dict[tuple[str, ...], str] = {}
     for p in result.programs:
         village = registry.villages[p.village_id]
         township = registry.townships[village.township_id]
         rel = pack_rel_path(township.id, township.name, village.id, village.name, p.date.isoformat(), p.slot)
-        try:
-            if p.content_key not in audio_by_key:
+        key = p.content_key
+        if key not in audio_by_key and key not in failed_by_key:
+            try:
                 clips, problems = program_clips(loaded, p)
                 if problems:
                     raise DeliveryError("; ".join(problems))
-                audio_by_key[p.content_key] = program_audio(loaded.config, clips, gap_s=GAP_S)
-        except OutreachError as exc:
-            failures.append((rel, str(exc)))
+                audio_by_key[key] = program_audio(loaded.config, clips, gap_s=GAP_S)
+                engines_by_key[key] = _engines(loaded, p)
+            except OutreachError as exc:
+                failed_by_key[key] = str(exc)
+        if key in failed_by_key:
+            failures.append((rel, failed_by_key[key]))
             continue
-        items.append(PackItem(rel, audio_by_key[p.content_key], p.duration_s, p.village_id, p.slot,
-                              p.date.isoformat()))
+        audio = audio_by_key[key]
+        items.append(PackItem(rel, audio, p.duration_s, p.village_id, p.slot, p.date.isoformat()))
         by_rel[rel] = p
     report = export_pack(items, out_dir)
     report.failures.extend(failures)
@@ -212,5 +220,5 @@ def export_days(loaded: Loaded, engine: Engine, start: date, end: date, out_dir:
         for rel, p in by_rel.items():
             if rel in exported and p.village_id in usb:
                 mark_program(s, day=p.date, slot=p.slot, village_id=p.village_id, status=BroadcastStatus.EXPORTED,
-                             at=now, program_sha256=exported[rel].sha256, engine=_engines(loaded, p))
+                             at=now, program_sha256=exported[rel].sha256, engine=engines_by_key[p.content_key])
     return report

@@ -18,20 +18,11 @@ from pathlib import Path
 
 from outreach.config import Config
 from outreach.errors import DeliveryError, OutputError
-from outreach.files import atomic_path, describe_os_error, write_text_if_changed
+from outreach.files import atomic_path, describe_os_error, sha256_file, write_text_if_changed
 from outreach.media import run_ffmpeg
 
 MANIFEST = "manifest.json"
 PLAYLIST = "playlist.m3u"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def gap_clip(config: Config, gap_s: float) -> Path:
@@ -116,10 +107,9 @@ class PackItem:
     date: str
 
 
-def _place(item: PackItem, out_dir: Path, existing: Mapping[str, PackFile]) -> tuple[PackFile, bool]:
-    """Copy a program into the pack atomically unless an identical file is there."""
+def _place(item: PackItem, digest: str, out_dir: Path, existing: Mapping[str, PackFile]) -> tuple[PackFile, bool]:
+    """Copy a program (whose SHA-256 is `digest`) into the pack atomically unless an identical file is there."""
     target = out_dir / item.rel_path
-    digest = sha256_file(item.audio)
     entry = PackFile(item.rel_path, digest, round(item.duration_s, 2), item.village_id, item.slot, item.date)
     known = existing.get(item.rel_path)
     if target.is_file() and known is not None and known.sha256 == digest and target.stat().st_size == item.audio.stat().st_size:
@@ -190,9 +180,12 @@ def export_pack(items: Sequence[PackItem], out_dir: Path) -> ExportReport:
     except OutputError:
         existing = {}  # an unreadable manifest is rewritten from the files this export places
     report = ExportReport()
+    digests: dict[Path, str] = {}  # many villages share one program file: hash each once
     for item in items:
         try:
-            entry, wrote = _place(item, out_dir, existing)
+            if item.audio not in digests:
+                digests[item.audio] = sha256_file(item.audio)
+            entry, wrote = _place(item, digests[item.audio], out_dir, existing)
         except (OutputError, OSError) as exc:
             report.failures.append((item.rel_path, str(exc)))
             continue

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from outreach.audio import layout_clip, load_segment, master_to_mp3
 from outreach.config import Config
 from outreach.errors import DeliveryError, OutreachError, ScriptError
-from outreach.files import write_text_atomic
+from outreach.files import sha256_file, write_text_atomic
 from outreach.scripts import Script
 from outreach.textnorm import Lexicon, load_lexicon, normalize
 from outreach.tts import Synthesizer, get_synthesizer
@@ -107,11 +107,8 @@ def cached_result(job: ClipJob) -> ClipResult | None:
     A clip that edge-tts could not make (and the offline engine made instead)
     is not reused when edge is asked for: the next run tries edge again.
     """
-    try:
-        meta = json.loads(job.meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if meta.get("key") != job.key or not job.path.is_file() or job.path.stat().st_size != meta.get("size"):
+    meta = _read_meta(job)
+    if meta is None or not job.path.is_file() or job.path.stat().st_size != meta.get("size"):
         return None
     if meta["engine"] != job.engine:
         return None
@@ -131,15 +128,11 @@ def render_clip(job: ClipJob, config: Config, synthesizer: Synthesizer) -> ClipR
     loud = master_to_mp3(clip, job.path, profile, tags=tags)
     meta = {"key": job.key, "script_id": script.id, "engine": speech.engine, "voice": speech.voice,
             "requested_engine": job.engine, "spoken": job.spoken, "size": job.path.stat().st_size,
-            "sha256": _sha256(job.path), **asdict(loud)}
+            "sha256": sha256_file(job.path), **asdict(loud)}
     write_text_atomic(job.meta_path, json.dumps(meta, ensure_ascii=False, indent=1))
     _remove_stale(job)
     return ClipResult(script.id, str(job.path), speech.engine, loud.lufs, loud.true_peak_db, loud.duration_s,
                       cached=False)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _remove_stale(job: ClipJob) -> None:
@@ -209,23 +202,18 @@ def clip_durations(config: Config, scripts: list[Script]) -> dict[str, float]:
     return out
 
 
-def clip_paths(config: Config, scripts: list[Script]) -> dict[str, Path]:
-    """The rendered clip file of each approved script; missing ones are left out."""
-    lexicon = load_lexicon(config.lexicon_path)
-    out: dict[str, Path] = {}
-    for script in scripts:
-        if script.approved and (hit := cached_result(plan_clip(config, script, lexicon))):
-            out[script.id] = Path(hit.path)
-    return out
+def _read_meta(job: ClipJob) -> dict | None:
+    """The sidecar of the clip `job` describes, if it exists and has the same key."""
+    try:
+        meta = json.loads(job.meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if meta.get("key") == job.key else None
 
 
 def _current_meta(config: Config, script: Script) -> tuple[ClipJob, dict | None]:
     job = plan_clip(config, script, load_lexicon(config.lexicon_path))
-    try:
-        meta = json.loads(job.meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        meta = None
-    return job, meta if meta and meta.get("key") == job.key else None
+    return job, _read_meta(job)
 
 
 def verified_clip(config: Config, script: Script) -> Path:
@@ -237,7 +225,7 @@ def verified_clip(config: Config, script: Script) -> Path:
     job, meta = _current_meta(config, script)
     if meta is None or not job.path.is_file():
         raise DeliveryError(f"{job.path}: clip of '{script.id}' is not rendered; run `outreach render`")
-    if job.path.stat().st_size != meta.get("size") or _sha256(job.path) != meta.get("sha256"):
+    if job.path.stat().st_size != meta.get("size") or sha256_file(job.path) != meta.get("sha256"):
         raise DeliveryError(f"{job.path}: clip of '{script.id}' is corrupt (checksum differs); "
                             "run `outreach render --force`")
     return job.path

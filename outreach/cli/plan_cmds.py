@@ -28,27 +28,19 @@ def _pad(text: str, width: int) -> str:
 @with_workspace
 def plan_cmd(start_text: str, end_text: str, village_ids: tuple[str, ...], as_json: bool, ws: Workspace) -> None:
     """Show each village's loudspeaker programs, slot by slot, for a date range."""
-    from outreach.campaigns import load_campaigns
     from outreach.dates import check_range, parse_date
     from outreach.errors import PlanError
-    from outreach.plan import build_programs
-    from outreach.registry import load_registry
-    from outreach.render import clip_durations
-    from outreach.scripts import load_library
+    from outreach.workspace import load, plan
 
     start, end = parse_date(start_text, "--from"), parse_date(end_text, "--to")
     check_range(start, end, max_days=MAX_PLAN_DAYS, what="--from/--to")
-    config = ws.config
-    registry = load_registry(config.schedules_dir)
+    loaded = load(ws.config)
+    registry = loaded.registry
     unknown = [v for v in village_ids if v not in registry.villages]
     if unknown:
         raise PlanError(f"--village: unknown village {', '.join(repr(v) for v in unknown)}; "
                         "run `outreach registry` to list the village ids")
-    library = load_library(config.scripts_dir, max_chars=config.render.max_chars)
-    scripts = {s.id: s for s in library}
-    campaigns = load_campaigns(config.schedules_dir / "campaigns.yaml", registry, scripts)
-    result = build_programs(registry, campaigns, scripts, clip_durations(config, library), start, end,
-                            village_ids=village_ids or None)
+    result = plan(loaded, start, end, village_ids=village_ids or None)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
