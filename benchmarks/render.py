@@ -1,8 +1,9 @@
 """Benchmark: cold and warm render of the sample library; mastering speed against pydub.
 
 Run: .venv/bin/python benchmarks/render.py
-Prints the figures and the ratio to a pydub-only mastering chain (apply_gain
-plus pydub's own effects) measured in the same run on the same audio.
+Prints the figures and two ratios measured in the same run: the parallel cold render (one
+process per core) against a one-process render of the same library (whose bytes must match),
+and our mastering against a pydub-only chain (apply_gain plus pydub's own effects).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def timed(fn, *args, **kwargs):
 
 
 def ten_minutes_of_speech(config, scripts, tmp: Path) -> AudioSegment:
-    synth = get_synthesizer("offline", config.render)
+    synth = get_synthesizer("espeak", config.render)  # the source voice does not matter to mastering speed
     speech = AudioSegment.silent(duration=0, frame_rate=config.profile.sample_rate)
     i = 0
     while speech.duration_seconds < SPEECH_MINUTES * 60:
@@ -80,9 +81,14 @@ def main() -> None:
         assert not report.failures, report.failures
         warm, again = timed(render_library, config, scripts)
         assert all(r.cached for r in again.results)
+        first = {r.path: Path(r.path).read_bytes() for r in report.results}
+        serial, alone = timed(render_library, config, scripts, force=True, workers=1)
+        same = all(Path(r.path).read_bytes() == first[r.path] for r in alone.results)
         audio_min = sum(r.duration_s for r in report.results) / 60
-        print(f"library: {len(approved)} approved scripts, {audio_min:.1f} min of mastered clips")
-        print(f"cold render: {cold:.2f} s ({cold / len(approved):.2f} s per clip)")
+        engines = sorted({r.engine for r in report.results})
+        print(f"library: {len(approved)} approved scripts, {audio_min:.1f} min of mastered clips, engine {engines}")
+        print(f"cold render: {cold:.2f} s ({cold / len(approved):.2f} s per clip) on every core; one process: "
+              f"{serial:.2f} s -> {serial / cold:.2f}x; bytes identical: {same}")
         print(f"warm re-render: {warm:.3f} s (target < 2 s) -> {'ok' if warm < 2 else 'SLOW'}")
 
         speech = ten_minutes_of_speech(config, approved, tmp)

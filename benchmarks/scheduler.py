@@ -10,6 +10,7 @@ same number of cron jobs in memory (no workspace, no database).
 from __future__ import annotations
 
 import argparse
+import re
 import os
 import signal
 import subprocess
@@ -67,8 +68,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--villages", type=int, default=1000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="outreach-bench-") as tmp_dir:
+    with tempfile.TemporaryDirectory(prefix="schedbench-") as tmp_dir:
         ws = make_workspace(Path(tmp_dir) / "ws", args.villages, mode="play")
+        toml = ws / "outreach.toml"  # `run` refuses a player program that is not installed
+        toml.write_text(re.sub(r"(?m)^player = .*$", 'player = ["true", "{file}"]', toml.read_text()))
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         run = [sys.executable, "-m", "outreach", "run", "-w", str(ws)]
         first_s, first_mb = start(run, env)

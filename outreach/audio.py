@@ -27,6 +27,9 @@ TP_MARGIN_DB = 1.0
 SILENCE_LUFS = -60.0
 # How close to the target the final MP3 must measure.
 LOUDNESS_TOLERANCE_LU = 0.5
+# The chime sits this far under the speech (integrated loudness after the horn shaping), which
+# leaves the mastered clip 6 LU or more of gap after the limiter and MP3 encoding.
+CHIME_BELOW_SPEECH_LU = 10.0
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,52 @@ def chime(sample_rate: int) -> AudioSegment:
     return (ding + dong + tail).set_channels(1).set_sample_width(2)
 
 
-def layout_clip(speech: AudioSegment, *, repeat: int, pause_s: float, with_chime: bool) -> AudioSegment:
-    """Optional chime, then the speech `repeat` times with a pause between repeats."""
+def segment_lufs(segment: AudioSegment) -> float:
+    """Integrated loudness (ITU-R BS.1770, as `measure` reads it) of a pydub segment."""
+    with tempfile.TemporaryDirectory(prefix="outreach-lufs-") as tmp:
+        wav = Path(tmp) / "seg.wav"
+        segment.export(wav, format="wav")
+        return measure(wav, fmt="wav").lufs
+
+
+def _lufs_through(segment: AudioSegment, profile: MasteringProfile | None) -> float:
+    """Loudness of `segment` as mastering will see it: after the horn band-pass and compressor."""
+    if profile is None:
+        return segment_lufs(segment)
+    with tempfile.TemporaryDirectory(prefix="outreach-lufs-") as tmp:
+        src, shaped = Path(tmp) / "in.wav", Path(tmp) / "shaped.wav"
+        segment.export(src, format="wav")
+        return shape(src, shaped, profile)
+
+
+def place_chime(ding: AudioSegment, speech: AudioSegment, profile: MasteringProfile | None = None) -> AudioSegment:
+    """`ding` set CHIME_BELOW_SPEECH_LU under `speech`, both measured after `profile`'s shaping.
+
+    Measured after the compressor because it squeezes loud speech more than a quiet chime; the
+    gap then holds in the mastered clip (one gain for the whole clip keeps it).
+    """
+    speech_lufs = _lufs_through(speech, profile)
+    if speech_lufs <= SILENCE_LUFS:
+        return ding
+    target = speech_lufs - CHIME_BELOW_SPEECH_LU
+    for _ in range(3):
+        error = target - _lufs_through(ding, profile)
+        if abs(error) < 0.3:
+            break
+        ding = ding.apply_gain(error)
+    return ding
+
+
+def layout_clip(speech: AudioSegment, *, repeat: int, pause_s: float, with_chime: bool,
+                profile: MasteringProfile | None = None) -> AudioSegment:
+    """Optional chime, then the speech `repeat` times with a pause between repeats.
+
+    The chime is set CHIME_BELOW_SPEECH_LU under the speech (as `profile` will shape both; None:
+    as they are): it calls attention without startling, and stays under the words once mastered.
+    """
     rate = speech.frame_rate
     pause = AudioSegment.silent(duration=int(pause_s * 1000), frame_rate=rate)
-    clip = chime(rate) if with_chime else AudioSegment.silent(duration=0, frame_rate=rate)
+    clip = place_chime(chime(rate), speech, profile) if with_chime else AudioSegment.silent(duration=0, frame_rate=rate)
     for i in range(repeat):
         if i:
             clip += pause
@@ -163,17 +207,26 @@ def _integrated(stderr: str, what: Path) -> float:
     return float(match.group(1))
 
 
+# What cheap USB players and phones show for a clip: they read ID3v2.3 title, artist and album.
+CLIP_ARTIST = "公安安全宣传"
+TOPIC_ALBUM = {"traffic": "交通安全宣传", "anti_fraud": "反诈宣传"}
+
+
 def write_tags(path: Path, tags: dict[str, str]) -> None:
-    """ID3v2 tags: `title` goes to TIT2, every other key to a TXXX frame."""
-    from mutagen.id3 import ID3, TIT2, TXXX
+    """ID3v2.3 tags (UTF-16, which v2.3 players read): `title` goes to TIT2, every other key to a TXXX
+    frame; the artist and, from `topic`, the album are set for players that show only those."""
+    from mutagen.id3 import ID3, TALB, TIT2, TPE1, TXXX
 
     id3 = ID3()
+    id3.add(TPE1(encoding=1, text=CLIP_ARTIST))
+    if tags.get("topic") in TOPIC_ALBUM:
+        id3.add(TALB(encoding=1, text=TOPIC_ALBUM[tags["topic"]]))
     for key, value in tags.items():
         if key == "title":
-            id3.add(TIT2(encoding=3, text=value))
+            id3.add(TIT2(encoding=1, text=value))
         else:
-            id3.add(TXXX(encoding=3, desc=key, text=value))
-    id3.save(path, v2_version=4)
+            id3.add(TXXX(encoding=1, desc=key, text=value))
+    id3.save(path, v2_version=3)
 
 
 def read_tags(path: Path) -> dict[str, str]:

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from outreach.dates import TextDate
 from outreach.errors import CampaignError
+from outreach.yamlread import construct_timestamp
 
 if TYPE_CHECKING:
     from outreach.registry import Registry
@@ -42,8 +44,8 @@ class Campaign(BaseModel):
     id: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9-]*$")
     name: str = Field(min_length=1)
     scripts: list[str] = Field(min_length=1)
-    start: date = Field(alias="from")
-    end: date = Field(alias="to")
+    start: TextDate = Field(alias="from")
+    end: TextDate = Field(alias="to")
     targets: Targets
     plays_per_slot: int = Field(1, ge=1, le=20)
     priority: int = Field(5, ge=1, le=9)
@@ -83,10 +85,17 @@ def _read_text(path: Path) -> str:
         ) from exc
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps an impossible date such as 2026-02-30 as text, so validation names its campaign."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", construct_timestamp)
+
+
 def _parse(path: Path, text: str) -> tuple[list[Any], list[int]]:
     """Return the campaign entries and the line number of each."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -129,7 +138,7 @@ def _model_problems(exc: ValidationError) -> list[tuple[str, str]]:
     out = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "(campaign)"
-        msg = err["msg"]
+        msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key; check the spelling (allowed: id, name, scripts, from, to, targets, " \
                   "plays_per_slot, priority, market_day_boost, urgent, default)"
@@ -157,7 +166,7 @@ def _cross_problems(c: Campaign, registry: Registry, scripts: Mapping[str, Scrip
         script = scripts.get(sid)
         if script is None:
             out.append(("scripts", f"unknown script '{sid}'; use an id from audio_scripts/"))
-        elif not script.approved:
+        elif not script.approved and not script.edited_after_approval:  # an edited script is blocked at plan time
             out.append(("scripts", f"script '{sid}' is not approved (status {script.status}); "
                                    "approve it or remove it from the campaign"))
     if len(set(c.scripts)) != len(c.scripts):

@@ -22,8 +22,9 @@ from outreach.models import Campaign, Market, MarketVillage, Township, Village
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 10_000
-# Any constant will do: it only has to be the same in every outreach process.
+# Any constants will do: they only have to be the same in every outreach process.
 _PG_MIGRATION_LOCK = 0x6F757472  # "outr"
+_PG_REGISTRY_LOCK = 0x72656769  # "regi"
 _URL_HELP = "expected sqlite:///path/to/outreach.db or postgresql+psycopg://user:password@host:5432/dbname"
 
 
@@ -192,6 +193,35 @@ def _prune(session: Session, model: Any, keep: Iterable[str]) -> None:
     session.execute(stmt)
 
 
+def _lock_mirror(session: Session) -> None:
+    """Serialise registry syncs across processes until the session's transaction ends.
+
+    Every `run`, `serve`, `export` and `coverage` mirrors the registry at start-up;
+    without a lock two of them interleave their link rewrites and one fails on
+    the primary key. PostgreSQL: a transaction-scoped advisory lock. SQLite:
+    BEGIN IMMEDIATE takes the write lock now (waiting up to the busy timeout),
+    so the sync never starts on a snapshot another writer has moved past.
+    """
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_REGISTRY_LOCK)))
+    elif conn.dialect.name == "sqlite":
+        raw = conn.connection.dbapi_connection
+        if raw is not None and not raw.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _changed(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows (keyed by their first column, `id`) that differ from the table or are missing from it.
+
+    An unchanged mirror then writes nothing, so routine start-ups hold the lock only briefly.
+    """
+    if not rows:
+        return []
+    stored = {r[0]: tuple(r) for r in session.execute(sa.select(*(getattr(model, c) for c in rows[0])))}
+    return [r for r in rows if stored.get(next(iter(r.values()))) != tuple(r.values())]
+
+
 def sync_registry(
     session: Session,
     *,
@@ -210,6 +240,11 @@ def sync_registry(
     priority`. With `prune` (the default) rows no longer in the registry are
     deleted; the broadcast and handout logs are never touched.
 
+    Safe when many processes sync one database at once: the sync holds a lock
+    (see `_lock_mirror`) until the session commits, writes only what changed,
+    and upserts links: however many run together, each sees the one before it
+    committed and none fails on a duplicate link.
+
     Raises RegistryError if a village or market refers to an unknown id.
     """
     townships, villages, markets, campaigns = list(townships), list(villages), list(markets), list(campaigns)
@@ -218,32 +253,39 @@ def sync_registry(
     for v in villages:
         if v.township_id not in t_ids:
             raise RegistryError(f"village '{v.id}': township '{v.township_id}' is not in the registry; add it or fix the village")
-    links: list[dict[str, str]] = []
+    links: set[tuple[str, str]] = set()
     for m in markets:
         served = market_villages.get(m.id, ()) if market_villages is not None else getattr(m, "villages", ())
         for vid in sorted(set(served)):
             if vid not in v_ids:
                 raise RegistryError(f"market '{m.id}': village '{vid}' is not in the registry; add it or fix the market")
-            links.append({"market_id": m.id, "village_id": vid})
+            links.add((m.id, vid))
 
-    # Links go first and come back last; parents are upserted before their
-    # children and pruned after them, so foreign keys hold at every step.
-    session.execute(sa.delete(MarketVillage))
-    _upsert(session, Township, [{"id": t.id, "name": t.name} for t in townships], ["id"])
-    _upsert(session, Village, [
+    _lock_mirror(session)
+    # Stale links go first and new ones come last; parents are upserted before
+    # their children and pruned after them, so foreign keys hold at every step.
+    stored_links = {(m, v) for m, v in session.execute(sa.select(MarketVillage.market_id, MarketVillage.village_id))}
+    stale = stored_links - links
+    if stale:
+        session.execute(sa.delete(MarketVillage).where(
+            sa.tuple_(MarketVillage.market_id, MarketVillage.village_id).in_(sorted(stale))))
+    _upsert(session, Township, _changed(session, Township, [{"id": t.id, "name": t.name} for t in townships]), ["id"])
+    _upsert(session, Village, _changed(session, Village, [
         {"id": v.id, "name": v.name, "township_id": v.township_id,
          "population": int(v.population), "speaker": str(v.speaker)}
         for v in villages
-    ], ["id"])
-    _upsert(session, Market, [{"id": m.id, "name": m.name} for m in markets], ["id"])
-    _upsert(session, Campaign, [
+    ]), ["id"])
+    _upsert(session, Market, _changed(session, Market, [{"id": m.id, "name": m.name} for m in markets]), ["id"])
+    _upsert(session, Campaign, _changed(session, Campaign, [
         {"id": c.id, "name": c.name, "start": c.start, "end": c.end, "priority": int(c.priority)}
         for c in campaigns
-    ], ["id"])
+    ]), ["id"])
     if prune:
         _prune(session, Market, [m.id for m in markets])
         _prune(session, Village, v_ids)
         _prune(session, Township, t_ids)
         _prune(session, Campaign, [c.id for c in campaigns])
-    if links:
-        session.execute(sa.insert(MarketVillage.__table__), links)
+    new_links = sorted(links - stored_links)
+    if new_links:
+        _upsert(session, MarketVillage, [{"market_id": m, "village_id": v} for m, v in new_links],
+                ["market_id", "village_id"])

@@ -1,39 +1,46 @@
-"""Delivery at slot time: play a village's program, export USB packs, log both.
+"""Delivery of village programs: resolve them for air, play them once, log every campaign's outcome.
 
-The domain functions here take `now`; only the APScheduler job functions at
-the bottom read the clock. Jobs are module-level functions that take ids
-(workspace path, village id, slot), so the SQLAlchemy job store can persist
-them across restarts. The as-run log makes playing idempotent: a program
-already played is never played again.
+A program is resolved once (`prepare_programs`) into the audio that can air
+and the items that cannot, each with its reason (a draft after edit, a clip
+that is missing). At slot time the player gets only what airs; the as-run log
+gets one row per campaign: `played` when any of its items aired (the others
+named in `error`), `failed` with the reasons when none did. Functions take
+`now`; only the scheduler's job functions read the clock.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import Session, select
 
+from outreach import claims, players
 from outreach.db import session
-from outreach.errors import DeliveryError, OutreachError
-from outreach.media import ffmpeg_exe
-from outreach.models import Broadcast, BroadcastStatus
-from outreach.plan import TZ, Program, ProgramItem
+from outreach.errors import OutreachError
 from outreach.files import sha256_file
-from outreach.programs import ExportReport, PackItem, export_pack, pack_rel_path, program_audio
-from outreach.records import mark_program, program_status, record_planned
+from outreach.media import ffmpeg_exe
+from outreach.models import Broadcast, BroadcastScript, BroadcastStatus
+from outreach.plan import TZ, Program, ProgramItem
+from outreach.programs import program_audio
+from outreach.records import program_status, record_planned
 from outreach.render import clip_durations, clip_engine, verified_clip
 from outreach.workspace import GAP_S, Loaded, broadcast_plans, plan
 
 log = logging.getLogger("outreach.deliver")
 
-DONE = (BroadcastStatus.PLAYED, BroadcastStatus.CONFIRMED)
+S = BroadcastStatus
+DONE = (S.PLAYED, S.CONFIRMED)
+# Rows a play outcome may overwrite: a replay after a failure or an interruption is allowed.
+_OPEN = (S.PLANNED, S.FAILED, S.INTERRUPTED)
+Key = claims.Key
 
 
 def null_player() -> list[str]:
@@ -48,7 +55,7 @@ class Outcome:
     village_id: str
     slot: str
     day: date
-    status: str  # played | failed | skipped | missed | silent
+    status: str  # played | failed | skipped | missed | silent | interrupted
     detail: str = ""
 
 
@@ -60,8 +67,21 @@ def slot_day(slot_start: time, now: datetime) -> date:
 
 def program_for(loaded: Loaded, village_id: str, slot: str, day: date) -> Program | None:
     """The planned program of one village slot; None on a blackout or an empty slot."""
-    result = plan(loaded, day, day, village_ids=[village_id])
-    return next((p for p in result.programs if p.slot == slot), None)
+    return plan_programs(loaded, [(village_id, slot, day)]).get((village_id, slot, day))
+
+
+def plan_programs(loaded: Loaded, keys: Iterable[Key]) -> dict[Key, Program]:
+    """The planned programs of many village slots, planning each day once."""
+    by_day: dict[date, set[str]] = {}
+    wanted = set(keys)
+    for v, _s, d in wanted:
+        by_day.setdefault(d, set()).add(v)
+    out: dict[Key, Program] = {}
+    for day, villages in sorted(by_day.items()):
+        for p in plan(loaded, day, day, village_ids=sorted(villages)).programs:
+            if (p.village_id, p.slot, p.date) in wanted:
+                out[(p.village_id, p.slot, p.date)] = p
+    return out
 
 
 def _previous_slot(loaded: Loaded, village_id: str, slot: str, day: date) -> tuple[date, str]:
@@ -70,22 +90,36 @@ def _previous_slot(loaded: Loaded, village_id: str, slot: str, day: date) -> tup
     return (day, names[i - 1]) if i > 0 else (day - timedelta(days=1), names[-1])
 
 
-def urgent_carry(loaded: Loaded, engine: Engine, village_id: str, slot: str, day: date) -> list[ProgramItem]:
-    """Urgent items of the village's previous slot if it was missed: they move to this slot."""
-    prev_day, prev_slot = _previous_slot(loaded, village_id, slot, day)
+def urgent_carries(loaded: Loaded, engine: Engine, keys: Iterable[Key]) -> dict[Key, list[ProgramItem]]:
+    """For each key whose previous slot was missed: that slot's urgent items (they move to this slot)."""
+    prev = {k: _previous_slot(loaded, *k) for k in keys}
+    if not prev:
+        return {}
     with session(engine) as s:
         rows = s.exec(select(Broadcast).where(
-            Broadcast.date == prev_day, Broadcast.slot == prev_slot, Broadcast.village_id == village_id,
-            Broadcast.status == BroadcastStatus.MISSED)).all()
-    items = []
+            Broadcast.status == S.MISSED, Broadcast.date.in_({d for d, _ in prev.values()}),
+            Broadcast.village_id.in_({v for v, _, _ in prev}))).all()
+    missed: dict[tuple[str, str, date], list[Broadcast]] = {}
     for row in rows:
-        campaign = loaded.campaign(row.campaign_id)
-        if campaign and campaign.urgent:
-            items += [ProgramItem(sid, row.campaign_id, urgent=True) for sid in row.script_ids.split(",") if sid]
-    return items
+        missed.setdefault((row.village_id, row.slot, row.date), []).append(row)
+    out: dict[Key, list[ProgramItem]] = {}
+    for key, (pday, pslot) in prev.items():
+        items = []
+        for row in missed.get((key[0], pslot, pday), []):
+            campaign = loaded.campaign(row.campaign_id)
+            if campaign and campaign.urgent:
+                items += [ProgramItem(sid, row.campaign_id, urgent=True) for sid in row.script_ids.split(",") if sid]
+        if items:
+            out[key] = items
+    return out
 
 
-def with_carry(program: Program, carry: Sequence[ProgramItem], durations: dict[str, float]) -> Program:
+def urgent_carry(loaded: Loaded, engine: Engine, village_id: str, slot: str, day: date) -> list[ProgramItem]:
+    """Urgent items of the village's previous slot if it was missed: they move to this slot."""
+    return urgent_carries(loaded, engine, [(village_id, slot, day)]).get((village_id, slot, day), [])
+
+
+def with_carry(program: Program, carry: Sequence[ProgramItem], durations: Mapping[str, float]) -> Program:
     """`program` with carried urgent items in front (each script once)."""
     present = set(program.script_ids)
     extra = [i for i in carry if i.script_id not in present]
@@ -96,129 +130,251 @@ def with_carry(program: Program, carry: Sequence[ProgramItem], durations: dict[s
 
 
 def program_clips(loaded: Loaded, program: Program) -> tuple[list[Path], list[str]]:
-    """The clip file of every item; a missing or corrupt clip is left out and reported."""
+    """The clip file of every airable item; a blocked item, a missing or corrupt clip is left out and reported."""
     clips, problems = [], []
-    for script_id in program.script_ids:
+    for item in program.items:
+        if item.blocked:
+            problems.append(f"{item.script_id}: {item.blocked}")
+            continue
         try:
-            clips.append(verified_clip(loaded.config, loaded.scripts[script_id]))
+            clips.append(verified_clip(loaded.config, loaded.scripts[item.script_id]))
         except (OutreachError, KeyError) as exc:
-            problems.append(f"{script_id}: {exc}")
+            problems.append(f"{item.script_id}: {exc}")
     return clips, problems
 
 
-def run_player(player: Sequence[str], audio: Path, timeout_s: float) -> None:
-    """Run the player command on `audio`; raise DeliveryError if it fails or hangs."""
-    cmd = [arg.replace("{file}", str(audio)) for arg in player]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
-    except FileNotFoundError as exc:
-        raise DeliveryError(f"player '{cmd[0]}' not found; set deliver.player in outreach.toml") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise DeliveryError(f"player '{cmd[0]}' still running after {timeout_s:.0f} s; it was stopped "
-                            "(raise deliver.player_timeout_s if programs are longer)") from exc
-    if proc.returncode != 0:
-        tail = " | ".join(proc.stderr.strip().splitlines()[-2:])
-        raise DeliveryError(f"player '{cmd[0]}' exited with {proc.returncode}: {tail}")
-
-
-def play_program(loaded: Loaded, engine: Engine, village_id: str, slot: str, day: date, *, now: datetime,
-                 player: Sequence[str], timeout_s: float) -> Outcome:
-    """Play one village slot once, and log it; failures are logged, never raised."""
-    program = program_for(loaded, village_id, slot, day)
-    if program is None:
-        return Outcome(village_id, slot, day, "silent", "blackout or nothing planned")
-    with session(engine) as s:
-        if program_status(s, day=day, slot=slot, village_id=village_id) in DONE:
-            return Outcome(village_id, slot, day, "skipped", "already played")
-    carry = urgent_carry(loaded, engine, village_id, slot, day)
-    if carry:
-        program = with_carry(program, carry, clip_durations(loaded.config, loaded.library))
-    with session(engine) as s:
-        record_planned(s, broadcast_plans([program]), now=now)
-    clips, problems = program_clips(loaded, program)
-    status, detail, sha = BroadcastStatus.PLAYED, "; ".join(problems), None
-    try:
-        audio = program_audio(loaded.config, clips, gap_s=GAP_S)
-        sha = sha256_file(audio)
-        run_player(player, audio, timeout_s)
-    except OutreachError as exc:
-        status, detail = BroadcastStatus.FAILED, "; ".join([*problems, str(exc)])
-    with session(engine) as s:
-        mark_program(s, day=day, slot=slot, village_id=village_id, status=status, at=now,
-                     program_sha256=sha, engine=_engines(loaded, program), error=detail or None)
-    if status is BroadcastStatus.FAILED:
-        log.error("%s %s %s failed: %s", village_id, day, slot, detail)
-    return Outcome(village_id, slot, day, status.value, detail)
-
-
-def _engines(loaded: Loaded, program: Program) -> str:
+def program_engines(loaded: Loaded, program: Program) -> str:
     """Which TTS engines made the clips of a program, from their sidecars."""
     found = {clip_engine(loaded.config, loaded.scripts[sid]) for sid in program.script_ids if sid in loaded.scripts}
     return ",".join(sorted(e for e in found if e)) or "unknown"
 
 
+# --- resolving programs for air ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A program resolved for air: its audio, the items that air, and those that cannot with why."""
+
+    program: Program
+    audio: Path | None
+    sha256: str | None
+    engine: str
+    aired: tuple[ProgramItem, ...]
+    not_aired: tuple[tuple[ProgramItem, str], ...]
+
+    @property
+    def key(self) -> Key:
+        return (self.program.village_id, self.program.slot, self.program.date)
+
+    def problems(self) -> str:
+        return "; ".join(f"{i.script_id}: {why}" for i, why in self.not_aired)
+
+
+def prepare_programs(loaded: Loaded, programs: Iterable[Program]) -> dict[Key, Prepared]:
+    """Resolve programs for air: check each clip once, join each distinct program once."""
+    clip_of: dict[str, Path | str] = {}
+    engine_of: dict[str, str | None] = {}
+    audio_of: dict[tuple[str, ...], tuple[Path, str] | str] = {}
+    out: dict[Key, Prepared] = {}
+    for p in programs:
+        aired: list[ProgramItem] = []
+        not_aired: list[tuple[ProgramItem, str]] = []
+        for item in p.items:
+            if item.blocked:
+                not_aired.append((item, item.blocked))
+                continue
+            if item.script_id not in clip_of:
+                try:
+                    script = loaded.scripts[item.script_id]
+                    clip_of[item.script_id] = verified_clip(loaded.config, script)
+                    engine_of[item.script_id] = clip_engine(loaded.config, script)
+                except KeyError:
+                    clip_of[item.script_id] = "script is no longer in audio_scripts/"
+                except OutreachError as exc:
+                    clip_of[item.script_id] = str(exc)
+            found = clip_of[item.script_id]
+            (aired.append(item) if isinstance(found, Path) else not_aired.append((item, found)))
+        content = tuple(i.script_id for i in aired)
+        audio = sha = None
+        if content:
+            if content not in audio_of:
+                try:
+                    joined = program_audio(loaded.config, [clip_of[s] for s in content], gap_s=GAP_S)  # type: ignore[misc]
+                    audio_of[content] = (joined, sha256_file(joined))
+                except OutreachError as exc:
+                    audio_of[content] = str(exc)
+            made = audio_of[content]
+            if isinstance(made, tuple):
+                audio, sha = made
+            else:
+                not_aired += [(i, made) for i in aired]
+                aired = []
+        engines = sorted({e for s in content if (e := engine_of.get(s))})
+        out[(p.village_id, p.slot, p.date)] = Prepared(p, audio, sha, ",".join(engines) or "unknown",
+                                                       tuple(aired), tuple(not_aired))
+    return out
+
+
+# --- the as-run log ------------------------------------------------------------------------
+
+
+def _rows_where(key: Key) -> list[Any]:
+    v, s, d = key
+    return [Broadcast.date == d, Broadcast.slot == s, Broadcast.village_id == v]
+
+
+def record_outcome(s: Session, prep: Prepared, status: S, *, at: datetime, detail: str = "") -> None:
+    """Log one program's outcome per campaign row.
+
+    played: a campaign with aired items is `played` (its script list becomes what
+    aired; the rest are named in `error`), one with none is `failed`. failed or
+    interrupted: every row, with `detail` and the items that could not air.
+    """
+    reasons: dict[str, list[str]] = {}
+    for item, why in prep.not_aired:
+        reasons.setdefault(item.campaign_id, []).append(f"{item.script_id}: {why}")
+    for campaign_id in prep.program.campaign_ids:
+        aired = [i.script_id for i in prep.aired if i.campaign_id == campaign_id]
+        missing = reasons.get(campaign_id, [])
+        values: dict[str, Any] = {"updated_at": at, "engine": prep.engine}
+        if status is S.PLAYED and aired:
+            values |= {"status": S.PLAYED, "played_at": at, "program_sha256": prep.sha256,
+                       "script_ids": ",".join(aired), "error": ("did not air: " + "; ".join(missing)) if missing else None}
+        elif status is S.PLAYED:
+            values |= {"status": S.FAILED, "error": "no item of this campaign could air: " + "; ".join(missing)}
+        else:
+            values |= {"status": status, "error": "; ".join([detail, *missing]) if detail else "; ".join(missing)}
+        sources = (S.PLANNED,) if status is S.INTERRUPTED else _OPEN
+        where = [*_rows_where(prep.key), Broadcast.campaign_id == campaign_id, Broadcast.status.in_(sources)]
+        stmt = sa.update(Broadcast).where(*where).values(values).returning(Broadcast.id)
+        ids = s.execute(stmt, execution_options={"synchronize_session": False}).scalars().all()
+        if ids and values["status"] is S.PLAYED and missing:
+            s.execute(sa.delete(BroadcastScript).where(BroadcastScript.broadcast_id.in_(ids),
+                                                       BroadcastScript.script_id.not_in(aired)))
+
+
+def interrupt_rows(s: Session, key: Key, *, at: datetime, detail: str) -> int:
+    """Mark a program's still-planned rows `interrupted` (a play cut short by a crash)."""
+    stmt = sa.update(Broadcast).where(*_rows_where(key), Broadcast.status == S.PLANNED).values(
+        status=S.INTERRUPTED, error=detail, note=detail, updated_at=at)  # note survives a replay
+    return int(s.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def fail_rows(s: Session, key: Key, *, at: datetime, detail: str) -> int:
+    """Mark a program's open rows `failed` with the reason (any error in a job)."""
+    stmt = sa.update(Broadcast).where(*_rows_where(key), Broadcast.status.in_((S.PLANNED, S.INTERRUPTED))).values(
+        status=S.FAILED, error=detail, updated_at=at)
+    return int(s.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def mark_missed_programs(engine: Engine, programs: Sequence[Program], *, now: datetime) -> int:
+    """Log programs that were not played within their grace time as missed (rows still planned, or none)."""
+    if not programs:
+        return 0
+    changed = 0
+    with session(engine) as s:
+        record_planned(s, broadcast_plans(programs), now=now)
+        for p in programs:
+            changed += int(s.execute(sa.update(Broadcast).where(
+                *_rows_where((p.village_id, p.slot, p.date)), Broadcast.status == S.PLANNED).values(
+                status=S.MISSED, error="missed: not played within the grace time", updated_at=now)).rowcount)
+    return changed
+
+
 def mark_missed(loaded: Loaded, engine: Engine, village_id: str, slot: str, day: date, *, now: datetime) -> int:
     """Log a slot that was not played within its grace time as missed."""
     program = program_for(loaded, village_id, slot, day)
-    if program is None:
-        return 0
-    with session(engine) as s:
-        record_planned(s, broadcast_plans([program]), now=now)
-        return mark_program(s, day=day, slot=slot, village_id=village_id, status=BroadcastStatus.MISSED, at=now,
-                            error="missed: not played within the grace time")
+    return mark_missed_programs(engine, [program] if program else [], now=now)
 
 
-def usb_villages(loaded: Loaded) -> list[str]:
-    """Villages fed by USB stick: offline ones, or every village when the county runs in export mode."""
-    everyone = loaded.config.deliver.mode == "export"
-    return sorted(v.id for v in loaded.registry.villages.values() if everyone or v.speaker == "offline")
+def play_program(loaded: Loaded, engine: Engine, village_id: str, slot: str, day: date, *, now: datetime,
+                 player: Sequence[str], timeout_s: float) -> Outcome:
+    """Claim, play and log one village slot, waiting for the player (demo, tests); never raises.
 
-
-def export_days(loaded: Loaded, engine: Engine, start: date, end: date, out_dir: Path, *, now: datetime,
-                village_ids: Sequence[str] | None = None) -> ExportReport:
-    """Write USB packs for `start`..`end` and log the USB-fed villages' programs as exported.
-
-    `village_ids` defaults to the USB-fed villages (`usb_villages`). Identical
-    programs are assembled once. A pack for a networked village is a spare: its
-    rows stay `planned` until the scheduler plays them.
+    The scheduler does the same in batches (outreach.playout); this is the one-slot form.
     """
-    usb = set(usb_villages(loaded))
-    result = plan(loaded, start, end, village_ids=sorted(usb) if village_ids is None else village_ids)
-    registry = loaded.registry
-    items: list[PackItem] = []
-    by_rel: dict[str, Program] = {}
-    failures: list[tuple[str, str]] = []
-    # Many villages and days air the same clips: assemble, and look up engines, once per content.
-    audio_by_key: dict[tuple[str, ...], Path] = {}
-    engines_by_key: dict[tuple[str, ...], str] = {}
-    failed_by_key: dict[tuple[str, ...], str] = {}
-    for p in result.programs:
-        village = registry.villages[p.village_id]
-        township = registry.townships[village.township_id]
-        rel = pack_rel_path(township.id, township.name, village.id, village.name, p.date.isoformat(), p.slot)
-        key = p.content_key
-        if key not in audio_by_key and key not in failed_by_key:
-            try:
-                clips, problems = program_clips(loaded, p)
-                if problems:
-                    raise DeliveryError("; ".join(problems))
-                audio_by_key[key] = program_audio(loaded.config, clips, gap_s=GAP_S)
-                engines_by_key[key] = _engines(loaded, p)
-            except OutreachError as exc:
-                failed_by_key[key] = str(exc)
-        if key in failed_by_key:
-            failures.append((rel, failed_by_key[key]))
-            continue
-        audio = audio_by_key[key]
-        items.append(PackItem(rel, audio, p.duration_s, p.village_id, p.slot, p.date.isoformat()))
-        by_rel[rel] = p
-    report = export_pack(items, out_dir)
-    report.failures.extend(failures)
-    exported = {f.path: f for f in report.files}
-    with session(engine) as s:
-        record_planned(s, broadcast_plans(result.programs), now=now)
-        for rel, p in by_rel.items():
-            if rel in exported and p.village_id in usb:
-                mark_program(s, day=p.date, slot=p.slot, village_id=p.village_id, status=BroadcastStatus.EXPORTED,
-                             at=now, program_sha256=exported[rel].sha256, engine=engines_by_key[p.content_key])
-    return report
+    key = (village_id, slot, day)
+    try:
+        program = program_for(loaded, village_id, slot, day)
+        if program is None:
+            return Outcome(village_id, slot, day, "silent", "blackout or nothing planned")
+        with session(engine) as s:
+            if program_status(s, day=day, slot=slot, village_id=village_id) in DONE:
+                return Outcome(village_id, slot, day, "skipped", "already played")
+        owner = claims.new_owner()
+        if key not in claims.claim(engine, owner, [key], now):
+            # A finished claim whose play failed may be retried; a live one belongs to someone else.
+            old = claims.read_claims(engine, [key])
+            if not (old and old[0].state == claims.DONE and claims.take_over(engine, old[0], owner, now)):
+                return Outcome(village_id, slot, day, "skipped", "claimed by another scheduler")
+        carry = urgent_carry(loaded, engine, village_id, slot, day)
+        if carry:
+            program = with_carry(program, carry, clip_durations(loaded.config, loaded.library))
+        with session(engine) as s:
+            record_planned(s, broadcast_plans([program]), now=now)
+        prep = prepare_programs(loaded, [program])[key]
+        status, detail = play_prepared(loaded, engine, owner, prep, player, timeout_s, now)
+        with session(engine) as s:
+            record_outcome(s, prep, status, at=now, detail=detail)
+        claims.set_state(engine, owner, [key], claims.DONE)
+    except Exception as exc:  # every started play ends with an outcome
+        log.exception("%s %s %s failed", village_id, day, slot)
+        detail = f"{type(exc).__name__}: {exc}"
+        try:
+            with session(engine) as s:
+                fail_rows(s, key, at=now, detail=detail)
+        except Exception:
+            log.exception("could not log the failure of %s %s %s", village_id, day, slot)
+        return Outcome(village_id, slot, day, "failed", detail)
+    full = "; ".join(x for x in (detail, prep.problems()) if x)
+    if status is S.FAILED:
+        log.error("%s %s %s failed: %s", village_id, day, slot, full)
+    return Outcome(village_id, slot, day, status.value, full)
+
+
+def play_prepared(loaded: Loaded, engine: Engine, owner: str, prep: Prepared, player: Sequence[str],
+                  timeout_s: float, now: datetime) -> tuple[S, str]:
+    """Run the player on a prepared program and wait for it; (status, detail)."""
+    if prep.audio is None:
+        return S.FAILED, "no clip of this program can air"
+    v, slot, day = prep.key
+    cmd = players.fill(player, {"file": str(prep.audio), "village": v, "slot": slot, "date": day.isoformat(),
+                                "village_name": loaded.registry.villages[v].name,
+                                "township": loaded.registry.villages[v].township_id})
+    try:
+        proc = players.spawn(cmd, loaded.config.build_path / "players", timeout_s)
+    except OutreachError as exc:
+        return S.FAILED, str(exc)
+    claims.set_playing(engine, owner, [(prep.key, proc.pgid, proc.started)], now)
+    return finish_player(proc, cmd[0], timeout_s, wait=True) or (S.FAILED, "player did not finish")
+
+
+def finish_player(proc: players.Player, program: str, timeout_s: float, *, wait: bool) -> tuple[S, str] | None:
+    """The outcome of a player once it ended (None while it still runs and `wait` is False).
+
+    A player past its deadline has its whole process group stopped; so do the
+    leftovers of a player that exited (a wrapper's child must not play on).
+    """
+    import subprocess
+    import time as _time
+
+    if wait:
+        try:
+            proc.proc.wait(timeout=max(0.0, proc.deadline - _time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    code = proc.proc.poll()
+    if code is None and _time.monotonic() < proc.deadline:
+        return None
+    if code is None:
+        players.stop_group(proc.pgid, leader=proc.proc)
+        proc.cleanup()
+        return S.FAILED, (f"player '{program}' still running after {timeout_s:.0f} s; its process group was stopped "
+                          "(raise deliver.player_timeout_s if programs are longer)")
+    players.stop_group(proc.pgid, grace_s=0.5)
+    tail = proc.stderr_tail()
+    proc.cleanup()
+    if code != 0:
+        return S.FAILED, f"player '{program}' exited with {code}: {tail}"
+    return S.PLAYED, ""

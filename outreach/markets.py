@@ -135,7 +135,15 @@ def _endings(text: str, body: str) -> frozenset[int]:
             found.add(0)
             continue
         if token.isascii() and token.isdigit() and len(token) > 1:
+            if int(token) > 31:
+                raise _fail(text, f"{token!r} is not a real day number; list the last digits of the market "
+                                  "days, e.g. 逢3、8")
             raise _fail(text, f"{token!r} is ambiguous; separate Arabic digits, e.g. 逢3、6")
+        number = _chinese_number(token)
+        if number is not None:
+            what = "is not a real day number" if number > 30 else "is a whole day number, not a day digit"
+            raise _fail(text, f"{token!r} ({number}) {what}; a rule lists the last digits of the market days "
+                              "(逢三、八 = 3, 13, 23 and 8, 18, 28; 十 = 10, 20, 30)")
         for ch in token:
             if ch not in _DIGITS:
                 raise _fail(text, f"{ch!r} is not a day digit (一..十 or 0..9)")
@@ -143,6 +151,16 @@ def _endings(text: str, body: str) -> frozenset[int]:
     if not found:
         raise _fail(text, "no day digits given")
     return frozenset(found)
+
+
+def _chinese_number(token: str) -> int | None:
+    """The value of a written-out number such as 十五, 二十, 三十一 (a 十 with digits around it), else None."""
+    if len(token) < 2 or "十" not in token or token.count("十") > 1:
+        return None
+    tens, _, ones = token.partition("十")
+    if any(ch not in _DIGITS or ch.isascii() for ch in tens + ones) or len(tens) > 1 or len(ones) > 1:
+        return None
+    return (_DIGITS[tens] if tens else 1) * 10 + (_DIGITS[ones] if ones else 0)
 
 
 def parse_rule(text: str) -> MarketRule:

@@ -38,6 +38,7 @@ class BroadcastStatus(StrEnum):
     CONFIRMED = "confirmed"
     MISSED = "missed"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # a play cut short by a crash; not reached
 
 
 class Topic(StrEnum):
@@ -169,7 +170,8 @@ class Broadcast(Base, table=True):
     played_at: dt.datetime | None = _utc(nullable=True)
     exported_at: dt.datetime | None = _utc(nullable=True)
     confirmed_at: dt.datetime | None = _utc(nullable=True)
-    confirmed_by: str | None = Field(default=None, max_length=200)
+    confirmed_by: str | None = Field(default=None, max_length=200)  # the village person who confirmed
+    entered_by: str | None = Field(default=None, max_length=200)  # the staff member who recorded it
     program_sha256: str | None = Field(default=None, max_length=64)
     engine: str | None = Field(default=None, max_length=32)
     error: str | None = Field(default=None, sa_type=sa.Text)
@@ -187,6 +189,40 @@ class BroadcastScript(Base, table=True):
     )
     position: int = Field(primary_key=True)
     script_id: str = Field(index=True, max_length=64)
+
+
+# --- exactly-once play ----------------------------------------------------------
+
+
+class SlotClaim(Base, table=True):
+    """Who plays one village slot: taken atomically before the player starts (one per village, slot, date)."""
+
+    __tablename__ = "slot_claim"
+    __table_args__ = (sa.UniqueConstraint("date", "slot", "village_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    date: dt.date
+    slot: str = Field(max_length=32)
+    village_id: str = Field(max_length=64)
+    owner: str = Field(max_length=200)  # scheduler instance: host:pid:token
+    state: str = Field(default="claimed", max_length=16)  # claimed | playing | done
+    attempts: int = 1
+    player_pid: int | None = None
+    player_pgid: int | None = None
+    player_started: int | None = Field(default=None, sa_type=sa.BigInteger)  # /proc start time, against pid reuse
+    claimed_at: dt.datetime = _utc()
+    heartbeat_at: dt.datetime = _utc()
+
+
+class SchedulerLeader(Base, table=True):
+    """The scheduler that leads a database (SQLite's lock row; on PostgreSQL a record beside the advisory lock)."""
+
+    __tablename__ = "scheduler_leader"
+
+    name: str = Field(primary_key=True, max_length=32)
+    owner: str = Field(max_length=200)
+    started_at: dt.datetime = _utc()
+    heartbeat_at: dt.datetime = _utc()
 
 
 # --- market-day handouts and imports -------------------------------------------
@@ -223,3 +259,76 @@ class ImportRecord(Base, table=True):
     imported_at: dt.datetime = _utc()
     rows_ok: int = 0
     rows_bad: int = 0
+
+
+# --- village stations (outreach/stations.py, outreach/alerts.py) -----------------
+
+
+class Station(Base, table=True):
+    """A registered village station (村委会广播室的播放盒): its hashed token and its last presence report."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    village_id: str = Field(index=True, max_length=64)
+    token_sha256: str = Field(unique=True, max_length=64)  # HTTP bearer token, hashed
+    broker_hash: str = Field(max_length=200)  # the same token in Mosquitto's password-file format
+    created_at: dt.datetime = _utc()
+    revoked_at: dt.datetime | None = _utc(nullable=True)
+    online: bool = False
+    last_seen: dt.datetime | None = _utc(nullable=True)
+    buffered_until: dt.date | None = None
+    clock_offset_s: float | None = None
+    version: str | None = Field(default=None, max_length=32)
+    free_disk_mb: int | None = None
+    last_play: str | None = Field(default=None, max_length=200)
+
+
+class StationEvent(Base, table=True):
+    """An as-run event already ingested from a station: its id makes a repeated upload change nothing."""
+
+    __tablename__ = "station_event"
+
+    event_id: str = Field(primary_key=True, max_length=64)
+    station_id: str = Field(index=True, max_length=64)
+    kind: str = Field(max_length=16)
+    at: dt.datetime = _utc()
+    received_at: dt.datetime = _utc()
+
+
+class Alert(Base, table=True):
+    """An emergency insert (紧急插播) sent to stations."""
+
+    id: str = Field(primary_key=True, max_length=32)
+    script_id: str = Field(max_length=64)
+    sha256: str = Field(max_length=64)
+    targets: str = Field(sa_type=sa.Text)  # JSON list of station ids
+    sent_at: dt.datetime = _utc()
+    expires_at: dt.datetime = _utc()
+
+
+class AlertDelivery(Base, table=True):
+    """When one station received and played one alert."""
+
+    __tablename__ = "alert_delivery"
+
+    alert_id: str = Field(primary_key=True, max_length=32)
+    station_id: str = Field(primary_key=True, max_length=64)
+    delivered_at: dt.datetime | None = _utc(nullable=True)
+    played_at: dt.datetime | None = _utc(nullable=True)
+
+
+# --- browser review of scripts (outreach/review.py) -------------------------------
+
+
+class ScriptEvent(Base, table=True):
+    """One step in a script's review trail: drafted, edited (with a diff), previewed, approved or rejected."""
+
+    __tablename__ = "script_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    script_id: str = Field(index=True, max_length=64)
+    action: str = Field(max_length=16)
+    actor: str = Field(max_length=64)
+    at: dt.datetime = _utc()
+    content_hash: str = Field(default="", max_length=64)  # scripts.approval_hash of the text at this step
+    audio_sha256: str = Field(default="", max_length=64)  # the preview clip heard (previewed, approved)
+    detail: str = Field(default="", sa_type=sa.Text)  # the diff of an edit, the comment of a rejection

@@ -17,10 +17,12 @@ if TYPE_CHECKING:
     from outreach.scripts import Script
 
 __all__ = [
-    "TZ", "PlanResult", "Program", "ProgramItem", "build_programs", "rotation", "village_offset",
+    "DRAFT_AFTER_EDIT", "TZ", "PlanResult", "Program", "ProgramItem", "build_programs", "rotation", "village_offset",
 ]
 
 TZ = ZoneInfo("Asia/Shanghai")
+# The `blocked` reason of a script edited after its approval: it keeps its place so delivery logs it.
+DRAFT_AFTER_EDIT = "draft after edit"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class ProgramItem:
     script_id: str
     campaign_id: str
     urgent: bool = False
+    # Why this planned item must not air (e.g. "draft after edit"); None when it may air.
+    blocked: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,19 @@ class Program:
         return tuple(dict.fromkeys(i.campaign_id for i in self.items))
 
     @property
+    def airable_items(self) -> tuple[ProgramItem, ...]:
+        """The items that may go on air, in play order."""
+        return tuple(i for i in self.items if i.blocked is None)
+
+    @property
+    def blocked_items(self) -> tuple[ProgramItem, ...]:
+        """Planned items that must not air; delivery logs each one as failed with its reason."""
+        return tuple(i for i in self.items if i.blocked is not None)
+
+    @property
     def content_key(self) -> tuple[str, ...]:
         """Two programs with equal keys have identical audio."""
-        return self.script_ids
+        return tuple(i.script_id for i in self.airable_items)
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,8 @@ class PlanResult:
 
     programs: list[Program]
     warnings: list[str] = field(default_factory=list)
+    # Urgent campaigns whose scripts were edited after approval: shown loudly by plan, run and export.
+    alerts: list[str] = field(default_factory=list)
 
 
 def village_offset(campaign_id: str, village_id: str) -> int:
@@ -107,9 +123,12 @@ def _candidates(
 def _place(
     group: Sequence[Campaign], reach: Mapping[str, set[str]], eligible: Mapping[str, Sequence[str]],
     village_id: str, day: date, slot_index: int, n_slots: int, boosted: bool,
-    durations: Mapping[str, float],
+    durations: Mapping[str, float], blocked: Mapping[str, str],
 ) -> list[ProgramItem]:
-    """The items the campaigns of `group` want in one slot, in group order, no script twice."""
+    """The items the campaigns of `group` want in one slot, in group order, no script twice.
+
+    A script in `blocked` keeps its rotation place as a blocked item (it will not air).
+    """
     taken: set[str] = set()
     items: list[ProgramItem] = []
     for c in group:
@@ -117,6 +136,9 @@ def _place(
             continue
         count = c.plays_per_slot + (c.market_day_boost if boosted else 0)
         for sid in _candidates(c, eligible[c.id], village_id, day, slot_index, n_slots, count, taken):
+            if sid in blocked:
+                items.append(ProgramItem(sid, c.id, c.urgent, blocked=blocked[sid]))
+                continue
             if sid not in durations:
                 raise PlanError(f"no clip duration for script '{sid}'; render it or check audio_scripts/")
             items.append(ProgramItem(sid, c.id, c.urgent))
@@ -124,7 +146,31 @@ def _place(
 
 
 def _eligible(campaign: Campaign, scripts: Mapping[str, Script], day: date) -> list[str]:
-    return [s for s in campaign.scripts if scripts[s].approved and scripts[s].valid_on(day)]
+    """Approved scripts, and scripts edited after approval (placed but blocked), valid on `day`."""
+    return [s for s in campaign.scripts
+            if (scripts[s].approved or _edited(scripts[s])) and scripts[s].valid_on(day)]
+
+
+def _edited(script: Script) -> bool:
+    return bool(getattr(script, "edited_after_approval", False))
+
+
+def _alerts(programs: Sequence[Program], scripts: Mapping[str, Script]) -> list[str]:
+    """One loud line per (urgent campaign, script) that was edited after approval and will not air."""
+    hits: dict[tuple[str, str], list[Program]] = {}
+    for p in programs:
+        for item in p.blocked_items:
+            if item.urgent:
+                hits.setdefault((item.campaign_id, item.script_id), []).append(p)
+    out = []
+    for (cid, sid), progs in sorted(hits.items()):
+        s = scripts[sid]
+        first, last = min(p.date for p in progs), max(p.date for p in progs)
+        out.append(f"URGENT campaign '{cid}': script '{sid}' was edited after approval by {s.approved_by} on "
+                   f"{s.approved_on} and is a draft again; it will NOT air in {len(progs)} program(s) "
+                   f"{first.isoformat()}..{last.isoformat()}. Review the text, then "
+                   f"`outreach scripts approve {sid} --by NAME` and `outreach render`")
+    return out
 
 
 def _fit(
@@ -135,13 +181,16 @@ def _fit(
     kept: list[ProgramItem] = []
     total = 0.0
     for item in items:
+        if item.blocked is not None:  # never airs: it takes no time, delivery only logs it
+            kept.append(item)
+            continue
         dur = durations[item.script_id]
         if item.urgent and dur > limit_s:
             raise PlanError(
                 f"urgent script '{item.script_id}' ({item.campaign_id}) lasts {dur:.1f}s, longer than the "
                 f"{max_minutes}-minute slot ({where}); shorten the script or lengthen the slot"
             )
-        added = dur + (gap_s if kept else 0.0)
+        added = dur + (gap_s if any(k.blocked is None for k in kept) else 0.0)
         if total + added <= limit_s:
             kept.append(item)
             total += added
@@ -190,6 +239,7 @@ def build_programs(
     ordered = sorted((c for c in campaigns if not c.default), key=lambda c: (not c.urgent, -c.priority, c.id))
     defaults = sorted((c for c in campaigns if c.default), key=lambda c: c.id)
     reach = {c.id: c.target_villages(registry) for c in campaigns}
+    blocked = {sid: DRAFT_AFTER_EDIT for sid, s in scripts.items() if _edited(s)}
 
     programs: list[Program] = []
     warnings: list[str] = []
@@ -198,7 +248,9 @@ def build_programs(
         market_villages = registry.market_villages_on(day)
         active = [c for c in ordered if c.active_on(day)]
         active_defaults = [c for c in defaults if c.active_on(day)]
-        eligible = {c.id: _eligible(c, scripts, day) for c in active + active_defaults}
+        eligible = {c.id: _eligible(c, scripts, day) for c in active}
+        # The default campaign exists to fill silence, so it only offers scripts that can air.
+        eligible |= {c.id: [s for s in _eligible(c, scripts, day) if s not in blocked] for c in active_defaults}
         for vid in chosen:
             slots = registry.village_slots(vid)
             for slot_index, slot in enumerate(slots):
@@ -209,13 +261,18 @@ def build_programs(
                 limit_s = slot.max_minutes * 60.0
                 kept: list[ProgramItem] = []
                 total = 0.0
-                # The default campaign is tried only when nothing else placed (and fitted) an item.
+                # The default campaign is tried only when nothing else placed (and fitted) an airable item;
+                # blocked items stay in front so delivery logs them.
                 for group in (active, active_defaults):
                     items = _place(group, reach, eligible, vid, day, slot_index, len(slots), boosted,
-                                   clip_durations)
-                    kept, total = _fit(items, clip_durations, limit_s, gap_s, where, slot.max_minutes, warnings)
-                    if kept:
+                                   clip_durations, blocked)
+                    fitted, total = _fit(items, clip_durations, limit_s, gap_s, where, slot.max_minutes, warnings)
+                    kept += fitted
+                    if any(i.blocked is None for i in kept):
                         break
+                if not any(i.blocked is None for i in kept) and kept:
+                    warnings.append(f"{where}: only scripts edited after approval were planned; the slot stays "
+                                    "silent until they are approved again")
                 if not kept:
                     warnings.append(f"{where}: nothing to play (no valid default script); the slot stays silent")
                     continue
@@ -225,4 +282,4 @@ def build_programs(
                     items=tuple(kept), duration_s=round(total, 3),
                 ))
     programs.sort(key=lambda p: (p.date, p.start, p.village_id, p.slot))
-    return PlanResult(programs, warnings)
+    return PlanResult(programs, warnings, _alerts(programs, scripts))

@@ -9,6 +9,7 @@ or id, and the fix.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, time
@@ -17,6 +18,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PlainValidator, model_validator
 
+from outreach.config import PlayerCommand
+from outreach.dates import TextDate
 from outreach.errors import MarketRuleError, RegistryError
 from outreach.markets import MarketRule, parse_rule
 from outreach.yamlread import (
@@ -25,7 +28,7 @@ from outreach.yamlread import (
 
 __all__ = [
     "SlotName", "SlotSpec", "Township", "Village", "Market", "Blackout", "Registry",
-    "load_registry", "FILES", "MAX_SLOT_MINUTES",
+    "load_registry", "FILES", "MAX_SLOT_MINUTES", "resolve_village", "resolve_market", "resolve_township",
 ]
 
 SlotName = Literal["morning", "evening"]
@@ -66,7 +69,19 @@ def _to_rule(value: Any) -> MarketRule:
         raise ValueError(str(exc)) from None
 
 
+def _check_name(value: Any) -> Any:
+    # Names end up in file names, ID3 tags and reports: one line, no control characters.
+    if isinstance(value, str):
+        bad = next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Zl", "Zp")), None)
+        if bad is not None:
+            raise ValueError(f"contains a control character (U+{ord(bad):04X}); write the name on one line")
+        if not value.strip():
+            raise ValueError("is empty; write the name")
+    return value
+
+
 Clock = Annotated[time, BeforeValidator(_parse_time), PlainSerializer(lambda t: t.strftime("%H:%M"))]
+Name = Annotated[str, BeforeValidator(_check_name), Field(min_length=1, max_length=100)]
 Id = Annotated[str, BeforeValidator(_check_id)]
 Rule = Annotated[MarketRule, PlainValidator(_to_rule), PlainSerializer(str)]
 
@@ -92,25 +107,30 @@ class Township(_Model):
     """A township (镇/乡)."""
 
     id: Id
-    name: str = Field(min_length=1)
+    name: Name
+    # Player command for this township's networked villages (overrides [deliver] player).
+    player: PlayerCommand | None = None
 
 
 class Village(_Model):
     """A village and its loudspeaker; YAML keys `township` and `slots`."""
 
     id: Id
-    name: str = Field(min_length=1)
+    name: Name
     township_id: str = Field(alias="township")
     population: int = Field(ge=1, le=100_000)
-    speaker: Literal["networked", "offline"]
+    # networked: played centrally at slot time; station: a village station plays its own buffer; offline: USB.
+    speaker: Literal["networked", "station", "offline"]
     slot_overrides: dict[SlotName, Clock] = Field(default_factory=dict, alias="slots")
+    # Player command for this village (overrides its township's and [deliver] player).
+    player: PlayerCommand | None = None
 
 
 class Market(_Model):
     """A market (集) with its market-day rule and the villages it serves."""
 
     id: Id
-    name: str = Field(min_length=1)
+    name: Name
     rule: Rule
     township_ids: list[str] = Field(default_factory=list, alias="townships")
     village_ids: list[str] = Field(default_factory=list, alias="villages")
@@ -125,7 +145,7 @@ class Market(_Model):
 class Blackout(_Model):
     """Days on which some villages stay silent (all slots, or only those listed)."""
 
-    dates: list[date] = Field(min_length=1)
+    dates: list[TextDate] = Field(min_length=1)
     township_ids: list[str] = Field(default_factory=list, alias="townships")
     village_ids: list[str] = Field(default_factory=list, alias="villages")
     slots: list[SlotName] = Field(default_factory=list)
@@ -322,3 +342,41 @@ def load_registry(schedules_dir: Path) -> Registry:
         raise RegistryError("\n  ".join([head, *problems.lines()]))
     return Registry(county=county, townships=townships, villages=villages, markets=markets,
                     slots=slots, blackouts=[e.item for e in blackout_entries])
+
+
+# --- names or ids, as a person types them -------------------------------------------
+
+
+def _resolve(kind: str, entries: dict[str, Any], text: str, listing: str) -> str:
+    """The id of the entry whose id or name is `text`; else RegistryError with the closest ones (difflib)."""
+    import difflib
+
+    wanted = unicodedata.normalize("NFKC", text).strip()
+    if wanted in entries:
+        return wanted
+    named = [i for i, e in entries.items() if e.name == wanted]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        raise RegistryError(f"有 {len(named)} 个{kind}叫“{wanted}”：{'、'.join(named)}；请写编号")
+    labels = {i: f"{e.name}（{i}）" for i, e in entries.items()}
+    by_key = {**{i: i for i in entries}, **{e.name: i for i, e in entries.items()}}
+    close = difflib.get_close_matches(wanted, list(by_key), n=5, cutoff=0.5)
+    ids = list(dict.fromkeys(by_key[c] for c in close))[:3]
+    hint = f"您是不是要找：{'、'.join(labels[i] for i in ids)}？" if ids else ""
+    raise RegistryError(f"未知的{kind}“{wanted}”；{hint}运行 `{listing}` 查看全部编号和名称")
+
+
+def resolve_village(registry: Registry, text: str) -> str:
+    """The village id for an id or a name such as 大庄村; unknown ones get "您是不是要找：…"."""
+    return _resolve("村", registry.villages, text, "outreach registry")
+
+
+def resolve_market(registry: Registry, text: str) -> str:
+    """The market id for an id or a name such as 大庄集."""
+    return _resolve("集市", registry.markets, text, "outreach registry --json")
+
+
+def resolve_township(registry: Registry, text: str) -> str:
+    """The township id for an id or a name such as 大庄镇."""
+    return _resolve("乡镇", registry.townships, text, "outreach registry")

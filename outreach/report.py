@@ -13,7 +13,7 @@ import functools
 import io
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,7 @@ def collect(
     target_village_ids: Iterable[str] = (),
     script_ids: Sequence[str] = (),
     county_name: str = "",
+    script_windows: Mapping[str, cov.ValidWindow] | None = None,
 ) -> ReportData:
     """Run every coverage query the report needs. Gaps are as of min(end, today).
 
@@ -95,7 +96,7 @@ def collect(
         village_gaps=cov.village_gaps(session, campaign_id=campaign_id, today=as_of, days=gap_days,
                                       target_village_ids=targets),
         script_gaps=cov.script_gaps(session, campaign_id=campaign_id, script_ids=list(script_ids),
-                                    target_village_ids=targets, end=as_of),
+                                    target_village_ids=targets, end=as_of, valid=script_windows),
         unconfirmed=cov.unconfirmed_exports(session, today=as_of, campaign_id=campaign_id),
         markets=cov.market_coverage(session, start=start, end=end),
         timeline=cov.handout_timeline(session, start=start, end=end),
@@ -314,6 +315,7 @@ img.chart { max-width: 100%; height: auto; }
   <div class="card">已覆盖村<b>{{ total.reached }}</b></div>
   <div class="card">播出/确认次数<b>{{ total.slots }}</b></div>
   <div class="card">漏播<b>{{ total.missed }}</b></div>
+  <div class="card">失败<b>{{ total.failed }}</b>{% if total.interrupted %}含中断 {{ total.interrupted }}{% endif %}</div>
   <div class="card">估计听众<b>{{ total.listeners }}</b>占人口 {{ total.share }}</div>
   <div class="card">发放传单<b>{{ total.leaflets }}</b>份</div>
 </div>
@@ -391,6 +393,8 @@ def render_html(data: ReportData, *, generated_at: str, font: str | None = None)
         "reached": sum(1 for v in data.villages if v.reached),
         "slots": sum(v.reached for v in data.villages),
         "missed": sum(v.missed for v in data.villages),
+        "failed": sum(v.failed for v in data.villages),
+        "interrupted": sum(v.interrupted for v in data.villages),
         "listeners": listeners,
         "share": f"{listeners / population:.0%}" if population else "—",
         "leaflets": sum(m.leaflets for m in data.markets),

@@ -8,8 +8,10 @@ raises `ScriptError` when anything is wrong, so nothing half-checked goes on air
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -18,15 +20,16 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from outreach.config import RATE_RANGE
 from outreach.errors import ScriptError
 from outreach.files import write_text_atomic
 from outreach.tts.voices import ALL_VOICES, engine_of_voice, is_known_voice
 
-__all__ = ["FIELDS", "REQUIRED", "TOPICS", "Problem", "Script", "approve_script", "check_library",
-           "load_library", "script_path"]
+__all__ = ["FIELDS", "MIN_HANZI", "REQUIRED", "TOPICS", "Problem", "Script", "approval_hash", "approve_script",
+           "check_library", "load_library", "script_path"]
 
 Topic = Literal["traffic", "anti_fraud"]
-Engine = Literal["offline", "edge"]
+Engine = Literal["neural", "espeak", "edge", "offline"]  # offline: render.offline_engine
 Status = Literal["draft", "approved"]
 
 TOPICS: tuple[str, ...] = get_args(Topic)
@@ -37,7 +40,8 @@ PRIORITY_RANGE = (1, 9)
 ID_PATTERN = r"[a-z0-9-]+"
 FIELDS = (
     "id", "topic", "title", "voice", "engine", "repeat", "priority",
-    "valid_from", "valid_until", "status", "approved_by", "approved_on",
+    "valid_from", "valid_until", "status", "approved_by", "approved_on", "approval_hash",
+    "rate",
 )
 REQUIRED = ("id", "topic", "title", "repeat", "priority", "status")
 # Problems about the file as a whole rather than one field of it.
@@ -45,6 +49,18 @@ _FILE_LEVEL = ("encoding", "front_matter")
 # Markdown/HTML marks a voice would read out loud ("井号", "星号").
 _MARKUP = re.compile(r"[#*`<>\[\]|]")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# A body needs this much spoken Chinese: a body of emoji or digits renders only a chime.
+MIN_HANZI = 5
+_HANZI = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_HASH = re.compile(r"[0-9a-f]{16}")
+
+
+def approval_hash(text: str, title: str, voice: str | None, engine: str | None, rate: str | None = None) -> str:
+    """What an approval seals: 16 hex digits over the text, title, voice, engine and (if set) rate."""
+    sealed: dict[str, Any] = {"text": text, "title": title, "voice": voice, "engine": engine}
+    if rate is not None:
+        sealed["rate"] = rate
+    return hashlib.sha256(json.dumps(sealed, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
 class Script(BaseModel):
@@ -58,6 +74,7 @@ class Script(BaseModel):
     text: str = Field(min_length=1)
     voice: str | None = None
     engine: Engine | None = None
+    rate: float | None = Field(None, ge=RATE_RANGE[0], le=RATE_RANGE[1])  # Hanzi per second
     repeat: int = Field(ge=REPEAT_RANGE[0], le=REPEAT_RANGE[1])
     priority: int = Field(ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1])
     valid_from: date | None = None
@@ -65,6 +82,8 @@ class Script(BaseModel):
     status: Status
     approved_by: str | None = None
     approved_on: date | None = None
+    # The approval_hash written by `approve_script`; an edit since then voids the approval.
+    approval_hash: str | None = None
     path: Path
 
     @model_validator(mode="after")
@@ -76,9 +95,27 @@ class Script(BaseModel):
         return self
 
     @property
+    def content_hash(self) -> str:
+        """The approval hash of the script as it is now."""
+        return approval_hash(self.text, self.title, self.voice, self.engine, getattr(self, "rate", None))
+
+    @property
+    def edited_after_approval(self) -> bool:
+        """True when the text, title, voice, engine or rate changed since the recorded approval."""
+        return self.status == "approved" and self.approval_hash is not None and self.approval_hash != self.content_hash
+
+    @property
     def approved(self) -> bool:
-        """True when the text has been reviewed and may go on air."""
-        return self.status == "approved"
+        """True when the text has been reviewed, unchanged since, and may go on air."""
+        return self.status == "approved" and not self.edited_after_approval
+
+    @property
+    def review_note(self) -> str | None:
+        """Why an approved-looking script is a draft again, for `scripts check`; None otherwise."""
+        if not self.edited_after_approval:
+            return None
+        return (f"edited after approval by {self.approved_by} on {self.approved_on}; it is a draft again and will "
+                f"not air until re-approved: outreach scripts approve {self.id} --by NAME")
 
     def valid_on(self, day: date) -> bool:
         """True when `day` lies within valid_from..valid_until (open ends allowed)."""
@@ -167,6 +204,16 @@ def _split(content: str) -> tuple[list[str], int] | str:
     return lines, end
 
 
+def _body_line(content: str) -> int:
+    """The file line (1-based) on which the body text starts, after the front matter and blank lines."""
+    split = _split(content)
+    if isinstance(split, str):
+        return 1
+    lines, end = split
+    raw = "\n".join(lines[end + 1:])
+    return end + 2 + raw[:len(raw) - len(raw.lstrip())].count("\n")
+
+
 def _parse(path: Path, content: str) -> tuple[dict[Any, Any] | None, str, list[Problem]]:
     """Split `content` into its front matter fields and its body text."""
     split = _split(content)
@@ -190,7 +237,8 @@ def _parse(path: Path, content: str) -> tuple[dict[Any, Any] | None, str, list[P
     return data, "\n".join(lines[end + 1:]).strip(), []
 
 
-def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None) -> tuple[Script | None, list[Problem]]:
+def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None,
+              body_line: int = 1) -> tuple[Script | None, list[Problem]]:
     """Check every field of one parsed file; build the Script only when nothing is wrong."""
     problems: list[Problem] = []
 
@@ -242,6 +290,12 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
                 bad(key, f"{n} is out of range; use a whole number from {lo} to {hi}")
             else:
                 v[key] = n
+    if "rate" in given:
+        n, (lo, hi) = given["rate"], RATE_RANGE
+        if isinstance(n, bool) or not isinstance(n, (int, float)) or not lo <= n <= hi:
+            bad("rate", f"{n!r} is not a speaking rate; use Hanzi per second from {lo} to {hi}, e.g. rate: 3.5")
+        else:
+            v["rate"] = float(n)
     for key in ("valid_from", "valid_until", "approved_on"):
         if key in given:
             raw = given[key]
@@ -258,8 +312,15 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
             bad("approved_by", "missing; an approved script needs the reviewer's name, e.g. approved_by: 王秀兰")
         if "approved_on" not in given:
             bad("approved_on", "missing; an approved script needs the approval date, e.g. approved_on: 2026-11-20")
-    elif v.get("status") == "draft":
-        for key in ("approved_by", "approved_on"):
+    if "approval_hash" in given:
+        raw_hash = given["approval_hash"]
+        if isinstance(raw_hash, str) and _HASH.fullmatch(raw_hash.strip()):
+            v["approval_hash"] = raw_hash.strip()
+        else:
+            bad("approval_hash", f"{str(raw_hash)!r} is not an approval hash; remove the line and approve again "
+                                 "with `outreach scripts approve ID --by NAME`")
+    if v.get("status") == "draft":
+        for key in ("approved_by", "approved_on", "approval_hash"):
             if key in given:
                 bad(key, "set on a draft; remove it, or approve with `outreach scripts approve ID --by NAME`")
 
@@ -269,6 +330,14 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
         bad("text", f"{len(body)} characters, more than max_chars {max_chars}; shorten it or split it into two scripts")
     if (mark := _MARKUP.search(body)) is not None:
         bad("text", f"contains '{mark.group()}', which the voice would read out; write plain spoken text")
+    for offset, line_text in enumerate(body.split("\n")):
+        control = next((ch for ch in line_text if unicodedata.category(ch) == "Cc" and ch != "\t"), None)
+        if control is not None:
+            bad("text", f"line {body_line + offset} contains the control character U+{ord(control):04X}, which "
+                        "is not speech; delete it (retype the line if you cannot see it)")
+            break
+    if body and (hanzi := len(_HANZI.findall(body))) < MIN_HANZI:
+        bad("text", f"only {hanzi} Chinese character(s); a script is spoken Mandarin and needs at least {MIN_HANZI}")
 
     if problems:
         return None, problems
@@ -283,7 +352,7 @@ def _check_content(path: Path, content: str, max_chars: int | None) -> tuple[Scr
     data, body, problems = _parse(path, content)
     if data is None:
         return None, problems, None
-    script, problems = _validate(path, data, body, max_chars)
+    script, problems = _validate(path, data, body, max_chars, _body_line(content))
     raw_id = data.get("id")
     return script, problems, raw_id if isinstance(raw_id, str) else None
 
@@ -359,6 +428,9 @@ def _yaml_scalar(value: str) -> str:
 def approve_script(path: Path, *, by: str, on: date) -> Script:
     """Mark a draft approved by `by` on `on`, rewriting only its review lines, atomically.
 
+    The approval records `approval_hash` of the text, title, voice, engine and rate, so any
+    later edit makes the script a draft again; such a script can be approved again.
+
     Other front matter lines (comments included) and the text are kept as they are.
 
     Raises:
@@ -378,12 +450,14 @@ def approve_script(path: Path, *, by: str, on: date) -> Script:
     if script.approved:
         raise ScriptError(
             f"{_display(path)}: already approved by {script.approved_by} on {script.approved_on}; nothing to do")
+    seal = script.content_hash
 
     split = _split(content)
     assert not isinstance(split, str)  # the file parsed above
     lines, end = split
     front = lines[1:end]
-    for key, value in (("status", "approved"), ("approved_by", _yaml_scalar(by)), ("approved_on", on.isoformat())):
+    for key, value in (("status", "approved"), ("approved_by", _yaml_scalar(by)), ("approved_on", on.isoformat()),
+                       ("approval_hash", seal)):
         line = f"{key}: {value}"
         at = next((i for i, old in enumerate(front) if re.match(rf"{key}\s*:", old)), None)
         if at is None:
@@ -394,7 +468,7 @@ def approve_script(path: Path, *, by: str, on: date) -> Script:
     new_content = eol.join([lines[0], *front, *lines[end:]])
 
     approved, problems, _ = _check_content(path, new_content, None)
-    if approved is None or problems or not approved.approved:
+    if approved is None or problems or not approved.approved or approved.approval_hash != seal:
         detail = "; ".join(str(p) for p in problems) or "status did not change"
         raise ScriptError(f"{_display(path)}: could not rewrite the review fields ({detail}); edit them by hand")
     write_text_atomic(path, new_content)

@@ -56,20 +56,31 @@ def plan(loaded: Loaded, start: date, end: date, *, village_ids: Collection[str]
                           village_ids=village_ids, gap_s=GAP_S)
 
 
-def broadcast_plans(programs: Iterable[Program]) -> list[BroadcastPlan]:
-    """One as-run row per program and campaign, with that campaign's scripts."""
+def urgent_draft_alerts(loaded: Loaded, start: date, end: date) -> list[str]:
+    """Loud lines for urgent campaigns whose scripts were edited after approval (`run` shows them too)."""
+    if not any(s.edited_after_approval for s in loaded.library):
+        return []
+    return plan(loaded, start, end).alerts
+
+
+def broadcast_plans(programs: Iterable[Program], *, airable_only: bool = False) -> list[BroadcastPlan]:
+    """One as-run row per program and campaign, with that campaign's scripts.
+
+    With `airable_only`, items blocked at plan time are left out (what a pack really carries).
+    """
     rows: list[BroadcastPlan] = []
     for p in programs:
-        for campaign_id in p.campaign_ids:
-            scripts = tuple(i.script_id for i in p.items if i.campaign_id == campaign_id)
+        items = p.airable_items if airable_only else p.items
+        for campaign_id in dict.fromkeys(i.campaign_id for i in items):
+            scripts = tuple(i.script_id for i in items if i.campaign_id == campaign_id)
             rows.append(BroadcastPlan(day=p.date, slot=p.slot, village_id=p.village_id, township_id=p.township_id,
                                       campaign_id=campaign_id, script_ids=scripts, scheduled_at=p.start))
     return rows
 
 
-def open_database(loaded: Loaded) -> Engine:
-    """The project database, migrated to the current schema, with the registry mirrored in."""
-    engine = make_engine(loaded.config.resolved_database_url())
+def open_database(loaded: Loaded, url: str | None = None) -> Engine:
+    """The project database (or the one at `url`, e.g. the demo's), migrated, with the registry mirrored in."""
+    engine = make_engine(url or loaded.config.resolved_database_url())
     upgrade(engine)
     registry = loaded.registry
     with session(engine) as s:

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["YamlMap", "Problems", "Entry", "read_yaml", "check_keys", "validate_entry", "validate_items",
+__all__ = ["YamlMap", "Problems", "construct_timestamp", "Entry", "read_yaml", "check_keys", "validate_entry", "validate_items",
            "declared_ids"]
 
 
@@ -49,7 +49,7 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> YamlMap:
     return result
 
 
-def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode) -> Any:
+def construct_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
     # An impossible date such as 2026-02-30 stays text, so validation names its key.
     try:
         return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
@@ -58,7 +58,7 @@ def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode) -> Any:
 
 
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", construct_timestamp)
 
 
 class Problems(list[tuple[str, int, str]]):

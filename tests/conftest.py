@@ -65,7 +65,7 @@ def copy_workspace(dest: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def rendered_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample library rendered once per test session (real espeak-ng + ffmpeg)."""
+    """The sample library rendered once per test session (the default neural engine + ffmpeg, on every core)."""
     from outreach.config import load_config
     from outreach.render import render_library
     from outreach.scripts import load_library

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mutagen.mp3 import MP3
 
-from outreach.audio import chime, layout_clip, master_to_mp3, measure, read_tags
+from outreach.audio import CHIME_BELOW_SPEECH_LU, chime, layout_clip, master_to_mp3, measure, read_tags, segment_lufs
 from outreach.config import MasteringProfile
 from outreach.errors import AudioError, OutputError
 from outreach.media import AudioSegment, Sine, decode_to_pcm
@@ -57,6 +57,11 @@ def test_output_format_is_mono_22k_64kbps_cbr(tmp_path: Path) -> None:
     info = MP3(out).info
     assert (info.sample_rate, info.channels, info.bitrate) == (22050, 1, 64000)
     assert read_tags(out) == {"title": "骑车戴头盔", "topic": "traffic", "script_id": "t1"}
+    from mutagen.id3 import ID3
+
+    id3 = ID3(out)
+    assert id3.version[:2] == (2, 3), "cheap USB players read ID3v2.3"
+    assert (str(id3["TPE1"]), str(id3["TALB"])) == ("公安安全宣传", "交通安全宣传")
 
 
 def test_band_limit_cuts_rumble_below_horn_band(tmp_path: Path) -> None:
@@ -101,3 +106,21 @@ def test_layout_adds_chime_repeats_and_pauses() -> None:
     assert clip.duration_seconds == pytest.approx(chime(RATE).duration_seconds + 3 * 3.0 + 2 * 1.5, abs=0.01)
     bare = layout_clip(speech, repeat=1, pause_s=1.5, with_chime=False)
     assert bare.duration_seconds == pytest.approx(3.0, abs=0.01)
+
+
+@pytest.mark.parametrize("level_db", [-30.0, -10.0], ids=["quiet-speech", "loud-speech"])
+def test_chime_is_set_under_the_speech_whatever_its_level(level_db: float) -> None:
+    speech = speechlike(6, level_db)
+    clip = layout_clip(speech, repeat=1, pause_s=1.0, with_chime=True)
+    ding = clip[: int(chime(RATE).duration_seconds * 1000)]
+    assert segment_lufs(speech) - segment_lufs(ding) == pytest.approx(CHIME_BELOW_SPEECH_LU, abs=0.5)
+
+
+def test_chime_stays_6_lu_under_the_speech_after_mastering(tmp_path: Path) -> None:
+    clip = layout_clip(speechlike(12, -12), repeat=1, pause_s=1.0, with_chime=True, profile=PROFILE)
+    out = tmp_path / "clip.mp3"
+    master_to_mp3(clip, out, PROFILE)
+    pcm = decode_to_pcm(out, fmt="mp3", sample_rate=RATE)
+    mastered = AudioSegment(data=pcm, sample_width=2, frame_rate=RATE, channels=1)
+    chime_ms = int(chime(RATE).duration_seconds * 1000)
+    assert segment_lufs(mastered[chime_ms:]) - segment_lufs(mastered[: chime_ms - 600]) >= 6.0

@@ -23,6 +23,7 @@ class FakeVillage:
 class FakeScript:
     id: str
     status: str = "approved"
+    edited_after_approval: bool = False
 
     @property
     def approved(self) -> bool:
@@ -177,7 +178,23 @@ def test_duplicate_key_names_the_line(tmp_path):
 
 def test_impossible_yaml_date(tmp_path):
     msg = error(tmp_path, GOOD.replace("to: 2027-02-28", "to: 2027-02-30"))
-    assert "bad date" in msg and "YYYY-MM-DD" in msg
+    # The message names the file, the campaign's line, the campaign and the key.
+    assert f"{tmp_path / 'campaigns.yaml'}:2: campaign 'winter-traffic', field 'to': " \
+           "'2027-02-30' is not a real date; check the day and month" in msg
+
+
+@pytest.mark.parametrize("value, why", [
+    pytest.param("1764547200", "the number 1764547200 is not a date; write it as YYYY-MM-DD", id="unix-seconds"),
+    pytest.param("20261201", "the number 20261201 is not a date", id="digits"),
+    pytest.param("2026-12-01 06:30:00", "has a time of day; write only the date", id="datetime"),
+    pytest.param("2026-12-01 06:30", "'2026-12-01 06:30' is not a date", id="date-and-clock"),
+    pytest.param("'12月1日'", "'12月1日' is not a date; write it as YYYY-MM-DD", id="chinese"),
+    pytest.param("true", "True is not a date", id="bool"),
+])
+def test_dates_must_be_real_dates_written_as_text(tmp_path, value, why):
+    """pydantic alone reads `from: 1764547200` as seconds since 1970."""
+    msg = error(tmp_path, GOOD.replace("from: 2026-12-01", f"from: {value}", 1))
+    assert f"campaign 'winter-traffic', field 'from': " in msg and why in msg, msg
 
 
 def test_non_utf8_file(tmp_path):

@@ -254,8 +254,8 @@ def test_unknown_campaign(s: Session) -> None:
 
 
 @pytest.mark.parametrize(("start", "end", "message"), [
-    (D(2026, 3, 31), D(2026, 3, 1), "backwards"),
-    (D(2025, 1, 1), D(2026, 3, 1), "at most 366"),
+    (D(2026, 3, 31), D(2026, 3, 1), "前后颠倒了"),
+    (D(2025, 1, 1), D(2026, 3, 1), "最多 366 天"),
 ], ids=["backwards", "huge"])
 def test_bad_ranges(s: Session, start: D, end: D, message: str) -> None:
     with pytest.raises(CoverageError, match=message):
@@ -270,7 +270,7 @@ def test_parse_period() -> None:
     assert cov.parse_period("2026-02-01", "2026-02-28", today=today) == (D(2026, 2, 1), D(2026, 2, 28))
     with pytest.raises(CoverageError, match=r"--from: '2026/03/01' is not a date; use YYYY-MM-DD"):
         cov.parse_period("2026/03/01", None, today=today)
-    with pytest.raises(CoverageError, match="backwards"):
+    with pytest.raises(CoverageError, match="前后颠倒了"):
         cov.parse_period("2026-03-20", None, today=today)
 
 
@@ -314,6 +314,7 @@ def cli_ws(tmp_path: Path, engine: sa.Engine, database_url: str, monkeypatch: py
     """An empty workspace folder whose database is the populated test database."""
     ws = tmp_path / "cli-ws"
     ws.mkdir()
+    (ws / "outreach.toml").write_text("", encoding="utf-8")  # defaults: a workspace, but no YAML
     monkeypatch.setenv("DATABASE_URL", database_url)
     return ws
 
@@ -339,7 +340,7 @@ def test_cli_coverage_table_and_csv(cli_ws: Path, tmp_path: Path) -> None:
     code, out, _ = run(cli_ws, "coverage", "--township", "t1")
     assert code == 0
     header = out.splitlines()[0].split()
-    assert header[:7] == ["村", "乡镇", "活动", "播出", "确认", "漏播", "最近覆盖"]
+    assert header[:8] == ["村", "乡镇", "活动", "播出", "确认", "漏播", "失败", "最近覆盖"]
     assert "三村" not in out and "一村" in out
     target = tmp_path / "cov.csv"
     code, _, _ = run(cli_ws, "coverage", "--campaign", "fraud", "--format", "csv", "--out", str(target))
@@ -363,12 +364,12 @@ def test_cli_coverage_xlsx(cli_ws: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("coverage", "--campaign", "nope"), "error: unknown campaign 'nope'; known: fraud, traffic"),
-    (("coverage", "--campaign", INJECTION), "error: unknown campaign"),
-    (("coverage", "--from", "2026-3-1"), "error: --from: '2026-3-1' is not a date; use YYYY-MM-DD"),
-    (("coverage", "--from", "2026-03-09", "--to", "2026-03-01"), "backwards"),
-    (("coverage", "--from", "2024-01-01", "--to", "2026-01-01"), "at most 366"),
-    (("gaps", "--campaign", "nope", "--days", "7"), "error: unknown campaign 'nope'"),
+    (("coverage", "--campaign", "nope"), "错误：unknown campaign 'nope'; known: fraud, traffic"),
+    (("coverage", "--campaign", INJECTION), "错误：unknown campaign"),
+    (("coverage", "--from", "2026-3-32"), "错误：--from：“2026-3-32”不是真实存在的日期；请检查月和日"),
+    (("coverage", "--from", "2026-03-09", "--to", "2026-03-01"), "前后颠倒了"),
+    (("coverage", "--from", "2024-01-01", "--to", "2026-01-01"), "最多 366 天"),
+    (("gaps", "--campaign", "nope", "--days", "7"), "错误：unknown campaign 'nope'"),
 ], ids=["unknown", "injection", "malformed", "backwards", "huge", "gaps-unknown"])
 def test_cli_errors(cli_ws: Path, args: tuple[str, ...], message: str) -> None:
     code, out, err = run(cli_ws, *args)
@@ -413,3 +414,75 @@ def test_village_removed_from_registry_still_counted(engine: sa.Engine) -> None:
         gone = rows[("gone", "fraud")]
         assert (gone.village_name, gone.township_id, gone.played, gone.population, gone.listeners) == (
             "gone", "", 1, 0, 0)
+
+
+# --- failures and interrupted plays in every format (issue 7) ----------------------------
+
+
+def _add(engine: sa.Engine, rows: list[tuple[dt.date, str, str]]) -> None:
+    """Extra fraud rows for v3 (township t2): (date, slot, status)."""
+    with session(engine) as s:
+        s.execute(sa.insert(Broadcast.__table__), [
+            dict(date=day, slot=slot, village_id="v3", township_id="t2", campaign_id="fraud", script_ids="s1",
+                 status=status, scheduled_at=NOW, updated_at=NOW) for day, slot, status in rows])
+
+
+def test_failed_and_interrupted_show_in_every_format(cli_ws: Path, engine: sa.Engine, tmp_path: Path) -> None:
+    """A village with failures once showed 播出 8 / 漏播 0 and no 失败 column at all."""
+    import openpyxl
+
+    from outreach import report
+
+    _add(engine, [(D(2026, 3, 4), "morning", "interrupted"), (D(2026, 3, 6), "evening", "interrupted"),
+                  (D(2026, 3, 7), "morning", "failed")])
+    # v3: 1 failed on 03-01 + 1 failed + 2 interrupted added = 失败 4, of which 2 interrupted.
+    code, out, err = run(cli_ws, "coverage", "--campaign", "fraud", "--from", "2026-03-01", "--to", "2026-03-31")
+    assert code == 0, err
+    lines = [line.split() for line in out.splitlines()]
+    fail_col = lines[0].index("失败")
+    assert lines[0][fail_col - 1] == "漏播"
+    assert next(r for r in lines if r[0] == "三村")[fail_col] == "4"
+    assert "失败含播放中断" in err
+
+    code, out, _ = run(cli_ws, "coverage", "--campaign", "fraud", "--format", "json", "--from", "2026-03-01")
+    v3 = next(d for d in json.loads(out) if d["village_id"] == "v3")
+    assert (v3["failed"], v3["interrupted"], v3["missed"], v3["reached"]) == (4, 2, 0, 0)
+
+    target = tmp_path / "cov.csv"
+    run(cli_ws, "coverage", "--campaign", "fraud", "--format", "csv", "--out", str(target), "--from", "2026-03-01")
+    table = list(csv.reader(io.StringIO(target.read_text(encoding="utf-8-sig"))))
+    col = table[0].index("失败")
+    assert table[0][col - 1] == "漏播" and next(r for r in table if r[0] == "v3")[col] == "4"
+
+    book = tmp_path / "cov.xlsx"
+    run(cli_ws, "coverage", "--campaign", "fraud", "--format", "xlsx", "--out", str(book), "--from", "2026-03-01")
+    sheet = [[c.value for c in r] for r in openpyxl.load_workbook(book).active.iter_rows()]
+    col = sheet[0].index("失败")
+    assert sheet[0][col - 1] == "漏播" and next(r for r in sheet if r[0] == "v3")[col] == 4
+
+    with session(engine) as s:
+        data = report.collect(s, campaign_id="fraud", start=D(2026, 3, 1), end=D(2026, 3, 31), today=D(2026, 3, 10),
+                              target_village_ids=TARGETS)
+    html = report.render_html(data, generated_at="2026-03-10 12:00")
+    assert '<div class="card">失败<b>4</b>含中断 2</div>' in html
+    assert "<th>漏播</th><th>失败</th>" in html
+    town = next(t for t in data.townships if t.township_id == "t2")
+    assert (town.failed, town.interrupted) == (4, 2)
+
+
+def test_script_gaps_count_a_script_only_while_it_may_air(engine: sa.Engine) -> None:
+    """A script was listed as 未播出 before its valid_from; nor is it a gap after its valid_until."""
+    with session(engine) as s:
+        def gaps(valid: dict[str, cov.ValidWindow], end: dt.date) -> list[tuple[str, str]]:
+            return [(g.township_id, g.script_id) for g in cov.script_gaps(
+                s, campaign_id="fraud", script_ids=["s1", "s2", "s9"], target_village_ids=TARGETS, end=end,
+                valid=valid)]
+
+        always = gaps({}, D(2026, 3, 10))
+        assert ("t1", "s9") in always and ("t2", "s9") in always
+        assert gaps({"s9": (D(2026, 3, 11), None)}, D(2026, 3, 10)) == [
+            g for g in always if g[1] != "s9"]  # not valid yet
+        assert gaps({"s9": (None, D(2026, 3, 9))}, D(2026, 3, 10)) == [
+            g for g in always if g[1] != "s9"]  # expired
+        assert gaps({"s9": (D(2026, 3, 10), D(2026, 3, 10))}, D(2026, 3, 10)) == always  # both ends inclusive
+        assert cov.valid_on({"x": (D(2026, 1, 1), None)}, "x", D(2025, 12, 31)) is False

@@ -39,13 +39,13 @@ def test_check_range_accepts_single_day_and_max_length() -> None:
 def test_check_range_backwards() -> None:
     with pytest.raises(PlanError) as info:
         check_range(date(2026, 2, 1), date(2026, 1, 31), what="--from/--to")
-    assert str(info.value).startswith("--from/--to: 2026-02-01..2026-01-31 is backwards;")
+    assert str(info.value).startswith("--from/--to：2026-02-01..2026-01-31 前后颠倒了；")
 
 
 def test_check_range_too_long() -> None:
-    with pytest.raises(PlanError, match=r"spans 367 days; at most 366"):
+    with pytest.raises(PlanError, match=r"共 367 天；最多 366 天"):
         check_range(date(2026, 1, 1), date(2027, 1, 2))
-    with pytest.raises(PlanError, match=r"^plan: .* spans 8 days; at most 7 "):
+    with pytest.raises(PlanError, match=r"^plan：.* 共 8 天；最多 7 天，"):
         check_range(date(2026, 1, 1), date(2026, 1, 8), max_days=7, what="plan")
 
 
@@ -54,3 +54,32 @@ def test_days_inclusive() -> None:
     assert days(date(2026, 5, 5), date(2026, 5, 5)) == [date(2026, 5, 5)]
     assert days(date(2026, 5, 6), date(2026, 5, 5)) == []
     assert len(days(date(2026, 1, 1), date(2026, 12, 31))) == 365
+
+
+# --- text_date: dates in config files (issue 8) ------------------------------------------
+
+import datetime as _dt  # noqa: E402
+import re  # noqa: E402
+
+from outreach.dates import text_date  # noqa: E402
+
+
+@pytest.mark.parametrize("value, expected", [
+    pytest.param(_dt.date(2026, 12, 1), _dt.date(2026, 12, 1), id="yaml-date"),
+    pytest.param(" 2026-12-01 ", _dt.date(2026, 12, 1), id="text"),
+])
+def test_text_date_accepts_dates_written_as_dates(value, expected):
+    assert text_date(value) == expected
+
+
+@pytest.mark.parametrize("value, message", [
+    pytest.param(1764547200, "the number 1764547200 is not a date; write it as YYYY-MM-DD", id="unix-seconds"),
+    pytest.param(2026.5, "the number 2026.5 is not a date", id="float"),
+    pytest.param(True, "True is not a date", id="bool"),
+    pytest.param("2026-02-30", "'2026-02-30' is not a real date; check the day and month", id="feb-30"),
+    pytest.param("2026-2-3", "'2026-2-3' is not a date; write it as YYYY-MM-DD", id="no-zero-padding"),
+    pytest.param(_dt.datetime(2026, 12, 1, 6, 30), "has a time of day", id="datetime"),
+])
+def test_text_date_refuses_numbers_impossible_days_and_times(value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        text_date(value)

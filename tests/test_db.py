@@ -183,6 +183,46 @@ def test_sync_registry_upserts_links_and_prunes(engine):
         assert s.get(Market, "m1").name == "城关集"
 
 
+def test_sync_registry_of_an_unchanged_mirror_writes_nothing(engine):
+    with db.session(engine) as s:
+        db.sync_registry(s, **registry())
+    statements: list[str] = []
+    listener = lambda conn, cursor, statement, *rest: statements.append(statement.split()[0].upper())  # noqa: E731
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        with db.session(engine) as s:
+            db.sync_registry(s, **registry(), prune=False)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listener)
+    assert not {"INSERT", "UPDATE"} & set(statements), statements
+
+
+def test_sync_registry_holds_the_mirror_lock_until_commit(engine, database_url):
+    """A second sync (its own engine, like another process) waits until the first one commits."""
+    other = db.make_engine(database_url)
+    order: list[str] = []
+    started = threading.Event()
+
+    def second() -> None:
+        started.set()
+        with db.session(other) as s:
+            db.sync_registry(s, **registry())
+            order.append("second synced")
+
+    try:
+        with db.session(engine) as s:
+            db.sync_registry(s, **registry())
+            t = threading.Thread(target=second)
+            t.start()
+            started.wait(5)
+            t.join(1.0)  # it cannot get past the lock while this transaction is open
+            order.append("first commits")
+        t.join(30)
+        assert order == ["first commits", "second synced"]
+    finally:
+        other.dispose()
+
+
 @pytest.mark.parametrize("changes, message", [
     pytest.param({"villages": [NS(id="v1", name="x", township_id="t7", population=1, speaker="offline")]},
                  "township 't7'", id="unknown-township"),

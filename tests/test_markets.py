@@ -164,6 +164,7 @@ def test_lunar_dates_outside_borax_range() -> None:
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
     shutil.copytree(REPO_ROOT / "schedules", tmp_path / "schedules")
+    (tmp_path / "outreach.toml").write_text("", encoding="utf-8")
     return tmp_path
 
 
@@ -207,9 +208,9 @@ def test_cli_workspace_markets_table(ws: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--from", "2026-13-01", "--to", "2026-01-31"], "error: --from: '2026-13-01' is not a date; use YYYY-MM-DD\n"),
+    (["--from", "2026-13-01", "--to", "2026-01-31"], "错误：--from：“2026-13-01”不是真实存在的日期；请检查月和日\n"),
     (["--from", "2026-02-01", "--to", "2026-01-31"],
-     "error: --from/--to: 2026-02-01..2026-01-31 is backwards; the end date must be on or after the start date\n"),
+     "错误：--from/--to：2026-02-01..2026-01-31 前后颠倒了；结束日期不能早于开始日期\n"),
 ], ids=["bad-date", "backwards"])
 def test_cli_date_errors(ws: Path, args: list[str], message: str) -> None:
     result = CliRunner().invoke(cli, ["markets", "--rule", "逢三", *args, "-w", str(ws)])
@@ -221,7 +222,7 @@ def test_cli_bad_rule(ws: Path) -> None:
     result = CliRunner().invoke(cli, ["markets", "--rule", "逢三、X", "--from", "2026-01-01",
                                       "--to", "2026-01-31", "-w", str(ws)])
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: market rule '逢三、X': 'X' is not a day digit")
+    assert result.stderr.startswith("错误：market rule '逢三、X': 'X' is not a day digit")
 
 
 def test_cli_broken_registry_is_reported(ws: Path) -> None:
@@ -229,3 +230,34 @@ def test_cli_broken_registry_is_reported(ws: Path) -> None:
     result = CliRunner().invoke(cli, ["markets", "--from", "2026-01-01", "--to", "2026-01-31", "-w", str(ws)])
     assert result.exit_code == 1
     assert "markets.yaml: file is missing" in result.stderr
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("逢农历三十一", "'三十一' (31) is not a real day number"),
+    ("逢公历三十二", "'三十二' (32) is not a real day number"),
+    ("逢十五", "'十五' (15) is a whole day number, not a day digit"),
+    ("逢二十", "'二十' (20) is a whole day number, not a day digit"),
+    ("逢农历32", "'32' is not a real day number"),
+], ids=["lunar-31", "gregorian-32", "fifteen", "twenty", "arabic-32"])
+def test_only_real_day_digits_are_accepted(text: str, why: str) -> None:
+    """逢农历三十一 once read as digits 3, 0 and 1 and gave markets on days ending in 1, 3 and 0."""
+    with pytest.raises(MarketRuleError) as info:
+        parse_rule(text)
+    assert str(info.value).startswith(f"market rule {text!r}: {why}; ")
+
+
+def test_a_bad_day_number_in_markets_yaml_names_file_line_and_market(tmp_path: Path) -> None:
+    import shutil
+
+    from outreach.errors import RegistryError
+    from outreach.registry import load_registry
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "schedules", tmp_path / "schedules")
+    path = tmp_path / "schedules" / "markets.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("rule: 逢农历三、八", "rule: 逢农历三十一", 1), encoding="utf-8")
+    line = next(i for i, s in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "id: dazhuang-ji" in s)
+    with pytest.raises(RegistryError) as info:
+        load_registry(tmp_path / "schedules")
+    assert f"{path}:{line}: markets[dazhuang-ji].rule: market rule '逢农历三十一': '三十一' (31) is not a real day" \
+        in str(info.value)

@@ -11,7 +11,7 @@ import pytest
 
 from outreach.campaigns import Campaign, Targets
 from outreach.errors import PlanError
-from outreach.plan import Program, ProgramItem, build_programs, rotation
+from outreach.plan import DRAFT_AFTER_EDIT, Program, ProgramItem, build_programs, rotation
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,13 @@ class FakeScript:
     status: str = "approved"
     valid_from: date | None = None
     valid_until: date | None = None
+    edited_after_approval: bool = False
+    approved_by: str | None = "王秀兰"
+    approved_on: date | None = date(2026, 11, 20)
 
     @property
     def approved(self) -> bool:
-        return self.status == "approved"
+        return self.status == "approved" and not self.edited_after_approval
 
     def valid_on(self, day: date) -> bool:
         return (self.valid_from is None or day >= self.valid_from) and (
@@ -296,7 +299,8 @@ def test_cli_plan_json_and_table_on_sample_workspace(workspace):
     res = runner.invoke(cli, ["plan", "--from", "2026-12-01", "--to", "2026-12-03", "--json", "-w", str(workspace)])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
-    assert rows and set(rows[0]) == {"date", "slot", "village_id", "script_ids", "duration_s", "campaign_ids"}
+    assert rows and set(rows[0]) == {"date", "slot", "village_id", "script_ids", "duration_s", "campaign_ids",
+                                     "blocked"}
     assert all(r["script_ids"] for r in rows)
     res = runner.invoke(cli, ["plan", "--from", "2026-12-01", "--to", "2026-12-01", "--village", "lishu-03",
                               "-w", str(workspace)])
@@ -308,3 +312,64 @@ def test_cli_plan_json_and_table_on_sample_workspace(workspace):
     assert res.exit_code == 1 and "nowhere-09" in res.stderr
     res = runner.invoke(cli, ["plan", "--from", "2026-01-01", "--to", "2026-12-31", "-w", str(workspace)])
     assert res.exit_code == 1 and "92" in res.stderr
+
+
+# --- scripts edited after approval ----------------------------------------------------------
+
+EDITED = SCRIPTS | {"f-2": FakeScript("f-2", edited_after_approval=True)}
+
+
+def test_edited_script_keeps_its_rotation_place_but_is_blocked():
+    urgent = camp("alert", ["f-1", "f-2", "f-3"], D0, D0 + timedelta(days=5), urgent=True)
+    before = plan([urgent, DEFAULT], D0, D0 + timedelta(days=5))
+    after = plan([urgent, DEFAULT], D0, D0 + timedelta(days=5), scripts=EDITED)
+    def alert_items(result):
+        return [tuple(i.script_id for i in p.items if i.campaign_id == "alert") for p in result.programs]
+    assert alert_items(before) == alert_items(after)
+    hits = [p for p in after.programs if "f-2" in p.script_ids]
+    assert hits
+    for p in hits:
+        [item] = p.blocked_items
+        assert item == ProgramItem("f-2", "alert", urgent=True, blocked=DRAFT_AFTER_EDIT)
+        assert "f-2" not in p.content_key and all(i.blocked is None for i in p.airable_items)
+        # The blocked clip takes no time: what airs fits the slot.
+        assert p.duration_s == pytest.approx(sum(30.0 for _ in p.airable_items) + max(len(p.airable_items) - 1, 0))
+    # A slot whose only item is blocked is filled by the default campaign, and still lists the blocked item.
+    only = [p for p in hits if p.campaign_ids[0] == "alert" and len(p.items) > 1]
+    assert all(p.airable_items for p in hits) and only
+    [alert] = after.alerts
+    assert "URGENT campaign 'alert'" in alert and "'f-2'" in alert and f"{len(hits)} program(s)" in alert
+    assert "王秀兰 on 2026-11-20" in alert and before.alerts == []
+
+
+def test_plain_draft_stays_out_and_non_urgent_edits_raise_no_alert():
+    drafts = SCRIPTS | {"f-2": FakeScript("f-2", status="draft")}
+    c = camp("fraud", ["f-1", "f-2", "f-3"], D0, D0 + timedelta(days=5))
+    result = plan([c, DEFAULT], D0, D0 + timedelta(days=5), scripts=drafts)
+    assert all("f-2" not in p.script_ids for p in result.programs)
+    edited = plan([c, DEFAULT], D0, D0 + timedelta(days=5), scripts=EDITED)
+    assert any(p.blocked_items for p in edited.programs) and edited.alerts == []
+
+
+def test_cli_plan_shows_blocked_items_and_an_alert(workspace):
+    from click.testing import CliRunner
+
+    from outreach.cli import cli
+
+    path = workspace / "audio_scripts" / "fraud-96110.md"
+    path.write_text(path.read_text(encoding="utf-8").replace("一定要接听，", "一定要接听！"), encoding="utf-8")
+    res = CliRunner().invoke(cli, ["plan", "--from", "2026-12-01", "--to", "2026-12-07", "--json", "-w", str(workspace)])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    blocked = [r for r in rows if r["blocked"]]
+    assert blocked and all(b["script_id"] == "fraud-96110" and b["reason"] == "draft after edit"
+                           for r in blocked for b in r["blocked"])
+    assert all("fraud-96110" not in r["script_ids"] for r in rows)
+    assert "警报：URGENT campaign 'alert-fake-refund': script 'fraud-96110' was edited after approval" in res.stderr
+    # `run` asks the same question through the workspace.
+    from outreach.config import load_config
+    from outreach.workspace import load, urgent_draft_alerts
+
+    loaded = load(load_config(workspace))
+    [alert] = urgent_draft_alerts(loaded, date(2026, 12, 1), date(2026, 12, 7))
+    assert alert in res.stderr

@@ -15,7 +15,7 @@ from outreach.audio import measure
 from outreach.cli import cli
 from outreach.config import load_config
 from outreach.db import session
-from outreach.deliver import export_days
+from outreach.export import export_days
 from outreach.models import Broadcast, BroadcastStatus
 from outreach.plan import TZ
 from outreach.programs import program_audio
@@ -58,13 +58,14 @@ def test_export_writes_folders_playlists_and_manifest(rendered_workspace: Path, 
         path = out / entry["path"]
         assert not Path(entry["path"]).is_absolute() and path.is_file()
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
-        assert path.name == f"{DAY}_{entry['slot']}.mp3"
+        label = {"morning": "早间", "evening": "晚间"}[entry["slot"]]
+        assert path.name == f"{DAY}_{entry['start'].replace(':', '')}_{label}.mp3"
         village = loaded.registry.villages[entry["village_id"]]
         assert path.parent.name.startswith(village.id) and path.parent.parent.name.startswith(village.township_id)
     sample = out / files[0]["path"]
     assert measure(sample).duration_s == pytest.approx(files[0]["duration_s"], abs=1.5)
     playlist = (sample.parent / "playlist.m3u").read_text(encoding="utf-8").splitlines()
-    assert playlist[0] == "#EXTM3U" and f"{DAY}_morning.mp3" in playlist
+    assert playlist[0] == "#EXTM3U" and sample.name in playlist
 
 
 @pytest.mark.slow
@@ -102,7 +103,7 @@ def test_export_logs_offline_villages_as_exported(rendered_workspace: Path, tmp_
         want = BroadcastStatus.EXPORTED if row.village_id in offline else BroadcastStatus.PLANNED
         assert row.status == want, row
         if row.village_id in offline:
-            assert row.program_sha256 and row.engine == "offline"
+            assert row.program_sha256 and row.engine == loaded.config.render.engine
 
 
 @pytest.mark.slow
@@ -139,6 +140,6 @@ def test_corrupt_clip_fails_only_its_programs(rendered_workspace: Path, tmp_path
 
 def test_backwards_or_long_export_range_is_refused(workspace: Path, tmp_path: Path) -> None:
     backwards = run("export", "--date", "2026-12-05", "--to", "2026-12-01", "--out", str(tmp_path), "-w", str(workspace))
-    assert backwards.exit_code == 1 and "backwards" in backwards.stderr
+    assert backwards.exit_code == 1 and "前后颠倒" in backwards.stderr
     too_long = run("export", "--date", "2026-01-01", "--to", "2026-12-31", "--out", str(tmp_path), "-w", str(workspace))
     assert too_long.exit_code == 1 and "--date/--to" in too_long.stderr

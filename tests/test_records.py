@@ -99,7 +99,7 @@ def test_record_planned_updates_planned_rows_but_never_downgrades(engine):
 
 
 def test_record_planned_handles_many_plans_in_batches(engine, monkeypatch):
-    monkeypatch.setattr(records, "_BATCH", 100)
+    monkeypatch.setattr(records.broadcasts, "_BATCH", 100)
     days = [DAY + timedelta(days=i) for i in range(60)]
     plans = [plan(village=v, slot=sl, campaign=c, day=d, scripts=(f"{c}-a", f"{c}-b"))
              for d in days for v in ("v1", "v2", "v3") for sl in ("morning", "evening") for c in ("fraud", "traffic")]
@@ -118,9 +118,11 @@ def test_record_planned_refuses_naive_times(engine):
 
 PATHS = {  # how to bring a fresh program to each status
     S.PLANNED: [], S.PLAYED: [S.PLAYED], S.EXPORTED: [S.EXPORTED], S.MISSED: [S.MISSED], S.FAILED: [S.FAILED],
-    S.CONFIRMED: [S.EXPORTED, S.CONFIRMED],
+    S.CONFIRMED: [S.EXPORTED, S.CONFIRMED], S.INTERRUPTED: [S.INTERRUPTED],
 }
 ALLOWED = {(S.PLANNED, S.PLAYED), (S.PLANNED, S.EXPORTED), (S.PLANNED, S.MISSED), (S.PLANNED, S.FAILED),
+           (S.PLANNED, S.INTERRUPTED), (S.INTERRUPTED, S.PLAYED), (S.INTERRUPTED, S.MISSED),
+           (S.INTERRUPTED, S.FAILED),
            (S.FAILED, S.PLAYED), (S.FAILED, S.MISSED), (S.EXPORTED, S.CONFIRMED), (S.PLAYED, S.CONFIRMED)}
 
 
@@ -231,10 +233,10 @@ def confirm(engine, path, now=LATER):
 
 def test_confirmations_keep_good_rows_and_report_bad_ones_by_line(exported, tmp_path):
     report = confirm(exported, write(tmp_path, CONFIRMATIONS, encoding="utf-8-sig"))
-    assert (report.rows_ok, report.rows_skipped, report.duplicate_file) == (3, 0, False)
+    assert (report.rows_ok, report.rows_skipped) == (3, 0)
     assert report.errors == [
         (3, "unknown village 'v9'; use a village id from the registry"),
-        (6, "bad date '03/05/2024'; write it as 2024-05-03"),
+        (6, "bad date '03/05/2024'; write it as 2024-05-03 (or 2024/5/3, 5月3日)"),
         (7, "unknown slot 'noon'; use morning or evening"),
         (8, "the morning program of 'v3' on 2024-05-03 is planned, not exported or played; it cannot be confirmed"),
         (10, "no broadcast for village 'v1' on 2024-05-04 in the morning slot; check the date and slot"),
@@ -253,11 +255,24 @@ def test_the_same_confirmation_file_twice_adds_nothing(exported, tmp_path):
     confirm(exported, path)
     before = {k: (b.status, b.confirmed_at) for k, b in rows(exported).items()}
     again = confirm(exported, path, now=LATER + timedelta(days=1))
-    assert (again.duplicate_file, again.rows_ok, again.errors, again.first_imported_at) == (True, 0, [], LATER)
+    assert (again.rows_ok, again.rows_skipped, len(again.errors)) == (0, 3, 6)
     assert {k: (b.status, b.confirmed_at) for k, b in rows(exported).items()} == before
     with db.session(exported) as s:
-        assert [(r.kind, r.rows_ok, r.rows_bad) for r in s.scalars(sa.select(ImportRecord))] == [
-            ("confirmations", 3, 6)]
+        assert [(r.kind, r.rows_ok, r.rows_bad, r.imported_at) for r in s.scalars(sa.select(ImportRecord))] == [
+            ("confirmations", 0, 6, LATER + timedelta(days=1))]
+
+
+def test_a_file_with_bad_rows_can_be_imported_again_after_the_fix(exported, tmp_path):
+    """Once a whole-file "already imported" check meant a fixed row could never come in."""
+    path = write(tmp_path, "village_id,date,slot,confirmed_by\nv1,2024-05-03,morning,王\nv3,2024-05-03,morning,赵\n")
+    first = confirm(exported, path)
+    assert (first.rows_ok, [line for line, _ in first.errors]) == (1, [3])
+    mark(exported, S.EXPORTED, village="v3", at=NOW)  # the fix: v3's pack is exported after all
+    again = confirm(exported, path, now=LATER + timedelta(hours=1))
+    assert (again.rows_ok, again.rows_skipped, again.errors) == (1, 1, [])
+    got = rows(exported)
+    assert (got[("v3", "morning", "fraud")].status, got[("v1", "morning", "fraud")].confirmed_at) == (
+        S.CONFIRMED, LATER)
 
 
 def test_a_row_already_confirmed_in_another_file_is_skipped(exported, tmp_path):
@@ -323,7 +338,7 @@ def test_record_handout_twice_is_refused(engine):
 def test_handouts_need_the_registry_loaded(database_url):
     eng = db.make_engine(database_url)
     db.upgrade(eng)
-    with pytest.raises(RecordError, match="no markets yet; run `outreach plan`"):
+    with pytest.raises(RecordError, match="no markets yet; run the command in the workspace folder"):
         handout(eng)
     eng.dispose()
 
@@ -353,7 +368,7 @@ def test_import_handouts_keeps_good_rows_reports_bad_and_is_idempotent(engine, t
     with db.session(engine) as s:
         again = records.import_handouts(
             s, write(tmp_path, HANDOUTS.splitlines()[0] + "\n" + "\n".join(HANDOUTS.splitlines()[1:3])
-                     + "\nm2,2024-05-04,5,5,traffic,陈警官,\n", "week.csv"), now=LATER)
+                     + "\nm2,2024-05-02,5,5,traffic,陈警官,\n", "week.csv"), now=LATER)
         assert (again.rows_ok, again.rows_skipped, again.errors) == (1, 2, [])
         assert s.scalar(sa.select(sa.func.sum(Handout.leaflets))) == 285
         assert sorted(s.scalars(sa.select(Handout.topics))) == ["traffic", "traffic,anti_fraud", "traffic,anti_fraud"]
@@ -367,6 +382,7 @@ def run(engine, database_url, tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", database_url)
     ws = tmp_path / "ws"
     ws.mkdir()
+    (ws / "outreach.toml").write_text("", encoding="utf-8")  # a workspace without schedules/
 
     def invoke(*args):
         return CliRunner().invoke(cli, [*args, "-w", str(ws)], catch_exceptions=False)
@@ -375,33 +391,43 @@ def run(engine, database_url, tmp_path, monkeypatch):
 
 def test_cli_confirm_prints_counts_and_bad_rows_then_exits_1(exported, run, tmp_path):
     path = write(tmp_path, "village_id,date,slot,confirmed_by\nv1,2024-05-03,morning,王\nv9,2024-05-03,morning,李\n")
-    result = run("confirm", str(path))
+    result = run("confirm", str(path), "--by", "李娜")
     assert result.exit_code == 1
-    assert result.stdout == f"{path}: 1 confirmed, 0 already recorded, 1 bad\n"
+    assert result.stdout == f"{path}：已确认 1 行，已有记录 0 行，有错 1 行\n"
     assert result.stderr == f"{path}:3: unknown village 'v9'; use a village id from the registry\n"
-    again = run("confirm", str(path))
-    assert again.exit_code == 0
-    assert re.fullmatch(rf"{re.escape(str(path))}: already imported \(\d{{4}}-.*\+00:00\); nothing added\n", again.stdout)
+    assert rows(exported)[("v1", "morning", "fraud")].entered_by == "李娜"
+    path.write_text("village_id,date,slot,confirmed_by\nv1,2024-05-03,morning,王\nv2,2024-05-03,evening,李\n")
+    again = run("confirm", str(path), "--by", "李娜")
+    assert (again.exit_code, again.stdout) == (0, f"{path}：已确认 1 行，已有记录 1 行，有错 0 行\n")
+
+
+def test_cli_confirm_needs_the_staff_member(exported, run, tmp_path):
+    path = write(tmp_path, "village_id,date,slot,confirmed_by\nv1,2024-05-03,morning,王\n")
+    result = run("confirm", str(path))
+    assert result.exit_code == 2 and "--by" in result.stderr
+    result = run("confirm", str(path), "--by", "李\n娜")
+    assert (result.exit_code, result.stderr) == (
+        1, "错误：--by contains a control character (U+000A, e.g. a line break); write it on one line\n")
 
 
 def test_cli_confirm_a_gbk_file_is_an_error(exported, run, tmp_path):
     path = write(tmp_path, "village_id,date,slot,confirmed_by\nv1,2024-05-03,morning,王主任\n", encoding="gbk")
-    result = run("confirm", str(path))
+    result = run("confirm", str(path), "--by", "李娜")
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: {path}: not UTF-8")
+    assert result.stderr.startswith(f"错误：{path}: line 2: not UTF-8")
 
 
 def test_cli_handout_records_one(run):
     result = run("handout", "--market", "m1", "--date", "2024-05-03", "--leaflets", "200", "--people", "150",
                  "--topics", "traffic,anti_fraud", "--staff", "刘警官")
     assert result.exit_code == 0, result.output
-    assert result.stdout == "recorded handout #1: m1 2024-05-03, 200 leaflets, 150 people, topics traffic,anti_fraud\n"
+    assert result.stdout == "已记录发放 #1：m1 2024-05-03，传单 200 份，交谈 150 人，主题 traffic,anti_fraud\n"
 
 
 @pytest.mark.parametrize("args, message", [
-    pytest.param(["--market", "m9"], "error: unknown market 'm9'; use one of: m1, m2", id="unknown-market"),
-    pytest.param(["--leaflets", "-2"], "error: leaflets must be 0 or more (got -2)", id="negative"),
-    pytest.param(["--topics", "drugs"], "error: unknown topic 'drugs'; use traffic or anti_fraud", id="topic"),
+    pytest.param(["--market", "m9"], "错误：unknown market 'm9'; use one of: m1, m2", id="unknown-market"),
+    pytest.param(["--leaflets", "-2"], "错误：leaflets must be 0 or more (got -2)", id="negative"),
+    pytest.param(["--topics", "drugs"], "错误：unknown topic 'drugs'; use traffic or anti_fraud", id="topic"),
 ])
 def test_cli_handout_errors(run, args, message):
     base = {"--market": "m1", "--date": "2024-05-03", "--leaflets": "1", "--people": "1", "--topics": "traffic"}
@@ -414,20 +440,242 @@ def test_cli_handout_csv_import(run, tmp_path):
     path = write(tmp_path, HANDOUTS)
     result = run("handout", "--csv", str(path))
     assert result.exit_code == 1
-    assert result.stdout == f"{path}: 2 recorded, 1 already recorded, 4 bad\n"
+    assert result.stdout == f"{path}：已记录 2 行，已有记录 1 行，有错 4 行\n"
     assert result.stderr.splitlines()[0] == f"{path}:4: unknown market 'm9'; use one of: m1, m2"
     assert run("handout", "--csv", str(path), "--market", "m1").exit_code == 2
 
 
 def test_cli_handout_without_registry_says_to_load_it(database_url, tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", database_url)
+    (tmp_path / "outreach.toml").write_text("", encoding="utf-8")
     result = CliRunner().invoke(cli, ["handout", "--market", "m1", "--leaflets", "1", "--people", "1",
                                       "--topics", "traffic", "-w", str(tmp_path)])
     assert result.exit_code == 1
-    assert "no markets yet; run `outreach plan` (or `outreach demo`) first" in result.stderr
+    assert "no markets yet; run the command in the workspace folder (-w DIR)" in result.stderr
 
 
 def test_record_commands_have_help():
     for name in ("confirm", "handout"):
         result = CliRunner().invoke(cli, [name, "--help"])
         assert result.exit_code == 0 and len(result.stdout.splitlines()) > 5
+
+
+# --- records only accept what can be true (issue 7) --------------------------------
+
+
+def test_a_confirmation_before_the_slot_starts_is_refused_row_by_row(engine, tmp_path):
+    """A confirmation for 12-03 was once accepted on 11-30, three days before it could air."""
+    planned(engine, [plan(), plan(slot="evening"), plan(village="v2", slot="evening")])
+    mark(engine, S.EXPORTED, at=NOW)
+    mark(engine, S.EXPORTED, slot="evening", at=NOW)
+    mark(engine, S.EXPORTED, village="v2", slot="evening", at=NOW)
+    path = write(tmp_path, "village_id,date,slot,confirmed_by\n"
+                           "v1,2024-05-03,morning,王\nv1,2024-05-03,evening,王\nv2,2024-05-03,evening,张\n")
+    at_noon = datetime(2024, 5, 3, 12, 0, tzinfo=TZ)  # after 07:00, before 19:00 (Beijing)
+    report = confirm(engine, path, now=at_noon)
+    assert (report.rows_ok, report.rows_skipped) == (1, 0)
+    assert report.errors == [
+        (3, "the evening program of 'v1' on 2024-05-03 starts at 2024-05-03 19:00 (Beijing time), which has not "
+            "come yet; record the confirmation after it has played"),
+        (4, "the evening program of 'v2' on 2024-05-03 starts at 2024-05-03 19:00 (Beijing time), which has not "
+            "come yet; record the confirmation after it has played"),
+    ]
+    assert rows(engine)[("v1", "evening", "fraud")].status is S.EXPORTED
+    # The same file after the evening slot: the refused rows come in, the confirmed one is skipped.
+    later = confirm(engine, path, now=datetime(2024, 5, 3, 19, 0, tzinfo=TZ))
+    assert (later.rows_ok, later.rows_skipped, later.errors) == (2, 1, [])
+
+
+def test_the_confirmer_is_kept_apart_from_the_staff_member_who_entered_it(exported, tmp_path):
+    path = write(tmp_path, "village_id,date,slot,confirmed_by,note\nv1,2024-05-03,morning,王主任,正常\n")
+    with db.session(exported) as s:
+        records.import_confirmations(s, path, now=LATER, entered_by="李娜")
+    got = rows(exported)[("v1", "morning", "fraud")]
+    assert (got.confirmed_by, got.entered_by, got.note) == ("王主任", "李娜", "正常")
+    with db.session(exported) as s:
+        assert records.confirm_program(s, village_id="v2", day=DAY, slot="evening", confirmed_by="张村医",
+                                       entered_by="刘警官", now=LATER) is True
+    assert (rows(exported)[("v2", "evening", "fraud")].confirmed_by,
+            rows(exported)[("v2", "evening", "fraud")].entered_by) == ("张村医", "刘警官")
+
+
+@pytest.mark.parametrize("day, message", [
+    pytest.param(date(2024, 5, 4), "handout date 2024-05-04 is in the future (today is 2024-05-03, Beijing time)",
+                 id="tomorrow"),
+    pytest.param(date(2099, 1, 1), "handout date 2099-01-01 is in the future", id="2099"),
+    pytest.param(date(1999, 12, 31), "handout date 1999-12-31 is before 2000-01-01; check the year", id="1999"),
+])
+def test_a_handout_dated_in_the_future_is_refused(engine, day, message):
+    with pytest.raises(RecordError, match=re.escape(message)):
+        handout(engine, day=day)
+
+
+def test_today_in_beijing_is_not_the_future_even_when_utc_is_still_yesterday(engine):
+    # 2024-05-03 23:30 UTC is already 05-04 07:30 in the county.
+    h = handout(engine, day=date(2024, 5, 4), now=datetime(2024, 5, 3, 23, 30, tzinfo=timezone.utc))
+    assert h.date == date(2024, 5, 4)
+
+
+@pytest.mark.parametrize("changes, message", [
+    pytest.param({"leaflets": 10**23}, "leaflets 100000000000000000000000 is more than 100,000 for one record",
+                 id="10^23"),
+    pytest.param({"people": 2 * 10**9}, "people 2000000000 is more than 100,000", id="2e9"),
+    pytest.param({"staff": "刘\n警官"}, r"staff contains a control character \(U\+000A", id="newline"),
+    pytest.param({"staff": "刘\x00"}, r"staff contains a control character \(U\+0000", id="nul"),
+    pytest.param({"note": "x" * 501}, "note has 501 characters; at most 500", id="long-note"),
+    pytest.param({"leaflets": True}, "leaflets 'True' is not a whole number", id="bool"),
+])
+def test_counts_and_names_have_the_same_caps_everywhere(engine, changes, message):
+    with pytest.raises(RecordError, match=message):
+        handout(engine, **changes)
+    assert records.MAX_LEAFLETS == records.MAX_PEOPLE == 100_000
+    assert records.check_count(100_000, "leaflets") == 100_000
+
+
+def test_a_handout_on_a_day_that_is_not_a_market_day_is_kept_with_a_warning(engine, tmp_path):
+    path = write(tmp_path, "market_id,date,leaflets,people,topics,staff\n"
+                           "m1,2024-05-02,10,10,traffic,刘\nm1,2024-05-03,20,10,traffic,刘\n")
+    with db.session(engine) as s:
+        report = records.import_handouts(s, path, now=NOW, is_market_day=lambda m, d: d.day % 2 == 1)
+    assert (report.rows_ok, report.errors) == (2, [])
+    assert report.warnings == [(2, "2024-05-02 is not a market day of 'm1' by its rule in schedules/markets.yaml; "
+                                   "kept as given")]
+    assert records.market_day_warning(None, "m1", date(2024, 5, 2)) is None
+    assert records.market_day_warning(lambda m, d: None, "m9", date(2024, 5, 2)) is None
+
+
+def test_a_csv_date_without_its_year_takes_the_nearest_day_and_says_so(engine, tmp_path):
+    """Staff write 5月2日 as on paper; NOW is 2024-05-03 in Beijing, so it means 2024-05-02."""
+    path = write(tmp_path, "market_id,date,leaflets,people,topics,staff\n"
+                           "m1,5月2日,10,10,traffic,刘\nm1,2024/5/1,20,10,traffic,刘\nm1,13月2日,5,5,traffic,刘\n")
+    with db.session(engine) as s:
+        report = records.import_handouts(s, path, now=NOW)
+        days = sorted(s.scalars(sa.select(Handout.date)).all())
+    assert report.rows_ok == 2 and [line for line, _ in report.errors] == [4]
+    assert (2, "日期 5月2日 → 2024-05-02") in report.warnings
+    assert days == [date(2024, 5, 1), date(2024, 5, 2)]
+
+
+# --- strict CSV ------------------------------------------------------------------------
+
+
+def test_an_unterminated_quote_is_an_error_at_its_line_and_later_rows_are_kept(exported, tmp_path):
+    """Once "1 confirmed, 0 bad": the quote swallowed every row after it."""
+    path = write(tmp_path, 'village_id,date,slot,confirmed_by,note\n'
+                           'v1,2024-05-03,morning,王,"正常\n'
+                           'v2,2024-05-03,evening,张,"说""好的"""\n'
+                           'v2,2024-05-03,morning,张,ab"c\n'
+                           'v2,2024-05-03,morning,张,"a"b\n'
+                           'v2,2024-05-03,morning,张,好\x00\n')
+    report = confirm(exported, path)
+    assert report.rows_ok == 1
+    assert report.errors == [
+        (2, 'a quote (") is not closed on this line; close it, or remove the stray quote'),
+        (4, 'a quote (") is not closed on this line; close it, or remove the stray quote'),
+        (5, "broken quoting (',' expected after '\"'); write a quoted field as \"text\" followed by a comma"),
+        (6, "the line contains a control character (U+0000); remove it"),
+    ]
+    assert rows(exported)[("v2", "evening", "fraud")].note == '说"好的"'
+
+
+def test_an_absurd_count_in_a_csv_is_a_row_error_and_good_rows_are_kept(engine, tmp_path):
+    """10^23 leaflets once crashed the import with OverflowError and lost the good rows too."""
+    path = write(tmp_path, "market_id,date,leaflets,people,topics,staff\n"
+                           "m1,2024-05-03,100000000000000000000000,10,traffic,刘\n"
+                           "m1,2024-05-03,2000000000,10,traffic,刘\n"
+                           "m1,2024-05-03,1e5,10,traffic,刘\n"
+                           "m1,2024-05-03,３００,10,traffic,刘\n")
+    with db.session(engine) as s:
+        report = records.import_handouts(s, path, now=NOW)
+    assert report.rows_ok == 1
+    assert report.errors == [
+        (2, "leaflets 100000000000000000000000 is more than 100,000 for one record; check the number or split "
+            "it into one record per market day"),
+        (3, "leaflets 2000000000 is more than 100,000 for one record; check the number or split it into one "
+            "record per market day"),
+        (4, "leaflets '1e5' is not a whole number"),
+    ]
+    with db.session(engine) as s:
+        assert s.scalar(sa.select(Handout.leaflets)) == 300
+
+
+def test_a_handout_file_can_be_imported_again_after_its_bad_rows_are_fixed(engine, tmp_path):
+    path = write(tmp_path, "market_id,date,leaflets,people,topics,staff\n"
+                           "m1,2024-05-03,10,10,traffic,刘\nm1,2024-05-03,ten,10,traffic,陈\n")
+    with db.session(engine) as s:
+        first = records.import_handouts(s, path, now=NOW)
+    assert (first.rows_ok, len(first.errors)) == (1, 1)
+    path.write_text(path.read_text().replace("ten", "12"))
+    with db.session(engine) as s:
+        fixed = records.import_handouts(s, path, now=LATER)
+        assert (fixed.rows_ok, fixed.rows_skipped, fixed.errors) == (1, 1, [])
+        assert sorted(s.scalars(sa.select(Handout.leaflets))) == [10, 12]
+
+
+# --- re-export after a plan change (issue 8 point 6) -------------------------------------
+
+
+def exported_rows(engine, plans, sha, at=NOW):
+    with db.session(engine) as s:
+        return records.record_exported(s, plans, program_sha256=sha, engine="offline", at=at)
+
+
+def test_a_re_export_after_a_plan_change_rewrites_the_exported_rows(engine):
+    first = [plan(), plan(campaign="traffic", scripts=("t1",))]
+    assert exported_rows(engine, first, "a" * 64) == 2
+    assert exported_rows(engine, first, "a" * 64, at=LATER) == 0  # unchanged: nothing rewritten
+    # The plan changes: fraud gets another script, traffic drops out of the program.
+    second = [plan(scripts=("s3",))]
+    assert exported_rows(engine, second, "b" * 64, at=LATER) == 1
+    got = rows(engine)
+    assert set(got) == {("v1", "morning", "fraud")}
+    row = got[("v1", "morning", "fraud")]
+    assert (row.status, row.script_ids, row.program_sha256, row.exported_at) == (S.EXPORTED, "s3", "b" * 64, LATER)
+    assert scripts_of(engine) == [("fraud", "v1", 0, "s3")]
+    # A confirmation credits what was exported last, and nothing else.
+    mark(engine, S.CONFIRMED, at=LATER + timedelta(hours=1), confirmed_by="王")
+    with db.session(engine) as s:
+        heard = s.execute(sa.select(BroadcastScript.script_id).join(Broadcast).where(
+            Broadcast.status == S.CONFIRMED)).scalars().all()
+    assert heard == ["s3"]
+    # A confirmed program is history: a later export does not rewrite it.
+    assert exported_rows(engine, [plan(scripts=("s4",))], "c" * 64, at=LATER + timedelta(hours=2)) == 0
+    assert rows(engine)[("v1", "morning", "fraud")].script_ids == "s3"
+
+
+def test_record_exported_takes_one_program(engine):
+    with pytest.raises(ValueError, match="one program"), db.session(engine) as s:
+        records.record_exported(s, [plan(), plan(village="v2")], program_sha256="a" * 64, engine=None, at=NOW)
+
+
+# --- the README tour's sample -------------------------------------------------------------
+
+
+def test_the_tour_sample_confirmations_accept_the_past_and_refuse_a_slot_still_to_come(workspace, tmp_path):
+    """samples/confirmations.csv, as the README tour runs it after exporting 11-28 and 12-01 (on 11-30)."""
+    from outreach.config import load_config
+    from outreach.workspace import load, open_database
+
+    sample = Path(__file__).resolve().parents[1] / "samples" / "confirmations.csv"
+    engine = open_database(load(load_config(workspace)), f"sqlite:///{tmp_path / 'tour.db'}")
+    try:
+        with db.session(engine) as s:
+            for day in (date(2026, 11, 28), date(2026, 12, 1)):
+                for slot, start in (("morning", time(6, 30)), ("evening", time(18, 30))):
+                    p = BroadcastPlan(day, slot, "dazhuang-05", "dazhuang", "always-on", ("traffic-helmet",),
+                                      datetime.combine(day, start, TZ))
+                    records.record_exported(s, [p], program_sha256="a" * 64, engine="offline",
+                                            at=datetime(2026, 11, 27, tzinfo=timezone.utc))
+        tour_day = datetime(2026, 11, 30, 10, 0, tzinfo=TZ)
+        with db.session(engine) as s:
+            report = records.import_confirmations(s, sample, now=tour_day, entered_by="李娜")
+        assert (report.rows_ok, report.rows_skipped) == (2, 0)
+        assert report.errors == [(4, "the evening program of 'dazhuang-05' on 2026-12-01 starts at 2026-12-01 18:30 "
+                                     "(Beijing time), which has not come yet; record the confirmation after it has "
+                                     "played")]
+        with db.session(engine) as s:
+            after = records.import_confirmations(s, sample, now=datetime(2026, 12, 1, 21, 0, tzinfo=TZ),
+                                                 entered_by="李娜")
+        assert (after.rows_ok, after.rows_skipped, after.errors) == (1, 2, [])
+    finally:
+        engine.dispose()

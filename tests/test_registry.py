@@ -28,6 +28,7 @@ def reg() -> Registry:
 def sched(tmp_path: Path) -> Path:
     """A private copy of the bundled schedules/ folder, to break."""
     shutil.copytree(REPO_ROOT / "schedules", tmp_path / "schedules")
+    (tmp_path / "outreach.toml").write_text("", encoding="utf-8")  # the folder above is a workspace
     return tmp_path / "schedules"
 
 
@@ -123,19 +124,19 @@ def test_unquoted_times_are_read_as_clock_times(sched: Path) -> None:
 # (file, text to replace, replacement, number of problems, parts the message must contain)
 BROKEN = [
     ("county.yaml", "township: lishu, population: 520", "township: lishuu, population: 520", 1,
-     ["county.yaml:47: villages[lishu-04].township: unknown township id 'lishuu'; use one of dazhuang, lishu, hexi"]),
+     ["county.yaml:54: villages[lishu-04].township: unknown township id 'lishuu'; use one of dazhuang, lishu, hexi"]),
     ("county.yaml", "{id: hexi-10, name: 红旗村", "{id: hexi-08, name: 红旗村", 1,
-     ["county.yaml:74: villages[hexi-08]: id repeats the one on line 67; give each a unique id"]),
+     ["county.yaml:81: villages[hexi-08]: id repeats the one on line 74; give each a unique id"]),
     ("county.yaml", "{id: hexi, name: 河西镇}", "{id: lishu, name: 河西镇}", 11,  # + its 10 villages
-     ["county.yaml:24: townships[lishu]: id repeats the one on line 23",
+     ["county.yaml:31: townships[lishu]: id repeats the one on line 30",
       "villages[hexi-01].township: unknown township id 'hexi'; use one of dazhuang, lishu (see"]),
     ("county.yaml", "population: 730", "populaton: 730", 2,
      ["villages[hexi-05].populaton: unknown key", "villages[hexi-05].population: is missing; add it"]),
     ("county.yaml", "population: 410, speaker: offline", "population: 410, speaker: usb", 1,
-     ["villages[dazhuang-09].speaker: Input should be 'networked' or 'offline' (got 'usb')"]),
+     ["villages[dazhuang-09].speaker: Input should be 'networked', 'station' or 'offline' (got 'usb')"]),
     ("county.yaml", "{id: lishu-09,", "{id: Lishu_09,", 1, ["villages[Lishu_09].id: 'Lishu_09' is not a valid id"]),
     ("county.yaml", 'slots: {morning: "06:00"}', 'slots: {morning: "18:25"}', 1,
-     ["county.yaml:31: villages[dazhuang-04].slots.morning: 18:25 + 10 min runs into the evening slot at 18:30"]),
+     ["county.yaml:38: villages[dazhuang-04].slots.morning: 18:25 + 10 min runs into the evening slot at 18:30"]),
     ("county.yaml", 'slots: {morning: "06:00"}', 'slots: {morning: "19:00"}', 1,
      ["villages[dazhuang-04].slots: the morning slot must start before the evening slot (morning 19:00, evening"]),
     ("county.yaml", 'slots: {evening: "19:00"}', 'slots: {evening: "23:55"}', 1,
@@ -159,7 +160,7 @@ BROKEN = [
     ("slots.yaml", "slots: [morning]", "slots: [noon]", 1,
      ["blackouts[2].slots[0]: Input should be 'morning' or 'evening'"]),
     ("slots.yaml", "dates: [2026-12-26, 2026-12-27]", "dates: [2026-12-26, 2026-12-32]", 1,
-     ["blackouts[0].dates[1]: Input should be a valid date", "(got '2026-12-32')"]),
+     ["blackouts[0].dates[1]: '2026-12-32' is not a real date; check the day and month"]),
     ("markets.yaml", "rule: 逢公历五、十", "rule: 逢公历五、X", 1,
      ["markets.yaml:31: markets[hexi-ji].rule: market rule '逢公历五、X': 'X' is not a day digit", "accepted forms:"]),
     ("markets.yaml", "lishu-02]", "lishu-02, lishu-99]", 1,
@@ -193,7 +194,7 @@ def test_every_problem_is_listed_at_once(sched: Path) -> None:
     edit(sched, "slots.yaml", 'start: "06:30"', 'start: "6.30"')
     lines = problems(sched).splitlines()
     assert lines[0] == f"3 problems in the county registry ({sched}):"
-    assert "county.yaml:64: villages[hexi-05].population" in lines[1]
+    assert "county.yaml:71: villages[hexi-05].population" in lines[1]
     assert "markets.yaml:" in lines[2] and "markets[county-ji].rule" in lines[2]
     assert "slots.yaml:" in lines[3] and "slots.morning.start: '6.30' is not a time" in lines[3]
 
@@ -262,4 +263,4 @@ def test_cli_registry_table_and_error(sched: Path) -> None:
     edit(sched, "county.yaml", "township: lishu, population: 520", "township: lishuu, population: 520")
     result = CliRunner().invoke(cli, ["registry", "-w", str(sched.parent)])
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: 1 problem in the county registry")
+    assert result.stderr.startswith("错误：1 problem in the county registry")

@@ -25,6 +25,17 @@ from fake_edge_server import FakeEdgeServer, make_tone_mp3
 JSON_KEYS = {"script_id", "path", "engine", "lufs", "true_peak_db", "duration_s", "cached"}
 
 
+def add_reviewer(workspace: Path, name: str) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from outreach.web.auth import USERS_FILE, UserStore
+
+    store = UserStore(workspace / USERS_FILE)
+    if store.get(name) is None:
+        store.add(name, "reviewer", "long-enough-password", now=datetime.now(ZoneInfo("Asia/Shanghai")))
+
+
 def run(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
@@ -61,9 +72,61 @@ def test_every_approved_script_is_mastered_to_spec(rendered_workspace: Path) -> 
         assert np.sqrt(np.mean(samples.astype(np.float64) ** 2)) > 500, "clip is near-silent"
         info = MP3(path).info
         assert (info.sample_rate, info.channels, info.bitrate) == (22050, 1, 64000)
-        expected_tags = {"title": script.title, "topic": script.topic, "script_id": script.id, "engine": "offline"}
+        expected_tags = {"title": script.title, "topic": script.topic, "script_id": script.id, "engine": "neural",
+                         "voice": "baker"}
         assert read_tags(path).items() >= expected_tags.items()
-        assert clip["engine"] == "offline" and clip["cached"] is True
+        assert clip["engine"] == "neural" and clip["cached"] is True
+
+
+def _lufs_of(path: Path, start: float, length: float | None) -> float:
+    """Integrated loudness of a stretch of an MP3, measured as `measure` does (ebur128)."""
+    from outreach.media import run_ffmpeg
+
+    cut = ["-ss", f"{start}"] + (["-t", f"{length}"] if length else [])
+    proc = run_ffmpeg(["-f", "mp3", *cut, "-i", str(path), "-af", "ebur128", "-f", "null", "-"], what="measure")
+    return float(re.findall(r"I:\s+(-?[\d.]+) LUFS", proc.stderr)[-1])
+
+
+@pytest.mark.slow
+def test_chime_sits_at_least_6_lu_under_the_speech(rendered_build: Path) -> None:
+    from outreach.audio import chime
+
+    chime_s = chime(22050).duration_seconds
+    for clip in sorted((rendered_build / "clips").glob("*.mp3")):
+        chime_lufs = _lufs_of(clip, 0.0, chime_s - 0.6)  # the ding-dong, without its silent tail
+        speech_lufs = _lufs_of(clip, chime_s, None)
+        assert speech_lufs - chime_lufs >= 6.0, (clip.name, chime_lufs, speech_lufs)
+
+
+@pytest.mark.slow
+def test_rendering_again_gives_identical_bytes(rendered_build: Path, workspace: Path) -> None:
+    """A fresh render, in this process and one at a time, matches the pooled session render bit for bit."""
+    config, scripts = library(workspace)
+    chosen = [s for s in scripts if s.id in ("traffic-helmet", "fraud-96110")]
+    report = render_library(config, chosen, workers=1)
+    assert not report.failures and len(report.results) == 2
+    for result in report.results:
+        again = Path(result.path)
+        assert again.read_bytes() == (rendered_build / "clips" / again.name).read_bytes(), again.name
+
+
+def test_script_rate_slows_the_clip_and_is_validated(workspace: Path) -> None:
+    target = workspace / "audio_scripts" / "traffic-crossing-road.md"
+    original = target.read_text(encoding="utf-8")
+    durations = {}
+    for rate in (2.5, 5.0):
+        target.write_text(original.replace("repeat:", f"rate: {rate}\nrepeat:", 1), encoding="utf-8")
+        # An edited script is a draft again until re-approved.
+        add_reviewer(workspace, "王秀兰")  # approval needs a known reviewer (issue 11)
+        assert run("scripts", "approve", "traffic-crossing-road", "--by", "王秀兰", "-w", str(workspace))[0] == 0
+        code, out, err = run("render", "--script", "traffic-crossing-road", "--json", "-w", str(workspace))
+        assert code == 0, err
+        [clip] = json.loads(out)
+        durations[rate] = clip["duration_s"]
+    assert durations[2.5] > 1.6 * durations[5.0]
+    target.write_text(original.replace("repeat:", "rate: 9\nrepeat:", 1), encoding="utf-8")
+    code, _, err = run("render", "--script", "traffic-crossing-road", "-w", str(workspace))
+    assert code == 1 and "traffic-crossing-road.md" in err and "rate" in err and "2.5" in err
 
 
 @pytest.mark.slow
@@ -81,6 +144,9 @@ def test_warm_rerender_synthesises_nothing(rendered_workspace: Path, monkeypatch
 def test_changed_text_rerenders_only_that_script(rendered_workspace: Path) -> None:
     target = rendered_workspace / "audio_scripts" / "traffic-helmet.md"
     target.write_text(target.read_text(encoding="utf-8").replace("一定要戴好头盔", "一定要戴好安全头盔"), encoding="utf-8")
+    # An edited script is a draft again until re-approved.
+    add_reviewer(rendered_workspace, "王秀兰")  # approval needs a known reviewer (issue 11)
+    assert run("scripts", "approve", "traffic-helmet", "--by", "王秀兰", "-w", str(rendered_workspace))[0] == 0
     config, scripts = library(rendered_workspace)
     report = render_library(config, scripts)
     fresh = [r.script_id for r in report.results if not r.cached]
@@ -166,7 +232,7 @@ def test_unreachable_edge_falls_back_to_offline_and_says_so(workspace: Path, mon
     code, out, _ = run("render", "--engine", "edge", "--script", "traffic-ebike", "--json", "-w", str(workspace))
     assert code == 0
     [clip] = json.loads(out)
-    assert clip["engine"] == "offline"
+    assert clip["engine"] == "neural"
     assert json.loads(Path(clip["path"]).with_suffix(".json").read_text())["requested_engine"] == "edge"
 
 
@@ -186,7 +252,21 @@ def test_tn_reads_the_documented_examples(workspace: Path) -> None:
         assert (code, out.strip()) == (0, spoken)
 
 
-def test_voices_lists_both_engines(workspace: Path) -> None:
+def test_voices_lists_every_engine_with_a_description(workspace: Path) -> None:
     code, out, _ = run("voices", "--json", "-w", str(workspace))
-    engines = {v["engine"] for v in json.loads(out)}
-    assert code == 0 and engines == {"offline", "edge"}
+    voices = json.loads(out)
+    assert code == 0 and {v["engine"] for v in voices} == {"neural", "espeak", "edge"}
+    assert all(v["description"] for v in voices)
+    code, out, _ = run("voices", "-w", str(workspace))
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == len(voices) + 1
+    assert any(line.startswith("* neural  baker") for line in lines)
+    assert "默认引擎: neural" in lines[-1]
+
+
+def test_renamed_config_keys_say_what_to_write(workspace: Path) -> None:
+    toml = workspace / "outreach.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace('espeak_voice = "cmn"', 'offline_voice = "cmn"'),
+                    encoding="utf-8")
+    code, _, err = run("voices", "-w", str(workspace))
+    assert code == 1 and "offline_voice" in err and "espeak_voice" in err

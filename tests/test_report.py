@@ -127,9 +127,10 @@ def test_unknown_campaign(engine: sa.Engine) -> None:
 def test_report_command(engine: sa.Engine, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", database_url)
     out = tmp_path / "out" / "report.html"
+    (tmp_path / "outreach.toml").write_text("", encoding="utf-8")
     args = ["report", "-w", str(tmp_path), "--today", "2026-05-20", "--out", str(out)]
     result = CliRunner().invoke(cli, [*args, "--campaign", "nope"])
-    assert result.exit_code == 1 and "error: unknown campaign 'nope'" in result.stderr
+    assert result.exit_code == 1 and "错误：unknown campaign 'nope'" in result.stderr
     assert not out.exists()
     result = CliRunner().invoke(cli, [*args, "--campaign", "fraud", "--from", "2026-05-01", "--to", "2026-05-31"])
     assert result.exit_code == 0, result.stderr

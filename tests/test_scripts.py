@@ -16,6 +16,7 @@ from outreach.cli import cli
 from outreach.config import load_config
 from outreach.errors import ScriptError
 from outreach.scripts import Problem, Script, approve_script, check_library, load_library, script_path
+from outreach.tts.voices import engine_of_voice
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = REPO_ROOT / "audio_scripts"
@@ -127,7 +128,7 @@ BAD_CASES = [
     ("unknown-voice", "traffic-test.md", make_script(voice="zh-CN-Nobody"), "voice", "unknown voice"),
     ("voice-engine-mismatch", "traffic-test.md", make_script(voice="zh-CN-YunxiNeural", engine="offline"),
      "voice", "set engine: edge"),
-    ("unknown-engine", "traffic-test.md", make_script(engine="espeak"), "engine", "use offline or edge"),
+    ("unknown-engine", "traffic-test.md", make_script(engine="festival"), "engine", "unknown engine 'festival'; use "),
     ("unparseable-date", "traffic-test.md", make_script(valid_from="2026-13-01"), "valid_from", "YYYY-MM-DD"),
     ("date-not-iso", "traffic-test.md", make_script(valid_until="2026/12/01"), "valid_until", "YYYY-MM-DD"),
     ("from-after-until", "traffic-test.md", make_script(valid_from="2027-02-01", valid_until="2027-01-01"),
@@ -171,10 +172,11 @@ def test_bad_file_yields_a_problem_naming_file_and_field(
 
 
 def test_good_file_is_loaded_with_typed_fields(tmp_path: Path) -> None:
-    path = write(tmp_path, "traffic-test.md", make_script(voice="cmn", engine="offline", valid_from="2026-12-01"))
+    engine = engine_of_voice("cmn")  # the engine that speaks the espeak-ng Mandarin voice
+    path = write(tmp_path, "traffic-test.md", make_script(voice="cmn", engine=engine, valid_from="2026-12-01"))
     [script] = load_library(tmp_path, max_chars=MAX_CHARS)
     assert script == Script(
-        id="traffic-test", topic="traffic", title="测试标题", text=GOOD_TEXT, voice="cmn", engine="offline",
+        id="traffic-test", topic="traffic", title="测试标题", text=GOOD_TEXT, voice="cmn", engine=engine,
         repeat=2, priority=5, valid_from=date(2026, 12, 1), valid_until=None, status="approved",
         approved_by="王秀兰", approved_on=date(2026, 11, 20), path=path,
     )
@@ -333,12 +335,21 @@ def run(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
+def add_reviewers(workspace: Path, *names: str) -> None:
+    """`scripts approve --by` names a reviewer of users.json (issue 11)."""
+    from outreach.web.auth import USERS_FILE, UserStore
+
+    store = UserStore(workspace / USERS_FILE)
+    for name in names:
+        store.add(name, "reviewer", "long-enough-password", now=datetime.now(ZoneInfo("Asia/Shanghai")))
+
+
 def test_cli_check_ok_on_bundled_workspace(workspace: Path) -> None:
     result = run("scripts", "check", "-w", str(workspace))
     scripts = bundled()
     approved = sum(s.approved for s in scripts)
     assert result.exit_code == 0
-    assert result.output == f"ok: {len(scripts)} scripts ({approved} approved, {len(scripts) - approved} draft)\n"
+    assert result.output == f"通过：共 {len(scripts)} 个稿件（已批准 {approved} 个，草稿 {len(scripts) - approved} 个）\n"
 
 
 def test_cli_check_lists_every_problem_and_exits_1(workspace: Path) -> None:
@@ -352,7 +363,7 @@ def test_cli_check_lists_every_problem_and_exits_1(workspace: Path) -> None:
     assert len(problems) == 3
     for problem in problems:
         assert str(problem) in result.output
-    assert "error: 3 problem(s) in 3 file(s)" in result.output
+    assert "错误：3 个文件里有 3 个问题" in result.output
 
 
 def test_cli_list_plain_and_json(workspace: Path) -> None:
@@ -368,30 +379,32 @@ def test_cli_list_plain_and_json(workspace: Path) -> None:
 
 
 def test_cli_approve_with_and_without_date(workspace: Path) -> None:
+    add_reviewers(workspace, "王秀兰", "赵建国")
     result = run("scripts", "approve", "traffic-harvest-season", "--by", "王秀兰", "--on", "2026-11-28",
                  "-w", str(workspace))
     assert result.exit_code == 0, result.output
-    assert result.output == "approved: traffic-harvest-season by 王秀兰 on 2026-11-28\n"
+    assert result.output == "已批准：traffic-harvest-season，批准人 王秀兰，日期 2026-11-28\n"
     before = datetime.now(ZoneInfo("Asia/Shanghai")).date()
     result = run("scripts", "approve", "fraud-seven-tools", "--by", "赵建国", "-w", str(workspace))
     after = datetime.now(ZoneInfo("Asia/Shanghai")).date()
     assert result.exit_code == 0, result.output
-    assert any(f"on {d.isoformat()}" in result.output for d in {before, after})
+    assert any(f"日期 {d.isoformat()}" in result.output for d in {before, after})
     scripts = bundled()
     left = sum(not s.approved for s in scripts) - 2
     check = run("scripts", "check", "-w", str(workspace))
-    assert check.output.endswith(f"({len(scripts) - left} approved, {left} draft)\n")
+    assert check.output.endswith(f"（已批准 {len(scripts) - left} 个，草稿 {left} 个）\n")
 
 
 @pytest.mark.parametrize(("args", "words"), [
     (["traffic-helmet", "--by", "王秀兰"], "already approved"),
-    (["traffic-nothing", "--by", "王秀兰"], "no such script"),
-    (["../x", "--by", "王秀兰"], "not a script id"),
+    (["traffic-nothing", "--by", "王秀兰"], "没有编号为“traffic-nothing”的稿件"),
+    (["../x", "--by", "王秀兰"], "没有编号为“../x”的稿件"),
 ])
 def test_cli_approve_errors_exit_1(workspace: Path, args: list[str], words: str) -> None:
+    add_reviewers(workspace, "王秀兰")
     result = run("scripts", "approve", *args, "-w", str(workspace))
     assert result.exit_code == 1
-    assert result.output.startswith("error: ") and words in result.output
+    assert result.output.startswith("错误：") and words in result.output
 
 
 def test_every_scripts_command_has_help_text() -> None:
@@ -399,3 +412,97 @@ def test_every_scripts_command_has_help_text() -> None:
     assert group.help
     for command in group.commands.values():  # type: ignore[attr-defined]
         assert command.help, command.name
+
+
+# --- approval follows the text ------------------------------------------------------------
+
+def test_bundled_approved_scripts_carry_a_matching_approval_hash() -> None:
+    approved = [s for s in bundled() if s.status == "approved"]
+    assert approved and all(s.approval_hash == s.content_hash for s in approved)
+
+
+def test_approval_records_a_hash_and_any_edit_makes_a_draft_again(tmp_path: Path) -> None:
+    path = write(tmp_path, "traffic-new.md", DRAFT)
+    script = approve_script(path, by="王秀兰", on=date(2026, 11, 25))
+    assert f"approval_hash: {script.content_hash}\n" in path.read_text(encoding="utf-8")
+    assert script.approved and not script.edited_after_approval and script.review_note is None
+    # One character of the text changed, not re-approved: a draft again, still loaded (no problem).
+    path.write_text(path.read_text(encoding="utf-8").replace("第二段", "第三段"), encoding="utf-8")
+    [edited], problems = check_library(tmp_path, max_chars=MAX_CHARS)
+    assert problems == []
+    assert edited.status == "approved" and edited.edited_after_approval and not edited.approved
+    assert edited.review_note.startswith("edited after approval by 王秀兰 on 2026-11-25")
+    # It can be approved again, which seals the new text.
+    again = approve_script(path, by="赵建国", on=date(2026, 11, 27))
+    assert again.approved and again.approval_hash == again.content_hash != script.approval_hash
+
+
+@pytest.mark.parametrize(("old", "new", "voids"), [
+    ("title: 新稿", "title: 新稿件", True),
+    ("priority: 3", "priority: 4", False),
+    ("# keep this comment", "# another comment", False),
+])
+def test_only_text_title_voice_engine_and_rate_void_an_approval(tmp_path: Path, old: str, new: str, voids: bool) -> None:
+    path = write(tmp_path, "traffic-new.md", DRAFT)
+    approve_script(path, by="王秀兰", on=date(2026, 11, 25))
+    path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+    [script] = load_library(tmp_path, max_chars=MAX_CHARS)
+    assert script.edited_after_approval is voids and script.approved is not voids
+
+
+def test_engine_and_voice_are_sealed_too(tmp_path: Path) -> None:
+    path = write(tmp_path, "traffic-new.md", DRAFT)
+    script = approve_script(path, by="王秀兰", on=date(2026, 11, 25))
+    other = script.model_copy(update={"engine": "edge" if script.engine != "edge" else None})
+    assert other.content_hash != script.content_hash and other.edited_after_approval
+
+
+def test_a_bad_or_draft_approval_hash_is_a_problem(tmp_path: Path) -> None:
+    write(tmp_path, "traffic-a.md", make_script(id="traffic-a", approval_hash="xyz"))
+    write(tmp_path, "traffic-b.md", make_script(id="traffic-b", status="draft", approved_by=None, approved_on=None,
+                                                approval_hash="0123456789abcdef"))
+    problems = check_library(tmp_path, max_chars=MAX_CHARS)[1]
+    assert {(p.path.stem, p.field) for p in problems} == {("traffic-a", "approval_hash"), ("traffic-b", "approval_hash")}
+
+
+def test_cli_check_says_edited_after_approval_by_whom_and_when(workspace: Path) -> None:
+    path = workspace / "audio_scripts" / "fraud-96110.md"
+    path.write_text(path.read_text(encoding="utf-8").replace("一定要接听，", "一定要接听！"), encoding="utf-8")
+    result = run("scripts", "check", "-w", str(workspace))
+    assert result.exit_code == 0
+    assert ("audio_scripts/fraud-96110.md: edited after approval by 赵建国 on 2026-11-17; it is a draft again"
+            in result.output)
+    assert "其中 1 个批准后被修改" in result.output
+    rows = json.loads(run("scripts", "list", "--json", "-w", str(workspace)).output)
+    assert next(r for r in rows if r["id"] == "fraud-96110")["status"] == "edited"
+    add_reviewers(workspace, "李娜")
+    approved = run("scripts", "approve", "fraud-96110", "--by", "李娜", "--on", "2026-11-30", "-w", str(workspace))
+    assert approved.exit_code == 0, approved.output
+    assert "edited after approval" not in run("scripts", "check", "-w", str(workspace)).output
+
+
+# --- bodies that are not speech ------------------------------------------------------------
+
+@pytest.mark.parametrize(("body", "char"), [
+    ("乡亲们请注意：骑车戴头盔。\n平安\x00回家，槐川县公安局提醒您。", "U+0000"),
+    ("乡亲们请注意：\x1b骑车戴头盔，平安回家。", "U+001B"),
+    ("\n\n乡亲们请注意：骑车戴头盔。\n\n平安回家。\x7f", "U+007F"),
+])
+def test_control_characters_are_refused_naming_the_line(tmp_path: Path, body: str, char: str) -> None:
+    path = write(tmp_path, "traffic-test.md", make_script(text=body))
+    [problem] = check_library(tmp_path, max_chars=MAX_CHARS)[1]
+    lines = path.read_text(encoding="utf-8").split("\n")
+    line = next(n for n, text in enumerate(lines, 1) if chr(int(char[2:], 16)) in text)
+    assert problem.field == "text" and problem.message.startswith(f"line {line} contains the control character {char}")
+
+
+@pytest.mark.parametrize("body", ["🚨🚨🚨🚨🚨🚨🚨🚨", "96110 12381 110", "注意安全 ok ok"])
+def test_a_body_needs_five_hanzi(tmp_path: Path, body: str) -> None:
+    write(tmp_path, "traffic-test.md", make_script(text=body))
+    [problem] = check_library(tmp_path, max_chars=MAX_CHARS)[1]
+    assert problem.field == "text" and "at least 5" in problem.message
+
+
+def test_tabs_and_five_hanzi_are_fine(tmp_path: Path) -> None:
+    write(tmp_path, "traffic-test.md", make_script(text="请注意\t安全出行"))
+    assert check_library(tmp_path, max_chars=MAX_CHARS)[1] == []

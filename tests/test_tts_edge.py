@@ -179,15 +179,23 @@ def test_fallback_to_offline_records_engine(
     server: FakeEdgeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     server.plan = ["no_audio"] * 2
-    synth = get_synthesizer("edge", settings(retries=2))
+    synth = get_synthesizer("edge", settings(retries=2), tmp_path / "models")
     assert isinstance(synth, FallbackSynthesizer) and synth.name == "edge"
     with caplog.at_level(logging.WARNING, logger="outreach.tts.base"):
         result = synth.synthesize(TEXT, "zh-CN-YunxiNeural", tmp_path / "clip")
-    assert (result.engine, result.fmt, result.voice, result.path) == ("offline", "wav", "cmn", tmp_path / "clip.wav")
+    # The offline engine speaks with its own default voice: the neural one.
+    assert (result.engine, result.fmt, result.voice, result.path) == ("neural", "wav", "baker", tmp_path / "clip.wav")
     seconds, level = decode_seconds_and_rms(result)
     assert seconds > 1 and level > 500
-    assert any("falling back to the offline engine" in r.getMessage() for r in caplog.records)
-    assert files_in(tmp_path) == ["clip.wav"]
+    assert any("falling back to the neural engine" in r.getMessage() for r in caplog.records)
+    assert "clip.wav" in files_in(tmp_path) and not [n for n in files_in(tmp_path) if n.startswith("clip.")][1:]
+
+
+def test_edge_rate_follows_render_rate_unless_pinned() -> None:
+    assert EdgeSynthesizer(RenderSettings(rate=4.2)).prosody_rate(None) == "+0%"
+    assert EdgeSynthesizer(RenderSettings(rate=3.8)).prosody_rate(None) == "-10%"
+    assert EdgeSynthesizer(RenderSettings()).prosody_rate(5.04) == "+20%"
+    assert EdgeSynthesizer(settings(rate="+5%")).prosody_rate(3.0) == "+5%"
 
 
 def test_no_fallback_when_disabled(server: FakeEdgeServer, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import stat
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,8 +29,9 @@ from outreach.config import load_config
 from outreach.db import make_engine, session
 from outreach.models import Broadcast, BroadcastStatus, Handout
 from outreach.records import mark_program, record_handout, record_planned
+from outreach.records.limits import MAX_LEAFLETS
 from outreach.web import create_app
-from outreach.web.auth import SECRET_FILE, USERS_FILE, UserStore
+from outreach.web.auth import SECRET_FILE, USERS_FILE, LoginLimiter, Refusal, UserStore
 from outreach.workspace import broadcast_plans, load, open_database, plan
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -77,7 +79,7 @@ def _seed(engine: sa.Engine, loaded) -> None:  # type: ignore[no-untyped-def]
             elif p.village_id == "dazhuang-05" and p.date >= date(2026, 12, 8):
                 mark_program(s, day=p.date, slot=p.slot, village_id=p.village_id, status=S("exported"), at=when)
         record_handout(s, market_id="dazhuang-ji", day=date(2026, 12, 3), leaflets=120, people=85,
-                       topics=["traffic"], staff="李警官", note="", now=at)
+                       topics=["traffic"], staff="李警官", note="", now=datetime(2026, 12, 3, 18, 0, tzinfo=TZ))
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +162,7 @@ def write_pack(workspace: Path) -> Path:
 PAGES = [
     "/", "/campaigns", "/campaigns/winter-traffic", "/villages", "/villages/dazhuang-01", "/markets",
     "/markets/dazhuang-ji", "/gaps", "/gaps?campaign=winter-traffic&days=3", "/plan", "/packs", "/scripts",
+    "/today", "/scripts/fraud-seven-tools", "/plan?township=hexi",
 ]
 DOWNLOAD = "/packs/files/dazhuang_大庄镇/dazhuang-05_李家洼村/2026-12-11_morning.mp3"
 
@@ -340,6 +343,23 @@ def test_editor_confirms_an_exported_program(site: Site, editor: TestClient) -> 
     assert "已确认" in editor.get("/villages/dazhuang-05").text
 
 
+def test_confirming_a_program_that_has_not_started_is_refused(site: Site, editor: TestClient) -> None:
+    """The dashboard follows the CLI's rule: a USB program cannot be confirmed before its slot starts."""
+    loaded = load(load_config(site.workspace))
+    day = date(2026, 12, 11)  # NOW is 12-10 09:30: tomorrow's pack is on the stick, not yet on air
+    with session(site.engine) as s:
+        programs = [p for p in plan(loaded, day, day, village_ids=["dazhuang-05"]).programs
+                    if p.slot == "morning"]
+        record_planned(s, broadcast_plans(programs), now=NOW)
+        mark_program(s, day=day, slot="morning", village_id="dazhuang-05", status=S("exported"), at=NOW)
+    response = editor.post("/villages/dazhuang-05/confirm",
+                           data={"csrf_token": token(editor, "/villages/dazhuang-05"), "date": day.isoformat(),
+                                 "slot": "morning"}, follow_redirects=True)
+    assert response.status_code == 200 and "没有确认" in response.text and "2026-12-11 06:30" in response.text
+    found = rows(site.engine, Broadcast, Broadcast.village_id == "dazhuang-05", Broadcast.date == day)
+    assert found and all(b.status == S("exported") for b in found)
+
+
 def test_confirming_a_planned_program_changes_nothing(site: Site, editor: TestClient) -> None:
     response = editor.post("/villages/hexi-04/confirm", data={"csrf_token": token(editor, "/villages"),
                                                                "date": "2026-12-02", "slot": "evening"},
@@ -370,8 +390,13 @@ def test_editor_logs_a_handout(site: Site, editor: TestClient) -> None:
     ({"topics": []}, "宣传主题"),
     ({"staff": "  "}, "发放人员"),
     ({"note": "长" * 501}, "太长"),
+    ({"leaflets": str(MAX_LEAFLETS + 1)}, "超出了范围"),
+    ({"people": "2000000000"}, "超出了范围"),
+    ({"date": "0001-01-01"}, "超出了能处理的日期范围"),
+    ({"date": "1999-12-31"}, "超出了能处理的日期范围"),
+    ({"staff": "王\n秀兰"}, "换行"),
 ], ids=["text-count", "negative", "huge", "bad-date", "no-date", "future", "bad-topic", "no-topic", "no-staff",
-        "long-note"])
+        "long-note", "over-cap", "two-billion", "year-1", "before-2000", "newline"])
 def test_bad_handout_is_400_with_the_fix_and_keeps_the_form(site: Site, editor: TestClient,
                                                            change: dict[str, object], message: str) -> None:
     form: dict[str, object] = {"date": "2026-12-08", "leaflets": "30", "people": "20", "topics": "traffic",
@@ -392,17 +417,201 @@ def test_duplicate_handout_is_refused(site: Site, editor: TestClient) -> None:
     assert len(rows(site.engine, Handout)) == 1
 
 
-def test_editor_approves_a_draft_script(site: Site, editor: TestClient) -> None:
-    path = site.workspace / "audio_scripts" / "fraud-seven-tools.md"
+def test_an_editor_cannot_approve(site: Site, editor: TestClient) -> None:
     response = editor.post("/scripts/fraud-seven-tools/approve", data={"csrf_token": token(editor, "/scripts")})
-    assert response.status_code == 303
+    assert response.status_code == 403 and "审核员" in response.text
+    assert "status: draft" in (site.workspace / "audio_scripts" / "fraud-seven-tools.md").read_text("utf-8")
+
+
+def client_as(site: Site, name: str, role: str) -> TestClient:
+    UserStore(site.workspace / USERS_FILE, FAST_HASHER).add(name, role, PASSWORD, now=NOW)
+    client = site.client()
+    assert login(client, name).status_code == 303
+    return client
+
+
+def _form(client: TestClient, path: str) -> dict[str, str]:
+    page = client.get(path)
+    assert page.status_code == 200, page.text[-300:]
+    fields = dict(re.findall(r'<input name="(\w+)" value="([^"]*)"', page.text))
+    base = re.search(r'<textarea name="base" hidden>(.*?)</textarea>', page.text, re.S)
+    text = re.search(r'<textarea name="text"[^>]*>(.*?)</textarea>', page.text, re.S)
+    import html
+    out = {**fields, "csrf_token": CSRF.search(page.text).group(1), "topic": "traffic", "engine": "espeak",
+           "text": html.unescape(text.group(1)) if text else ""}
+    if base:
+        out["base"] = html.unescape(base.group(1))
+    return out
+
+
+DRAFT = {"id": "traffic-test-draft", "title": "测试：戴好头盔", "topic": "traffic", "engine": "espeak", "voice": "",
+         "rate": "4", "repeat": "1", "priority": "5", "valid_from": "", "valid_until": "",
+         "text": "村民朋友们，骑电动车一定要戴好头盔，有事请拨打110。"}
+
+
+def test_draft_preview_review_approve_and_an_edit_voids_it(site: Site, editor: TestClient) -> None:
+    from outreach.errors import DeliveryError
+    from outreach.models import ScriptEvent
+    from outreach.render import verified_clip
+    from outreach.scripts import load_library
+
+    csrf = token(editor, "/scripts/new")
+    bad = editor.post("/scripts/save", data={**DRAFT, "repeat": "9", "text": "ab#", "csrf_token": csrf})
+    assert bad.status_code == 400
+    assert re.search(r'class="field-error" data-field="repeat">[^<]*out of range', bad.text)
+    assert 'data-field="text"' in bad.text
+    path = site.workspace / "audio_scripts" / "traffic-test-draft.md"
+    assert not path.exists()
+
+    listen = editor.post("/scripts/save", data={**DRAFT, "action": "preview", "csrf_token": csrf})
+    assert listen.status_code == 200 and "只供试听" in listen.text and not path.exists()
+    src = re.search(r'src="(/audio/previews/[^"]+)"', listen.text).group(1)
+    audio = editor.get(src)
+    assert audio.status_code == 200 and audio.headers["content-type"] == "audio/mpeg" and len(audio.content) > 5000
+
+    saved = editor.post("/scripts/save", data={**DRAFT, "action": "save", "csrf_token": csrf})
+    assert saved.status_code == 303 and saved.headers["location"] == "/scripts/traffic-test-draft"
+    assert "status: draft" in path.read_text("utf-8")
+    config = load_config(site.workspace)
+    script = next(s for s in load_library(config.scripts_dir, max_chars=400) if s.id == "traffic-test-draft")
+    with pytest.raises(DeliveryError):  # a preview is never the clip that airs
+        verified_clip(config, script)
+
+    page = editor.get("/scripts/traffic-test-draft").text
+    assert "<mark>幺幺零</mark>" in page and "拟稿" in page
+
+    # The same person cannot approve their own script, even as a reviewer.
+    own = editor.post("/scripts/traffic-test-draft/approve", data={"csrf_token": token(editor, "/scripts")})
+    assert own.status_code == 403
+    reviewer = client_as(site, "li", "reviewer")
+    page = reviewer.get("/scripts/traffic-test-draft").text
+    assert "/approve" in page  # the editor's preview of this very version can be heard
+    csrf_r = CSRF.search(page).group(1)
+    assert reviewer.post("/scripts/traffic-test-draft/preview", data={"csrf_token": csrf_r}).status_code == 303
+    page = reviewer.get("/scripts/traffic-test-draft").text
+    heard = re.search(r'name="heard" value="([0-9a-f]{64})"', page).group(1)
+    assert reviewer.get(f"/audio/previews/traffic-test-draft/{heard}").status_code == 200
+    wrong = reviewer.post("/scripts/traffic-test-draft/approve", data={"csrf_token": csrf_r, "heard": "0" * 64})
+    assert wrong.status_code == 403 and "试听" in wrong.text
+    ok = reviewer.post("/scripts/traffic-test-draft/approve", data={"csrf_token": csrf_r, "heard": heard})
+    assert ok.status_code == 303
     text = path.read_text("utf-8")
-    assert "status: approved" in text and "approved_by: wang" in text and "approved_on: 2026-12-10" in text
-    page = editor.get("/scripts")
-    assert "已批准" in page.text
-    again = editor.post("/scripts/fraud-seven-tools/approve", data={"csrf_token": token(editor, "/scripts")},
-                        follow_redirects=True)
-    assert again.status_code == 200 and "无需再批准" in again.text
+    assert "status: approved" in text and "approved_by: li" in text and "approved_on: 2026-12-10" in text
+    events = rows(site.engine, ScriptEvent, ScriptEvent.script_id == "traffic-test-draft")
+    approved = [e for e in events if e.action == "approved"]
+    assert len(approved) == 1 and approved[0].actor == "li" and approved[0].audio_sha256 == heard
+    assert approved[0].content_hash == re.search(r"approval_hash: (\w+)", text).group(1)
+
+    # An edit in the browser voids the approval and is kept with its diff.
+    form = _form(editor, "/scripts/traffic-test-draft/edit")
+    form["text"] = form["text"].replace("戴好头盔", "戴好安全头盔")
+    assert editor.post("/scripts/save", data={**form, "action": "save"}).status_code == 303
+    assert "status: draft" in path.read_text("utf-8") and "approved_by" not in path.read_text("utf-8")
+    edited = [e for e in rows(site.engine, ScriptEvent, ScriptEvent.script_id == "traffic-test-draft")
+              if e.action == "edited"]
+    assert len(edited) == 1 and "+村民朋友们，骑电动车一定要戴好安全头盔" in edited[0].detail
+    page = reviewer.get("/scripts/traffic-test-draft").text
+    assert "草稿" in page and "修改" in page and "签发" in page
+
+    # A reviewer who last edited it cannot approve it either.
+    form = _form(reviewer, "/scripts/traffic-test-draft/edit")
+    form["text"] = form["text"].replace("一定要", "务必")
+    assert reviewer.post("/scripts/save", data={**form, "action": "save"}).status_code == 303
+    csrf_r = token(reviewer, "/scripts/traffic-test-draft")
+    reviewer.post("/scripts/traffic-test-draft/preview", data={"csrf_token": csrf_r})
+    heard = [e for e in rows(site.engine, ScriptEvent, ScriptEvent.action == "previewed")][-1].audio_sha256
+    own = reviewer.post("/scripts/traffic-test-draft/approve", data={"csrf_token": csrf_r, "heard": heard})
+    assert own.status_code == 403 and "不能由您自己签发" in own.text
+    assert "status: draft" in path.read_text("utf-8")
+
+
+def test_a_stale_form_is_refused_and_shows_the_difference(site: Site, editor: TestClient) -> None:
+    path = site.workspace / "audio_scripts" / "fraud-seven-tools.md"
+    form = _form(editor, "/scripts/fraud-seven-tools/edit")
+    before = path.read_text("utf-8")
+    path.write_text(before.replace("priority:", "# changed on the server\npriority:"), "utf-8")
+    form["title"] = "改过的标题"
+    response = editor.post("/scripts/save", data={**form, "action": "save"})
+    assert response.status_code == 409 and "被别人（或命令行）改过了" in response.text
+    assert "+# changed on the server" in response.text
+    assert "改过的标题" not in path.read_text("utf-8")
+
+
+def test_reject_needs_a_comment_and_is_recorded(site: Site) -> None:
+    from outreach.models import ScriptEvent
+
+    reviewer = client_as(site, "li", "reviewer")
+    csrf = token(reviewer, "/scripts/fraud-seven-tools")
+    assert reviewer.post("/scripts/fraud-seven-tools/reject", data={"csrf_token": csrf, "comment": " "}).status_code == 400
+    assert reviewer.post("/scripts/fraud-seven-tools/reject",
+                         data={"csrf_token": csrf, "comment": "热线号码请再核对"}).status_code == 303
+    events = rows(site.engine, ScriptEvent, ScriptEvent.action == "rejected")
+    assert [(e.actor, e.detail) for e in events] == [("li", "热线号码请再核对")]
+    assert "热线号码请再核对" in reviewer.get("/scripts/fraud-seven-tools").text
+
+
+def test_spoken_form_endpoint_marks_numbers(editor: TestClient) -> None:
+    pieces = editor.get("/spoken", params={"text": "请拨打96110，8:30集合"}).json()["pieces"]
+    assert ["九六幺幺零", True] in pieces and ["八点三十分", True] in pieces
+    assert "".join(p for p, _ in pieces).startswith("请拨打九六幺幺零")
+
+
+def test_admin_manages_users_in_the_browser(site: Site, editor: TestClient) -> None:
+    assert editor.get("/users").status_code == 403
+    admin = client_as(site, "boss", "admin")
+    csrf = token(admin, "/users")
+    added = admin.post("/users", data={"csrf_token": csrf, "action": "add", "name": "新人", "role": "reviewer",
+                                       "password": "long-enough-1"})
+    assert added.status_code == 303
+    store = UserStore(site.workspace / USERS_FILE, FAST_HASHER)
+    assert store.get("新人").role.value == "reviewer"
+    admin.post("/users", data={"csrf_token": csrf, "action": "role", "name": "wang", "role": "viewer"})
+    assert store.get("wang").role.value == "viewer"
+    assert editor.get("/scripts", follow_redirects=False).status_code == 303  # role change ended the session
+    admin.post("/users", data={"csrf_token": csrf, "action": "remove", "name": "zhao"})
+    assert store.get("zhao") is None
+    assert admin.post("/users", data={"csrf_token": csrf, "action": "remove", "name": "boss"}).status_code == 400
+
+
+def test_today_puts_failures_first_with_their_reason(site: Site, editor: TestClient) -> None:
+    site.clock.now = datetime(2026, 12, 5, 21, 0, tzinfo=TZ)
+    with session(site.engine) as s:
+        mark_program(s, day=date(2026, 12, 5), slot="morning", village_id="hexi-04", status=S("failed"),
+                     at=datetime(2026, 12, 5, 6, 31, tzinfo=TZ), error="播放器没有声音输出")
+    assert editor.get("/").headers["location"] == "/today"
+    page = editor.get("/today").text
+    first = re.search(r'<tbody>\s*<tr class="st-(\w+)">(.*?)</tr>', page.split('id="slots"')[1], re.S)
+    assert first.group(1) == "failed" and "播放器没有声音输出" in first.group(2)
+    data = editor.get("/today.json").json()
+    assert data["slots"][0]["status"] in ("failed", "missed") and data["totals"]["failed"] == 1
+    assert data["totals"]["missed"] == 1  # dazhuang-01's evening
+    assert {t["id"] for t in data["townships"]} >= {"dazhuang", "hexi"}
+    dz = next(x for x in data["slots"] if x["village_id"] == "dazhuang-01")
+    assert dz["last_success"].startswith("12-05")
+    assert dz["online"] is None
+
+
+def test_pack_zip_per_village_and_township_holds_the_files(site: Site, editor: TestClient) -> None:
+    import io
+    import zipfile
+
+    file = write_pack(site.workspace)
+    page = editor.get("/packs").text
+    assert "<audio" in page and "/packs/zip?village=dazhuang-05" in page and "/packs/zip?township=dazhuang" in page
+    for query in ("village=dazhuang-05", "township=dazhuang"):
+        response = editor.get(f"/packs/zip?{query}")
+        assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
+        zf = zipfile.ZipFile(io.BytesIO(response.content))
+        assert zf.testzip() is None
+        assert zf.namelist() == ["dazhuang_大庄镇/dazhuang-05_李家洼村/2026-12-11_morning.mp3"]
+        assert zf.read(zf.namelist()[0]) == file.read_bytes()
+    assert editor.get("/packs/zip?village=hexi-04").status_code == 404
+    assert not list(site.workspace.rglob("*.zip")) and not list(site.workspace.rglob("*.part"))
+
+
+def test_csp_allows_own_scripts_and_media_only(editor: TestClient) -> None:
+    csp = editor.get("/today").headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "media-src 'self'" in csp and "unsafe-inline" not in csp
 
 
 # --- rate limit -----------------------------------------------------------------------------------
@@ -432,6 +641,151 @@ def test_a_successful_login_resets_the_count(site: Site) -> None:
     assert login(site.client(), "wang", PASSWORD).status_code == 303
 
 
+def test_parallel_attempts_cannot_pass_the_limit_together() -> None:
+    limiter = LoginLimiter()
+    barrier = threading.Barrier(40)
+    results: list[Refusal | None] = []
+
+    def guess() -> None:
+        barrier.wait()
+        results.append(limiter.attempt("wang", "10.0.0.1", NOW).refusal)
+
+    threads = [threading.Thread(target=guess) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results.count(None) == limiter.max_failures == 5
+    assert {r.scope for r in results if r} == {"account"}
+
+
+def test_the_address_limit_covers_every_account() -> None:
+    limiter = LoginLimiter()
+    allowed = [limiter.attempt(f"guess-{i}", "10.0.0.9", NOW).refusal is None for i in range(30)]
+    assert allowed.count(True) == limiter.max_per_address == 20
+    refused = limiter.attempt("wang", "10.0.0.9", NOW).refusal
+    assert refused is not None and refused.scope == "address" and refused.retry_after_s > 0
+    assert limiter.attempt("wang", "10.0.0.10", NOW).refusal is None  # another computer may still try
+    assert limiter.attempt("wang", "10.0.0.9", NOW + timedelta(minutes=5, seconds=1)).refusal is None
+
+
+def test_the_account_limit_holds_from_every_address() -> None:
+    limiter = LoginLimiter()
+    for i in range(5):
+        assert limiter.attempt("wang", f"10.0.1.{i}", NOW).refusal is None
+    refused = limiter.attempt("Wang", "10.0.2.1", NOW).refusal
+    assert refused is not None and refused.scope == "account"
+
+
+def test_success_takes_back_its_own_count_but_not_concurrent_guesses() -> None:
+    limiter = LoginLimiter()
+    for _ in range(30):
+        attempt = limiter.attempt("wang", "10.0.0.1", NOW)
+        assert attempt.refusal is None
+        limiter.succeeded("wang", "10.0.0.1", attempt.ticket)
+    assert limiter.retry_after("zhao", "10.0.0.1", NOW) == 0
+    right = limiter.attempt("wang", "10.0.0.1", NOW)
+    guesses = [limiter.attempt("wang", "10.0.0.1", NOW) for _ in range(4)]  # still being checked
+    limiter.succeeded("wang", "10.0.0.1", right.ticket)
+    assert all(g.refusal is None for g in guesses)
+    assert limiter.attempt("wang", "10.0.0.1", NOW).refusal is None
+    assert limiter.attempt("wang", "10.0.0.1", NOW).refusal is not None  # the 4 guesses still count
+
+
+# --- sessions end on the server, Origin, Secure cookies ---------------------------------------------
+
+
+def test_logout_kills_a_copy_of_the_cookie(site: Site, editor: TestClient) -> None:
+    copy = site.client()
+    copy.cookies.update(editor.cookies)
+    assert copy.get("/villages").status_code == 200
+    assert editor.post("/logout", data={"csrf_token": token(editor, "/villages")}).status_code == 303
+    response = copy.get("/villages")  # the old cookie, replayed after logout
+    assert response.status_code == 303 and response.headers["location"].startswith("/login")
+    stored = json.loads((site.workspace / USERS_FILE).read_text("utf-8"))["users"]
+    assert {u["name"]: u["session"] for u in stored} == {"wang": 1, "zhao": 0}
+
+
+def test_logout_leaves_other_users_logged_in_and_a_new_login_works(site: Site, editor: TestClient,
+                                                                   viewer: TestClient) -> None:
+    editor.post("/logout", data={"csrf_token": token(editor, "/villages")})
+    assert viewer.get("/villages").status_code == 200
+    again = site.client()
+    assert login(again).status_code == 303 and again.get("/villages").status_code == 200
+
+
+def test_user_cli_and_logouts_do_not_lose_each_others_writes(site: Site) -> None:
+    store = UserStore(site.workspace / USERS_FILE, FAST_HASHER)
+    threads = [threading.Thread(target=store.end_sessions, args=("wang",)) for _ in range(20)]
+    threads.append(threading.Thread(target=store.add, args=("li", "viewer", PASSWORD), kwargs={"now": NOW}))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert store.get("wang").session_version == 20 and store.get("li") is not None
+
+
+@pytest.mark.parametrize("headers", [
+    {"origin": "http://evil.example"},
+    {"origin": "http://testserver.evil.example"},
+    {"origin": "http://testserver:8080"},
+    {"origin": "null"},
+    {"sec-fetch-site": "cross-site"},
+], ids=["other-site", "suffix", "other-port", "opaque", "fetch-metadata"])
+def test_a_post_from_another_site_is_refused(site: Site, editor: TestClient, headers: dict[str, str]) -> None:
+    form = {"date": "2026-12-08", "leaflets": "10", "people": "5", "topics": "traffic", "staff": "王",
+            "csrf_token": token(editor, "/markets/dazhuang-ji")}
+    response = editor.post("/markets/dazhuang-ji/handouts", data=form, headers=headers)
+    assert response.status_code == 403 and "请求来源不对" in response.text
+    assert len(rows(site.engine, Handout)) == 1
+    logout = editor.post("/logout", data={"csrf_token": form["csrf_token"]}, headers=headers)
+    assert logout.status_code == 403 and editor.get("/villages").status_code == 200
+
+
+def test_a_post_from_the_dashboard_itself_passes_the_origin_check(site: Site, editor: TestClient) -> None:
+    form = {"date": "2026-12-08", "leaflets": "10", "people": "5", "topics": "traffic", "staff": "王",
+            "csrf_token": token(editor, "/markets/dazhuang-ji")}
+    response = editor.post("/markets/dazhuang-ji/handouts", data=form,
+                           headers={"origin": "http://TestServer", "sec-fetch-site": "same-origin"})
+    assert response.status_code == 303
+
+
+def test_https_only_sets_secure_cookies_and_wants_https_origins(site: Site) -> None:
+    config = load_config(site.workspace)
+    client = TestClient(create_app(config, now=site.clock, engine=site.engine, https_only=True),
+                        base_url="https://testserver", follow_redirects=False)
+    response = login(client)
+    assert response.status_code == 303
+    assert "secure" in response.headers["set-cookie"].lower()
+    assert response.headers["strict-transport-security"].startswith("max-age=")
+    form = {"csrf_token": token(client, "/villages")}
+    assert client.post("/logout", data=form, headers={"origin": "http://testserver"}).status_code == 403
+    assert client.post("/logout", data=form, headers={"origin": "https://testserver"}).status_code == 303
+
+
+def test_https_only_comes_from_outreach_toml_or_the_serve_flag(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from outreach.cli import web_cmds  # noqa: F401
+    from outreach.cli.base import cli
+
+    plain = site.client().get("/login")
+    assert "secure" not in plain.headers["set-cookie"].lower()
+    toml = site.workspace / "outreach.toml"
+    toml.write_text(toml.read_text("utf-8") + "\n[web]\nhttps_only = true\n", "utf-8")
+    config = load_config(site.workspace)
+    assert config.web.https_only is True
+    app = create_app(config, now=site.clock, engine=site.engine)
+    cookie = TestClient(app, base_url="https://testserver").get("/login").headers["set-cookie"]
+    assert "secure" in cookie.lower()
+    apps: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: apps.append(app))
+    for flag, expected in (([], True), (["--no-https-only"], False)):
+        result = CliRunner().invoke(cli, ["serve", *flag, "-w", str(site.workspace)])
+        assert result.exit_code == 0, result.output
+        assert apps[-1].state.ctx.https_only is expected  # type: ignore[attr-defined]
+
+
 # --- bad input ----------------------------------------------------------------------------------------
 
 
@@ -456,7 +810,8 @@ SQLISH = "x' OR '1'='1"
     ("/plan?from=' OR 1=1 --", 400, "不是有效的日期"),
     ("/plan?days=0", 400, "超出了范围"),
     ("/plan?days=400", 400, "超出了范围"),
-    ("/plan?days=9999999999999999999999", 400, "不是整数"),
+    ("/plan?days=9999999999999999999999", 400, "超出了范围"),
+    ("/plan?days=" + "9" * 5000, 400, "超出了范围"),
     ("/plan?village=nowhere", 404, "没有村庄"),
     (f"/plan?village={SQLISH}", 404, "没有村庄"),
     ("/villages/dazhuang-01?from=2026-12-09&to=2026-12-01", 400, "早于开始日期"),
@@ -464,6 +819,16 @@ SQLISH = "x' OR '1'='1"
     ("/villages/dazhuang-01?from=yesterday", 400, "不是有效的日期"),
     ("/markets/dazhuang-ji?from=2026-12-09&to=2026-12-01", 400, "早于开始日期"),
     ("/markets/dazhuang-ji?to=9999-99-99", 400, "不是有效的日期"),
+    ("/plan?from=9999-12-31", 400, "超出了能处理的日期范围"),
+    ("/plan?from=9999-12-31&days=1", 400, "超出了能处理的日期范围"),
+    ("/plan?from=0001-01-01", 400, "超出了能处理的日期范围"),
+    ("/plan?from=2099-12-01&days=31", 200, "广播安排"),
+    ("/plan?from=2099-12-31&days=31", 400, "超出了能处理的日期范围"),
+    ("/villages/dazhuang-01?from=0001-01-01", 400, "超出了能处理的日期范围"),
+    ("/villages/dazhuang-01?to=0001-01-01", 400, "超出了能处理的日期范围"),
+    ("/villages/dazhuang-01?from=9999-12-31&to=9999-12-31", 400, "超出了能处理的日期范围"),
+    ("/markets/dazhuang-ji?from=0001-01-01&to=0001-01-02", 400, "超出了能处理的日期范围"),
+    ("/markets/dazhuang-ji?to=9999-12-31", 400, "超出了能处理的日期范围"),
     ("/scripts/../../etc", 404, ""),
     ("/no/such/page", 404, "页面不存在"),
 ])
@@ -624,6 +989,7 @@ def test_secret_file_is_private_and_reused(site: Site) -> None:
 def test_tampered_session_cookie_is_ignored(site: Site, editor: TestClient) -> None:
     value = editor.cookies.get("outreach_session")
     assert value
+    editor.cookies.clear()  # replace the cookie, rather than send a second one beside it
     editor.cookies.set("outreach_session", value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB"))
     assert editor.get("/villages").status_code == 303
 
@@ -648,7 +1014,7 @@ def test_cli_user_add_and_list(workspace: Path) -> None:
     short = runner.invoke(cli, ["user", "add", "li", "--role", "viewer", "--password-stdin", "-w", str(workspace)],
                           input="short\n")
     assert short.exit_code == 1 and "at least 8" in short.output
-    role = runner.invoke(cli, ["user", "add", "li", "--role", "admin", "--password-stdin", "-w", str(workspace)],
+    role = runner.invoke(cli, ["user", "add", "li", "--role", "root", "--password-stdin", "-w", str(workspace)],
                          input="long-enough-pw\n")
     assert role.exit_code == 2
 

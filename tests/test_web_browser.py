@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -52,23 +53,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The dashboard served by uvicorn on a free local port, in a background thread."""
+@contextlib.contextmanager
+def live_server(app: object) -> Iterator[str]:
+    """`app` served by uvicorn on a free loopback port in a background thread; yields its base URL."""
     import uvicorn
-    from argon2 import PasswordHasher
 
-    from outreach.config import load_config
-    from outreach.web import create_app
-    from outreach.web.auth import USERS_FILE, UserStore
-    from outreach.workspace import load, open_database
-
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'browser.db'}")
-    config = load_config(workspace)
-    engine = open_database(load(config))
-    UserStore(workspace / USERS_FILE, PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)).add(
-        "王秀兰", "editor", PASSWORD, now=NOW)
-    app = create_app(config, now=lambda: NOW, engine=engine)
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -83,6 +72,25 @@ def server(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     finally:
         srv.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The dashboard served by uvicorn on a free local port, in a background thread."""
+    from argon2 import PasswordHasher
+
+    from outreach.config import load_config
+    from outreach.web import create_app
+    from outreach.web.auth import USERS_FILE, UserStore
+    from outreach.workspace import load, open_database
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'browser.db'}")
+    config = load_config(workspace)
+    engine = open_database(load(config))
+    UserStore(workspace / USERS_FILE, PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)).add(
+        "王秀兰", "editor", PASSWORD, now=NOW)
+    with live_server(create_app(config, now=lambda: NOW, engine=engine)) as url:
+        yield url
         engine.dispose()
 
 
@@ -122,3 +130,40 @@ def test_login_and_log_a_handout(chromium_path: str, server: str, tmp_path: Path
     keep = os.environ.get("OUTREACH_KEEP_SCREENSHOT")
     if keep:
         shutil.copy2(shot, keep)
+
+
+def test_logout_ends_the_session_and_other_sites_cannot_post(chromium_path: str, server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(locale="zh-CN")
+            page = context.new_page()
+            page.goto(f"{server}/login")
+            page.fill("input[name=name]", "王秀兰")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button:has-text('登录')")
+            page.wait_for_url(f"{server}/today")  # "/" is the 今天 page
+            saved = [c for c in context.cookies() if c["name"] == "outreach_session"]
+            assert saved
+
+            # A page of another site (served by the browser's router) posts the logout form, token and all.
+            token = page.locator("input[name=csrf_token]").first.get_attribute("value")
+            context.route("http://evil.test/**", lambda route: route.fulfill(
+                content_type="text/html", body=f'<form method="post" action="{server}/logout">'
+                                               f'<input name="csrf_token" value="{token}"><button>go</button></form>'))
+            page.goto("http://evil.test/")
+            page.click("button")
+            page.wait_for_load_state()
+            assert "请求来源不对" in page.content()
+            page.goto(f"{server}/villages")
+            assert page.url == f"{server}/villages"  # still logged in
+
+            page.click("button:has-text('退出')")
+            page.wait_for_url(f"{server}/login")
+            context.add_cookies(saved)  # the cookie as it was before logout
+            page.goto(f"{server}/villages")
+            assert "/login" in page.url
+        finally:
+            browser.close()

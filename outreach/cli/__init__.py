@@ -3,11 +3,13 @@
 from outreach.cli import (  # noqa: F401  (each module registers its commands)
     coverage_cmds,
     deliver_cmds,
+    export_cmds,
     plan_cmds,
     records_cmds,
     registry_cmds,
     render_cmds,
     scripts_cmds,
+    station_cmds,
     web_cmds,
 )
 from outreach.cli.base import cli

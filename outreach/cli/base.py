@@ -8,13 +8,25 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 from typing import Any
 
 import click
 
-from outreach.config import Config, load_config
-from outreach.errors import OutreachError
+from outreach.cli import zh
+from outreach.config import CONFIG_NAME, TIMEZONE, Config, load_config
+from outreach.errors import ConfigError, OutreachError
+from outreach.files import clean_after_crash
+
+zh.install()  # click's own words (用法、选项、缺少选项 ...) in Chinese
+
+# Every line the CLI itself prints starts with one of these (or is Chinese prose);
+# a domain message (mostly English) follows ERROR/WARNING as it is.
+ERROR = "错误："
+WARNING = "警告："
+ALERT = "警报："
 
 
 @dataclass
@@ -29,7 +41,7 @@ class Workspace:
 
 
 class OutreachGroup(click.Group):
-    """A group that turns OutreachError into `error: ...` and exit 1."""
+    """A group that turns OutreachError into `错误：...` and exit 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -37,30 +49,83 @@ class OutreachGroup(click.Group):
         except OutreachError as exc:
             if ctx.meta.get("outreach.verbose"):
                 traceback.print_exc()
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"{ERROR}{exc}", err=True)
             sys.exit(1)
 
 
 @click.group(cls=OutreachGroup)
-@click.option("--verbose", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--verbose", is_flag=True, help="出错时显示完整的调用栈（排查问题用）。")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
-    """outreach: 农村大喇叭 and market-day safety outreach for county police."""
+    """outreach：县交警大队和反诈中心的农村大喇叭、集市日安全宣传工具。
+
+    在工作区文件夹（含 outreach.toml）里运行命令，或用 -w 目录 指定工作区；
+    新建工作区：outreach init 目录。每个命令都可加 --help 查看说明。
+    """
     ctx.meta["outreach.verbose"] = verbose
 
 
-def with_workspace(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Add -w/--workspace to a command and pass a `ws: Workspace` argument."""
+def check_workspace(folder: Path) -> None:
+    """Refuse, in one line and before anything is written, a folder without outreach.toml."""
+    if not (folder / CONFIG_NAME).is_file():
+        raise ConfigError(f"{folder} 不是工作区（没有 {CONFIG_NAME}）；请在工作区里运行，"
+                          "或用 -w 目录 指定工作区，或用 `outreach init 目录` 新建一个")
 
-    @click.option(
-        "-w", "--workspace", "workspace_dir", default=".", show_default=True,
-        type=click.Path(file_okay=False, path_type=Path), help="Workspace folder.",
-    )
-    @functools.wraps(fn)
-    def wrapper(*args: Any, workspace_dir: Path, **kwargs: Any) -> Any:
-        return fn(*args, ws=Workspace(workspace_dir.resolve()), **kwargs)
 
-    return wrapper
+def with_workspace(fn: Callable[..., Any] | None = None, *, required: bool = True) -> Any:
+    """Add -w/--workspace to a command and pass a `ws: Workspace` argument.
+
+    With required=False the command runs without a workspace too and checks
+    for itself (`check_workspace`) when it needs one.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @click.option(
+            "-w", "--workspace", "workspace_dir", default=".", show_default=True,
+            type=click.Path(file_okay=False, path_type=Path), help="工作区文件夹（含 outreach.toml）。",
+        )
+        @functools.wraps(fn)
+        def wrapper(*args: Any, workspace_dir: Path, **kwargs: Any) -> Any:
+            ws = Workspace(workspace_dir.resolve())
+            if required:
+                check_workspace(ws.path)
+            if (ws.path / CONFIG_NAME).is_file():
+                clean_workspace(ws)
+            return fn(*args, ws=ws, **kwargs)
+
+        return wrapper
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def county_today() -> date:
+    """Today's date in the county (Asia/Shanghai), read at the CLI edge only."""
+    return datetime.now(ZoneInfo(TIMEZONE)).date()
+
+
+def cli_date(text: str, field: str, *, today: date | None = None) -> date:
+    """A date option as typed (2026-12-01, 2026/12/01, 12月1日); says on stderr which date a non-ISO form meant."""
+    from outreach.dates import read_date
+
+    found, note = read_date(text, field, today=today or county_today())
+    if note:
+        click.echo(note, err=True)
+    return found
+
+
+def warn(message: object) -> None:
+    """One `警告：` line on stderr."""
+    click.echo(f"{WARNING}{message}", err=True)
+
+
+def clean_workspace(ws: Workspace) -> list[Path]:
+    """Remove what crashed runs left: stale `.part` files in build/ and the packs, stale temp folders."""
+    folders = [ws.path / "build"]
+    try:
+        folders = [ws.config.build_path, ws.path / ws.config.deliver.export_dir]
+    except OutreachError:
+        pass  # the command itself reports the bad config
+    return clean_after_crash(folders)
 
 
 def echo_json(data: Any) -> None:

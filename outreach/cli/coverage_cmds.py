@@ -17,12 +17,13 @@ from zoneinfo import ZoneInfo
 import click
 from sqlmodel import Session
 
-from outreach.cli.base import Workspace, cli, echo_json, with_workspace
+from outreach.cli.base import Workspace, cli, cli_date, echo_json, warn, with_workspace
 from outreach.config import TIMEZONE
 
 COVERAGE_HEADERS = ("村编号", "村", "乡镇", "活动编号", "活动", "计划", "播出", "确认", "待确认", "漏播", "失败",
                     "最近覆盖", "人口", "估计听众")
-TABLE_HEADERS = ("村", "乡镇", "活动", "播出", "确认", "漏播", "最近覆盖", "待确认", "估计听众")
+TABLE_HEADERS = ("村", "乡镇", "活动", "播出", "确认", "漏播", "失败", "最近覆盖", "待确认", "估计听众")
+FAILED_NOTE = "失败含播放中断（程序崩溃时正在播放的节目）"
 GAP_HEADERS = ("类型", "乡镇", "村编号", "村", "稿件", "日期", "数量")
 
 
@@ -34,19 +35,46 @@ class _Context:
     targets: list[str]
     scripts: list[str]
     county: str
+    windows: dict[str, tuple[dt.date | None, dt.date | None]]  # script id -> (valid_from, valid_until)
 
 
 def _today(text: str | None) -> dt.date:
     """`--today` if given, else today's date in the county (Asia/Shanghai)."""
-    from outreach.dates import parse_date
     from outreach.errors import CoverageError, OutreachError
 
+    now = dt.datetime.now(ZoneInfo(TIMEZONE)).date()
     if text:
         try:
-            return parse_date(text, "--today")
+            return cli_date(text, "--today", today=now)
         except OutreachError as exc:
             raise CoverageError(str(exc)) from exc
-    return dt.datetime.now(ZoneInfo(TIMEZONE)).date()
+    return now
+
+
+def _iso(text: str | None, field: str, today: dt.date) -> str | None:
+    """A --from/--to as typed, read forgivingly and handed on as YYYY-MM-DD."""
+    from outreach.errors import CoverageError, OutreachError
+
+    if not text:
+        return None
+    try:
+        return cli_date(text, field, today=today).isoformat()
+    except OutreachError as exc:
+        raise CoverageError(str(exc)) from exc
+
+
+def _township(ws: Workspace, text: str | None) -> str | None:
+    """--township as an id or a name; taken as it is when the registry cannot be read."""
+    from outreach.errors import OutreachError
+    from outreach.registry import load_registry, resolve_township
+
+    if text is None:
+        return None
+    try:
+        registry = load_registry(ws.config.schedules_dir)
+    except OutreachError:
+        return text
+    return resolve_township(registry, text)
 
 
 @contextlib.contextmanager
@@ -65,9 +93,8 @@ def _open(ws: Workspace, campaign_id: str | None) -> Iterator[_Context]:
     try:
         loaded = load(config)
     except OutreachError as exc:
-        click.echo(f"warning: {exc}", err=True)
-        click.echo("warning: using the database only; villages never planned and unaired scripts are not listed",
-                   err=True)
+        warn(exc)
+        warn("只用数据库里的记录；从未排播的村和从未播出的稿件不会列出")
         loaded = None
     if loaded is not None:
         engine = open_database(loaded)
@@ -76,14 +103,17 @@ def _open(ws: Workspace, campaign_id: str | None) -> Iterator[_Context]:
         db.upgrade(engine)
     targets: list[str] = []
     scripts: list[str] = []
+    windows: dict[str, tuple[dt.date | None, dt.date | None]] = {}
     if loaded is not None and campaign_id is not None:
         campaign = loaded.campaign(campaign_id)
         if campaign is not None:
             targets = sorted(campaign.target_villages(loaded.registry))
             scripts = list(campaign.scripts)
+            windows = {sid: (loaded.scripts[sid].valid_from, loaded.scripts[sid].valid_until)
+                       for sid in scripts if sid in loaded.scripts}
     try:
         with db.session(engine) as s:
-            yield _Context(s, targets, scripts, loaded.registry.county if loaded else "")
+            yield _Context(s, targets, scripts, loaded.registry.county if loaded else "", windows)
     finally:
         engine.dispose()
 
@@ -129,7 +159,7 @@ def _emit(text: str, out: Path | None) -> None:
         click.echo(text, nl=False)
         return
     write_text_atomic(out, text)
-    click.echo(f"wrote {out}", err=True)
+    click.echo(f"已写入 {out}", err=True)
 
 
 def _date(d: dt.date | None) -> str:
@@ -140,29 +170,31 @@ def _date(d: dt.date | None) -> str:
 
 
 @cli.command("coverage")
-@click.option("--campaign", "campaign_id", metavar="ID", help="Only this campaign (default: every campaign).")
-@click.option("--from", "start_text", metavar="YYYY-MM-DD", help="First day (default: 1st of the --to month).")
-@click.option("--to", "end_text", metavar="YYYY-MM-DD", help="Last day, inclusive (default: today).")
-@click.option("--township", "township_id", metavar="ID", help="Only villages of this township.")
+@click.option("--campaign", "campaign_id", metavar="ID", help="只看这个活动（默认：全部活动）。")
+@click.option("--from", "start_text", metavar="日期", help="第一天（默认：--to 所在月的 1 日）。")
+@click.option("--to", "end_text", metavar="日期", help="最后一天，含当天（默认：今天）。")
+@click.option("--township", "township_id", metavar="乡镇", help="只看这个乡镇的村（编号或名称）。")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "xlsx"]), default="table",
-              show_default=True, help="Output format; csv is UTF-8 with BOM for Excel; xlsx needs --out.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
-@click.option("--today", "today_text", metavar="YYYY-MM-DD", help="Treat this day as today (default: county date).")
+              show_default=True, help="输出格式；csv 带 BOM，Excel 可直接打开；xlsx 需要 --out。")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="写入这个文件，而不是打印到屏幕。")
+@click.option("--today", "today_text", metavar="日期", help="把这一天当作今天（默认：县里的今天）。")
 @with_workspace
 def coverage_cmd(campaign_id: str | None, start_text: str | None, end_text: str | None, township_id: str | None,
                  fmt: str, out: Path | None, today_text: str | None, ws: Workspace) -> None:
-    """Per village and campaign: slots played, confirmed, missed, and the last day reached.
+    """按村和活动统计：播出、确认、漏播的时段数，以及最近一次覆盖的日期。
 
-    Without --from/--to this is the current month so far. With --campaign,
-    villages the campaign targets (schedules/campaigns.yaml) show even if
-    nothing was planned for them.
+    不给 --from/--to 时统计本月至今。给了 --campaign 时，活动覆盖的村
+    （schedules/campaigns.yaml）即使从未排播也会列出。日期可写成
+    2026-12-01、2026/12/01 或 12月1日。
     """
     from outreach import coverage as cov
     from outreach.errors import CoverageError
 
     if fmt == "xlsx" and out is None:
-        raise CoverageError("--format xlsx writes a file; add --out coverage.xlsx")
-    start, end = cov.parse_period(start_text, end_text, today=_today(today_text))
+        raise CoverageError("--format xlsx 要写入文件；请加上 --out coverage.xlsx")
+    today = _today(today_text)
+    start, end = cov.parse_period(_iso(start_text, "--from", today), _iso(end_text, "--to", today), today=today)
+    township_id = _township(ws, township_id)
     with _open(ws, campaign_id) as ctx:
         rows = cov.village_coverage(ctx.session, start=start, end=end, campaign_id=campaign_id,
                                     township_id=township_id, target_village_ids=ctx.targets)
@@ -172,11 +204,12 @@ def coverage_cmd(campaign_id: str | None, start_text: str | None, end_text: str 
         return
     if fmt == "table":
         table = [TABLE_HEADERS, *(
-            (r.village_name, r.township_name, r.campaign_name, r.played, r.confirmed, r.missed,
+            (r.village_name, r.township_name, r.campaign_name, r.played, r.confirmed, r.missed, r.failed,
              _date(r.last_reached) or "—", r.exported, r.listeners) for r in rows
         )]
         _emit(_table(table) + "\n", out)
-        click.echo(f"{start} 至 {end}：共 {len(rows)} 行，已覆盖 {sum(1 for r in rows if r.reached)} 行", err=True)
+        click.echo(f"{start} 至 {end}：共 {len(rows)} 行，已覆盖 {sum(1 for r in rows if r.reached)} 行；"
+                   f"{FAILED_NOTE}", err=True)
         return
     data = [COVERAGE_HEADERS, *(
         (r.village_id, r.village_name, r.township_name, r.campaign_id, r.campaign_name, r.planned, r.played,
@@ -190,38 +223,38 @@ def coverage_cmd(campaign_id: str | None, start_text: str | None, end_text: str 
 
     assert out is not None
     write_bytes_atomic(out, _xlsx(data, "覆盖"))
-    click.echo(f"wrote {out}", err=True)
+    click.echo(f"已写入 {out}", err=True)
 
 
 # --- gaps ---------------------------------------------------------------------------
 
 
 @cli.command("gaps")
-@click.option("--campaign", "campaign_id", required=True, metavar="ID", help="The campaign to check.")
-@click.option("--days", type=int, default=7, show_default=True, help="Silent for this many days (today included).")
-@click.option("--township", "township_id", metavar="ID", help="Only villages of this township.")
+@click.option("--campaign", "campaign_id", required=True, metavar="ID", help="要检查的活动。")
+@click.option("--days", type=int, default=7, show_default=True, help="连续这么多天没播出算沉默（含今天）。")
+@click.option("--township", "township_id", metavar="乡镇", help="只看这个乡镇的村（编号或名称）。")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
-              help="Output format; csv is UTF-8 with BOM for Excel.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
-@click.option("--today", "today_text", metavar="YYYY-MM-DD", help="Treat this day as today (default: county date).")
+              help="输出格式；csv 带 BOM，Excel 可直接打开。")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="写入这个文件，而不是打印到屏幕。")
+@click.option("--today", "today_text", metavar="日期", help="把这一天当作今天（默认：县里的今天）。")
 @with_workspace
 def gaps_cmd(campaign_id: str, days: int, township_id: str | None, fmt: str, out: Path | None,
              today_text: str | None, ws: Workspace) -> None:
-    """Where a campaign has not been heard: silent villages, unaired scripts, unconfirmed USB exports.
+    """活动没覆盖到的地方：沉默的村、没播出的稿件、没确认的U盘导出。
 
-    A village is silent if nothing of the campaign was played (or confirmed)
-    in the last --days days, or never. Exports count as unconfirmed once they
-    are more than 2 days old.
+    最近 --days 天（或从来）没播出（也没确认）这个活动的村算沉默。
+    导出超过 2 天仍未确认的，算未确认。
     """
     from outreach import coverage as cov
 
     today = _today(today_text)
+    township_id = _township(ws, township_id)
     with _open(ws, campaign_id) as ctx:
         s = ctx.session
         villages = cov.village_gaps(s, campaign_id=campaign_id, today=today, days=days,
                                     target_village_ids=ctx.targets, township_id=township_id)
         scripts = cov.script_gaps(s, campaign_id=campaign_id, script_ids=ctx.scripts,
-                                  target_village_ids=ctx.targets, end=today)
+                                  target_village_ids=ctx.targets, end=today, valid=ctx.windows)
         if township_id is not None:
             scripts = [g for g in scripts if g.township_id == township_id]
         exports = cov.unconfirmed_exports(s, today=today, campaign_id=campaign_id, township_id=township_id)
@@ -270,34 +303,33 @@ def gaps_cmd(campaign_id: str, days: int, township_id: str | None, fmt: str, out
 
 
 @cli.command("report")
-@click.option("--campaign", "campaign_id", required=True, metavar="ID", help="The campaign to report on.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The HTML file to write.")
-@click.option("--from", "start_text", metavar="YYYY-MM-DD", help="First day (default: 1st of the --to month).")
-@click.option("--to", "end_text", metavar="YYYY-MM-DD", help="Last day, inclusive (default: today).")
-@click.option("--days", type=int, default=7, show_default=True, help="Gap window: silent for this many days.")
-@click.option("--today", "today_text", metavar="YYYY-MM-DD", help="Treat this day as today (default: county date).")
+@click.option("--campaign", "campaign_id", required=True, metavar="ID", help="要出报告的活动。")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="要写入的 HTML 文件。")
+@click.option("--from", "start_text", metavar="日期", help="第一天（默认：--to 所在月的 1 日）。")
+@click.option("--to", "end_text", metavar="日期", help="最后一天，含当天（默认：今天）。")
+@click.option("--days", type=int, default=7, show_default=True, help="盲区窗口：连续这么多天没播出算沉默。")
+@click.option("--today", "today_text", metavar="日期", help="把这一天当作今天（默认：县里的今天）。")
 @with_workspace
 def report_cmd(campaign_id: str, out: Path, start_text: str | None, end_text: str | None, days: int,
                today_text: str | None, ws: Workspace) -> None:
-    """Write one self-contained HTML page (zh-CN) on a campaign: heatmap, townships, gaps, markets.
+    """为一个活动写一页独立的 HTML 报告：热力图、各乡镇、盲区、集市。
 
-    Charts are embedded as images, so the file opens offline and can be
-    copied or mailed as it is.
+    图表以图片嵌在页面里，文件离线可打开，可直接拷贝或发送。
     """
     from outreach import coverage as cov
     from outreach import report
 
     today = _today(today_text)
-    start, end = cov.parse_period(start_text, end_text, today=today)
+    start, end = cov.parse_period(_iso(start_text, "--from", today), _iso(end_text, "--to", today), today=today)
     with _open(ws, campaign_id) as ctx:
         data = report.collect(ctx.session, campaign_id=campaign_id, start=start, end=end, today=today,
                               gap_days=days, target_village_ids=ctx.targets, script_ids=ctx.scripts,
-                              county_name=ctx.county)
+                              county_name=ctx.county, script_windows=ctx.windows)
     font = report.cjk_font()
     if font is None:
-        click.echo("warning: no Chinese font found (fc-list :lang=zh); charts label villages by id. "
-                   "Install fonts-noto-cjk or fonts-wqy-zenhei", err=True)
+        warn("没有找到中文字体（fc-list :lang=zh），图表里用编号标注村；"
+             "请安装 fonts-noto-cjk 或 fonts-wqy-zenhei")
     now = dt.datetime.now(ZoneInfo(TIMEZONE)).strftime("%Y-%m-%d %H:%M")
     report.write_report(out, report.render_html(data, generated_at=now, font=font))
-    click.echo(f"wrote {out}: {len(data.villages)} villages, {len(data.village_gaps)} silent for {days}+ days",
+    click.echo(f"已写入 {out}：{len(data.villages)} 个村，其中 {len(data.village_gaps)} 个村已沉默 {days} 天以上",
                err=True)

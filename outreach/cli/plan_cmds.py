@@ -6,7 +6,7 @@ import unicodedata
 
 import click
 
-from outreach.cli.base import Workspace, cli, echo_json, with_workspace
+from outreach.cli.base import ALERT, Workspace, cli, cli_date, echo_json, warn, with_workspace
 
 MAX_PLAN_DAYS = 92
 SLOT_LABELS = {"morning": "早", "evening": "晚"}
@@ -21,35 +21,39 @@ def _pad(text: str, width: int) -> str:
 
 
 @cli.command("plan")
-@click.option("--from", "start_text", required=True, metavar="YYYY-MM-DD", help="First day (inclusive).")
-@click.option("--to", "end_text", required=True, metavar="YYYY-MM-DD", help="Last day (inclusive).")
-@click.option("--village", "village_ids", multiple=True, metavar="ID", help="Only this village (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of programs.")
+@click.option("--from", "start_text", required=True, metavar="日期", help="第一天（含）。")
+@click.option("--to", "end_text", required=True, metavar="日期", help="最后一天（含）。")
+@click.option("--village", "village_ids", multiple=True, metavar="村", help="只看这个村，编号或名称（可重复）。")
+@click.option("--json", "as_json", is_flag=True, help="以 JSON 列表输出节目。")
 @with_workspace
 def plan_cmd(start_text: str, end_text: str, village_ids: tuple[str, ...], as_json: bool, ws: Workspace) -> None:
-    """Show each village's loudspeaker programs, slot by slot, for a date range."""
-    from outreach.dates import check_range, parse_date
-    from outreach.errors import PlanError
+    """按时段列出一段日期内每个村的大喇叭节目。
+
+    日期可写成 2026-12-01、2026/12/01 或 12月1日（离今天最近的那一天）。
+    """
+    from outreach.dates import check_range
+    from outreach.registry import resolve_village
     from outreach.workspace import load, plan
 
-    start, end = parse_date(start_text, "--from"), parse_date(end_text, "--to")
+    start, end = cli_date(start_text, "--from"), cli_date(end_text, "--to")
     check_range(start, end, max_days=MAX_PLAN_DAYS, what="--from/--to")
     loaded = load(ws.config)
     registry = loaded.registry
-    unknown = [v for v in village_ids if v not in registry.villages]
-    if unknown:
-        raise PlanError(f"--village: unknown village {', '.join(repr(v) for v in unknown)}; "
-                        "run `outreach registry` to list the village ids")
+    village_ids = tuple(dict.fromkeys(resolve_village(registry, v) for v in village_ids))
     result = plan(loaded, start, end, village_ids=village_ids or None)
     for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        warn(warning)
+    for alert in result.alerts:  # last, so it is what stays on screen
+        click.echo(f"{ALERT}{alert}", err=True)
     if as_json:
         echo_json([
             {
                 "date": p.date.isoformat(),
                 "slot": p.slot,
                 "village_id": p.village_id,
-                "script_ids": list(p.script_ids),
+                "script_ids": [i.script_id for i in p.airable_items],
+                "blocked": [{"script_id": i.script_id, "campaign_id": i.campaign_id, "reason": i.blocked}
+                            for i in p.blocked_items],
                 "duration_s": round(p.duration_s, 1),
                 "campaign_ids": list(p.campaign_ids),
             }
@@ -61,7 +65,8 @@ def plan_cmd(start_text: str, end_text: str, village_ids: tuple[str, ...], as_js
         village = registry.villages[p.village_id]
         rows.append((
             p.date.isoformat(), SLOT_LABELS.get(p.slot, p.slot), f"{village.name}({p.village_id})",
-            f"{'、'.join(p.script_ids)}（{round(p.duration_s)}秒）",
+            f"{'、'.join(i.script_id for i in p.airable_items)}（{round(p.duration_s)}秒）"
+            + "".join(f" 不播 {i.script_id}（批准后被修改）" for i in p.blocked_items),
         ))
     widths = [max(_width(r[i]) for r in rows) for i in range(3)]
     for r in rows:

@@ -6,11 +6,11 @@ import unicodedata
 
 import click
 
-from outreach.cli.base import Workspace, cli, echo_json, with_workspace
+from outreach.cli.base import Workspace, check_workspace, cli, cli_date, echo_json, with_workspace
 
 MAX_MARKET_DAYS = 366
 WEEKDAYS = "一二三四五六日"
-SPEAKERS = {"networked": "联网", "offline": "U盘"}
+SPEAKERS = {"networked": "联网", "station": "广播站", "offline": "U盘"}
 
 
 def _width(text: str) -> int:
@@ -26,19 +26,19 @@ def _table(rows: list[tuple[str, ...]]) -> None:
 
 
 @cli.command("markets")
-@click.option("--rule", metavar="RULE",
-              help="A market-day rule such as 逢农历三、八; without it, every market in the workspace.")
-@click.option("--from", "start_text", required=True, metavar="YYYY-MM-DD", help="First day (inclusive).")
-@click.option("--to", "end_text", required=True, metavar="YYYY-MM-DD", help="Last day (inclusive).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@with_workspace
+@click.option("--rule", metavar="规则",
+              help="集日规则，如 逢农历三、八；不给时列出工作区里的所有集市（给了则不需要工作区）。")
+@click.option("--from", "start_text", required=True, metavar="日期", help="第一天（含）。")
+@click.option("--to", "end_text", required=True, metavar="日期", help="最后一天（含）。")
+@click.option("--json", "as_json", is_flag=True, help="以 JSON 输出，而不是表格。")
+@with_workspace(required=False)
 def markets_cmd(rule: str | None, start_text: str, end_text: str, as_json: bool, ws: Workspace) -> None:
-    """List market days for a rule, or for every market in schedules/markets.yaml."""
-    from outreach.dates import check_range, parse_date
+    """列出一条集日规则的集市日，或 schedules/markets.yaml 里每个集市的集市日。"""
+    from outreach.dates import check_range
     from outreach.markets import lunar_label, parse_rule
     from outreach.registry import load_registry
 
-    start, end = parse_date(start_text, "--from"), parse_date(end_text, "--to")
+    start, end = cli_date(start_text, "--from"), cli_date(end_text, "--to")
     check_range(start, end, max_days=MAX_MARKET_DAYS, what="--from/--to")
     if rule is not None:
         found = parse_rule(rule).dates(start, end)
@@ -50,6 +50,7 @@ def markets_cmd(rule: str | None, start_text: str, end_text: str, as_json: bool,
         click.echo(f"共 {len(found)} 天", err=True)
         return
 
+    check_workspace(ws.path)
     registry = load_registry(ws.config.schedules_dir)
     listing = [(m, registry.market_dates(m.id, start, end)) for m in registry.markets.values()]
     if as_json:
@@ -66,10 +67,10 @@ def markets_cmd(rule: str | None, start_text: str, end_text: str, as_json: bool,
 
 
 @cli.command("registry")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="以 JSON 输出，而不是表格。")
 @with_workspace
 def registry_cmd(as_json: bool, ws: Workspace) -> None:
-    """Check schedules/ and list the county's villages, slots and markets."""
+    """检查 schedules/，列出全县的村、播出时段和集市。"""
     from outreach.registry import load_registry
 
     registry = load_registry(ws.config.schedules_dir)

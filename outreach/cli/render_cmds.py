@@ -14,37 +14,39 @@ from outreach.cli.base import Workspace, cli, echo_json, with_workspace
 @click.argument("text")
 @with_workspace
 def tn(text: str, ws: Workspace) -> None:
-    """Print exactly what the TTS engine will speak for TEXT."""
+    """打印语音引擎实际会把 TEXT 念成什么（口语化文本）。"""
     from outreach.textnorm import load_lexicon, normalize
 
     click.echo(normalize(text, load_lexicon(ws.config.lexicon_path)))
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--json", "as_json", is_flag=True, help="以 JSON 列表输出。")
 @with_workspace
 def voices(as_json: bool, ws: Workspace) -> None:
-    """List the voices of every TTS engine."""
+    """列出每个语音引擎的音色，每行一个；* 表示该引擎的默认音色。"""
     from outreach.tts import list_voices
 
     found = list_voices()
     if as_json:
         echo_json([asdict(v) for v in found])
         return
-    default = {"offline": ws.config.render.offline_voice, "edge": ws.config.render.edge_voice}
+    r = ws.config.render
     for v in found:
-        mark = "*" if default.get(v.engine) == v.name else " "
-        click.echo(f"{mark} {v.engine:8} {v.name:32} {v.gender:7} {v.description}")
+        mark = "*" if r.default_voice(v.engine) == v.name else " "
+        click.echo(f"{mark} {v.engine:7} {v.name:30} {v.gender:7} {v.description}")
+    click.echo(f"默认引擎: {r.resolve_engine(r.engine)}；离线引擎: {r.offline_engine}；语速 {r.rate} 字/秒")
 
 
 @cli.command()
-@click.option("--engine", type=click.Choice(["offline", "edge"]), help="Override the engine for this run.")
-@click.option("--script", "script_ids", multiple=True, help="Render only these script ids (repeatable).")
-@click.option("--force", is_flag=True, help="Re-render even when a cached clip matches.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of clips.")
+@click.option("--engine", type=click.Choice(["neural", "espeak", "edge", "offline"]),
+              help="本次改用这个引擎（offline 即 render.offline_engine）。")
+@click.option("--script", "script_ids", multiple=True, help="只生成这些稿件编号（可重复）。")
+@click.option("--force", is_flag=True, help="即使缓存里有相同的音频也重新生成。")
+@click.option("--json", "as_json", is_flag=True, help="以 JSON 列表输出音频。")
 @with_workspace
 def render(engine: str | None, script_ids: tuple[str, ...], force: bool, as_json: bool, ws: Workspace) -> None:
-    """Render approved scripts into mastered, horn-ready MP3 clips."""
+    """把已批准的稿件生成适合大喇叭的 MP3 音频（已做响度处理）。"""
     from outreach.render import render_library, require_approved
     from outreach.scripts import load_library
 
@@ -61,9 +63,9 @@ def render(engine: str | None, script_ids: tuple[str, ...], force: bool, as_json
             click.echo(f"{r.script_id:28} {r.engine:8} {r.lufs:6.1f} LUFS {r.true_peak_db:5.1f} dBTP "
                        f"{r.duration_s:6.1f} s  {state}")
         made = sum(not r.cached for r in report.results)
-        click.echo(f"{len(report.results)} clips ({made} rendered, {len(report.results) - made} cached)")
+        click.echo(f"共 {len(report.results)} 条音频（新生成 {made} 条，缓存 {len(report.results) - made} 条）")
     if report.failures:
-        click.echo(f"{len(report.failures)} script(s) failed:", err=True)
+        click.echo(f"{len(report.failures)} 个稿件失败：", err=True)
         for script_id, message in report.failures:
             click.echo(f"  {script_id}: {message}", err=True)
         sys.exit(1)

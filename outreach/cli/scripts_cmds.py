@@ -2,43 +2,52 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
+import difflib
+from pathlib import Path
 
 import click
 
-from outreach.cli.base import Workspace, cli, echo_json, with_workspace
-from outreach.config import TIMEZONE
+from outreach.cli.base import ERROR, Workspace, cli, cli_date, county_today, echo_json, warn, with_workspace
+from outreach.errors import ScriptError
 from outreach.scripts import approve_script, check_library, script_path
+
+APPROVER_ROLES = ("reviewer", "admin")
 
 
 @cli.group("scripts")
 def scripts() -> None:
-    """Check, list and approve the scripts in audio_scripts/."""
+    """检查、列出和批准 audio_scripts/ 里的稿件。"""
 
 
 @scripts.command("check")
 @with_workspace
 def check(ws: Workspace) -> None:
-    """Validate every script; list every problem and exit 1 if there is any."""
+    """检查每个稿件；列出所有问题，有问题时以 1 退出。"""
     found, problems = check_library(ws.config.scripts_dir, max_chars=ws.config.render.max_chars)
+    for script in found:
+        if script.review_note:
+            click.echo(f"{script.path.relative_to(ws.path) if script.path.is_relative_to(ws.path) else script.path}: "
+                       f"{script.review_note}")
     if problems:
         for problem in problems:
             click.echo(str(problem))
         files = len({p.path for p in problems})
-        click.echo(f"error: {len(problems)} problem(s) in {files} file(s); fix them and run again", err=True)
+        click.echo(f"{ERROR}{files} 个文件里有 {len(problems)} 个问题；改好后再运行", err=True)
         raise SystemExit(1)
     approved = sum(s.approved for s in found)
-    click.echo(f"ok: {len(found)} scripts ({approved} approved, {len(found) - approved} draft)")
+    edited = sum(s.edited_after_approval for s in found)
+    click.echo(f"通过：共 {len(found)} 个稿件（已批准 {approved} 个，草稿 {len(found) - approved} 个"
+               + (f"，其中 {edited} 个批准后被修改" if edited else "") + "）")
 
 
 @scripts.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="以 JSON 输出，而不是表格。")
 @with_workspace
 def list_scripts(ws: Workspace, as_json: bool) -> None:
-    """List the valid scripts: id, topic, status and title."""
+    """列出有效的稿件：编号、主题、状态和标题。"""
     found, problems = check_library(ws.config.scripts_dir, max_chars=ws.config.render.max_chars)
-    rows = [{"id": s.id, "topic": s.topic, "status": s.status, "title": s.title} for s in found]
+    rows = [{"id": s.id, "topic": s.topic, "status": "edited" if s.edited_after_approval else s.status,
+             "title": s.title} for s in found]
     if as_json:
         echo_json(rows)
     else:
@@ -46,17 +55,55 @@ def list_scripts(ws: Workspace, as_json: bool) -> None:
         for r in rows:
             click.echo(f"{r['id']:<{width}}  {r['topic']:<10}  {r['status']:<8}  {r['title']}")
     if problems:
-        click.echo(f"warning: {len(problems)} problem(s) left some files out; run `outreach scripts check`", err=True)
+        warn(f"有 {len(problems)} 个问题，部分文件没有列出；请运行 `outreach scripts check`")
+
+
+def find_script(scripts_dir: Path, script_id: str) -> Path:
+    """The file of `script_id`; an unknown id gets "您是不是要找：…" with the closest ids."""
+    try:
+        return script_path(scripts_dir, script_id)
+    except ScriptError:
+        known = sorted(p.stem for p in Path(scripts_dir).glob("*.md"))
+        close = difflib.get_close_matches(script_id.strip(), known, n=3, cutoff=0.5)
+        hint = f"您是不是要找：{'、'.join(close)}？" if close else ""
+        raise ScriptError(f"没有编号为“{script_id}”的稿件；{hint}"
+                          "运行 `outreach scripts list` 查看全部编号") from None
+
+
+def check_approver(ws: Workspace, by: str) -> str:
+    """`--by` must name a user of users.json with the reviewer or admin role; returns the stored name."""
+    from outreach.web.auth import USERS_FILE, UserStore
+
+    hint = f"outreach user add 姓名 --role reviewer -w {ws.path}"
+    store = UserStore(ws.config.workspace / USERS_FILE)
+    users = store.users() if (ws.config.workspace / USERS_FILE).exists() else []
+    if not users:
+        raise ScriptError(f"还没有审核人账号，无法确认“{by}”的身份；先运行 `{hint}`，再用 --by 姓名 批准")
+    user = store.get(by)
+    reviewers = [u.name for u in users if str(u.role) in APPROVER_ROLES]
+    if user is None:
+        close = difflib.get_close_matches(by, reviewers, n=3, cutoff=0.3)
+        named = f"您是不是要找：{'、'.join(close)}？" if close else (
+            f"审核人有：{'、'.join(reviewers)}；" if reviewers else "")
+        raise ScriptError(f"“{by}”不是已登记的用户；{named}新审核人请用 `{hint}` 添加")
+    if str(user.role) not in APPROVER_ROLES:
+        who = f"审核人有：{'、'.join(reviewers)}" if reviewers else f"先用 `{hint}` 添加审核人"
+        raise ScriptError(f"“{user.name}”的角色是 {user.role}，不能批准稿件；只有 reviewer 或 admin 可以批准；{who}")
+    return user.name
 
 
 @scripts.command("approve")
 @click.argument("script_id", metavar="ID")
-@click.option("--by", "by", required=True, help="Name of the reviewer who approves the text.")
-@click.option("--on", "on", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="Approval date, YYYY-MM-DD.  [default: today in Asia/Shanghai]")
+@click.option("--by", "by", required=True, metavar="姓名",
+              help="批准人：users.json 里角色为 reviewer 或 admin 的用户（用 outreach user add 添加）。")
+@click.option("--on", "on_text", default=None, metavar="日期",
+              help="批准日期，如 2026-12-01、2026/12/01 或 12月1日。  [默认：北京时间今天]")
 @with_workspace
-def approve(ws: Workspace, script_id: str, by: str, on: datetime | None) -> None:
-    """Mark the draft script ID approved for air."""
-    day = on.date() if on is not None else datetime.now(ZoneInfo(TIMEZONE)).date()
-    script = approve_script(script_path(ws.config.scripts_dir, script_id), by=by, on=day)
-    click.echo(f"approved: {script.id} by {script.approved_by} on {script.approved_on}")
+def approve(ws: Workspace, script_id: str, by: str, on_text: str | None) -> None:
+    """批准草稿 ID 可以播出；--by 必须是已登记的审核人。"""
+    from outreach.records import check_name
+
+    by = check_approver(ws, check_name(by, "--by"))
+    day = cli_date(on_text, "--on") if on_text is not None else county_today()
+    script = approve_script(find_script(ws.config.scripts_dir, script_id), by=by, on=day)
+    click.echo(f"已批准：{script.id}，批准人 {script.approved_by}，日期 {script.approved_on}")

@@ -7,8 +7,12 @@ from datetime import datetime
 
 import click
 
-from outreach.cli.base import Workspace, cli, echo_json, with_workspace
+from outreach.cli.base import Workspace, cli, echo_json, warn, with_workspace
 from outreach.config import TIMEZONE
+
+# The roles of outreach.web.auth.Role, spelled out so the CLI starts without loading the web app
+# (tests/test_cli_language.py checks they match).
+ROLE_NAMES = ("viewer", "editor", "reviewer", "admin")
 
 
 def _store(ws: Workspace):  # type: ignore[no-untyped-def]
@@ -19,11 +23,13 @@ def _store(ws: Workspace):  # type: ignore[no-untyped-def]
 
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; 0.0.0.0 lets other PCs on the LAN connect.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+              help="监听地址；0.0.0.0 可让局域网里的其他电脑访问。")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP 端口。")
+@click.option("--https-only/--no-https-only", default=None,
+              help="在 HTTPS 反向代理后面时使用：Secure 会话 Cookie 和 HSTS（默认：outreach.toml 的 [web] https_only）。")
 @with_workspace
-def serve(host: str, port: int, ws: Workspace) -> None:
-    """Run the web dashboard (zh-CN) for this workspace."""
+def serve(host: str, port: int, https_only: bool | None, ws: Workspace) -> None:
+    """为本工作区运行网页管理后台（中文）。"""
     import uvicorn
 
     from outreach.errors import OutreachError
@@ -34,52 +40,54 @@ def serve(host: str, port: int, ws: Workspace) -> None:
     try:
         engine = open_database(load(config))  # migrate, and mirror the registry into the database
     except OutreachError as exc:
-        click.echo(f"warning: the registry was not loaded into the database ({exc}); "
-                   "pages show what the database already holds", err=True)
+        warn(f"村镇名录没有载入数据库（{exc}）；页面只显示数据库里已有的内容")
         engine = None
-    app = create_app(config, engine=engine)
+    app = create_app(config, engine=engine, https_only=https_only)
     if not _store(ws).users():
-        click.echo("warning: no users yet, so nobody can log in; create one with:\n"
-                   f"  outreach user add NAME --role editor -w {config.workspace}", err=True)
-    click.echo(f"dashboard: http://{host}:{port}/  (Ctrl+C to stop)", err=True)
+        warn("还没有用户，谁都无法登录；请先添加一个：\n"
+             f"  outreach user add 姓名 --role admin -w {config.workspace}")
+    secure = app.state.ctx.https_only
+    click.echo(f"管理后台：http://{host}:{port}/（按 Ctrl+C 停止）"
+               + ("；Cookie 为 Secure，请通过 HTTPS 代理打开" if secure else ""), err=True)
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
 
 
 @cli.group("user")
 def user() -> None:
-    """Manage dashboard accounts (stored in users.json, passwords hashed with argon2)."""
+    """管理后台账号（保存在 users.json，密码用 argon2 加密存储）。"""
 
 
 @user.command("add")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["viewer", "editor"]), required=True,
-              help="viewer: read only; editor: also confirm broadcasts, log handouts, approve scripts.")
-@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@click.option("--role", type=click.Choice(ROLE_NAMES), required=True,
+              help="viewer：只读；editor：还能拟稿、确认播出、登记发放；reviewer：还能审核批准稿件；"
+                   "admin：还能管理用户。")
+@click.option("--password-stdin", is_flag=True, help="从标准输入的第一行读取密码。")
 @with_workspace
 def user_add(name: str, role: str, password_stdin: bool, ws: Workspace) -> None:
-    """Add the dashboard user NAME; the password is asked for twice unless --password-stdin."""
+    """添加后台用户 NAME；不加 --password-stdin 时会要求输入两次密码。"""
     from zoneinfo import ZoneInfo
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        password = click.prompt("密码", hide_input=True, confirmation_prompt=True)
     added = _store(ws).add(name, role, password, now=datetime.now(ZoneInfo(TIMEZONE)))
-    click.echo(f"added: {added.name} ({added.role})")
+    click.echo(f"已添加：{added.name}（{added.role}）")
 
 
 @user.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="以 JSON 输出，而不是表格。")
 @with_workspace
 def user_list(as_json: bool, ws: Workspace) -> None:
-    """List dashboard users and their roles (never the password hashes)."""
+    """列出后台用户和角色（从不显示密码哈希）。"""
     users = _store(ws).users()
     rows = [{"name": u.name, "role": str(u.role), "created": u.created} for u in users]
     if as_json:
         echo_json(rows)
         return
     if not rows:
-        click.echo("no users; add one with `outreach user add NAME --role editor`", err=True)
+        click.echo("还没有用户；请用 `outreach user add 姓名 --role admin` 添加", err=True)
     for r in rows:
         click.echo(f"{r['name']}\t{r['role']}\t{r['created']}")
 
@@ -88,6 +96,6 @@ def user_list(as_json: bool, ws: Workspace) -> None:
 @click.argument("name")
 @with_workspace
 def user_remove(name: str, ws: Workspace) -> None:
-    """Remove the dashboard user NAME; their open sessions end at their next click."""
+    """删除后台用户 NAME；其已登录的会话在下次点击时失效。"""
     _store(ws).remove(name)
-    click.echo(f"removed: {name}")
+    click.echo(f"已删除：{name}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -53,6 +53,16 @@ class UnconfirmedExport:
     slots: int
     first_date: dt.date
     last_date: dt.date
+
+
+ValidWindow = tuple[dt.date | None, dt.date | None]
+"""A script's (valid_from, valid_until); None is an open end."""
+
+
+def valid_on(valid: Mapping[str, ValidWindow] | None, script_id: str, day: dt.date) -> bool:
+    """True when the script may air on `day` by its valid_from/valid_until (unknown scripts: always)."""
+    low, high = (valid or {}).get(script_id, (None, None))
+    return (low is None or low <= day) and (high is None or day <= high)
 
 
 # --- villages and scripts ---------------------------------------------------------
@@ -126,18 +136,22 @@ def script_gaps(
     target_village_ids: Iterable[str] = (),
     start: dt.date | None = None,
     end: dt.date | None = None,
+    valid: Mapping[str, ValidWindow] | None = None,
 ) -> list[ScriptGap]:
     """Scripts of the campaign never heard (played/confirmed) in a township.
 
     Townships considered: those of the target villages and those with any
     broadcast row of the campaign. `start`/`end` optionally bound "never".
+    `valid` maps a script to its (valid_from, valid_until), either open: a
+    script is only a gap on days it may air, so one whose window does not
+    hold `end` (the day the gaps are counted for) is left out.
 
     Raises CoverageError for an unknown campaign.
     """
     check_campaign(session, campaign_id)
     if start is not None and end is not None:
         check_period(start, end)
-    wanted = sorted(set(script_ids))
+    wanted = sorted(sid for sid in set(script_ids) if end is None or valid_on(valid, sid, end))
     if not wanted:
         return []
     has_rows = sa.exists().where(_B.campaign_id == campaign_id, _B.village_id == _V.id)

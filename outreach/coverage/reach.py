@@ -42,6 +42,7 @@ class VillageCoverage:
     last_reached: dt.date | None
     population: int
     listeners: int
+    interrupted: int = 0  # plays cut short by a crash; already counted in `failed`
 
     @property
     def reached(self) -> int:
@@ -63,6 +64,7 @@ class VillageCoverage:
             "exported": self.exported,
             "missed": self.missed,
             "failed": self.failed,
+            "interrupted": self.interrupted,
             "reached": self.reached,
             "last_reached": self.last_reached.isoformat() if self.last_reached else None,
             "population": self.population,
@@ -87,6 +89,7 @@ class TownshipCoverage:
     population: int
     listeners: int
     last_reached: dt.date | None
+    interrupted: int = 0  # already counted in `failed`
 
     @property
     def reached(self) -> int:
@@ -184,7 +187,10 @@ def village_coverage(
             n_of(BroadcastStatus.CONFIRMED).label("confirmed"),
             n_of(BroadcastStatus.EXPORTED).label("exported"),
             n_of(BroadcastStatus.MISSED).label("missed"),
-            n_of(BroadcastStatus.FAILED).label("failed"),
+            # Failed counts every attempt that did not reach the village: a play
+            # cut short by a crash (interrupted) is a failure too, and also shown apart.
+            (n_of(BroadcastStatus.FAILED) + n_of(BroadcastStatus.INTERRUPTED)).label("failed"),
+            n_of(BroadcastStatus.INTERRUPTED).label("interrupted"),
             sa.func.max(sa.case((per_status.c.status.in_(REACHED), per_status.c.last))).label("last_reached"),
         )
         .group_by(per_status.c.campaign_id, per_status.c.village_id)
@@ -224,6 +230,7 @@ def village_coverage(
         sa.func.coalesce(agg.c.exported, zero).label("exported"),
         sa.func.coalesce(agg.c.missed, zero).label("missed"),
         sa.func.coalesce(agg.c.failed, zero).label("failed"),
+        sa.func.coalesce(agg.c.interrupted, zero).label("interrupted"),
         agg.c.last_reached,
         sa.func.coalesce(_V.population, zero).label("population"),
     ).select_from(base)
@@ -242,7 +249,7 @@ def village_coverage(
             planned=int(r.planned), played=played, confirmed=confirmed,
             exported=int(r.exported), missed=int(r.missed), failed=int(r.failed),
             last_reached=_as_date(r.last_reached), population=population,
-            listeners=estimate_listeners(population, played + confirmed, share),
+            listeners=estimate_listeners(population, played + confirmed, share), interrupted=int(r.interrupted),
         ))
     return out
 
@@ -267,6 +274,7 @@ def township_rollup(villages: Iterable[VillageCoverage]) -> list[TownshipCoverag
             exported=sum(v.exported for v in rows), missed=sum(v.missed for v in rows),
             failed=sum(v.failed for v in rows), population=sum(v.population for v in rows),
             listeners=sum(v.listeners for v in rows), last_reached=max(dates) if dates else None,
+            interrupted=sum(v.interrupted for v in rows),
         ))
     return out
 

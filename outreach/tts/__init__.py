@@ -1,18 +1,27 @@
-"""Text-to-speech: one Synthesizer interface over the offline (espeak-ng) and edge (edge-tts) engines."""
+"""Text-to-speech: one Synthesizer interface over the neural, espeak and edge engines.
+
+The neural engine's heavy parts (LiteRT, the model) load on first use, so importing this
+package stays cheap.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from outreach.config import RenderSettings
 from outreach.errors import SynthesisFailed
 from outreach.tts.base import FallbackSynthesizer, SynthesisResult, Synthesizer
 from outreach.tts.edge import EdgeSynthesizer
-from outreach.tts.offline import OfflineSynthesizer
+from outreach.tts.espeak import EspeakSynthesizer
+from outreach.tts.neural import NeuralSynthesizer
 from outreach.tts.voices import ALL_VOICES, Voice
 
 __all__ = [
+    "ENGINES",
     "EdgeSynthesizer",
+    "EspeakSynthesizer",
     "FallbackSynthesizer",
-    "OfflineSynthesizer",
+    "NeuralSynthesizer",
     "SynthesisResult",
     "Synthesizer",
     "Voice",
@@ -20,23 +29,36 @@ __all__ = [
     "list_voices",
 ]
 
-ENGINES = ("offline", "edge")
+# Real engines; "offline" is accepted too and means render.offline_engine.
+ENGINES = ("neural", "espeak", "edge")
 
 
-def get_synthesizer(engine: str, settings: RenderSettings) -> Synthesizer:
-    """The synthesizer for `engine`; "edge" falls back to offline when settings.edge.fallback_to_offline.
+def _offline(engine: str, settings: RenderSettings, cache_dir: Path | None) -> Synthesizer:
+    if engine == "espeak":
+        return EspeakSynthesizer(settings)
+    # The neural engine falls back to espeak: a hard-to-understand voice beats silence.
+    return FallbackSynthesizer(NeuralSynthesizer(settings, cache_dir), EspeakSynthesizer(settings))
+
+
+def get_synthesizer(engine: str, settings: RenderSettings, cache_dir: Path | None = None) -> Synthesizer:
+    """The synthesizer for `engine`, with its fallback chain: edge -> neural -> espeak.
+
+    `engine` "offline" means settings.offline_engine. Edge falls back to the offline engine when
+    settings.edge.fallback_to_offline. `cache_dir` keeps the neural engine's rewritten model
+    (the build folder's models/; None: the user's cache folder).
 
     Raises:
-        SynthesisFailed: `engine` is not one of "offline", "edge".
+        SynthesisFailed: `engine` is not one of "neural", "espeak", "edge", "offline".
     """
-    if engine == "offline":
-        return OfflineSynthesizer(settings)
-    if engine == "edge":
+    real = settings.resolve_engine(engine)
+    if real in ("neural", "espeak"):
+        return _offline(real, settings, cache_dir)
+    if real == "edge":
         edge = EdgeSynthesizer(settings)
         if settings.edge.fallback_to_offline:
-            return FallbackSynthesizer(edge, OfflineSynthesizer(settings))
+            return FallbackSynthesizer(edge, _offline(settings.offline_engine, settings, cache_dir))
         return edge
-    raise SynthesisFailed(f"unknown TTS engine '{engine}'; choose one of: {', '.join(ENGINES)}")
+    raise SynthesisFailed(f"unknown TTS engine '{engine}'; choose one of: {', '.join(ENGINES)}, offline")
 
 
 def list_voices() -> list[Voice]:

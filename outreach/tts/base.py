@@ -35,8 +35,10 @@ class Synthesizer(Protocol):
 
     name: str
 
-    def synthesize(self, text: str, voice: str | None, out_base: Path) -> SynthesisResult:
+    def synthesize(self, text: str, voice: str | None, out_base: Path, *, rate: float | None = None) -> SynthesisResult:
         """Write `out_base` with the engine's suffix (".wav"/".mp3"); `voice` None is the engine default.
+
+        `rate` is the speaking rate in Hanzi per second; None is the configured render.rate.
 
         Raises:
             UnknownVoice: the engine does not offer `voice`.
@@ -73,14 +75,17 @@ def check_voice(engine: str, voice: str, extra_ok: Callable[[str], bool] | None 
 
 
 class FallbackSynthesizer:
-    """Try `primary`; if it fails (not for an unknown voice), speak with `fallback`'s default voice."""
+    """Try `primary`; if it fails (not for an unknown voice), speak with `fallback`'s default voice.
+
+    Chains nest: edge -> neural -> espeak is FallbackSynthesizer(edge, FallbackSynthesizer(neural, espeak)).
+    """
 
     def __init__(self, primary: Synthesizer, fallback: Synthesizer) -> None:
         self.primary = primary
         self.fallback = fallback
         self.name = primary.name
 
-    def synthesize(self, text: str, voice: str | None, out_base: Path) -> SynthesisResult:
+    def synthesize(self, text: str, voice: str | None, out_base: Path, *, rate: float | None = None) -> SynthesisResult:
         """Synthesize with the primary engine, or with the fallback engine when it fails.
 
         The result's `engine` names the engine that really spoke.
@@ -91,12 +96,12 @@ class FallbackSynthesizer:
             OutputError: the audio file could not be written.
         """
         try:
-            return self.primary.synthesize(text, voice, out_base)
+            return self.primary.synthesize(text, voice, out_base, rate=rate)
         except UnknownVoice:
             raise
         except SynthesisFailed as exc:
             log.warning("%s failed (%s); falling back to the %s engine", self.primary.name, exc, self.fallback.name)
             try:
-                return self.fallback.synthesize(text, None, out_base)
+                return self.fallback.synthesize(text, None, out_base, rate=rate)
             except SynthesisFailed as again:
                 raise SynthesisFailed(f"{exc}; the {self.fallback.name} fallback failed too: {again}") from again

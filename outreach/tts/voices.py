@@ -16,29 +16,33 @@ class Voice:
     description: str
 
 
-OFFLINE_VOICES: tuple[Voice, ...] = (
-    Voice("offline", "cmn", "zh-CN", "Male", "espeak-ng 普通话（默认）"),
-    Voice("offline", "cmn+f3", "zh-CN", "Female", "espeak-ng 普通话 女声"),
-    Voice("offline", "cmn-latn-pinyin", "zh-CN", "Male", "espeak-ng 拼音输入"),
+NEURAL_VOICES: tuple[Voice, ...] = (
+    Voice("neural", "baker", "zh-CN", "Female", "标贝女声，FastSpeech2 + MB-MelGAN 神经网络合成，离线，清晰（默认）"),
+)
+
+ESPEAK_VOICES: tuple[Voice, ...] = (
+    Voice("espeak", "cmn", "zh-CN", "Male", "espeak-ng 普通话，机器音，难听懂，仅作最后备用"),
+    Voice("espeak", "cmn+f3", "zh-CN", "Female", "espeak-ng 普通话 女声，机器音，仅作最后备用"),
+    Voice("espeak", "cmn-latn-pinyin", "zh-CN", "Male", "espeak-ng 拼音输入"),
 )
 
 # edge-tts cannot list voices offline; these are its Mandarin voices.
 EDGE_VOICES: tuple[Voice, ...] = (
-    Voice("edge", "zh-CN-XiaoxiaoNeural", "zh-CN", "Female", "晓晓 温暖"),
-    Voice("edge", "zh-CN-XiaoyiNeural", "zh-CN", "Female", "晓伊 活泼"),
-    Voice("edge", "zh-CN-YunjianNeural", "zh-CN", "Male", "云健 激情"),
-    Voice("edge", "zh-CN-YunxiNeural", "zh-CN", "Male", "云希 阳光"),
-    Voice("edge", "zh-CN-YunxiaNeural", "zh-CN", "Male", "云夏 可爱"),
-    Voice("edge", "zh-CN-YunyangNeural", "zh-CN", "Male", "云扬 新闻播报"),
-    Voice("edge", "zh-CN-liaoning-XiaobeiNeural", "zh-CN-liaoning", "Female", "晓北 东北话"),
-    Voice("edge", "zh-CN-shaanxi-XiaoniNeural", "zh-CN-shaanxi", "Female", "晓妮 陕西话"),
+    Voice("edge", "zh-CN-XiaoxiaoNeural", "zh-CN", "Female", "晓晓 温暖女声，需联网"),
+    Voice("edge", "zh-CN-XiaoyiNeural", "zh-CN", "Female", "晓伊 活泼女声，需联网"),
+    Voice("edge", "zh-CN-YunjianNeural", "zh-CN", "Male", "云健 激情男声，需联网"),
+    Voice("edge", "zh-CN-YunxiNeural", "zh-CN", "Male", "云希 阳光男声，需联网"),
+    Voice("edge", "zh-CN-YunxiaNeural", "zh-CN", "Male", "云夏 可爱童声，需联网"),
+    Voice("edge", "zh-CN-YunyangNeural", "zh-CN", "Male", "云扬 新闻播报男声，需联网"),
+    Voice("edge", "zh-CN-liaoning-XiaobeiNeural", "zh-CN-liaoning", "Female", "晓北 东北话女声，需联网"),
+    Voice("edge", "zh-CN-shaanxi-XiaoniNeural", "zh-CN-shaanxi", "Female", "晓妮 陕西话女声，需联网"),
 )
 
-ALL_VOICES: tuple[Voice, ...] = OFFLINE_VOICES + EDGE_VOICES
+ALL_VOICES: tuple[Voice, ...] = NEURAL_VOICES + ESPEAK_VOICES + EDGE_VOICES
 
 
 def voices_for(engine: str) -> tuple[Voice, ...]:
-    """The voices of one engine ("offline" or "edge")."""
+    """The voices of one engine ("neural", "espeak" or "edge")."""
     return tuple(v for v in ALL_VOICES if v.engine == engine)
 
 

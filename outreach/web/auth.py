@@ -1,7 +1,10 @@
-"""Dashboard users (users.json, argon2 hashes), the session secret, CSRF tokens and the login rate limit."""
+"""Dashboard users (users.json, argon2 hashes, session versions), the session secret, CSRF tokens and the login rate limit."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
 import hmac
 import json
 import os
@@ -9,11 +12,12 @@ import secrets
 import threading
 import unicodedata
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -22,7 +26,7 @@ from outreach.errors import OutreachError
 from outreach.files import write_text_atomic
 
 __all__ = [
-    "Role", "User", "UserError", "UserStore", "LoginLimiter", "load_secret", "new_csrf_token", "csrf_ok",
+    "Role", "User", "UserError", "UserStore", "LoginLimiter", "Attempt", "Refusal", "load_secret", "new_csrf_token", "csrf_ok",
     "USERS_FILE", "SECRET_FILE", "MIN_PASSWORD_CHARS",
 ]
 
@@ -38,10 +42,12 @@ class UserError(OutreachError):
 
 
 class Role(StrEnum):
-    """What a dashboard user may do: viewers read, editors also record and approve."""
+    """What a dashboard user may do: viewers read; editors draft and record; reviewers also approve; admins also manage users."""
 
     VIEWER = "viewer"
     EDITOR = "editor"
+    REVIEWER = "reviewer"
+    ADMIN = "admin"
 
 
 @dataclass(frozen=True)
@@ -52,10 +58,23 @@ class User:
     role: Role
     password_hash: str
     created: str = ""
+    # Bumped by every logout; a session cookie carrying an older number is dead.
+    session_version: int = 0
 
     @property
     def can_edit(self) -> bool:
-        return self.role is Role.EDITOR
+        """Draft and edit scripts, confirm broadcasts, log handouts."""
+        return self.role in (Role.EDITOR, Role.REVIEWER, Role.ADMIN)
+
+    @property
+    def can_review(self) -> bool:
+        """Approve or reject scripts (never one they wrote or last edited)."""
+        return self.role in (Role.REVIEWER, Role.ADMIN)
+
+    @property
+    def can_admin(self) -> bool:
+        """Add and remove users and change their roles."""
+        return self.role is Role.ADMIN
 
 
 def normalize_name(name: str) -> str:
@@ -88,6 +107,8 @@ class UserStore:
 
     The file is re-read on every look-up, so a user removed or demoted with the
     CLI loses access at their next request, without restarting the server.
+    Changes are read-modify-write under an exclusive lock on `users.json.lock`,
+    so `serve` (logouts) and the CLI (`user add/remove`) never lose each other's.
     """
 
     def __init__(self, path: Path, hasher: PasswordHasher | None = None) -> None:
@@ -113,7 +134,8 @@ class UserStore:
             raise UserError(f"{self.path}: cannot read ({exc.strerror}); check its permissions") from exc
         try:
             data = json.loads(raw)
-            return [User(name=u["name"], role=Role(u["role"]), password_hash=u["hash"], created=u.get("created", ""))
+            return [User(name=u["name"], role=Role(u["role"]), password_hash=u["hash"], created=u.get("created", ""),
+                         session_version=int(u.get("session", 0)))
                     for u in data["users"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise UserError(
@@ -121,10 +143,25 @@ class UserStore:
                 "with `outreach user add`") from exc
 
     def _write(self, users: list[User]) -> None:
-        data = {"users": [{"name": u.name, "role": str(u.role), "hash": u.password_hash, "created": u.created}
-                          for u in users]}
+        data = {"users": [{"name": u.name, "role": str(u.role), "hash": u.password_hash, "created": u.created,
+                           "session": u.session_version} for u in users]}
         write_text_atomic(self.path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
         os.chmod(self.path, 0o600)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Exclusive across threads and processes for one read-modify-write of users.json."""
+        with self._lock:
+            try:
+                fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise UserError(f"{self.path.parent}: cannot lock the users file ({exc.strerror}); "
+                                "make the workspace folder writable") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing releases the lock
 
     def users(self) -> list[User]:
         """Every user, in the order they were added."""
@@ -144,9 +181,9 @@ class UserStore:
         try:
             role_ = Role(role)
         except ValueError:
-            raise UserError(f"unknown role {role!r}; use viewer or editor") from None
+            raise UserError(f"unknown role {role!r}; use {', '.join(r.value for r in Role)}") from None
         check_password(password)
-        with self._lock:
+        with self._locked():
             users = self._read()
             if any(u.name == name for u in users):
                 raise UserError(f"user {name!r} already exists in {self.path}; remove it first to replace it")
@@ -157,12 +194,40 @@ class UserStore:
     def remove(self, name: str) -> None:
         """Delete a user. Raises UserError if there is no such user."""
         name = normalize_name(name)
-        with self._lock:
+        with self._locked():
             users = self._read()
             kept = [u for u in users if u.name != name]
             if len(kept) == len(users):
                 raise UserError(f"no user {name!r} in {self.path}; run `outreach user list`")
             self._write(kept)
+
+    def set_role(self, name: str, role: str) -> User:
+        """Give `name` another role; their sessions end (they log in again with the new rights).
+
+        Raises UserError for an unknown user or role.
+        """
+        name = normalize_name(name)
+        try:
+            role_ = Role(role)
+        except ValueError:
+            raise UserError(f"unknown role {role!r}; use {', '.join(r.value for r in Role)}") from None
+        with self._locked():
+            users = self._read()
+            user = next((u for u in users if u.name == name), None)
+            if user is None:
+                raise UserError(f"no user {name!r} in {self.path}; run `outreach user list`")
+            changed = dataclasses.replace(user, role=role_, session_version=user.session_version + 1)
+            self._write([changed if u.name == name else u for u in users])
+        return changed
+
+    def end_sessions(self, name: str) -> None:
+        """End every session of `name` (every browser): bump their session version. Unknown names are ignored."""
+        name = normalize_name(name)
+        with self._locked():
+            users = self._read()
+            if any(u.name == name for u in users):
+                self._write([dataclasses.replace(u, session_version=u.session_version + 1) if u.name == name else u
+                             for u in users])
 
     def authenticate(self, name: str, password: str) -> User | None:
         """The user if `password` is theirs, else None; the work done is the same either way."""
@@ -211,52 +276,102 @@ def csrf_ok(session: dict[str, Any], submitted: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), submitted.encode())
 
 
-class LoginLimiter:
-    """At most `max_failures` failed logins per (user name, client address) in a sliding `window`."""
+@dataclass(frozen=True)
+class Refusal:
+    """Why a login attempt was refused: too many failures for the account or from the address."""
 
-    def __init__(self, *, max_failures: int = 5, window: timedelta = timedelta(minutes=5),
-                 max_keys: int = 10_000) -> None:
+    scope: Literal["account", "address"]
+    limit: int
+    retry_after_s: int
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A login attempt as the limiter counted it: refused (and why), or allowed with its ticket number."""
+
+    refusal: Refusal | None
+    ticket: int = 0
+
+
+class LoginLimiter:
+    """Failed logins counted per account and per client address in a sliding `window`.
+
+    `attempt` counts an attempt as failed *before* its password is checked and
+    refuses it once either count is at its limit; `succeeded` takes that count
+    back and forgets the account's earlier failures (not the ones made while it
+    was being checked). Check and count happen under one lock, so parallel
+    requests cannot all pass the check before any failure is recorded. The counts
+    live in the `serve` process's memory: one server process per workspace.
+    """
+
+    def __init__(self, *, max_failures: int = 5, max_per_address: int = 20,
+                 window: timedelta = timedelta(minutes=5), max_keys: int = 10_000) -> None:
         self.max_failures = max_failures
+        self.max_per_address = max_per_address
         self.window = window
         self.max_keys = max_keys
-        self._failures: dict[tuple[str, str], deque[datetime]] = {}
+        self._failures: dict[tuple[str, str], deque[tuple[datetime, int]]] = {}
+        self._tickets = 0
         self._lock = threading.Lock()
 
     @staticmethod
-    def _key(name: str, address: str) -> tuple[str, str]:
-        return normalize_name(name).casefold()[:MAX_NAME_CHARS * 2], address
+    def _keys(name: str, address: str) -> tuple[tuple[str, str], tuple[str, str]]:
+        return ("account", normalize_name(name).casefold()[:MAX_NAME_CHARS * 2]), ("address", address)
 
-    def _prune(self, key: tuple[str, str], now: datetime) -> deque[datetime] | None:
+    def _prune(self, key: tuple[str, str], now: datetime) -> deque[tuple[datetime, int]] | None:
         times = self._failures.get(key)
         if times is None:
             return None
-        while times and now - times[0] >= self.window:
+        while times and now - times[0][0] >= self.window:
             times.popleft()
         if not times:
             del self._failures[key]
             return None
         return times
 
+    def _refusal(self, name: str, address: str, now: datetime) -> Refusal | None:
+        for key, limit in zip(self._keys(name, address), (self.max_failures, self.max_per_address), strict=True):
+            times = self._prune(key, now)
+            if times is not None and len(times) >= limit:
+                wait = max(1, int((times[-limit][0] + self.window - now).total_seconds()) + 1)
+                return Refusal(key[0], limit, wait)  # type: ignore[arg-type]
+        return None
+
     def retry_after(self, name: str, address: str, now: datetime) -> int:
         """Seconds until this name and address may try again; 0 if they may now."""
         with self._lock:
-            times = self._prune(self._key(name, address), now)
-            if times is None or len(times) < self.max_failures:
-                return 0
-            return max(1, int((times[0] + self.window - now).total_seconds()) + 1)
+            refusal = self._refusal(name, address, now)
+            return refusal.retry_after_s if refusal else 0
 
-    def failed(self, name: str, address: str, now: datetime) -> None:
-        """Count one failed login."""
-        key = self._key(name, address)
+    def attempt(self, name: str, address: str, now: datetime) -> Attempt:
+        """Count a login attempt as failed, unless it must be refused (then count nothing and say why)."""
         with self._lock:
-            if key not in self._failures and len(self._failures) >= self.max_keys:
-                for old in list(self._failures):
-                    self._prune(old, now)
-                if len(self._failures) >= self.max_keys:  # still full: forget the oldest key
-                    self._failures.pop(next(iter(self._failures)))
-            self._failures.setdefault(key, deque()).append(now)
+            refusal = self._refusal(name, address, now)
+            if refusal is not None:
+                return Attempt(refusal)
+            self._tickets += 1
+            for key in self._keys(name, address):
+                self._add(key, now, self._tickets)
+            return Attempt(None, self._tickets)
 
-    def succeeded(self, name: str, address: str) -> None:
-        """Forget the failures of a name and address that just logged in."""
+    def _add(self, key: tuple[str, str], now: datetime, ticket: int) -> None:
+        if key not in self._failures and len(self._failures) >= self.max_keys:
+            for old in list(self._failures):
+                self._prune(old, now)
+            if len(self._failures) >= self.max_keys:  # still full: forget the oldest key
+                self._failures.pop(next(iter(self._failures)))
+        self._failures.setdefault(key, deque()).append((now, ticket))
+
+    def succeeded(self, name: str, address: str, ticket: int) -> None:
+        """The attempt with `ticket` was right: take back its count and the account's earlier failures."""
+        account, addr = self._keys(name, address)
         with self._lock:
-            self._failures.pop(self._key(name, address), None)
+            for key, keep in ((account, lambda t: t > ticket), (addr, lambda t: t != ticket)):
+                times = self._failures.get(key)
+                if times is None:
+                    continue
+                kept = deque(e for e in times if keep(e[1]))
+                if kept:
+                    self._failures[key] = kept
+                else:
+                    del self._failures[key]

@@ -18,8 +18,9 @@ from outreach.db import session
 from outreach.errors import OutputError, OutreachError
 from outreach.models import Broadcast, BroadcastStatus, Campaign, Handout, Market, MarketVillage, Township, Village
 from outreach.plan import PlanResult
-from outreach.programs import PackFile, read_manifest
-from outreach.records import mark_program, record_handout
+from outreach.packs import PackFile, read_manifest
+from outreach import records
+from outreach.records import record_handout
 from outreach.scripts import Problem, Script, approve_script, check_library, script_path
 
 log = logging.getLogger("outreach.web")
@@ -230,7 +231,7 @@ class ProgramRow:
 
 
 # Which status a folded program shows: the furthest along, as records.program_status does.
-_PROGRESS = ["planned", "failed", "missed", "exported", "played", "confirmed"]
+_PROGRESS = ["planned", "interrupted", "failed", "missed", "exported", "played", "confirmed"]
 
 
 def village_history(engine: Engine, village_id: str, start: date, end: date) -> list[ProgramRow]:
@@ -264,10 +265,14 @@ def village_history(engine: Engine, village_id: str, start: date, end: date) -> 
 
 
 def confirm_program(engine: Engine, *, village_id: str, day: date, slot: str, by: str, at: datetime) -> int:
-    """Mark a played or exported program confirmed; returns the rows changed (0: nothing to confirm)."""
+    """Confirm a played or exported program through the same rules as the CLI; 0 if it was already confirmed.
+
+    The logged-in staff member both hears the village's word and enters it. Raises RecordError
+    when the program does not exist, has not started yet, or is not exported or played.
+    """
     with session(engine) as s:
-        return mark_program(s, day=day, slot=slot, village_id=village_id, status=BroadcastStatus.CONFIRMED,
-                            at=at, confirmed_by=by)
+        return int(records.confirm_program(s, village_id=village_id, day=day, slot=slot, confirmed_by=by,
+                                           entered_by=by, now=at))
 
 
 def handouts(engine: Engine, market_id: str, start: date, end: date) -> list[Handout]:

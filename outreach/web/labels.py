@@ -9,12 +9,14 @@ STATUS = {
     "confirmed": "已确认",
     "missed": "漏播",
     "failed": "失败",
+    "interrupted": "中断",
 }
 SLOT = {"morning": "早间", "evening": "晚间"}
 TOPIC = {"traffic": "交通安全", "anti_fraud": "反诈骗"}
-ROLE = {"viewer": "查看员", "editor": "编辑员"}
+ROLE = {"viewer": "查看员", "editor": "编辑员", "reviewer": "审核员", "admin": "管理员"}
 SCRIPT_STATUS = {"draft": "草稿", "approved": "已批准"}
-SPEAKER = {"networked": "联网播放", "offline": "U盘离线"}
+SCRIPT_EVENT = {"drafted": "拟稿", "edited": "修改", "previewed": "试听", "approved": "签发", "rejected": "退回"}
+SPEAKER = {"networked": "联网播放", "station": "村广播站（断网续播）", "offline": "U盘离线"}
 WEEKDAY = "一二三四五六日"
 
 

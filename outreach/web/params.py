@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date, timedelta
 
 from outreach.dates import parse_date
 from outreach.errors import PlanError
-from outreach.web.app import bad_request
+from outreach.records.limits import MIN_RECORD_DATE
+from outreach.web.pages import bad_request
 
 MAX_TEXT = 200
+# Dates the dashboard accepts. Pages add up to a year to a date; far from these
+# bounds (year 1 or 9999) that arithmetic would overflow.
+MIN_DAY = MIN_RECORD_DATE
+MAX_DAY = date(2099, 12, 31)
 
 
 def _shown(text: str) -> str:
@@ -24,10 +30,14 @@ def parse_day(text: str | None, label: str, default: date | None) -> date:
             raise bad_request(f"「{label}」没有填写。", "请按 年-月-日 的格式填写，例如 2026-12-01。")
         return default
     try:
-        return parse_date(text, label)
+        day = parse_date(text, label)
     except PlanError:
         raise bad_request(f"「{label}」填写的是「{_shown(text)}」，不是有效的日期。",
                           "请按 年-月-日 的格式填写，例如 2026-12-01。") from None
+    if not MIN_DAY <= day <= MAX_DAY:
+        raise bad_request(f"「{label}」是 {day}，超出了能处理的日期范围。",
+                          f"请填写 {MIN_DAY} 到 {MAX_DAY} 之间的日期。")
+    return day
 
 
 def parse_int(text: str | None, label: str, default: int | None, lo: int, hi: int, unit: str = "") -> int:
@@ -37,9 +47,11 @@ def parse_int(text: str | None, label: str, default: int | None, lo: int, hi: in
             raise bad_request(f"「{label}」没有填写。", f"请填写 {lo} 到 {hi} 之间的整数{unit}。")
         return default
     cleaned = text.strip()
-    if not re.fullmatch(r"[+-]?\d{1,9}", cleaned):
+    if not re.fullmatch(r"[+-]?\d+", cleaned):
         raise bad_request(f"「{label}」填写的是「{_shown(text)}」，不是整数。",
                           f"请填写 {lo} 到 {hi} 之间的整数{unit}，只写阿拉伯数字。")
+    if len(cleaned.lstrip("+-0")) > 15:  # never parse a huge number just to say it is too big
+        raise bad_request(f"「{label}」填写的数字太大，超出了范围。", f"请填写 {lo} 到 {hi} 之间的整数{unit}。")
     value = int(cleaned)
     if not lo <= value <= hi:
         raise bad_request(f"「{label}」是 {value}{unit}，超出了范围。", f"请填写 {lo} 到 {hi} 之间的整数{unit}。")
@@ -51,6 +63,9 @@ def check_range(start: date, end: date, max_days: int, what: str = "日期范围
     if end < start:
         raise bad_request(f"{what}的结束日期 {end} 早于开始日期 {start}，范围是空的。",
                           "请把结束日期改成开始日期当天或之后。")
+    if start < MIN_DAY or end > MAX_DAY:
+        raise bad_request(f"{what} {start} 至 {end} 超出了能处理的日期范围。",
+                          f"请查看 {MIN_DAY} 到 {MAX_DAY} 之间的日期。")
     n = (end - start).days + 1
     if n > max_days:
         raise bad_request(f"{what} {start} 至 {end} 共 {n} 天，太长了。",
@@ -77,6 +92,7 @@ def text_field(value: object, label: str, *, required: bool = False, max_len: in
         raise bad_request(f"「{label}」没有填写。", f"请填写{label}。")
     if len(text) > max_len:
         raise bad_request(f"「{label}」有 {len(text)} 个字，太长了。", f"请控制在 {max_len} 个字以内。")
-    if any(not ch.isprintable() and ch not in "\n\r\t" for ch in text):
-        raise bad_request(f"「{label}」里有无法显示的控制字符。", "请删除后重新填写。")
+    # As outreach.records.limits: one line, no control characters (the CLI and CSV refuse them too).
+    if any(not ch.isprintable() or unicodedata.category(ch) in ("Zl", "Zp") for ch in text):
+        raise bad_request(f"「{label}」里有换行或无法显示的控制字符。", "请写成一行，删除这些字符后重新填写。")
     return text

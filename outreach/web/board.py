@@ -1,0 +1,235 @@
+"""What the 今天 page, the audio players and the pack ZIPs need: today's board, program audio, pack grouping, ZIP streams."""
+
+from __future__ import annotations
+
+import zipfile
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from outreach.config import Config
+from outreach.db import session
+from outreach.errors import DeliveryError, OutreachError
+from outreach.models import Broadcast, BroadcastStatus, Township, Village
+from outreach.web.data import PackEntry, packs_dir, pack_file
+
+# Problems first, then what is still to come, then what went well.
+PROBLEMS = ("failed", "missed", "interrupted")
+_ORDER = {s: i for i, s in enumerate([*PROBLEMS, "planned", "exported", "played", "confirmed"])}
+# Which status a program shows when its campaign rows differ: the furthest along (as records.program_status).
+_PROGRESS = ["planned", "interrupted", "failed", "missed", "exported", "played", "confirmed"]
+SUCCESS = (BroadcastStatus.PLAYED, BroadcastStatus.CONFIRMED)
+
+
+@dataclass
+class Slot:
+    """One village program today, as the 今天 page shows it."""
+
+    village_id: str
+    village: str
+    township_id: str
+    township: str
+    slot: str
+    start: datetime | None
+    status: str
+    reason: str = ""
+    scripts: list[str] = field(default_factory=list)
+    last_success: datetime | None = None
+    online: bool | None = None  # None: no village station
+
+    @property
+    def problem(self) -> bool:
+        return self.status in PROBLEMS
+
+
+@dataclass
+class Board:
+    """Today's programs, problems first; counts per township; a problem loading the plan, if any."""
+
+    day: date
+    slots: list[Slot]
+    counts: dict[str, Counter[str]]
+    township_names: dict[str, str]
+    problem: str = ""
+
+    @property
+    def totals(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for c in self.counts.values():
+            out.update(c)
+        return out
+
+
+def _status(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def today_board(engine: Engine, config: Config, day: date, now: datetime, township: str = "") -> Board:
+    """Every village's programs on `day` with their as-run status, failures and misses first."""
+    from outreach.stations import list_stations
+    from outreach.workspace import load, plan
+
+    with session(engine) as s:
+        villages = {v.id: v for v in s.scalars(sa.select(Village))}
+        towns = {t.id: t.name for t in s.scalars(sa.select(Township))}
+        rows = list(s.scalars(sa.select(Broadcast).where(Broadcast.date == day)))
+        last = dict(s.execute(
+            sa.select(Broadcast.village_id, sa.func.max(sa.func.coalesce(Broadcast.played_at, Broadcast.confirmed_at)))
+            .where(Broadcast.status.in_(SUCCESS), Broadcast.date <= day).group_by(Broadcast.village_id)).all())
+    slots: dict[tuple[str, str], Slot] = {}
+    problem, titles = "", {}
+    try:
+        loaded = load(config)
+        titles = {sc.id: sc.title for sc in loaded.library}
+        for p in plan(loaded, day, day).programs:
+            v = villages.get(p.village_id)
+            slots[(p.village_id, p.slot)] = Slot(
+                p.village_id, v.name if v else p.village_id, p.township_id, towns.get(p.township_id, p.township_id),
+                p.slot, p.start, "planned", scripts=[titles.get(i, i) for i in p.script_ids])
+    except OutreachError as exc:
+        problem = str(exc)
+    folded: dict[tuple[str, str], list[Broadcast]] = defaultdict(list)
+    for b in rows:
+        folded[(b.village_id, b.slot)].append(b)
+    for key, group in folded.items():
+        status = max((_status(b.status) for b in group), key=lambda st: _PROGRESS.index(st) if st in _PROGRESS else -1)
+        found = slots.get(key)
+        if found is None:
+            v = villages.get(key[0])
+            tid = v.township_id if v else ""
+            found = slots[key] = Slot(key[0], v.name if v else key[0], tid, towns.get(tid, tid), key[1],
+                                      min(b.scheduled_at for b in group), status)
+            found.scripts = list(dict.fromkeys(titles.get(i, i) for b in group for i in b.script_ids.split(",") if i))
+        found.status = status
+        found.reason = next((b.error for b in group if b.error), "") if status in PROBLEMS else ""
+    try:
+        stations = list_stations(engine, now=now)
+    except Exception:  # a station table problem must not take the landing page down
+        stations = []
+    online: dict[str, bool] = {}
+    for st in stations:
+        if not st["revoked"]:
+            online[st["village_id"]] = online.get(st["village_id"], False) or st["online"]
+    out = [sl for sl in slots.values() if not township or sl.township_id == township]
+    for sl in out:
+        sl.last_success = last.get(sl.village_id)
+        sl.online = online.get(sl.village_id)
+    out.sort(key=lambda sl: (_ORDER.get(sl.status, 9) if sl.problem else 5, sl.start or now, sl.township_id,
+                             sl.village_id))
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for sl in out:
+        counts[sl.township_id][sl.status] += 1
+    return Board(day, out, dict(sorted(counts.items())), towns, problem)
+
+
+def board_json(board: Board, labels: dict[str, str], slot_labels: dict[str, str], tz: Any) -> dict[str, Any]:
+    """The board as the page's refresh script reads it."""
+    def local(value: datetime | None, fmt: str) -> str:
+        return value.astimezone(tz).strftime(fmt) if value else ""
+
+    return {
+        "day": board.day.isoformat(), "problem": board.problem,
+        "totals": dict(board.totals),
+        "townships": [{"id": t, "name": board.township_names.get(t, t), "counts": dict(c)}
+                      for t, c in board.counts.items()],
+        "slots": [{"village_id": s.village_id, "village": s.village, "township": s.township, "slot": s.slot,
+                   "slot_label": slot_labels.get(s.slot, s.slot), "start": local(s.start, "%H:%M"),
+                   "status": s.status, "status_label": labels.get(s.status, s.status), "reason": s.reason,
+                   "scripts": s.scripts, "last_success": local(s.last_success, "%m-%d %H:%M"), "online": s.online}
+                  for s in board.slots],
+    }
+
+
+# --- program audio ---------------------------------------------------------------------
+
+
+def program_clip(config: Config, village_id: str, day: date, slot: str) -> Path:
+    """The MP3 of one village's program (its airable scripts joined), built on first use.
+
+    Raises DeliveryError when there is no such program or a clip is not rendered.
+    """
+    from outreach.programs import program_audio
+    from outreach.render import verified_clip
+    from outreach.workspace import load, plan
+
+    loaded = load(config)
+    program = next((p for p in plan(loaded, day, day, village_ids=[village_id]).programs if p.slot == slot), None)
+    if program is None or not program.airable_items:
+        raise DeliveryError(f"{village_id} 在 {day} 这个时段没有要播的节目")
+    clips = [verified_clip(config, loaded.scripts[i.script_id]) for i in program.airable_items]
+    return program_audio(config, clips)
+
+
+# --- packs -----------------------------------------------------------------------------
+
+
+@dataclass
+class PackVillage:
+    village_id: str
+    name: str
+    entries: list[PackEntry]
+
+
+@dataclass
+class PackTownship:
+    township_id: str
+    name: str
+    villages: list[PackVillage]
+
+    @property
+    def count(self) -> int:
+        return sum(len(v.entries) for v in self.villages)
+
+
+def group_packs(entries: list[PackEntry], villages: dict[str, Village], towns: dict[str, Township]) -> list[PackTownship]:
+    """Pack files by township, then village, each village's in airing order (date, start time)."""
+    by_town: dict[str, dict[str, list[PackEntry]]] = defaultdict(lambda: defaultdict(list))
+    for e in entries:
+        v = villages.get(e.village_id)
+        by_town[v.township_id if v else ""][e.village_id].append(e)
+    out = []
+    for tid in sorted(by_town):
+        t = towns.get(tid)
+        vs = [PackVillage(vid, villages[vid].name if vid in villages else vid,
+                          sorted(es, key=lambda e: (e.date, e.start, e.path)))
+              for vid, es in sorted(by_town[tid].items())]
+        out.append(PackTownship(tid, t.name if t else (tid or "其他"), vs))
+    return out
+
+
+class _Sink:
+    """A write-only buffer zipfile writes into; the stream takes what is written after each file."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def zip_stream(config: Config, entries: list[PackEntry]) -> Iterator[bytes]:
+    """A ZIP of the pack files, built while it is sent: nothing is written to disk."""
+    root = packs_dir(config)
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as zf:  # type: ignore[arg-type]
+        for e in entries:
+            path = pack_file(root, e.path)
+            if path is None:
+                continue
+            zf.write(path, e.path)
+            yield sink.take()
+    yield sink.take()

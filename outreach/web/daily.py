@@ -1,0 +1,128 @@
+"""The daily pages: 今天 (and its JSON refresh), audio for clips, programs and previews, pack ZIPs."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from outreach import review
+from outreach.errors import OutreachError
+from outreach.web import board, data
+from outreach.web.labels import SLOT, STATUS
+from outreach.web.pages import TZ, ctx_of, not_found, render, require_user
+from outreach.web.params import parse_day
+
+router = APIRouter()
+AUDIO = "audio/mpeg"
+
+
+def _q(request: Request, name: str) -> str:
+    values = request.query_params.getlist(name)
+    return values[-1].strip() if values else ""
+
+
+@router.get("/today", response_class=HTMLResponse)
+def today_page(request: Request) -> Response:
+    user = require_user(request)
+    ctx = ctx_of(request)
+    township = _q(request, "township")
+    b = board.today_board(ctx.engine, ctx.config, ctx.today(), ctx.now(), township)
+    return render(request, "today.html", user=user, b=b, township=township,
+                  townships=data.townships(ctx.engine), refresh_s=30)
+
+
+@router.get("/today.json")
+def today_json(request: Request) -> Response:
+    require_user(request)
+    ctx = ctx_of(request)
+    b = board.today_board(ctx.engine, ctx.config, ctx.today(), ctx.now(), _q(request, "township"))
+    payload = board.board_json(b, STATUS, SLOT, TZ) | {"at": ctx.local_now().strftime("%H:%M:%S")}
+    return JSONResponse(payload)
+
+
+# --- audio -----------------------------------------------------------------------------
+
+
+@router.get("/audio/clips/{script_id}")
+def clip_audio(request: Request, script_id: str) -> Response:
+    """The rendered library clip of a script (what airs)."""
+    require_user(request)
+    ctx = ctx_of(request)
+    from outreach.render import verified_clip
+
+    scripts, _ = data.script_library(ctx.config)
+    script = next((s for s in scripts if s.id == script_id), None)
+    if script is None:
+        raise not_found("广播稿", script_id, "请从「广播稿」页面点播放。")
+    try:
+        path = verified_clip(ctx.config, script)
+    except OutreachError:
+        raise not_found("录音", script_id, "这篇稿件还没有生成录音；签发后运行 outreach render。") from None
+    return FileResponse(path, media_type=AUDIO)
+
+
+@router.get("/audio/programs/{village_id}/{day}/{slot}")
+async def program_audio(request: Request, village_id: str, day: str, slot: str) -> Response:
+    """One village's program of one day and slot, joined from its clips."""
+    require_user(request)
+    ctx = ctx_of(request)
+    when = parse_day(day, "日期", None)
+    if slot not in SLOT:
+        raise not_found("时段", slot[:20], "时段只能是早间或晚间。")
+    try:
+        path = await run_in_threadpool(board.program_clip, ctx.config, village_id, when, slot)
+    except OutreachError as exc:
+        raise not_found("节目录音", f"{village_id} {when} {SLOT[slot]}", f"{exc}") from None
+    return FileResponse(path, media_type=AUDIO)
+
+
+@router.get("/audio/previews/{script_id}/{sha}")
+def preview_audio(request: Request, script_id: str, sha: str) -> Response:
+    """A try-listen clip (never aired)."""
+    require_user(request)
+    path = review.find_preview(ctx_of(request).config, script_id, sha)
+    if path is None:
+        raise not_found("试听录音", script_id, "请在稿件页面重新点「试听」。")
+    return FileResponse(path, media_type=AUDIO)
+
+
+# --- packs -----------------------------------------------------------------------------
+
+
+@router.get("/packs", response_class=HTMLResponse)
+def packs_page(request: Request) -> Response:
+    user = require_user(request)
+    ctx = ctx_of(request)
+    entries, problem = data.pack_entries(ctx.config)
+    villages = {v.id: v for v in data.villages(ctx.engine)}
+    groups = board.group_packs(entries, villages, data.townships(ctx.engine))
+    return render(request, "packs.html", user=user, groups=groups, problem=problem, count=len(entries), quote=quote,
+                  export_dir=ctx.config.deliver.export_dir)
+
+
+@router.get("/packs/zip")
+def packs_zip(request: Request) -> Response:
+    """Every pack file of one village (?village=) or one township (?township=), as a ZIP made while sending."""
+    require_user(request)
+    ctx = ctx_of(request)
+    village_id, township_id = _q(request, "village"), _q(request, "township")
+    entries, _problem = data.pack_entries(ctx.config)
+    villages = {v.id: v for v in data.villages(ctx.engine)}
+    if village_id:
+        chosen = [e for e in entries if e.village_id == village_id]
+        name = f"{village_id}_{villages[village_id].name}" if village_id in villages else village_id
+    elif township_id:
+        chosen = [e for e in entries if (v := villages.get(e.village_id)) is not None and v.township_id == township_id]
+        name = township_id
+    else:
+        chosen, name = [], ""
+    if not chosen:
+        raise not_found("节目包", village_id or township_id or "（未指定）", "请从「节目包下载」页面点「打包下载」。")
+    chosen.sort(key=lambda e: (e.village_id, e.date, e.start, e.path))
+    disposition = f"attachment; filename=\"packs.zip\"; filename*=UTF-8''{quote(name + '.zip')}"
+    return StreamingResponse(board.zip_stream(ctx.config, chosen), media_type="application/zip",
+                             headers={"Content-Disposition": disposition})
+

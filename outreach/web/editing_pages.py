@@ -1,0 +1,229 @@
+"""Campaigns and villages edited in the browser: forms, a plan preview before saving, stale-form refusal.
+
+Thin: outreach.editing owns the YAML round-trip and validation; this module shapes forms and pages.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+
+from outreach import editing
+from outreach.config import Config
+from outreach.db import session, sync_registry
+from outreach.errors import OutreachError
+from outreach.registry import SLOT_NAMES, Registry, load_registry
+from outreach.scripts import Script, load_library
+from outreach.web.auth import User
+from outreach.web.pages import PageError, ctx_of, flash, not_found, post_form, redirect, render, require_user
+
+log = logging.getLogger("outreach.web")
+router = APIRouter()
+CAMPAIGNS = "campaigns.yaml"
+COUNTY = "county.yaml"
+SPEAKERS = {"networked": "联网播放（到点由服务器播放）", "station": "村广播站（本地缓存播放）", "offline": "U盘离线"}
+
+
+def _editor(request: Request) -> User:
+    user = require_user(request)
+    if not user.can_edit:
+        raise PageError(403, "没有权限", f"您的账号「{user.name}」是查看员，不能修改宣传活动或村庄设置。",
+                        "请联系管理员开通编辑员账号。")
+    return user
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OutreachError(f"{path}: cannot be read ({exc}); fix the file on the server") from exc
+
+
+def _world(config: Config) -> tuple[Registry, list[Script]]:
+    return (load_registry(config.schedules_dir),
+            load_library(config.scripts_dir, max_chars=config.render.max_chars))
+
+
+def _sync(request: Request, config: Config) -> None:
+    """Mirror the saved files into the database, so the lists and reports show the change at once."""
+    from outreach.workspace import load
+
+    try:
+        loaded = load(config)
+    except OutreachError as exc:  # the file is saved; the mirror catches up when the workspace is whole again
+        log.warning("saved, but the workspace does not load: %s", exc)
+        return
+    reg = loaded.registry
+    with session(ctx_of(request).engine) as s:
+        sync_registry(s, townships=reg.townships.values(), villages=reg.villages.values(),
+                      markets=reg.markets.values(), campaigns=loaded.campaigns,
+                      market_villages={m: reg.market_villages(m) for m in reg.markets})
+
+
+# --- campaigns ----------------------------------------------------------------------------
+
+
+def _form_values(form: FormData) -> editing.CampaignValues:
+    def one(key: str) -> str:
+        v = form.get(key)
+        return v.strip() if isinstance(v, str) else ""
+
+    def many(key: str) -> list[str]:
+        return [v for v in dict.fromkeys(form.getlist(key)) if isinstance(v, str) and v]
+
+    return editing.CampaignValues(
+        id=one("id"), name=one("name"), scripts=many("scripts"), start=one("from"), end=one("to"),
+        county=one("county") == "1", townships=many("townships"), villages=many("villages"),
+        markets=many("markets"), plays_per_slot=one("plays_per_slot") or "1", priority=one("priority") or "5",
+        market_day_boost=one("market_day_boost") or "0", urgent=one("urgent") == "1")
+
+
+def _campaign_form(request: Request, *, user: User, v: editing.CampaignValues, original: str, base: str,
+                   status: int = 200, checked: editing.Checked | None = None,
+                   preview: editing.PlanPreview | None = None, message: str = "") -> Response:
+    config = ctx_of(request).config
+    registry, library = _world(config)
+    return render(request, "campaign_edit.html", status=status, user=user, v=v, original=original, base=base,
+                  errors=checked.fields if checked else {}, other=checked.other if checked else [],
+                  preview=preview, message=message, registry=registry,
+                  scripts=sorted(library, key=lambda s: (not s.approved, s.topic, s.id)))
+
+
+@router.get("/campaigns/new", response_class=HTMLResponse)
+def new_campaign(request: Request) -> Response:
+    user = _editor(request)
+    text = _read(ctx_of(request).config.schedules_dir / CAMPAIGNS)
+    today = ctx_of(request).today()
+    v = editing.CampaignValues(start=today.isoformat(), end=today.isoformat())
+    return _campaign_form(request, user=user, v=v, original="", base=editing.stamp(text))
+
+
+@router.get("/campaigns/{campaign_id}/edit", response_class=HTMLResponse)
+def edit_campaign(request: Request, campaign_id: str) -> Response:
+    user = _editor(request)
+    config = ctx_of(request).config
+    text = _read(config.schedules_dir / CAMPAIGNS)
+    registry, library = _world(config)
+    checked = editing.check_campaigns(text, campaign_id, registry, {s.id: s for s in library})
+    found = next((c for c in checked.campaigns if c.id == campaign_id), None)
+    if found is None:
+        if checked.ok:
+            raise not_found("宣传活动", campaign_id, "请从「宣传活动」列表点进要修改的活动。")
+        raise OutreachError("campaigns.yaml has problems; fix them on the server first:\n" + "\n".join(checked.other))
+    return _campaign_form(request, user=user, v=editing.campaign_values(found), original=campaign_id,
+                          base=editing.stamp(text))
+
+
+@router.post("/campaigns/save", response_class=HTMLResponse)
+async def save_campaign(request: Request) -> Response:
+    """Check the edited campaign with the CLI's loader; action=preview plans it, action=save also writes."""
+    user, form = await post_form(request, editor=True)
+    ctx = ctx_of(request)
+    config = ctx.config
+    path = config.schedules_dir / CAMPAIGNS
+    v = _form_values(form)
+    original = form.get("original") if isinstance(form.get("original"), str) else ""
+    base = form.get("base") if isinstance(form.get("base"), str) else ""
+    page = dict(user=user, v=v, original=original, base=base)
+    current = _read(path)
+    if form.get("action") == "save" and editing.stamp(current) != base:
+        return _campaign_form(request, **page, status=409,  # type: ignore[arg-type]
+                              message="campaigns.yaml 在您打开这个表单之后被别人改过，没有保存。"
+                                      "请重新打开活动，再改一次后保存。")
+    try:
+        new_text = editing.apply_campaign(current, original or None, v)
+    except OutreachError as exc:
+        return _campaign_form(request, **page, status=409, message=str(exc))  # type: ignore[arg-type]
+    registry, library = _world(config)
+    scripts = {s.id: s for s in library}
+    checked = editing.check_campaigns(new_text, v.id, registry, scripts)
+    if not checked.ok:
+        return _campaign_form(request, **page, status=400, checked=checked,  # type: ignore[arg-type]
+                              message="活动设置有问题，没有保存；请按红字修改。")
+    if form.get("action") != "save":
+        from outreach.render import clip_durations
+        from outreach.workspace import GAP_S
+
+        preview = await run_in_threadpool(lambda: editing.preview_plan(
+            registry, checked.campaigns, v.id, scripts, clip_durations(config, library), today=ctx.today(),
+            gap_s=GAP_S))
+        return _campaign_form(request, **page, checked=checked, preview=preview,  # type: ignore[arg-type]
+                              message="下面是按这些设置排出的节目预览，还没有保存。")
+    try:
+        editing.save(path, new_text, base)
+    except editing.StaleFile as exc:
+        return _campaign_form(request, **page, status=409, message=str(exc))  # type: ignore[arg-type]
+    _sync(request, config)
+    log.info("campaign %s saved by %s", v.id, user.name)
+    flash(request, f"已保存宣传活动「{v.name}」。")
+    return redirect(f"/campaigns/{quote(v.id)}")
+
+
+# --- villages ------------------------------------------------------------------------------
+
+
+def _village_form(request: Request, *, user: User, village_id: str, v: editing.VillageValues, base: str,
+                  status: int = 200, checked: editing.Checked | None = None, message: str = "") -> Response:
+    registry = load_registry(ctx_of(request).config.schedules_dir)
+    village = registry.villages.get(village_id)
+    if village is None:
+        raise not_found("村庄", village_id, "请从「村庄」列表点进要修改的村庄。")
+    return render(request, "village_edit.html", status=status, user=user, village=village, v=v, base=base,
+                  errors=checked.fields if checked else {}, other=checked.other if checked else [],
+                  message=message, county_slots=registry.slots, slot_names=SLOT_NAMES, speakers=SPEAKERS,
+                  township=registry.townships[village.township_id])
+
+
+@router.get("/villages/{village_id}/edit", response_class=HTMLResponse)
+def edit_village(request: Request, village_id: str) -> Response:
+    user = _editor(request)
+    config = ctx_of(request).config
+    registry = load_registry(config.schedules_dir)
+    if village_id not in registry.villages:
+        raise not_found("村庄", village_id, "请从「村庄」列表点进要修改的村庄。")
+    text = _read(config.schedules_dir / COUNTY)
+    return _village_form(request, user=user, village_id=village_id, v=editing.village_values(registry, village_id),
+                         base=editing.stamp(text))
+
+
+@router.post("/villages/{village_id}/edit", response_class=HTMLResponse)
+async def save_village(request: Request, village_id: str) -> Response:
+    user, form = await post_form(request, editor=True)
+    config = ctx_of(request).config
+    path = config.schedules_dir / COUNTY
+
+    def one(key: str) -> str:
+        value: Any = form.get(key)
+        return value.strip() if isinstance(value, str) else ""
+
+    v = editing.VillageValues(slots={n: one(f"slot_{n}") for n in SLOT_NAMES}, speaker=one("speaker"),
+                              player=one("player"))
+    base = one("base")
+    page = dict(user=user, village_id=village_id, v=v, base=base)
+    current = _read(path)
+    if editing.stamp(current) != base:
+        return _village_form(request, **page, status=409,  # type: ignore[arg-type]
+                             message="county.yaml 在您打开这个表单之后被别人改过，没有保存。请重新打开再改。")
+    try:
+        new_text = editing.apply_village(current, village_id, v)
+    except OutreachError as exc:
+        return _village_form(request, **page, status=409, message=str(exc))  # type: ignore[arg-type]
+    checked = editing.check_county(config.schedules_dir, new_text, village_id)
+    if not checked.ok:
+        return _village_form(request, **page, status=400, checked=checked,  # type: ignore[arg-type]
+                             message="村庄设置有问题，没有保存；请按红字修改。")
+    try:
+        editing.save(path, new_text, base)
+    except editing.StaleFile as exc:
+        return _village_form(request, **page, status=409, message=str(exc))  # type: ignore[arg-type]
+    _sync(request, config)
+    log.info("village %s saved by %s", village_id, user.name)
+    flash(request, "已保存村庄设置。")
+    return redirect(f"/villages/{quote(village_id)}")

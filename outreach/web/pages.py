@@ -1,0 +1,221 @@
+"""Page helpers shared by the app factory, the routes and the parameter checks: errors, the session user, CSRF, flash."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import Engine
+from starlette.datastructures import FormData
+
+from outreach.config import TIMEZONE, Config
+from outreach.web import labels
+from outreach.web.auth import LoginLimiter, User, UserStore, csrf_ok, new_csrf_token
+
+TZ = ZoneInfo(TIMEZONE)
+CSRF_FIELD = "csrf_token"
+
+
+class PageError(Exception):
+    """A request the dashboard refuses, shown as a Chinese error page with `status`."""
+
+    def __init__(self, status: int, title: str, message: str, fix: str = "",
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"{status} {title}: {message}")
+        self.status, self.title, self.message, self.fix = status, title, message, fix
+        self.headers = headers or {}
+
+
+class LoginRequired(Exception):
+    """The request needs a logged-in user and has none."""
+
+
+def bad_request(message: str, fix: str) -> PageError:
+    """A 400 page: what was wrong with the input and how to fix it."""
+    return PageError(400, "请求有误", message, fix)
+
+
+def not_found(what: str, value: str, fix: str) -> PageError:
+    """A 404 page for an unknown campaign, village, market, script or file."""
+    return PageError(404, "找不到", f"没有{what}「{value}」。", fix)
+
+
+@dataclass
+class Context:
+    """What every route needs, kept on app.state."""
+
+    config: Config
+    engine: Engine
+    users: UserStore
+    limiter: LoginLimiter
+    templates: Jinja2Templates
+    now: Callable[[], datetime]
+    https_only: bool = False
+
+    def local_now(self) -> datetime:
+        """The injected clock, in Asia/Shanghai time."""
+        now = self.now()
+        if now.tzinfo is None:
+            raise ValueError("the web clock must return timezone-aware datetimes")
+        return now.astimezone(TZ)
+
+    def today(self) -> date:
+        return self.local_now().date()
+
+
+def ctx_of(request: Request) -> Context:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token, created on first use."""
+    token = request.session.get("csrf")
+    if not isinstance(token, str) or not token:
+        token = new_csrf_token()
+        request.session["csrf"] = token
+    return token
+
+
+def session_user(request: Request) -> User | None:
+    """The logged-in user, re-checked against users.json on every request.
+
+    The session holds the user's password stamp and session version; a changed
+    password, a logout (which bumps the version) or a removed user ends it at once,
+    whatever the cookie says.
+    """
+    name = request.session.get("user")
+    if not isinstance(name, str):
+        return None
+    user = ctx_of(request).users.get(name)
+    if (user is None or request.session.get("pw") != password_stamp(user)
+            or request.session.get("sv") != user.session_version):
+        request.session.pop("user", None)
+        return None
+    return user
+
+
+def start_session(request: Request, user: User) -> None:
+    """Log `user` in: a new session, so nothing from before (a planted token, say) carries over."""
+    request.session.clear()
+    request.session.update({"user": user.name, "pw": password_stamp(user), "sv": user.session_version,
+                            "csrf": new_csrf_token()})
+
+
+def password_stamp(user: User) -> str:
+    """A short fingerprint of the user's hash, kept in the session."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
+def require_user(request: Request) -> User:
+    """The logged-in user; raises LoginRequired (redirect to the login page) if there is none."""
+    user = session_user(request)
+    if user is None:
+        raise LoginRequired()
+    return user
+
+
+async def post_form(request: Request, *, editor: bool) -> tuple[User, FormData]:
+    """The user and form of a POST: logged in, CSRF token valid and, if `editor`, an editor.
+
+    Raises LoginRequired, or PageError 403 for a missing/wrong token or a viewer.
+    """
+    user = require_user(request)
+    form = await request.form()
+    token = form.get(CSRF_FIELD)
+    if not csrf_ok(request.session, token if isinstance(token, str) else None):
+        raise csrf_error()
+    if editor and not user.can_edit:
+        raise PageError(403, "没有权限",
+                        f"您的账号「{user.name}」是查看员，只能查看，不能确认广播、登记发放或批准广播稿。",
+                        "如需修改数据，请联系管理员用 outreach user add 为您开通编辑员账号。")
+    return user, form
+
+
+def csrf_error() -> PageError:
+    return PageError(403, "表单已失效",
+                     "表单缺少安全校验码，或校验码已过期（例如重新登录后仍使用旧页面）。",
+                     "请返回上一页，刷新后重新提交。")
+
+
+def render(request: Request, template: str, status: int = 200, *, stateless: bool = False,
+           **values: Any) -> HTMLResponse:
+    """Render a zh-CN template with the user, CSRF token, flash messages and labels filled in.
+
+    `stateless` leaves the session alone (no new CSRF token, no flash consumed), so
+    the response sets no cookie: for refusing requests that came from another site.
+    """
+    ctx = ctx_of(request)
+    # Not for errors caught outside the session middleware.
+    has_session = "session" in request.scope and not stateless
+    user = values.pop("user", None) or (session_user(request) if has_session else None)
+    flashes = request.session.pop("flash", []) if has_session and "flash" in request.session else []
+    response = ctx.templates.TemplateResponse(request, template, {
+        "user": user, "csrf": csrf_token(request) if has_session else "", "flashes": flashes,
+        "today": ctx.today(), "L": labels, **values,
+    }, status_code=status)
+    return response  # type: ignore[no-any-return]
+
+
+def flash(request: Request, message: str, kind: str = "ok") -> None:
+    """Show `message` once on the next page rendered for this session."""
+    request.session["flash"] = [*request.session.get("flash", []), {"kind": kind, "text": message}][-5:]
+
+
+def redirect(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to go to after login; anything else (other hosts, schemes) becomes '/'."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    if any(ord(ch) < 32 for ch in target):
+        return "/"
+    return target
+
+
+
+
+def _origin_parts(scheme: str, netloc: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) with the default port filled in; None if `netloc` is not a valid host[:port]."""
+    try:
+        parts = urlsplit(f"{scheme}://{netloc}")
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
+
+
+def same_origin(request: Request, *, https_only: bool) -> bool:
+    """True when a state-changing request comes from the dashboard's own pages.
+
+    Browsers send Origin with every POST; it must name this server (the Host the
+    browser asked for, over https when `https_only`). Without Origin, Sec-Fetch-Site
+    must not say another site. The CSRF token is still checked after this.
+    """
+    origin = request.headers.get("origin")
+    if origin is None:
+        return request.headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
+    host = request.headers.get("host", "")
+    scheme = "https" if https_only else request.url.scheme
+    theirs = urlsplit(origin)
+    if theirs.scheme not in ("http", "https") or theirs.path or theirs.query:
+        return False  # includes the opaque origin "null"
+    mine = _origin_parts(scheme, host)
+    return mine is not None and _origin_parts(theirs.scheme, theirs.netloc) == mine
+
+
+def cross_site_error() -> PageError:
+    return PageError(403, "请求来源不对",
+                     "这个提交来自别的网站，不是本系统的页面，操作没有执行。",
+                     "请直接打开本系统的网址，从页面上的按钮提交；如果系统放在反向代理后面，代理要把原来的 Host 传过来。")

@@ -1,0 +1,249 @@
+"""拟稿 → 审核 → 签发 in the browser: the script page, the editor form, try-listen, approve/reject, and user admin."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+
+from outreach import review
+from outreach.errors import OutreachError
+from outreach.scripts import ENGINES, ID_PATTERN, TOPICS, Script
+from outreach.textnorm import load_lexicon
+from outreach.tts.voices import ALL_VOICES
+from outreach.web import data
+from outreach.web.auth import Role, User
+from outreach.web.pages import PageError, ctx_of, flash, not_found, post_form, redirect, render, require_user
+
+log = logging.getLogger("outreach.web")
+router = APIRouter()
+MAX_SPOKEN_INPUT = 2000
+
+
+def _script(request: Request, script_id: str) -> Script:
+    scripts, _ = data.script_library(ctx_of(request).config)
+    found = next((s for s in scripts if s.id == script_id), None)
+    if found is None:
+        raise not_found("广播稿", script_id, "请从「广播稿」页面点进要看的稿件；有问题的稿件要先在服务器上改好。")
+    return found
+
+
+def _file_text(script: Script) -> str:
+    return script.path.read_bytes().decode("utf-8-sig").replace("\r\n", "\n")
+
+
+def _latest_preview(request: Request, script: Script) -> Any:
+    """The newest preview event of the script as it is now, if its clip still exists."""
+    ctx = ctx_of(request)
+    for e in reversed(review.trail(ctx.engine, script.id)):
+        if (e.action == "previewed" and e.content_hash == script.content_hash
+                and review.find_preview(ctx.config, script.id, e.audio_sha256)):
+            return e
+    return None
+
+
+def _need(user: User, what: str) -> None:
+    allowed = user.can_review if what == "review" else user.can_admin
+    if not allowed:
+        need = "审核员或管理员" if what == "review" else "管理员"
+        raise PageError(403, "没有权限", f"您的账号「{user.name}」是{_role(user)}，这个操作只有{need}能做。",
+                        "请联系管理员调整账号角色。")
+
+
+def _role(user: User) -> str:
+    from outreach.web.labels import ROLE
+    return ROLE.get(user.role.value, user.role.value)
+
+
+def _editor_values(form: FormData) -> tuple[dict[str, str], str, str | None]:
+    fields = {k: v if isinstance(v := form.get(k), str) else "" for k in review.FORM_FIELDS}
+    text = form.get("text")
+    base = form.get("base")
+    return fields, text if isinstance(text, str) else "", base if isinstance(base, str) else None
+
+
+def _editor(request: Request, *, user: User, fields: dict[str, str], text: str, base: str | None, status: int = 200,
+            errors: dict[str, list[str]] | None = None, preview: review.Preview | None = None, stale: str = "",
+            message: str = "") -> Response:
+    ctx = ctx_of(request)
+    lexicon = load_lexicon(ctx.config.lexicon_path)
+    return render(request, "script_edit.html", status=status, user=user, f=fields, text=text, base=base,
+                  errors=errors or {}, preview=preview, stale=stale, message=message, topics=TOPICS,
+                  engines=[e for e in ENGINES], voices=ALL_VOICES, id_pattern=ID_PATTERN,
+                  spoken=review.spoken_segments(text, lexicon) if text else [],
+                  max_chars=ctx.config.render.max_chars)
+
+
+@router.get("/spoken")
+def spoken(request: Request) -> Response:
+    """The spoken form of ?text= as pieces, digits-read pieces marked (for the editor's live view)."""
+    require_user(request)
+    text = (request.query_params.get("text") or "")[:MAX_SPOKEN_INPUT]
+    lexicon = load_lexicon(ctx_of(request).config.lexicon_path)
+    return JSONResponse({"pieces": [[p, n] for p, n in review.spoken_segments(text, lexicon)]})
+
+
+@router.get("/scripts/new", response_class=HTMLResponse)
+def new_script(request: Request) -> Response:
+    user = require_user(request)
+    if not user.can_edit:
+        raise PageError(403, "没有权限", f"您的账号「{user.name}」是查看员，不能拟稿。", "请联系管理员开通编辑员账号。")
+    fields = dict.fromkeys(review.FORM_FIELDS, "") | {"repeat": "2", "priority": "5", "topic": "traffic"}
+    return _editor(request, user=user, fields=fields, text="", base=None)
+
+
+@router.get("/scripts/{script_id}/edit", response_class=HTMLResponse)
+def edit_script(request: Request, script_id: str) -> Response:
+    user = require_user(request)
+    if not user.can_edit:
+        raise PageError(403, "没有权限", f"您的账号「{user.name}」是查看员，不能修改稿件。", "请联系管理员开通编辑员账号。")
+    script = _script(request, script_id)
+    return _editor(request, user=user, fields=review.form_of(script), text=script.text, base=_file_text(script))
+
+
+@router.post("/scripts/save", response_class=HTMLResponse)
+async def save_script(request: Request) -> Response:
+    """Save a draft (new when the form has no base), or try-listen to it (action=preview) without saving."""
+    user, form = await post_form(request, editor=True)
+    ctx = ctx_of(request)
+    fields, text, base = _editor_values(form)
+    if base is not None:  # an edit keeps its id; the form cannot rename a file
+        split = review._scripts._split(base)
+        fields["id"] = next((ln.split(":", 1)[1].strip() for ln in (split[0] if not isinstance(split, str) else [])
+                             if ln.startswith("id:")), fields["id"])
+    existing = base
+    content = review.compose(fields, text, existing)
+    script, errors = review.check_form(ctx.config.scripts_dir, content, fields["id"], ctx.config.render.max_chars)
+    if script is None:
+        return _editor(request, user=user, fields=fields, text=text, base=base, status=400, errors=errors,
+                       message="稿件有问题，没有保存；请按红字修改。")
+    if form.get("action") == "preview":
+        try:
+            pv = await run_in_threadpool(review.render_preview, ctx.config, script)
+        except OutreachError as exc:
+            return _editor(request, user=user, fields=fields, text=text, base=base, status=400,
+                           message=f"试听录音没有生成：{exc}")
+        await run_in_threadpool(lambda: review.record(ctx.engine, script.id, "previewed", user.name, ctx.now(),
+                                                      content_hash=pv.content_hash, audio_sha256=pv.sha256))
+        return _editor(request, user=user, fields=fields, text=text, base=base, preview=pv,
+                       message="试听录音已生成（只供试听，不会播出）。稿件还没有保存。")
+    try:
+        saved = await run_in_threadpool(lambda: review.save_draft(
+            ctx.engine, ctx.config, content, script.id, base=base, actor=user.name, now=ctx.now()))
+    except review.StaleForm as exc:
+        return _editor(request, user=user, fields=fields, text=text, base=base, status=409, stale=exc.diff,
+                       message=str(exc))
+    except OutreachError as exc:
+        return _editor(request, user=user, fields=fields, text=text, base=base, status=400, message=str(exc))
+    log.info("script %s saved by %s", saved.id, user.name)
+    flash(request, f"已保存「{saved.title}」（草稿）。请试听后交审核员签发。")
+    return redirect(f"/scripts/{quote(saved.id)}")
+
+
+@router.get("/scripts/{script_id}", response_class=HTMLResponse)
+def script_page(request: Request, script_id: str) -> Response:
+    user = require_user(request)
+    ctx = ctx_of(request)
+    script = _script(request, script_id)
+    lexicon = load_lexicon(ctx.config.lexicon_path)
+    drafted, last = review.authors(ctx.engine, script.id)
+    from outreach.render import verified_clip
+    try:
+        verified_clip(ctx.config, script)
+        has_clip = True
+    except OutreachError:
+        has_clip = False
+    return render(request, "script.html", user=user, s=script, spoken=review.spoken_segments(script.text, lexicon),
+                  trail=review.trail(ctx.engine, script.id), preview=_latest_preview(request, script),
+                  has_clip=has_clip, own=user.name in (drafted, last))
+
+
+@router.post("/scripts/{script_id}/preview")
+async def preview_script(request: Request, script_id: str) -> Response:
+    user, _form = await post_form(request, editor=True)
+    ctx = ctx_of(request)
+    script = await run_in_threadpool(_script, request, script_id)
+    pv = await run_in_threadpool(review.render_preview, ctx.config, script)
+    await run_in_threadpool(lambda: review.record(ctx.engine, script.id, "previewed", user.name, ctx.now(),
+                                                  content_hash=pv.content_hash, audio_sha256=pv.sha256))
+    flash(request, f"试听录音已生成（{pv.duration_s:.0f} 秒，只供试听，不会播出）。")
+    return redirect(f"/scripts/{quote(script.id)}#preview")
+
+
+@router.post("/scripts/{script_id}/approve")
+async def approve_script(request: Request, script_id: str) -> Response:
+    user, form = await post_form(request, editor=True)
+    ctx = ctx_of(request)
+    script = await run_in_threadpool(_script, request, script_id)
+    _need(user, "review")
+    if script.approved:
+        flash(request, f"「{script.title}」已经由{script.approved_by}于 {script.approved_on} 签发，无需再签发。", "error")
+        return redirect(f"/scripts/{quote(script.id)}")
+    heard = form.get("heard")
+    try:
+        approved = await run_in_threadpool(lambda: review.approve(
+            ctx.engine, ctx.config, script, reviewer=user.name, heard_sha256=heard if isinstance(heard, str) else "",
+            today=ctx.today(), now=ctx.now()))
+    except review.ReviewError as exc:
+        raise PageError(403, "不能签发", str(exc), "请回到稿件页面。") from None
+    flash(request, f"已签发「{approved.title}」（{approved.id}），签发人：{user.name}。下次生成节目时开始播出。")
+    return redirect(f"/scripts/{quote(script.id)}")
+
+
+@router.post("/scripts/{script_id}/reject")
+async def reject_script(request: Request, script_id: str) -> Response:
+    user, form = await post_form(request, editor=True)
+    ctx = ctx_of(request)
+    script = await run_in_threadpool(_script, request, script_id)
+    _need(user, "review")
+    comment = form.get("comment")
+    try:
+        await run_in_threadpool(lambda: review.reject(ctx.engine, script, reviewer=user.name,
+                                                      comment=comment if isinstance(comment, str) else "",
+                                                      now=ctx.now()))
+    except review.ReviewError as exc:
+        raise PageError(400, "不能退回", str(exc), "请回到稿件页面。") from None
+    flash(request, f"已退回「{script.title}」，意见已记入审核记录。")
+    return redirect(f"/scripts/{quote(script.id)}")
+
+
+# --- users ------------------------------------------------------------------------------
+
+
+@router.get("/users", response_class=HTMLResponse)
+def users_page(request: Request) -> Response:
+    user = require_user(request)
+    _need(user, "admin")
+    return render(request, "users.html", user=user, users=ctx_of(request).users.users(), roles=list(Role))
+
+
+@router.post("/users")
+async def users_action(request: Request) -> Response:
+    user, form = await post_form(request, editor=True)
+    _need(user, "admin")
+    ctx = ctx_of(request)
+    action, name, role = (v if isinstance(v := form.get(k), str) else "" for k in ("action", "name", "role"))
+    if name.strip() == user.name and action in ("remove", "role"):
+        raise PageError(400, "不能修改自己", "管理员不能删除自己或改自己的角色。", "请让另一位管理员来做。")
+    try:
+        if action == "add":
+            password = form.get("password")
+            await run_in_threadpool(lambda: ctx.users.add(name, role, password if isinstance(password, str) else "",
+                                                          now=ctx.now()))
+            flash(request, f"已添加用户「{name.strip()}」。")
+        elif action == "role":
+            await run_in_threadpool(ctx.users.set_role, name, role)
+            flash(request, f"已把「{name}」改为{role}；对方需要重新登录。")
+        elif action == "remove":
+            await run_in_threadpool(ctx.users.remove, name)
+            flash(request, f"已删除用户「{name}」。")
+        else:
+            raise PageError(400, "请求有误", "不认识的操作。", "请从「用户」页面的按钮提交。")
+    except OutreachError as exc:
+        flash(request, f"没有完成：{exc}", "error")
+    return redirect("/users")

@@ -1,0 +1,312 @@
+"""The CLI speaks one language: every --help and every CLI-layer message is Simplified Chinese.
+
+Also: dates typed as 2026-12-01, 2026/12/01 or 12月1日; village and market names accepted
+where ids are, with 您是不是要找 for a near miss; commands outside a workspace refuse in one
+line and leave no file; `outreach init`'s hint runs as printed; approval needs a reviewer.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from outreach.cli import cli
+from outreach.dates import nearest_date, read_date
+from outreach.errors import PlanError, RegistryError
+from outreach.registry import load_registry, resolve_market, resolve_township, resolve_village
+
+CLI_DIR = Path(__file__).resolve().parents[1] / "outreach" / "cli"
+CJK = re.compile(r"[\u3400-\u9fff]")
+# Things that stay as they are in Chinese text: option names, ids, metavars, file names,
+# `commands`, URLs, placeholders, and a few technical words (formats, protocols, units).
+KEEP = [
+    r"`[^`]*`", r"https?://\S+", r"\{[^}]*\}", r"--?[a-z][a-z0-9-]*", r"\[[^\]\n]*\]",
+    r"\b[\w.-]+\.(?:md|yaml|toml|json|csv|xlsx|txt|m3u|mp3|db|html)\b", r"\b[a-z_]+(?:[./][a-z_]+)+\b",
+    r"\b[A-Z][A-Z0-9_]+\b", r"\b[a-z]+_[a-z_]+\b", r"\b\d+[a-z]*\b",
+    r"\b(?:outreach|json|csv|xlsx|table|play|export|viewer|editor|reviewer|admin|neural|espeak|edge|offline|"
+    r"morning|evening|traffic|anti_fraud|Excel|HTML|HTTP|HTTPS|HSTS|Cookie|Secure|UTF|BOM|MP3|TTS|TCP|LUFS|"
+    r"argon2|dBTP|zh|CN|SIGTERM|Ctrl|Python|python|m|s|h|YYYY|MM|DD|audio_scripts|schedules|build|demo|"
+    r"users|station|broker|url|https_only|render|offline_engine|deliver|mode|village_id|date|slot|"
+    r"confirmed_by|note|market_id|leaflets|people|topics|staff|registry|init|user|add|scripts|list|approve|"
+    r"check|markets|ffplay)\b",
+]
+ENGLISH_RUN = re.compile(r"[A-Za-z]{2,}(?:[ ,;:'()-]+[A-Za-z]{2,}){2,}")
+
+
+def prose(text: str) -> str:
+    """`text` without the parts that stay in their original form."""
+    for pattern in KEEP:
+        text = re.sub(pattern, " ", text)
+    return text
+
+
+def walk(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path in the click tree, groups' subcommands included."""
+    found = []
+    for name, command in sorted(group.commands.items()):
+        found.append((*path, name))
+        if isinstance(command, click.Group):
+            found += walk(command, (*path, name))
+    return found
+
+
+COMMANDS = walk(cli)
+NAMES = re.compile(r"\b(?:" + "|".join(sorted({n for p in COMMANDS for n in p}, key=len, reverse=True)) + r")\b")
+
+
+def test_the_walk_finds_every_command() -> None:
+    assert {("plan",), ("scripts", "approve"), ("user", "add"), ("alert", "send"), ("station", "run")} <= set(COMMANDS)
+    assert len(COMMANDS) >= 30
+
+
+@pytest.mark.parametrize("path", [(), *COMMANDS], ids=lambda p: " ".join(p) or "outreach")
+def test_help_is_chinese(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"], prog_name="outreach")
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert text.startswith("用法：") and "显示本帮助并退出" in text
+    rest = NAMES.sub(" ", prose(text))
+    english = ENGLISH_RUN.findall(rest)
+    assert not english, f"English prose in `outreach {' '.join(path)} --help`: {english}"
+    letters = len(re.findall(r"[A-Za-z]", rest))
+    hanzi = len(CJK.findall(rest))
+    assert hanzi >= 10 and hanzi >= 0.8 * (hanzi + letters), (hanzi, letters, rest)
+
+
+def _literal(node: ast.AST) -> list[str]:
+    """The literal pieces of a message expression (not the names or keys inside its {...} fields)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.JoinedStr):
+        return [p for v in node.values for p in _literal(v)]
+    if isinstance(node, ast.FormattedValue):
+        return _literal(node.value) if isinstance(node.value, (ast.IfExp, ast.JoinedStr)) else []
+    if isinstance(node, ast.BinOp):
+        return _literal(node.left) + _literal(node.right)
+    if isinstance(node, ast.IfExp):
+        return _literal(node.body) + _literal(node.orelse)
+    return []
+
+
+def _templates() -> list[tuple[str, int, str]]:
+    """The literal text of every message the CLI layer prints or raises: (file, line, text)."""
+    found = []
+    for path in sorted(CLI_DIR.glob("*.py")):
+        if path.name == "zh.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name not in {"echo", "warn", "UsageError"} and not name.endswith("Error"):
+                continue
+            text = " ".join(_literal(node.args[0]))
+            if re.search(r"[A-Za-z]{2,}", prose(text)) or CJK.search(text):
+                found.append((path.name, node.lineno, text))
+    return found
+
+
+def test_every_cli_message_template_is_chinese() -> None:
+    templates = _templates()
+    assert len(templates) >= 40
+    bad = [(f, line, t) for f, line, t in templates
+           if ENGLISH_RUN.search(prose(t)) or (re.search(r"[A-Za-z]{3,}", prose(t)) and not CJK.search(t))]
+    assert not bad, bad
+
+
+def test_error_and_warning_prefixes_are_chinese(workspace: Path) -> None:
+    result = CliRunner().invoke(cli, ["plan", "--from", "2026-12-03", "--to", "2026-12-01", "-w", str(workspace)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("错误：--from/--to：")
+
+
+def test_click_usage_errors_are_chinese(workspace: Path) -> None:
+    result = CliRunner().invoke(cli, ["plan", "--from", "2026-12-01", "-w", str(workspace)])
+    assert result.exit_code == 2
+    assert "错误：缺少选项 '--to'" in result.stderr and "查看帮助" in result.stderr
+    typo = CliRunner().invoke(cli, ["plna"])
+    assert typo.exit_code == 2 and "没有命令 'plna'" in typo.stderr and "您是不是要找：'plan'" in typo.stderr
+
+
+# --- dates ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "today", "expected"), [
+    ("2026-12-01", date(2026, 11, 20), date(2026, 12, 1)),
+    ("2026/12/01", date(2026, 11, 20), date(2026, 12, 1)),
+    ("2026/12/1", date(2026, 11, 20), date(2026, 12, 1)),
+    ("2026年12月1日", date(2026, 11, 20), date(2026, 12, 1)),
+    ("12月1日", date(2026, 11, 20), date(2026, 12, 1)),
+    ("12月1日", date(2027, 1, 10), date(2026, 12, 1)),  # nearest: last month, not eleven months ahead
+    ("1月3日", date(2026, 12, 28), date(2027, 1, 3)),    # across the new year
+    ("3月1日", date(2026, 3, 10), date(2026, 3, 1)),
+])
+def test_read_date_forms(text: str, today: date, expected: date) -> None:
+    found, note = read_date(text, "--from", today=today)
+    assert found == expected
+    assert note == (None if text == expected.isoformat() else f"日期 {text} → {expected.isoformat()}")
+
+
+def test_nearest_date_tie_goes_forward_and_leap_day() -> None:
+    assert nearest_date(2, 29, date(2027, 3, 1)) == date(2028, 2, 29)
+    with pytest.raises(ValueError):
+        nearest_date(2, 30, date(2026, 1, 1))
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("2026-13-01", "不是真实存在的日期"), ("2月30日", "不是真实存在的日期"),
+    ("tomorrow", "不是日期；请写成 2026-12-01、2026/12/01 或 12月1日"), ("20261201", "不是日期"),
+])
+def test_read_date_refuses_in_chinese(text: str, words: str) -> None:
+    with pytest.raises(PlanError, match=words) as info:
+        read_date(text, "--to", today=date(2026, 11, 20))
+    assert str(info.value).startswith("--to：")
+
+
+def test_plan_takes_every_date_form_and_says_which_date(workspace: Path) -> None:
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    day = nearest_date(12, 1, today)
+    args = ["plan", "--from", "12月1日", "--to", f"{day.year}/{day.month}/{day.day}", "--json", "-w", str(workspace)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert f"日期 12月1日 → {day.isoformat()}" in result.stderr
+    assert f"日期 {day.year}/{day.month}/{day.day} → {day.isoformat()}" in result.stderr
+    iso = CliRunner().invoke(cli, ["plan", "--from", day.isoformat(), "--to", day.isoformat(), "--json",
+                                   "-w", str(workspace)])
+    assert iso.stdout == result.stdout and "日期" not in iso.stderr
+
+
+def test_markets_and_coverage_take_chinese_dates(workspace: Path) -> None:
+    rule = CliRunner().invoke(cli, ["markets", "--rule", "逢三", "--from", "2026/1/1", "--to", "2026-01-10"])
+    assert rule.exit_code == 0, rule.output
+    assert "日期 2026/1/1 → 2026-01-01" in rule.stderr
+    iso = CliRunner().invoke(cli, ["markets", "--rule", "逢三", "--from", "2026-01-01", "--to", "2026-01-10"])
+    assert rule.stdout == iso.stdout and rule.stdout.startswith("2026-01-")
+    cov = CliRunner().invoke(cli, ["coverage", "--today", "2026-03-10", "--from", "3月1日", "--format", "json",
+                                   "-w", str(workspace)])
+    assert cov.exit_code == 0, cov.output
+    assert "日期 3月1日 → 2026-03-01" in cov.stderr
+
+
+# --- names ----------------------------------------------------------------------------
+
+
+def test_resolver_takes_ids_and_names_and_suggests(workspace: Path) -> None:
+    registry = load_registry(workspace / "schedules")
+    village = next(iter(registry.villages.values()))
+    assert resolve_village(registry, village.id) == village.id
+    assert resolve_village(registry, village.name) == village.id
+    market = next(iter(registry.markets.values()))
+    assert resolve_market(registry, market.name) == market.id
+    township = next(iter(registry.townships.values()))
+    assert resolve_township(registry, township.name) == township.id
+    typo = village.name[:-1] + "屯"
+    with pytest.raises(RegistryError, match="您是不是要找：") as info:
+        resolve_village(registry, typo)
+    assert f"{village.name}（{village.id}）" in str(info.value) and f"未知的村“{typo}”" in str(info.value)
+    with pytest.raises(RegistryError, match="未知的集市"):
+        resolve_market(registry, "zzzz")
+
+
+def test_plan_accepts_a_village_name(workspace: Path) -> None:
+    registry = load_registry(workspace / "schedules")
+    village = next(iter(registry.villages.values()))
+    base = ["plan", "--from", "2026-12-01", "--to", "2026-12-01", "--json", "-w", str(workspace)]
+    by_name = CliRunner().invoke(cli, [*base, "--village", village.name])
+    by_id = CliRunner().invoke(cli, [*base, "--village", village.id])
+    assert by_name.exit_code == 0, by_name.output
+    assert by_name.stdout == by_id.stdout and village.id in by_name.stdout
+    wrong = CliRunner().invoke(cli, [*base, "--village", village.name + "x"])
+    assert wrong.exit_code == 1
+    assert wrong.stderr.startswith("错误：未知的村") and "您是不是要找：" in wrong.stderr and village.id in wrong.stderr
+
+
+def test_unknown_script_id_suggests(workspace: Path) -> None:
+    result = CliRunner().invoke(cli, ["scripts", "approve", "traffic-helmt", "--by", "x", "-w", str(workspace)])
+    assert result.exit_code == 1
+    # no users.json: the fix is named before anything else happens
+    assert "outreach user add 姓名 --role reviewer" in result.stderr
+
+
+# --- outside a workspace -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["coverage"], ["serve", "--port", "8999"], ["user", "add", "王秀兰", "--role", "admin", "--password-stdin"],
+    ["plan", "--from", "2026-12-01", "--to", "2026-12-01"], ["registry"], ["scripts", "check"], ["jobs"],
+    ["stations"], ["markets", "--from", "2026-12-01", "--to", "2026-12-02"],
+], ids=lambda a: a[0] if a[0] != "user" else "user-add")
+def test_outside_a_workspace_one_line_and_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  args: list[str]) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    empty = tmp_path / "not-a-workspace"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    result = CliRunner().invoke(cli, args, input="secret-password-1\n")
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("错误：")
+    assert "不是工作区（没有 outreach.toml）" in result.stderr and "outreach init" in result.stderr
+    assert list(empty.iterdir()) == []
+    other = CliRunner().invoke(cli, [*args, "-w", str(empty)], input="secret-password-1\n")
+    assert other.exit_code == 1 and list(empty.iterdir()) == []
+
+
+def test_init_hint_works_as_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["init", "county"])
+    assert result.exit_code == 0, result.output
+    hint = re.search(r"下一步：(outreach registry -w \S+)（", result.stdout)
+    assert hint, result.stdout
+    argv = shlex.split(hint.group(1))
+    run = CliRunner().invoke(cli, argv[1:])
+    assert run.exit_code == 0, run.output
+    assert "个乡镇" in run.stdout
+    assert re.search(r"再运行 outreach demo -w county（", result.stdout)
+
+
+# --- users and approval --------------------------------------------------------------
+
+
+def _add(workspace: Path, name: str, role: str) -> None:
+    result = CliRunner().invoke(cli, ["user", "add", name, "--role", role, "--password-stdin", "-w", str(workspace)],
+                                input="long-enough-password\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"已添加：{name}（{role}）\n"
+
+
+def test_user_add_accepts_every_role(workspace: Path) -> None:
+    from outreach.cli.web_cmds import ROLE_NAMES
+    from outreach.web.auth import Role
+
+    assert ROLE_NAMES == tuple(r.value for r in Role)
+    for i, role in enumerate(ROLE_NAMES):
+        _add(workspace, f"用户{i}", role)
+
+
+def test_approve_needs_a_known_reviewer(workspace: Path) -> None:
+    script = "traffic-harvest-season"
+    args = ["scripts", "approve", script, "--on", "2026/11/28", "-w", str(workspace)]
+    nobody = CliRunner().invoke(cli, [*args, "--by", "王秀兰"])
+    assert nobody.exit_code == 1 and "还没有审核人账号" in nobody.stderr
+    _add(workspace, "李编辑", "editor")
+    _add(workspace, "王秀兰", "reviewer")
+    editor = CliRunner().invoke(cli, [*args, "--by", "李编辑"])
+    assert editor.exit_code == 1 and "角色是 editor，不能批准稿件" in editor.stderr and "王秀兰" in editor.stderr
+    stranger = CliRunner().invoke(cli, [*args, "--by", "王秀"])
+    assert stranger.exit_code == 1 and "不是已登记的用户" in stranger.stderr and "您是不是要找：王秀兰" in stranger.stderr
+    unknown = CliRunner().invoke(cli, ["scripts", "approve", "traffic-harvest-seasn", "--by", "王秀兰",
+                                       "-w", str(workspace)])
+    assert unknown.exit_code == 1 and f"您是不是要找：{script}" in unknown.stderr
+    ok = CliRunner().invoke(cli, [*args, "--by", "王秀兰"])
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout == f"已批准：{script}，批准人 王秀兰，日期 2026-11-28\n"
+    assert "日期 2026/11/28 → 2026-11-28" in ok.stderr

@@ -1,0 +1,284 @@
+"""The station pages through FastAPI's TestClient: 终端在线率, station warnings, and 紧急插播 sent through a real Mosquitto.
+
+The send test starts a private Mosquitto the way tests/station_harness.py does,
+registers two stations (password file + ACL + SIGHUP), listens as those stations
+with their own tokens, and acks the alert; the page's JSON shows the delivery.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import threading
+import warnings
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*httpx2", category=UserWarning)
+    from fastapi.testclient import TestClient
+
+from outreach.config import load_config
+from outreach.db import session
+from outreach.models import Alert, Station
+from outreach.station.protocol import Leaf, topic
+from outreach.stations import add_station, hash_token
+from outreach.web import create_app
+from outreach.web.auth import USERS_FILE, UserStore
+from outreach.workspace import load, open_database
+from station_harness import Broker, free_port, wait_for
+
+TZ = ZoneInfo("Asia/Shanghai")
+PASSWORD = "qinghe-2026"
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+HAS_MOSQUITTO = shutil.which("mosquitto") is not None or os.path.exists("/usr/sbin/mosquitto")
+STATION_VILLAGES = ("dazhuang-01", "dazhuang-02")
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _client(app: object, name: str) -> TestClient:
+    client = TestClient(app, follow_redirects=False)  # type: ignore[arg-type]
+    token = CSRF.search(client.get("/login").text).group(1)  # type: ignore[union-attr]
+    assert client.post("/login", data={"csrf_token": token, "name": name, "password": PASSWORD,
+                                       "next": "/"}).status_code == 303
+    return client
+
+
+def _csrf(client: TestClient, path: str) -> str:
+    page = client.get(path)
+    assert page.status_code == 200, page.text
+    return CSRF.search(page.text).group(1)  # type: ignore[union-attr]
+
+
+def _stations_yaml(ws: Path) -> None:
+    """Mark STATION_VILLAGES `speaker: station` (registration refuses other villages)."""
+    path = ws / "schedules" / "county.yaml"
+    text = path.read_text(encoding="utf-8")
+    for v in STATION_VILLAGES:
+        line = next(ln for ln in text.splitlines() if f"id: {v}," in ln)
+        text = text.replace(line, line.replace("speaker: networked", "speaker: station"))
+    path.write_text(text, encoding="utf-8")
+
+
+@pytest.fixture
+def make_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:  # type: ignore[type-arg]
+    engines = []
+
+    def make(ws: Path, now: datetime):  # type: ignore[no-untyped-def]
+        monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'web.db'}")
+        _stations_yaml(ws)
+        loaded = load(load_config(ws))
+        engine = open_database(loaded)  # loads villages and townships into the database
+        engines.append(engine)
+        store = UserStore(ws / USERS_FILE, FAST_HASHER)
+        store.add("wang", "editor", PASSWORD, now=now)
+        store.add("zhao", "viewer", PASSWORD, now=now)
+        clock = Clock(now)
+        return loaded, engine, clock, create_app(loaded.config, now=clock, engine=engine)
+
+    yield make
+    for e in engines:
+        e.dispose()
+
+
+def _station_row(engine: sa.Engine, sid: str, village: str, now: datetime, **values: object) -> None:
+    with session(engine) as s:
+        s.add(Station(id=sid, village_id=village, token_sha256=hash_token(sid), broker_hash="x", created_at=now,
+                      **values))
+
+
+def _rows(html: str, table: str) -> dict[str, str]:
+    body = html.split(f'id="{table}"', 1)[1].split("</table>", 1)[0]
+    return {m.group(1): m.group(0) for m in re.finditer(r'<tr[^>]*data-station="([^"]+)".*?</tr>', body, re.S)}
+
+
+def test_stations_page_shows_online_rate_and_warnings(workspace: Path, make_site) -> None:  # type: ignore[no-untyped-def]
+    now = datetime(2026, 12, 10, 9, 30, tzinfo=TZ)
+    _, engine, _, app = make_site(workspace, now)
+    seen = now - timedelta(seconds=20)
+    good_buffer = date(2026, 12, 16)
+    _station_row(engine, "dazhuang-01-aaaaaa", "dazhuang-01", now, online=True, last_seen=seen,
+                 buffered_until=good_buffer, clock_offset_s=0.4, version="0.9.1", last_play="2026-12-10 morning played")
+    _station_row(engine, "dazhuang-02-bbbbbb", "dazhuang-02", now, online=False, last_seen=now - timedelta(hours=3),
+                 buffered_until=good_buffer, clock_offset_s=-0.2, version="0.9.1")
+    _station_row(engine, "hexi-04-cccccc", "hexi-04", now, online=True, last_seen=seen,
+                 buffered_until=date(2026, 12, 11), clock_offset_s=45.5, version="0.9.0")
+    _station_row(engine, "hexi-05-dddddd", "hexi-05", now, online=False, revoked_at=now - timedelta(days=1))
+    viewer = _client(app, "zhao")
+    page = viewer.get("/stations")
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert "终端在线率" in html and "发送紧急插播" not in html  # viewers cannot send
+    towns = html.split('id="townships"', 1)[1].split("</table>", 1)[0]
+    # 大庄镇: 1 of 2 online; 河西镇: 1 of 1 active (the revoked box does not count).
+    dz = re.search(r"大庄镇</td>(.*?)</tr>", towns, re.S).group(1)  # type: ignore[union-attr]
+    hx = re.search(r"河西镇</td>(.*?)</tr>", towns, re.S).group(1)  # type: ignore[union-attr]
+    assert [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>.*?</td>", dz, re.S)] == \
+        ["2", "1", "50%", "1"]
+    assert [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>.*?</td>", hx, re.S)] == \
+        ["1", "1", "100%", "1"]
+    assert re.search(r"<b>67%</b><span>终端在线率", html)  # 2 of 3 active stations
+    rows = _rows(html, "stations")
+    assert list(rows)[:2] in (["dazhuang-02-bbbbbb", "hexi-04-cccccc"], ["hexi-04-cccccc", "dazhuang-02-bbbbbb"])
+    assert "离线" in rows["dazhuang-02-bbbbbb"] and 'data-warning="offline"' in rows["dazhuang-02-bbbbbb"]
+    assert 'data-warning="clock_skew"' in rows["hexi-04-cccccc"] and "+45.5 秒" in rows["hexi-04-cccccc"]
+    assert 'data-warning="low_buffer"' in rows["hexi-04-cccccc"] and "2026-12-11" in rows["hexi-04-cccccc"]
+    assert "data-warning" not in rows["dazhuang-01-aaaaaa"] and "在线" in rows["dazhuang-01-aaaaaa"]
+    assert "09:29:40" in rows["dazhuang-01-aaaaaa"]  # last seen in Beijing time, not UTC
+    assert "2026-12-10 morning played" in rows["dazhuang-01-aaaaaa"] and "0.9.1" in rows["dazhuang-01-aaaaaa"]
+    assert "已注销" in rows["hexi-05-dddddd"]
+    # 390 px: every cell of the card tables carries its label (the phone CSS turns rows into cards).
+    for table in ("townships", "stations"):
+        body = html.split(f'id="{table}"', 1)[1].split("</table>", 1)[0].split("<tbody>", 1)[1]
+        cells = re.findall(r"<td[^>]*>", body)
+        assert cells and all("data-label=" in c for c in cells), table
+    assert 'href="/stations"' in html  # the nav link
+
+
+def test_alert_form_is_for_editors_and_only_approved_scripts(workspace: Path, make_site) -> None:  # type: ignore[no-untyped-def]
+    _, engine, _, app = make_site(workspace, datetime(2026, 12, 10, 9, 30, tzinfo=TZ))
+    viewer = _client(app, "zhao")
+    assert viewer.get("/alerts/new").status_code == 403
+    token = _csrf(viewer, "/stations")
+    refused = viewer.post("/alerts", data={"csrf_token": token, "script": "fraud-96110", "scope": "county",
+                                           "expires": "2h"})
+    assert refused.status_code == 403 and "查看员" in refused.text
+    editor = _client(app, "wang")
+    form = editor.get("/alerts/new")
+    assert form.status_code == 200
+    options = re.findall(r'<option value="([^"]+)">', form.text.split('name="script"', 1)[1].split("</select>")[0])
+    assert "fraud-96110" in options and "fraud-seven-tools" not in options  # a draft is not offered
+    token = CSRF.search(form.text).group(1)  # type: ignore[union-attr]
+    draft = editor.post("/alerts", data={"csrf_token": token, "script": "fraud-seven-tools", "scope": "county",
+                                         "expires": "2h"})
+    assert draft.status_code == 400 and "签发" in draft.text
+    no_csrf = editor.post("/alerts", data={"script": "fraud-96110", "scope": "county", "expires": "2h"})
+    assert no_csrf.status_code == 403
+    empty_township = editor.post("/alerts", data={"csrf_token": token, "script": "fraud-96110", "scope": "township",
+                                                  "expires": "2h"})
+    assert empty_township.status_code == 400 and "乡镇" in empty_township.text
+    bad_expiry = editor.post("/alerts", data={"csrf_token": token, "script": "fraud-96110", "scope": "county",
+                                              "expires": "99y"})
+    assert bad_expiry.status_code == 400
+    with session(engine) as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Alert)) == 0
+    assert editor.get("/alerts/0123456789abcdef").status_code == 404
+
+
+def test_alert_refused_clearly_when_broker_unreachable(rendered_workspace: Path, make_site,  # type: ignore[no-untyped-def]
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    now = datetime.now(TZ)
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("OUTREACH_BROKER_URL", f"mqtt://127.0.0.1:{port}")
+    monkeypatch.setenv("OUTREACH_BROKER_PASSWORD", "x")
+    _, engine, _, app = make_site(rendered_workspace, now)
+    _station_row(engine, "dazhuang-01-aaaaaa", "dazhuang-01", now, online=True)
+    editor = _client(app, "wang")
+    token = _csrf(editor, "/alerts/new")
+    out = editor.post("/alerts", data={"csrf_token": token, "script": "fraud-96110", "scope": "village",
+                                       "village": "dazhuang-01", "expires": "30m"})
+    assert out.status_code == 400 and "cannot reach the broker" in out.text and str(port) in out.text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_MOSQUITTO, reason="Mosquitto is not installed (tools/test installs it)")
+def test_alert_sent_through_mosquitto_and_delivery_shown_live(rendered_workspace: Path, make_site,  # type: ignore[no-untyped-def]
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import paho.mqtt.client as mqtt
+
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    try:
+        for key, value in broker.env().items():
+            monkeypatch.setenv(key, value)
+        now = datetime.now(TZ)
+        loaded, engine, clock, app = make_site(rendered_workspace, now)
+        regs = [add_station(engine, loaded, v, now=now, server_url="http://127.0.0.1", broker=broker.settings)
+                for v in STATION_VILLAGES]
+        got: dict[str, dict] = {}
+        lock = threading.Lock()
+        boxes = []
+        for reg in regs:  # each box logs in with its own token and reads only its own alert topic
+            sid = reg["station_id"]
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=sid, protocol=mqtt.MQTTv5)
+            c.username_pw_set(sid, reg["token"])
+            subscribed = threading.Event()
+            c.on_subscribe = lambda *a, ev=subscribed: ev.set()
+            c.on_connect = lambda cl, u, f, rc, p=None, sid=sid: cl.subscribe(topic(sid, Leaf.ALERT), qos=1)
+
+            def on_message(cl, u, msg, sid=sid):  # type: ignore[no-untyped-def]
+                with lock:
+                    got[sid] = json.loads(msg.payload)
+
+            c.on_message = on_message
+            c.connect("127.0.0.1", broker.port)
+            c.loop_start()
+            boxes.append((c, subscribed))
+        for _, ev in boxes:
+            assert ev.wait(10), "a station could not subscribe"
+        with TestClient(app, follow_redirects=False) as raw:  # runs the lifespan: the server's MQTT listener
+            token = CSRF.search(raw.get("/login").text).group(1)  # type: ignore[union-attr]
+            assert raw.post("/login", data={"csrf_token": token, "name": "wang", "password": PASSWORD,
+                                            "next": "/"}).status_code == 303
+            token = _csrf(raw, "/alerts/new")
+            sent = raw.post("/alerts", data={"csrf_token": token, "script": "fraud-96110", "scope": "township",
+                                             "township": "dazhuang", "expires": "30m"})
+            assert sent.status_code == 303, sent.text
+            alert_id = sent.headers["location"].rsplit("/", 1)[1]
+            page = raw.get(sent.headers["location"])
+            assert page.status_code == 200 and "/static/alert.js" in page.text and "已发出" in page.text
+            assert re.search(r'data-count="targets">2<', page.text) and re.search(r'data-count="played">0<', page.text)
+            wait_for("both stations to get the alert", lambda: len(got) == 2, 15)
+            assert {m["alert_id"] for m in got.values()} == {alert_id}
+            assert all(m["script_id"] == "fraud-96110" for m in got.values())
+            sent_at = datetime.fromisoformat(got[regs[0]["station_id"]]["sent_at"])
+            # The boxes report back on their own ack topics, as outreach.station.control does.
+            for (c, _), reg, delay in zip(boxes, regs, (2.0, 5.0)):
+                t = topic(reg["station_id"], Leaf.ACK)
+                c.publish(t, json.dumps({"alert_id": alert_id, "state": "delivered",
+                                         "at": (sent_at + timedelta(seconds=1)).isoformat()}), qos=1).wait_for_publish(5)
+            status = wait_for("the server to record both deliveries",
+                              lambda: (j := raw.get(f"/alerts/{alert_id}.json").json())["counts"]["delivered"] == 2
+                              and j, 15)
+            assert status["counts"] == {"targets": 2, "delivered": 2, "played": 0}
+            c, _ = boxes[0]
+            c.publish(topic(regs[0]["station_id"], Leaf.ACK), json.dumps(
+                {"alert_id": alert_id, "state": "played", "at": (sent_at + timedelta(seconds=2)).isoformat()}),
+                qos=1).wait_for_publish(5)
+            # A box cannot ack for another: the broker's ACL drops a publish on someone else's topic.
+            c.publish(topic(regs[1]["station_id"], Leaf.ACK), json.dumps(
+                {"alert_id": alert_id, "state": "played", "at": (sent_at + timedelta(seconds=1)).isoformat()}),
+                qos=1).wait_for_publish(5)
+            c2, _ = boxes[1]
+            c2.publish(topic(regs[1]["station_id"], Leaf.ACK), json.dumps(
+                {"alert_id": alert_id, "state": "played", "at": (sent_at + timedelta(seconds=5)).isoformat()}),
+                qos=1).wait_for_publish(5)
+            status = wait_for("both plays", lambda: (j := raw.get(f"/alerts/{alert_id}.json").json())["counts"]
+                              ["played"] == 2 and j, 15)
+            assert status["latency_s"] == {"p50": 3.5, "p95": 5.0, "max": 5.0}
+            page = raw.get(f"/alerts/{alert_id}").text
+            assert re.search(r'data-count="played">2<', page) and re.search(r'data-latency="max">5.0<', page)
+            assert page.count('class="badge played">已播出') == 2
+            listing = raw.get("/stations").text
+            assert f'href="/alerts/{alert_id}"' in listing
+        for c, _ in boxes:
+            c.disconnect()
+            c.loop_stop()
+    finally:
+        broker.stop()
