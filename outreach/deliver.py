@@ -137,7 +137,7 @@ def program_clips(loaded: Loaded, program: Program) -> tuple[list[Path], list[st
             problems.append(f"{item.script_id}: {item.blocked}")
             continue
         try:
-            clips.append(verified_clip(loaded.config, loaded.scripts[item.script_id]))
+            clips.append(verified_clip(loaded.config, loaded.scripts[item.script_id], voice=program.voice))
         except (OutreachError, KeyError) as exc:
             problems.append(f"{item.script_id}: {exc}")
     return clips, problems
@@ -145,7 +145,8 @@ def program_clips(loaded: Loaded, program: Program) -> tuple[list[Path], list[st
 
 def program_engines(loaded: Loaded, program: Program) -> str:
     """Which TTS engines made the clips of a program, from their sidecars."""
-    found = {clip_engine(loaded.config, loaded.scripts[sid]) for sid in program.script_ids if sid in loaded.scripts}
+    found = {clip_engine(loaded.config, loaded.scripts[sid], voice=program.voice)
+             for sid in program.script_ids if sid in loaded.scripts}
     return ",".join(sorted(e for e in found if e)) or "unknown"
 
 
@@ -173,8 +174,9 @@ class Prepared:
 
 def prepare_programs(loaded: Loaded, programs: Iterable[Program]) -> dict[Key, Prepared]:
     """Resolve programs for air: check each clip once, join each distinct program once."""
-    clip_of: dict[str, Path | str] = {}
-    engine_of: dict[str, str | None] = {}
+    # Keyed by (script, voice): a village with its own voice airs its own clips.
+    clip_of: dict[tuple[str, str | None], Path | str] = {}
+    engine_of: dict[tuple[str, str | None], str | None] = {}
     audio_of: dict[tuple[str, ...], tuple[Path, str] | str] = {}
     out: dict[Key, Prepared] = {}
     for p in programs:
@@ -184,33 +186,36 @@ def prepare_programs(loaded: Loaded, programs: Iterable[Program]) -> dict[Key, P
             if item.blocked:
                 not_aired.append((item, item.blocked))
                 continue
-            if item.script_id not in clip_of:
+            ck = (item.script_id, p.voice)
+            if ck not in clip_of:
                 try:
                     script = loaded.scripts[item.script_id]
-                    clip_of[item.script_id] = verified_clip(loaded.config, script)
-                    engine_of[item.script_id] = clip_engine(loaded.config, script)
+                    clip_of[ck] = verified_clip(loaded.config, script, voice=p.voice)
+                    engine_of[ck] = clip_engine(loaded.config, script, voice=p.voice)
                 except KeyError:
-                    clip_of[item.script_id] = "script is no longer in audio_scripts/"
+                    clip_of[ck] = "script is no longer in audio_scripts/"
                 except OutreachError as exc:
-                    clip_of[item.script_id] = str(exc)
-            found = clip_of[item.script_id]
+                    clip_of[ck] = str(exc)
+            found = clip_of[ck]
             (aired.append(item) if isinstance(found, Path) else not_aired.append((item, found)))
         content = tuple(i.script_id for i in aired)
+        joined_key = content if p.voice is None else (*content, f"@{p.voice}")
         audio = sha = None
         if content:
-            if content not in audio_of:
+            if joined_key not in audio_of:
                 try:
-                    joined = program_audio(loaded.config, [clip_of[s] for s in content], gap_s=GAP_S)  # type: ignore[misc]
-                    audio_of[content] = (joined, sha256_file(joined))
+                    parts = [clip_of[(s, p.voice)] for s in content]
+                    joined = program_audio(loaded.config, parts, gap_s=GAP_S)  # type: ignore[arg-type]
+                    audio_of[joined_key] = (joined, sha256_file(joined))
                 except OutreachError as exc:
-                    audio_of[content] = str(exc)
-            made = audio_of[content]
+                    audio_of[joined_key] = str(exc)
+            made = audio_of[joined_key]
             if isinstance(made, tuple):
                 audio, sha = made
             else:
                 not_aired += [(i, made) for i in aired]
                 aired = []
-        engines = sorted({e for s in content if (e := engine_of.get(s))})
+        engines = sorted({e for s in content if (e := engine_of.get((s, p.voice)))})
         out[(p.village_id, p.slot, p.date)] = Prepared(p, audio, sha, ",".join(engines) or "unknown",
                                                        tuple(aired), tuple(not_aired))
     return out

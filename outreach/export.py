@@ -16,7 +16,7 @@ from outreach.plan import PlanResult, Program
 from outreach.programs import program_audio
 from outreach.models import BroadcastStatus
 from outreach.records import mark_program, record_exported, record_planned
-from outreach.render import render_library, verified_clip
+from outreach.render import render_library, verified_clip, voice_label
 from outreach.workspace import GAP_S, Loaded, broadcast_plans, plan
 
 
@@ -32,7 +32,8 @@ def render_needed(loaded: Loaded, programs: Sequence[Program], *, progress: bool
     Returns how many clips were newly made and the failures by script id.
     """
     needed = sorted({i.script_id for p in programs for i in p.airable_items})
-    report = render_library(loaded.config, [loaded.scripts[s] for s in needed], progress=progress)
+    voices = {p.voice for p in programs if p.voice}
+    report = render_library(loaded.config, [loaded.scripts[s] for s in needed], progress=progress, voices=voices)
     return sum(not r.cached for r in report.results), dict(report.failures)
 
 
@@ -41,9 +42,9 @@ def _clips(loaded: Loaded, program: Program, render_failures: dict[str, str]) ->
     clips, problems = [], []
     for item in program.airable_items:
         try:
-            clips.append(verified_clip(loaded.config, loaded.scripts[item.script_id]))
+            clips.append(verified_clip(loaded.config, loaded.scripts[item.script_id], voice=program.voice))
         except OutreachError as exc:
-            why = render_failures.get(item.script_id, str(exc))
+            why = render_failures.get(voice_label(item.script_id, program.voice), str(exc))
             problems.append(f"script '{item.script_id}' has no usable clip: {why}")
     return clips, problems
 

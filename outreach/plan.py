@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from outreach.errors import PlanError
+from outreach.registry import village_voice
 
 if TYPE_CHECKING:
     from outreach.campaigns import Campaign
@@ -47,6 +48,8 @@ class Program:
     start: datetime
     items: tuple[ProgramItem, ...]
     duration_s: float
+    # The village's own voice (registry.village_voice), e.g. an edge dialect voice; None: the library's.
+    voice: str | None = None
 
     @property
     def script_ids(self) -> tuple[str, ...]:
@@ -68,8 +71,9 @@ class Program:
 
     @property
     def content_key(self) -> tuple[str, ...]:
-        """Two programs with equal keys have identical audio."""
-        return tuple(i.script_id for i in self.airable_items)
+        """Two programs with equal keys have identical audio (the voice is part of it when a village has one)."""
+        ids = tuple(i.script_id for i in self.airable_items)
+        return ids if self.voice is None else (*ids, f"@{self.voice}")
 
 
 @dataclass(frozen=True)
@@ -279,7 +283,7 @@ def build_programs(
                 programs.append(Program(
                     date=day, slot=slot.name, village_id=vid, township_id=known[vid].township_id,
                     start=datetime.combine(day, slot.start.replace(tzinfo=None), tzinfo=TZ),
-                    items=tuple(kept), duration_s=round(total, 3),
+                    items=tuple(kept), duration_s=round(total, 3), voice=village_voice(registry, vid),
                 ))
     programs.sort(key=lambda p: (p.date, p.start, p.village_id, p.slot))
     return PlanResult(programs, warnings, _alerts(programs, scripts))

@@ -301,7 +301,8 @@ class Runtime:
         result = plan(loaded, (now - grace).astimezone(TZ).date(), end.astimezone(TZ).date())
         programs = [p for p in result.programs if now - grace <= p.start <= end]
         needed = sorted({i.script_id for p in programs for i in p.airable_items if i.script_id in loaded.scripts})
-        report = render_library(loaded.config, [loaded.scripts[s] for s in needed])
+        report = render_library(loaded.config, [loaded.scripts[s] for s in needed],
+                                voices={p.voice for p in programs if p.voice})
         for script_id, message in report.failures:
             log.error("pre-flight: clip of %s cannot be made: %s", script_id, message)
         for line in result.alerts:  # one loud line per urgent campaign and edited script, not per program

@@ -22,6 +22,7 @@ from outreach.config import PlayerCommand
 from outreach.dates import TextDate
 from outreach.errors import MarketRuleError, RegistryError
 from outreach.markets import MarketRule, parse_rule
+from outreach.tts.voices import EDGE_VOICES, is_known_voice
 from outreach.yamlread import (
     Entry, Problems, YamlMap, check_keys, declared_ids, read_yaml, validate_entry, validate_items,
 )
@@ -29,6 +30,7 @@ from outreach.yamlread import (
 __all__ = [
     "SlotName", "SlotSpec", "Township", "Village", "Market", "Blackout", "Registry",
     "load_registry", "FILES", "MAX_SLOT_MINUTES", "resolve_village", "resolve_market", "resolve_township",
+    "village_voice",
 ]
 
 SlotName = Literal["morning", "evening"]
@@ -80,10 +82,19 @@ def _check_name(value: Any) -> Any:
     return value
 
 
+def _check_voice(value: Any) -> Any:
+    if isinstance(value, str) and not is_known_voice(value):
+        dialects = ", ".join(v.name for v in EDGE_VOICES if v.locale != "zh-CN")
+        raise ValueError(f"unknown voice {value!r}; use a dialect voice such as {dialects}, "
+                         "or any voice `outreach voices` lists")
+    return value
+
+
 Clock = Annotated[time, BeforeValidator(_parse_time), PlainSerializer(lambda t: t.strftime("%H:%M"))]
 Name = Annotated[str, BeforeValidator(_check_name), Field(min_length=1, max_length=100)]
 Id = Annotated[str, BeforeValidator(_check_id)]
 Rule = Annotated[MarketRule, PlainValidator(_to_rule), PlainSerializer(str)]
+VoiceName = Annotated[str, BeforeValidator(_check_voice)]
 
 
 class _Model(BaseModel):
@@ -110,6 +121,8 @@ class Township(_Model):
     name: Name
     # Player command for this township's networked villages (overrides [deliver] player).
     player: PlayerCommand | None = None
+    # TTS voice for this township's villages, e.g. an edge dialect voice (see village_voice).
+    voice: VoiceName | None = None
 
 
 class Village(_Model):
@@ -124,6 +137,8 @@ class Village(_Model):
     slot_overrides: dict[SlotName, Clock] = Field(default_factory=dict, alias="slots")
     # Player command for this village (overrides its township's and [deliver] player).
     player: PlayerCommand | None = None
+    # TTS voice for this village's clips (overrides its township's voice).
+    voice: VoiceName | None = None
 
 
 class Market(_Model):
@@ -342,6 +357,16 @@ def load_registry(schedules_dir: Path) -> Registry:
         raise RegistryError("\n  ".join([head, *problems.lines()]))
     return Registry(county=county, townships=townships, villages=villages, markets=markets,
                     slots=slots, blackouts=[e.item for e in blackout_entries])
+
+
+def village_voice(registry: Registry, village_id: str) -> str | None:
+    """The voice a village's clips are spoken in: its own, else its township's, else None (the library's)."""
+    # getattr: the planner also runs on registry-like test doubles without voices.
+    village = registry.villages[village_id]
+    if own := getattr(village, "voice", None):
+        return own
+    township = getattr(registry, "townships", {}).get(village.township_id)
+    return getattr(township, "voice", None)
 
 
 # --- names or ids, as a person types them -------------------------------------------

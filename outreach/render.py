@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import re
 import sys
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
@@ -109,14 +110,25 @@ def _cache_key(config: Config, script: Script, spoken: str, engine: str, voice: 
     return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def plan_clip(config: Config, script: Script, lexicon: Lexicon, engine_override: str | None = None) -> ClipJob:
-    """Decide the spoken text, engine, voice, rate, cache key and file name of a clip."""
+def plan_clip(config: Config, script: Script, lexicon: Lexicon, engine_override: str | None = None,
+              voice: str | None = None) -> ClipJob:
+    """Decide the spoken text, engine, voice, rate, cache key and file name of a clip.
+
+    `voice` (a village's or township's, e.g. an edge dialect voice) picks the engine that
+    offers it and wins over the script's voice and --engine; its clip is named
+    <script>@<voice>-<key>.mp3 and lives beside the default <script>-<key>.mp3.
+    """
     spoken = normalize(script.text, lexicon)
-    engine = engine_for(config, script, engine_override)
-    chosen = voice_for(config, script, engine)
+    engine = engine_of_voice(voice) if voice else None
+    if voice and engine is None:
+        raise ScriptError(f"unknown voice {voice!r} for '{script.id}'; use a voice `outreach voices` lists "
+                          "(voice: in schedules/county.yaml)")
+    engine = engine or engine_for(config, script, engine_override)
+    chosen = voice or voice_for(config, script, engine)
     rate = rate_for(config, script)
     key = _cache_key(config, script, spoken, engine, chosen, rate)
-    return ClipJob(script, spoken, engine, chosen, rate, key, config.clips_dir / f"{script.id}-{key[:12]}.mp3")
+    stem = f"{script.id}@{voice}" if voice else script.id
+    return ClipJob(script, spoken, engine, chosen, rate, key, config.clips_dir / f"{stem}-{key[:12]}.mp3")
 
 
 def cached_result(job: ClipJob) -> ClipResult | None:
@@ -159,9 +171,10 @@ def render_clip(job: ClipJob, config: Config, synthesizer: Synthesizer) -> ClipR
 
 
 def _remove_stale(job: ClipJob) -> None:
-    """Delete this script's clips of older keys (the library keeps one per script)."""
-    own = re.compile(re.escape(job.script.id) + r"-[0-9a-f]{12}\.(mp3|json)")
-    for old in job.path.parent.glob(f"{job.script.id}-*"):
+    """Delete this clip's older keys (the library keeps one clip per script and voice)."""
+    stem = job.path.stem.rsplit("-", 1)[0]  # <script> or <script>@<voice>
+    own = re.compile(re.escape(stem) + r"-[0-9a-f]{12}\.(mp3|json)")
+    for old in job.path.parent.glob(f"{stem}-*"):
         if own.fullmatch(old.name) and old.stem != job.path.stem:
             old.unlink(missing_ok=True)
 
@@ -192,30 +205,43 @@ def render_workers(pending: int) -> int:
     return max(1, min(cores, pending))
 
 
+def voice_label(script_id: str, voice: str | None) -> str:
+    """How a clip is named in reports: the script id, with @voice for a village's own voice."""
+    return f"{script_id}@{voice}" if voice else script_id
+
+
 def render_library(config: Config, scripts: list[Script], *, engine_override: str | None = None,
-                   force: bool = False, progress: bool = False, workers: int | None = None) -> RenderReport:
+                   force: bool = False, progress: bool = False, workers: int | None = None,
+                   voices: Iterable[str | None] = ()) -> RenderReport:
     """Render every approved script; finish the batch, then report the failures.
 
     Draft scripts are skipped: only approved scripts are rendered for air. Clips of the offline
     engines render in parallel, one process per core (`workers` overrides); each clip's bytes
     are the same whichever process makes it. Edge clips render here, one at a time (the service,
-    not the CPU, is their limit).
+    not the CPU, is their limit). Each of `voices` (villages' and townships' own voices) gets
+    its own clip of every script too; its failures are reported as <script>@<voice>.
     """
     lexicon = load_lexicon(config.lexicon_path)
     synthesizers: dict[str, Synthesizer] = {}
     approved = [s for s in scripts if s.approved]
+    extra = sorted({v for v in voices if v})
+    labels = [voice_label(s.id, v) for s in approved for v in (None, *extra)]
     outcome: dict[str, ClipResult | str] = {}
     todo: list[ClipJob] = []
+    label_of: dict[int, str] = {}
     for script in approved:
-        try:
-            job = plan_clip(config, script, lexicon, engine_override)
-            hit = None if force else cached_result(job)
-            if hit is None:
-                todo.append(job)
-            else:
-                outcome[script.id] = hit
-        except OutreachError as exc:
-            outcome[script.id] = str(exc)
+        for voice in (None, *extra):
+            label = voice_label(script.id, voice)
+            try:
+                job = plan_clip(config, script, lexicon, engine_override, voice=voice)
+                hit = None if force else cached_result(job)
+                if hit is None:
+                    todo.append(job)
+                    label_of[id(job)] = label
+                else:
+                    outcome[label] = hit
+            except OutreachError as exc:
+                outcome[label] = str(exc)
     pooled = [j for j in todo if j.engine != "edge"]
     count = workers or render_workers(len(pooled))
     if count < 2 or len(pooled) < 2:
@@ -231,29 +257,32 @@ def render_library(config: Config, scripts: list[Script], *, engine_override: st
         with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(_render_in_worker, job, config): job for job in pooled}
             for future in as_completed(futures):
+                label = label_of[id(futures[future])]
                 try:
-                    outcome[futures[future].script.id] = future.result()
+                    outcome[label] = future.result()
                 except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
-                    outcome[futures[future].script.id] = f"the render process died ({exc}); run `outreach render` again"
+                    outcome[label] = f"the render process died ({exc}); run `outreach render` again"
                 bar.update()
-    in_pool = {job.script.id for job in pooled}
+    in_pool = {id(job) for job in pooled}
     for job in todo:
-        if job.script.id in in_pool:
+        if id(job) in in_pool:
             continue
-        bar.set_postfix_str(job.script.id)
+        label = label_of[id(job)]
+        bar.set_postfix_str(label)
         try:
-            outcome[job.script.id] = render_clip(job, config, _synthesizer(config, job.engine, synthesizers))
+            outcome[label] = render_clip(job, config, _synthesizer(config, job.engine, synthesizers))
         except OutreachError as exc:
-            outcome[job.script.id] = str(exc)
+            outcome[label] = str(exc)
         bar.update()
     bar.close()
     report = RenderReport(results=[], failures=[])
-    for script in approved:
-        got = outcome[script.id]
+    path_of = {s.id: s.path for s in approved}
+    for label in labels:
+        got = outcome[label]
         if isinstance(got, ClipResult):
             report.results.append(got)
         else:
-            report.failures.append((script.id, f"{script.path}: {got}"))
+            report.failures.append((label, f"{path_of[label.split('@')[0]]}: {got}"))
     return report
 
 
@@ -299,27 +328,28 @@ def _read_meta(job: ClipJob) -> dict | None:
     return meta if meta.get("key") == job.key else None
 
 
-def _current_meta(config: Config, script: Script) -> tuple[ClipJob, dict | None]:
-    job = plan_clip(config, script, load_lexicon(config.lexicon_path))
+def _current_meta(config: Config, script: Script, voice: str | None = None) -> tuple[ClipJob, dict | None]:
+    job = plan_clip(config, script, load_lexicon(config.lexicon_path), voice=voice)
     return job, _read_meta(job)
 
 
-def verified_clip(config: Config, script: Script) -> Path:
-    """The rendered clip of `script`, checked against its recorded checksum.
+def verified_clip(config: Config, script: Script, voice: str | None = None) -> Path:
+    """The rendered clip of `script` (in `voice`, a village's own voice, if given), checked against its checksum.
 
     Raises DeliveryError if the clip was never rendered, is missing, or its
     bytes changed since rendering (a corrupt file is never aired).
     """
-    job, meta = _current_meta(config, script)
+    job, meta = _current_meta(config, script, voice)
+    label = voice_label(script.id, voice)
     if meta is None or not job.path.is_file():
-        raise DeliveryError(f"{job.path}: clip of '{script.id}' is not rendered; run `outreach render`")
+        raise DeliveryError(f"{job.path}: clip of '{label}' is not rendered; run `outreach render`")
     if job.path.stat().st_size != meta.get("size") or sha256_file(job.path) != meta.get("sha256"):
-        raise DeliveryError(f"{job.path}: clip of '{script.id}' is corrupt (checksum differs); "
+        raise DeliveryError(f"{job.path}: clip of '{label}' is corrupt (checksum differs); "
                             "run `outreach render --force`")
     return job.path
 
 
-def clip_engine(config: Config, script: Script) -> str | None:
-    """The engine that really produced the current clip of `script`, if rendered."""
-    _job, meta = _current_meta(config, script)
+def clip_engine(config: Config, script: Script, voice: str | None = None) -> str | None:
+    """The engine that really produced the current clip of `script` (in `voice`), if rendered."""
+    _job, meta = _current_meta(config, script, voice)
     return meta.get("engine") if meta else None

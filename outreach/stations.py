@@ -31,6 +31,7 @@ from outreach.files import sha256_file
 from outreach.models import Broadcast, BroadcastStatus, Station, StationEvent
 from outreach.plan import TZ, Program, ProgramItem
 from outreach.records import BroadcastPlan, mark_program, record_planned
+from outreach.registry import village_voice
 from outreach.station.protocol import (
     AsRunEvent, CampaignPart, EventKind, Manifest, ManifestEntry, StationError, entry_id, new_event_id,
 )
@@ -203,7 +204,8 @@ def _fallback_program(loaded: Loaded, village_id: str, day: date) -> Program | N
         return None
     village = loaded.registry.villages[village_id]
     start = datetime.combine(day, slots[0].start.replace(tzinfo=None), tzinfo=TZ)
-    return Program(day, slots[0].name, village_id, village.township_id, start, tuple(items), total)
+    return Program(day, slots[0].name, village_id, village.township_id, start, tuple(items), total,
+                   voice=village_voice(loaded.registry, village_id))
 
 
 @dataclass(frozen=True)

@@ -651,8 +651,9 @@ def test_record_exported_takes_one_program(engine):
 # --- the README tour's sample -------------------------------------------------------------
 
 
-def test_the_tour_sample_confirmations_accept_the_past_and_refuse_a_slot_still_to_come(workspace, tmp_path):
-    """samples/confirmations.csv, as the README tour runs it after exporting 11-28 and 12-01 (on 11-30)."""
+def test_the_tour_sample_confirmations_import_cleanly_and_a_slot_still_to_come_waits(workspace, tmp_path):
+    """samples/confirmations.csv, as the README tour runs it after exporting 11-28 and 12-01 (on 11-30):
+    it imports with no error; a row for 12-01 evening added to it is refused until that slot starts."""
     from outreach.config import load_config
     from outreach.workspace import load, open_database
 
@@ -669,12 +670,16 @@ def test_the_tour_sample_confirmations_accept_the_past_and_refuse_a_slot_still_t
         tour_day = datetime(2026, 11, 30, 10, 0, tzinfo=TZ)
         with db.session(engine) as s:
             report = records.import_confirmations(s, sample, now=tour_day, entered_by="李娜")
-        assert (report.rows_ok, report.rows_skipped) == (2, 0)
-        assert report.errors == [(4, "the evening program of 'dazhuang-05' on 2026-12-01 starts at 2026-12-01 18:30 "
-                                     "(Beijing time), which has not come yet; record the confirmation after it has "
-                                     "played")]
+        assert (report.rows_ok, report.rows_skipped, report.errors) == (2, 0, [])
+        later = write(tmp_path, sample.read_text(encoding="utf-8") + "dazhuang-05,2026-12-01,evening,王支书,\n")
         with db.session(engine) as s:
-            after = records.import_confirmations(s, sample, now=datetime(2026, 12, 1, 21, 0, tzinfo=TZ),
+            early = records.import_confirmations(s, later, now=tour_day, entered_by="李娜")
+        assert (early.rows_ok, early.rows_skipped) == (0, 2)
+        assert early.errors == [(4, "the evening program of 'dazhuang-05' on 2026-12-01 starts at 2026-12-01 18:30 "
+                                    "(Beijing time), which has not come yet; record the confirmation after it has "
+                                    "played")]
+        with db.session(engine) as s:
+            after = records.import_confirmations(s, later, now=datetime(2026, 12, 1, 21, 0, tzinfo=TZ),
                                                  entered_by="李娜")
         assert (after.rows_ok, after.rows_skipped, after.errors) == (1, 2, [])
     finally:

@@ -124,11 +124,11 @@ def test_unquoted_times_are_read_as_clock_times(sched: Path) -> None:
 # (file, text to replace, replacement, number of problems, parts the message must contain)
 BROKEN = [
     ("county.yaml", "township: lishu, population: 520", "township: lishuu, population: 520", 1,
-     ["county.yaml:54: villages[lishu-04].township: unknown township id 'lishuu'; use one of dazhuang, lishu, hexi"]),
+     ["county.yaml:56: villages[lishu-04].township: unknown township id 'lishuu'; use one of dazhuang, lishu, hexi"]),
     ("county.yaml", "{id: hexi-10, name: 红旗村", "{id: hexi-08, name: 红旗村", 1,
-     ["county.yaml:81: villages[hexi-08]: id repeats the one on line 74; give each a unique id"]),
+     ["county.yaml:83: villages[hexi-08]: id repeats the one on line 76; give each a unique id"]),
     ("county.yaml", "{id: hexi, name: 河西镇}", "{id: lishu, name: 河西镇}", 11,  # + its 10 villages
-     ["county.yaml:31: townships[lishu]: id repeats the one on line 30",
+     ["county.yaml:33: townships[lishu]: id repeats the one on line 32",
       "villages[hexi-01].township: unknown township id 'hexi'; use one of dazhuang, lishu (see"]),
     ("county.yaml", "population: 730", "populaton: 730", 2,
      ["villages[hexi-05].populaton: unknown key", "villages[hexi-05].population: is missing; add it"]),
@@ -136,7 +136,7 @@ BROKEN = [
      ["villages[dazhuang-09].speaker: Input should be 'networked', 'station' or 'offline' (got 'usb')"]),
     ("county.yaml", "{id: lishu-09,", "{id: Lishu_09,", 1, ["villages[Lishu_09].id: 'Lishu_09' is not a valid id"]),
     ("county.yaml", 'slots: {morning: "06:00"}', 'slots: {morning: "18:25"}', 1,
-     ["county.yaml:38: villages[dazhuang-04].slots.morning: 18:25 + 10 min runs into the evening slot at 18:30"]),
+     ["county.yaml:40: villages[dazhuang-04].slots.morning: 18:25 + 10 min runs into the evening slot at 18:30"]),
     ("county.yaml", 'slots: {morning: "06:00"}', 'slots: {morning: "19:00"}', 1,
      ["villages[dazhuang-04].slots: the morning slot must start before the evening slot (morning 19:00, evening"]),
     ("county.yaml", 'slots: {evening: "19:00"}', 'slots: {evening: "23:55"}', 1,
@@ -194,7 +194,7 @@ def test_every_problem_is_listed_at_once(sched: Path) -> None:
     edit(sched, "slots.yaml", 'start: "06:30"', 'start: "6.30"')
     lines = problems(sched).splitlines()
     assert lines[0] == f"3 problems in the county registry ({sched}):"
-    assert "county.yaml:71: villages[hexi-05].population" in lines[1]
+    assert "county.yaml:73: villages[hexi-05].population" in lines[1]
     assert "markets.yaml:" in lines[2] and "markets[county-ji].rule" in lines[2]
     assert "slots.yaml:" in lines[3] and "slots.morning.start: '6.30' is not a time" in lines[3]
 

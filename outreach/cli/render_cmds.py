@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import click
 
-from outreach.cli.base import Workspace, cli, echo_json, with_workspace
+from outreach.cli.base import Workspace, cli, echo_json, warn, with_workspace
 
 
 @cli.command()
@@ -54,7 +54,18 @@ def render(engine: str | None, script_ids: tuple[str, ...], force: bool, as_json
     scripts = load_library(config.scripts_dir, max_chars=config.render.max_chars)
     if script_ids:
         scripts = require_approved(scripts, list(script_ids))
-    report = render_library(config, scripts, engine_override=engine, force=force, progress=sys.stderr.isatty())
+    from outreach.errors import RegistryError
+    from outreach.registry import load_registry, village_voice
+
+    # Townships or villages with their own (dialect) voice air their own clip of each script too.
+    try:
+        registry = load_registry(config.schedules_dir)
+        voices = {v for v in (village_voice(registry, vid) for vid in registry.villages) if v}
+    except RegistryError as exc:
+        warn(f"村庄名册有误，只生成默认声音的音频：{exc}")
+        voices = set()
+    report = render_library(config, scripts, engine_override=engine, force=force, progress=sys.stderr.isatty(),
+                            voices=voices)
     if as_json:
         echo_json([asdict(r) for r in report.results])
     else:

@@ -162,7 +162,7 @@ def program_clip(config: Config, village_id: str, day: date, slot: str) -> Path:
     program = next((p for p in plan(loaded, day, day, village_ids=[village_id]).programs if p.slot == slot), None)
     if program is None or not program.airable_items:
         raise DeliveryError(f"{village_id} 在 {day} 这个时段没有要播的节目")
-    clips = [verified_clip(config, loaded.scripts[i.script_id]) for i in program.airable_items]
+    clips = [verified_clip(config, loaded.scripts[i.script_id], voice=program.voice) for i in program.airable_items]
     return program_audio(config, clips)
 
 
