@@ -22,7 +22,7 @@ from outreach.errors import OutreachError
 from outreach.registry import SLOT_NAMES, Registry, load_registry
 from outreach.scripts import Script, load_library
 from outreach.web.auth import User
-from outreach.web.pages import PageError, ctx_of, flash, not_found, post_form, redirect, render, require_user
+from outreach.web.pages import ctx_of, flash, not_found, post_form, redirect, render, require_editor
 
 log = logging.getLogger("outreach.web")
 router = APIRouter()
@@ -32,11 +32,7 @@ SPEAKERS = {"networked": "联网播放（到点由服务器播放）", "station"
 
 
 def _editor(request: Request) -> User:
-    user = require_user(request)
-    if not user.can_edit:
-        raise PageError(403, "没有权限", f"您的账号「{user.name}」是查看员，不能修改宣传活动或村庄设置。",
-                        "请联系管理员开通编辑员账号。")
-    return user
+    return require_editor(request, "不能修改宣传活动或村庄设置。")
 
 
 def _read(path: Path) -> str:

@@ -122,6 +122,14 @@ def require_user(request: Request) -> User:
     return user
 
 
+def require_editor(request: Request, cannot: str, fix: str = "请联系管理员开通编辑员账号。") -> User:
+    """The logged-in user if an editor (or higher); else PageError 403 saying what a viewer `cannot` do."""
+    user = require_user(request)
+    if not user.can_edit:
+        raise PageError(403, "没有权限", f"您的账号「{user.name}」是查看员，{cannot}", fix)
+    return user
+
+
 async def post_form(request: Request, *, editor: bool) -> tuple[User, FormData]:
     """The user and form of a POST: logged in, CSRF token valid and, if `editor`, an editor.
 
@@ -132,10 +140,9 @@ async def post_form(request: Request, *, editor: bool) -> tuple[User, FormData]:
     token = form.get(CSRF_FIELD)
     if not csrf_ok(request.session, token if isinstance(token, str) else None):
         raise csrf_error()
-    if editor and not user.can_edit:
-        raise PageError(403, "没有权限",
-                        f"您的账号「{user.name}」是查看员，只能查看，不能确认广播、登记发放或批准广播稿。",
-                        "如需修改数据，请联系管理员用 outreach user add 为您开通编辑员账号。")
+    if editor:
+        require_editor(request, "只能查看，不能确认广播、登记发放或批准广播稿。",
+                       "如需修改数据，请联系管理员用 outreach user add 为您开通编辑员账号。")
     return user, form
 
 

@@ -18,7 +18,7 @@ from outreach.db import session
 from outreach.models import Alert
 from outreach.web import data
 from outreach.web.pages import (
-    TZ, PageError, bad_request, ctx_of, flash, not_found, post_form, redirect, render, require_user,
+    TZ, PageError, bad_request, ctx_of, flash, not_found, post_form, redirect, render, require_editor, require_user,
 )
 
 log = logging.getLogger("outreach.web")
@@ -92,12 +92,6 @@ def stations_page(request: Request) -> Response:
                   online=online, alerts=_recent_alerts(request), WARNING=WARNING)
 
 
-def _editor_only(request: Request) -> Any:
-    user = require_user(request)
-    if not user.can_edit:
-        raise PageError(403, "没有权限", f"您的账号「{user.name}」是查看员，不能发送紧急插播。",
-                        "请联系管理员开通编辑员账号。")
-    return user
 
 
 def _form_choices(request: Request) -> dict[str, Any]:
@@ -109,7 +103,7 @@ def _form_choices(request: Request) -> dict[str, Any]:
 
 @router.get("/alerts/new", response_class=HTMLResponse)
 def new_alert(request: Request) -> Response:
-    user = _editor_only(request)
+    user = require_editor(request, "不能发送紧急插播。")
     return render(request, "alert.html", user=user, alert=None, f={"scope": "township", "expires": "2h"},
                   **_form_choices(request))
 
