@@ -41,7 +41,7 @@ def parse_duration(text: str) -> timedelta:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     t = text.strip().lower()
     if len(t) < 2 or t[-1] not in units or not t[:-1].isdigit() or int(t[:-1]) <= 0:
-        raise StationError(f"--expires {text!r}: write a number and a unit, e.g. 90s, 30m, 2h or 1d")
+        raise StationError(f"--expires {text!r}：请写数字加单位，例如 90s、30m、2h 或 1d")
     return timedelta(seconds=int(t[:-1]) * units[t[-1]])
 
 
@@ -51,12 +51,12 @@ def target_stations(engine: Engine, loaded: Loaded, *, county: bool, townships: 
     reg = loaded.registry
     for t in townships:
         if t not in reg.townships:
-            raise StationError(f"--township {t!r}: unknown township; use an id from schedules/county.yaml")
+            raise StationError(f"--township {t!r}：未知的乡镇；请使用 schedules/county.yaml 里的编号")
     for v in villages:
         if v not in reg.villages:
-            raise StationError(f"--village {v!r}: unknown village; use an id from schedules/county.yaml")
+            raise StationError(f"--village {v!r}：未知的村；请使用 schedules/county.yaml 里的编号")
     if not (county or townships or villages):
-        raise StationError("choose whom to alert: --county, --township T or --village V")
+        raise StationError("请选择紧急插播发给谁：--county、--township 乡镇 或 --village 村")
     wanted = set(reg.villages) if county else (
         set(villages) | {vid for vid, v in reg.villages.items() if v.township_id in set(townships)})
     with session(engine) as s:
@@ -69,14 +69,14 @@ def send_alert(engine: Engine, loaded: Loaded, broker: BrokerSettings, script_id
     """Publish an approved script's clip as an alert to `targets`; returns {alert_id, targets, sent_at, expires_at}."""
     script = loaded.scripts.get(script_id)
     if script is None:
-        raise StationError(f"unknown script {script_id!r}; list them with `outreach scripts check`")
+        raise StationError(f"未知的广播稿 {script_id!r}；用 `outreach scripts check` 查看全部广播稿")
     if not script.approved:
-        raise StationError(f"script {script_id} is not approved; approve it with `outreach scripts approve "
-                           f"{script_id} --by NAME` (only approved scripts can be sent)")
+        raise StationError(f"广播稿 {script_id} 还没有批准；请用 `outreach scripts approve {script_id} --by NAME` "
+                           "批准（只有已批准的广播稿才能发出）")
     if not targets:
-        raise StationError("no registered station in the chosen area; register one with `outreach station add`")
+        raise StationError("所选范围内没有已登记的村广播站；请用 `outreach station add` 登记")
     if not timedelta(seconds=10) <= expires <= MAX_EXPIRY:
-        raise StationError("--expires must be between 10s and 2d")
+        raise StationError("--expires 须在 10s 到 2d 之间")
     clip = verified_clip(loaded.config, script)
     sha = sha256_file(clip)
     store_blob(blob_dir(loaded), clip, sha)
@@ -105,7 +105,7 @@ def _publish(broker: BrokerSettings, messages: Sequence[tuple[str, str]], *, exp
     try:
         client.connect(broker.host, broker.port, keepalive=30)
     except OSError as exc:
-        raise StationError(f"cannot reach the broker at {broker.url}: {exc}; is Mosquitto running?") from exc
+        raise StationError(f"连不上消息服务器（Mosquitto）{broker.url}：{exc}；Mosquitto 是否在运行？") from exc
     client.loop_start()
     try:
         infos = [client.publish(t, payload, qos=1, properties=props) for t, payload in messages]
@@ -113,10 +113,10 @@ def _publish(broker: BrokerSettings, messages: Sequence[tuple[str, str]], *, exp
         for info in infos:
             info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
             if not info.is_published():
-                raise StationError(f"the broker at {broker.url} did not confirm the alert within {timeout_s:.0f} s "
-                                   "(wrong [broker] username/password?)")
+                raise StationError(f"消息服务器 {broker.url} 在 {timeout_s:.0f} 秒内没有确认收到紧急插播"
+                                   "（[broker] 的 username/password 是否有误？）")
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                raise StationError(f"publishing the alert failed: {mqtt.error_string(info.rc)}")
+                raise StationError(f"紧急插播发布失败：{mqtt.error_string(info.rc)}")
     finally:
         client.disconnect()
         client.loop_stop()
@@ -147,7 +147,7 @@ def alert_status(engine: Engine, alert_id: str) -> dict[str, Any]:
     with session(engine) as s:
         alert = s.get(Alert, alert_id)
         if alert is None:
-            raise StationError(f"no alert {alert_id!r}; `outreach alert send` prints the id")
+            raise StationError(f"没有紧急插播 {alert_id!r}；编号见 `outreach alert send` 的输出")
         rows = s.scalars(sa.select(AlertDelivery).where(AlertDelivery.alert_id == alert_id)).all()
         targets = json.loads(alert.targets)
         latencies = sorted((r.played_at - alert.sent_at).total_seconds() for r in rows if r.played_at)
@@ -214,4 +214,4 @@ class ControlListener:
             with self._lock:
                 self.messages += 1
         except Exception:  # a bad message must never stop the listener
-            log.exception("station message on %s could not be stored", msg.topic)
+            log.exception("%s 上的村广播站消息未能保存", msg.topic)

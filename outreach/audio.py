@@ -45,7 +45,7 @@ def load_segment(path: Path, fmt: str, sample_rate: int) -> AudioSegment:
     """Decode `path` (container `fmt`) into a mono 16-bit pydub segment."""
     pcm = decode_to_pcm(path, fmt=fmt, sample_rate=sample_rate)
     if not pcm:
-        raise AudioError(f"{path}: decoded to no audio; the TTS output is empty")
+        raise AudioError(f"{path}: 解码后没有声音；语音引擎的输出是空的")
     return AudioSegment(data=pcm, sample_width=2, frame_rate=sample_rate, channels=1)
 
 
@@ -122,7 +122,7 @@ def _pre_chain(profile: MasteringProfile) -> str:
 def shape(src_wav: Path, shaped_wav: Path, profile: MasteringProfile) -> float:
     """Band-pass and compress `src_wav` into `shaped_wav`; return its integrated loudness (LUFS)."""
     proc = run_ffmpeg(["-f", "wav", "-i", str(src_wav), "-af", f"{_pre_chain(profile)},ebur128",
-                       "-c:a", "pcm_s16le", "-f", "wav", str(shaped_wav)], what=f"{src_wav}: band-pass and compression")
+                       "-c:a", "pcm_s16le", "-f", "wav", str(shaped_wav)], what=f"{src_wav}: 带通滤波和压缩")
     return _integrated(proc.stderr, src_wav)
 
 
@@ -135,7 +135,7 @@ def finish(shaped_wav: Path, out: Path, profile: MasteringProfile, gain_db: floa
     """Apply the loudness gain and the peak limiter; write `out` as MP3 (the profile's) or WAV."""
     codec = (["-c:a", "libmp3lame", "-b:a", f"{profile.bitrate_kbps}k"] if fmt == "mp3" else ["-c:a", "pcm_s16le"])
     run_ffmpeg(["-f", "wav", "-i", str(shaped_wav), "-af", _gain_and_limit(gain_db, limit_db), "-ac", "1",
-                "-ar", str(profile.sample_rate), *codec, "-f", fmt, str(out)], what=f"{out}: mastering")
+                "-ar", str(profile.sample_rate), *codec, "-f", fmt, str(out)], what=f"{out}: 响度处理")
 
 
 def master_to_mp3(segment: AudioSegment, out_mp3: Path, profile: MasteringProfile, *,
@@ -154,7 +154,7 @@ def master_to_mp3(segment: AudioSegment, out_mp3: Path, profile: MasteringProfil
         segment.export(src, format="wav")
         first = shape(src, shaped, profile)
         if first <= SILENCE_LUFS:
-            raise AudioError(f"{out_mp3}: the audio is silent; check the TTS engine output")
+            raise AudioError(f"{out_mp3}: 音频没有声音；请检查语音引擎的输出")
         gain_db = profile.target_lufs - first
         limit_db = profile.true_peak_db - TP_MARGIN_DB
         for _attempt in range(5):
@@ -169,9 +169,9 @@ def master_to_mp3(segment: AudioSegment, out_mp3: Path, profile: MasteringProfil
             if not peak_ok:
                 limit_db -= 0.5
         else:
-            raise AudioError(f"{out_mp3}: cannot reach {profile.target_lufs} LUFS with true peak <= "
-                             f"{profile.true_peak_db} dBTP (got {result.lufs} LUFS, {result.true_peak_db} dBTP); "
-                             "lower profile.target_lufs")
+            raise AudioError(f"{out_mp3}: 在真峰值不超过 {profile.true_peak_db} dBTP 的前提下达不到 "
+                             f"{profile.target_lufs} LUFS 响度（实测 {result.lufs} LUFS、{result.true_peak_db} dBTP）；"
+                             "请调低 profile.target_lufs")
         if tags:
             write_tags(candidate, tags)
         with atomic_path(out_mp3) as tmp:
@@ -187,11 +187,11 @@ _DURATION = re.compile(r"time=(\d+):(\d+):([\d.]+)")
 def measure(path: Path, fmt: str = "mp3") -> Loudness:
     """Integrated loudness (ITU-R BS.1770), true peak and duration of a file."""
     proc = run_ffmpeg(["-f", fmt, "-i", str(path), "-af", "ebur128=peak=true", "-f", "null", "-"],
-                      what=f"{path}: loudness measurement")
+                      what=f"{path}: 响度测量")
     i_match, tp_match = _EBU_I.search(proc.stderr), _EBU_TP.search(proc.stderr)
     times = _DURATION.findall(proc.stderr)
     if not (i_match and tp_match and times):
-        raise AudioError(f"{path}: could not measure loudness; is it a valid {fmt} file?")
+        raise AudioError(f"{path}: 无法测量响度；请确认它是有效的 {fmt} 文件")
     h, m, s = times[-1]
     return Loudness(
         lufs=float(i_match.group(1)),
@@ -203,7 +203,7 @@ def measure(path: Path, fmt: str = "mp3") -> Loudness:
 def _integrated(stderr: str, what: Path) -> float:
     match = _EBU_I.search(stderr)
     if not match:
-        raise AudioError(f"{what}: ffmpeg printed no loudness measurement")
+        raise AudioError(f"{what}: ffmpeg 没有输出响度测量结果")
     return float(match.group(1))
 
 

@@ -64,17 +64,17 @@ def load_broker_settings(workspace: Path) -> BrokerSettings | None:
         try:
             data = dict(tomllib.loads(path.read_text(encoding="utf-8")).get("broker", {}))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise StationError(f"{path}: not valid TOML ({exc}); fix the syntax") from exc
+            raise StationError(f"{path}：不是有效的 TOML（{exc}）；请修正语法") from exc
         unknown = sorted(set(data) - set(_ENV))
         if unknown:
-            raise StationError(f"{path}: unknown key [broker] {unknown[0]}; use {', '.join(_ENV)}")
+            raise StationError(f"{path}：[broker] 里有未知的键 {unknown[0]}；可用的键：{', '.join(_ENV)}")
     for key, env in _ENV.items():
         if os.environ.get(env):
             data[key] = os.environ[env]
     if not data.get("url"):
         return None
     if urlsplit(data["url"]).scheme not in ("mqtt", "tcp"):
-        raise StationError(f"[broker] url {data['url']!r}: write it as mqtt://HOST:PORT")
+        raise StationError(f"[broker] url {data['url']!r}：请写成 mqtt://HOST:PORT")
     files = {k: Path(data[k]) if data.get(k) else None for k in ("password_file", "acl_file", "pid_file")}
     return BrokerSettings(url=data["url"], username=data.get("username") or "outreach-server",
                           password=data.get("password", ""), **files)
@@ -89,7 +89,7 @@ def mosquitto_hash(password: str, *, salt: bytes | None = None) -> str:
 
 def acl_text(server_user: str) -> str:
     """The ACL: the server reads and writes every station topic; each station only its own leaves."""
-    lines = ["# Written by outreach (outreach/broker.py); edits are overwritten.",
+    lines = ["# 由 outreach（outreach/broker.py）生成；手工修改会被覆盖。",
              f"user {server_user}", f"topic readwrite {TOPIC_ROOT}/#", ""]
     lines += [f"pattern write {TOPIC_ROOT}/%u/{leaf.value}" for leaf in STATION_WRITES]
     lines += [f"pattern read {TOPIC_ROOT}/%u/{leaf.value}" for leaf in STATION_READS]
@@ -132,8 +132,8 @@ def reload_broker(settings: BrokerSettings) -> bool:
         pid = int(settings.pid_file.read_text().strip())
         os.kill(pid, signal.SIGHUP)
     except (OSError, ValueError) as exc:
-        raise StationError(f"cannot signal the broker named in {settings.pid_file}: {exc}; is Mosquitto running "
-                           "with `pid_file` set? Its files were written; restart it to load them") from exc
+        raise StationError(f"无法通知 {settings.pid_file} 里记录的消息服务器（Mosquitto）重新加载：{exc}；"
+                           "Mosquitto 是否在运行，并设置了 `pid_file`？密码和 ACL 文件已写好，重启 Mosquitto 即可加载") from exc
     return True
 
 

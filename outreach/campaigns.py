@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from outreach.dates import TextDate
 from outreach.errors import CampaignError
-from outreach.yamlread import construct_timestamp
+from outreach.yamlread import construct_timestamp, describe_error, yaml_problem
 
 if TYPE_CHECKING:
     from outreach.registry import Registry
@@ -74,14 +74,14 @@ def _read_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError as exc:
-        raise CampaignError(f"{path}: file not found; create it (see the sample schedules/campaigns.yaml)") from exc
+        raise CampaignError(f"{path}: 文件不存在；请创建它（参见示例 schedules/campaigns.yaml）") from exc
     except OSError as exc:
-        raise CampaignError(f"{path}: cannot read ({exc.strerror})") from exc
+        raise CampaignError(f"{path}: 无法读取（{exc.strerror}）；请检查文件权限") from exc
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise CampaignError(
-            f"{path}: not UTF-8 (bad byte at offset {exc.start}); save the file as UTF-8"
+            f"{path}: 不是 UTF-8 编码（偏移 {exc.start} 处的字节无法识别）；请把文件另存为 UTF-8"
         ) from exc
 
 
@@ -100,16 +100,15 @@ def _parse(path: Path, text: str) -> tuple[list[Any], list[int]]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise CampaignError(f"{path}{where}: not valid YAML ({problem}); fix the syntax") from exc
+        raise CampaignError(f"{path}{where}: 不是有效的 YAML：{yaml_problem(exc)}；请修正语法") from exc
     except ValueError as exc:  # PyYAML raises a bare ValueError for a date such as 2026-13-01
-        raise CampaignError(f"{path}: bad date ({exc}); write dates as YYYY-MM-DD") from exc
+        raise CampaignError(f"{path}: 有日期不是真实存在的日期；请检查月和日，日期写成 YYYY-MM-DD") from exc
     duplicates = _duplicate_keys(root)
     if duplicates:
-        raise CampaignError("\n".join([f"{path}: {len(duplicates)} duplicate key(s):",
+        raise CampaignError("\n".join([f"{path}: 有 {len(duplicates)} 个重复的键：",
                                         *(f"  - {path}:{d}" for d in duplicates)]))
     if not isinstance(data, dict) or not isinstance(data.get("campaigns"), list):
-        raise CampaignError(f"{path}: expected a top-level key 'campaigns:' holding a list of campaigns")
+        raise CampaignError(f"{path}: 顶层须有键 'campaigns:'，其下是宣传活动的列表")
     lines = [0] * len(data["campaigns"])
     if isinstance(root, yaml.MappingNode):
         for key, value in root.value:
@@ -125,7 +124,7 @@ def _duplicate_keys(node: yaml.Node | None) -> list[str]:
         seen: set[str] = set()
         for key, value in node.value:
             if key.value in seen:
-                out.append(f"{key.start_mark.line + 1}: key '{key.value}' is given twice; keep one")
+                out.append(f"{key.start_mark.line + 1}: 键 '{key.value}' 写了两次；只保留一个")
             seen.add(key.value)
             out.extend(_duplicate_keys(value))
     elif isinstance(node, yaml.SequenceNode):
@@ -137,42 +136,50 @@ def _duplicate_keys(node: yaml.Node | None) -> list[str]:
 def _model_problems(exc: ValidationError) -> list[tuple[str, str]]:
     out = []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(campaign)"
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key; check the spelling (allowed: id, name, scripts, from, to, targets, " \
-                  "plays_per_slot, priority, market_day_boost, urgent, default)"
+        field = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden" and err["loc"][:1] == ("targets",):
+            msg = "未知的键；请检查拼写（targets 下可用的键：county、townships、villages、markets）"
+        elif err["type"] == "extra_forbidden":
+            msg = "未知的键；请检查拼写（可用的键：id、name、scripts、from、to、targets、" \
+                  "plays_per_slot、priority、market_day_boost、urgent、default）"
         elif err["type"] == "missing":
-            msg = "required key is missing; add it"
+            msg = "缺少必填项；请补上"
+        else:
+            msg = describe_error(err)
         out.append((field, msg))
     return out
+
+
+def _field_line(where: str, field: str, message: str) -> str:
+    """One problem line: `path:LINE: 宣传活动 'x'，字段 'from'：message` (no field part for a whole-entry problem)."""
+    return f"{where}，字段 '{field}'：{message}" if field else f"{where}：{message}"
 
 
 def _cross_problems(c: Campaign, registry: Registry, scripts: Mapping[str, Script]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if c.end < c.start:
-        out.append(("to", f"'to' {c.end} is before 'from' {c.start}; swap or fix the dates"))
+        out.append(("to", f"'to' {c.end} 早于 'from' {c.start}；请对调或改正日期"))
     if c.targets.empty:
-        out.append(("targets", "no targets; add `county: true` or townships/villages/markets"))
+        out.append(("targets", "没有播放对象；请写 `county: true`，或填写 townships/villages/markets"))
     for field, ids, known, what in (
-        ("targets.townships", c.targets.townships, registry.townships, "township"),
-        ("targets.villages", c.targets.villages, registry.villages, "village"),
-        ("targets.markets", c.targets.markets, registry.markets, "market"),
+        ("targets.townships", c.targets.townships, registry.townships, "乡镇"),
+        ("targets.villages", c.targets.villages, registry.villages, "村"),
+        ("targets.markets", c.targets.markets, registry.markets, "集市"),
     ):
         for i in ids:
             if i not in known:
-                out.append((field, f"unknown {what} '{i}'; use an id from the registry in schedules/"))
+                out.append((field, f"未知的{what} '{i}'；请使用 schedules/ 县名录里的编号"))
     for sid in c.scripts:
         script = scripts.get(sid)
         if script is None:
-            out.append(("scripts", f"unknown script '{sid}'; use an id from audio_scripts/"))
+            out.append(("scripts", f"未知的广播稿 '{sid}'；请使用 audio_scripts/ 里的编号"))
         elif not script.approved and not script.edited_after_approval:  # an edited script is blocked at plan time
-            out.append(("scripts", f"script '{sid}' is not approved (status {script.status}); "
-                                   "approve it or remove it from the campaign"))
+            out.append(("scripts", f"广播稿 '{sid}' 还没有批准（状态 {script.status}）；"
+                                   "请先批准，或把它从这个宣传活动里删掉"))
     if len(set(c.scripts)) != len(c.scripts):
-        out.append(("scripts", "a script is listed twice; list each script once"))
+        out.append(("scripts", "有广播稿列了两次；每篇广播稿只列一次"))
     if c.default and c.urgent:
-        out.append(("urgent", "the default campaign cannot be urgent; set urgent: false"))
+        out.append(("urgent", "默认宣传活动不能设为紧急；请写 `urgent: false`"))
     return out
 
 
@@ -187,33 +194,33 @@ def load_campaigns(path: Path, registry: Registry, scripts: Mapping[str, Script]
     campaigns: list[Campaign] = []
     seen: dict[str, int] = {}
     for index, (entry, line) in enumerate(zip(entries, lines, strict=True)):
-        label = f"campaign #{index + 1}"
+        label = f"第 {index + 1} 个宣传活动"
         if isinstance(entry, dict) and entry.get("id"):
-            label = f"campaign '{entry['id']}'"
+            label = f"宣传活动 '{entry['id']}'"
         where = f"{path}:{line}: {label}"
         if not isinstance(entry, dict):
-            problems.append(f"{where}: expected a mapping of keys (id, name, scripts, ...)")
+            problems.append(f"{where}：须为“键: 值”的映射（id、name、scripts 等）")
             continue
         try:
             campaign = Campaign.model_validate(entry)
         except ValidationError as exc:
-            problems.extend(f"{where}, field '{f}': {m}" for f, m in _model_problems(exc))
+            problems.extend(_field_line(where, f, m) for f, m in _model_problems(exc))
             continue
-        problems.extend(f"{where}, field '{f}': {m}" for f, m in _cross_problems(campaign, registry, scripts))
+        problems.extend(_field_line(where, f, m) for f, m in _cross_problems(campaign, registry, scripts))
         if campaign.id in seen:
-            problems.append(f"{where}, field 'id': duplicate id (first at line {seen[campaign.id]}); rename one")
+            problems.append(_field_line(where, "id", f"编号重复（第一次出现在第 {seen[campaign.id]} 行）；请改掉其中一个"))
         seen.setdefault(campaign.id, line)
         campaigns.append(campaign)
     # Counted from the raw entries so a default campaign with another error still counts.
     defaults = [str(e.get("id", f"#{i + 1}")) for i, e in enumerate(entries)
                 if isinstance(e, dict) and e.get("default") is True]
     if len(defaults) > 1:
-        problems.append(f"{path}: field 'default': {len(defaults)} default campaigns ({', '.join(defaults)}); "
-                        "keep `default: true` on exactly one")
+        problems.append(f"{path}: 字段 'default'：有 {len(defaults)} 个默认宣传活动（{'、'.join(defaults)}）；"
+                        "只能有一个写 `default: true`")
     elif not defaults:
-        problems.append(f"{path}: field 'default': no default campaign; mark exactly one always-on "
-                        "campaign with `default: true`")
+        problems.append(f"{path}: 字段 'default'：没有默认宣传活动；请给一个常年播放的宣传活动"
+                        "加上 `default: true`")
     if problems:
-        head = f"{path}: {len(problems)} problem(s) in campaigns:"
+        head = f"{path}: 宣传活动有 {len(problems)} 处问题："
         raise CampaignError("\n".join([head, *("  - " + p for p in problems)]))
     return campaigns

@@ -8,9 +8,10 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from outreach.errors import ConfigError
+from outreach.yamlread import describe_error
 
 CONFIG_NAME = "outreach.toml"
 TIMEZONE = "Asia/Shanghai"
@@ -36,7 +37,7 @@ class MasteringProfile(_Strict):
     def _mp3_rate(cls, v: int) -> int:
         allowed = (16000, 22050, 24000, 32000, 44100, 48000)
         if v not in allowed:
-            raise ValueError(f"must be one of {allowed}")
+            raise ValueError(f"只能是 {'、'.join(map(str, allowed))} 之一（现在是 {v}）")
         return v
 
 
@@ -58,8 +59,8 @@ class EdgeSettings(_Strict):
 RATE_RANGE = (2.5, 6.0)
 # Config keys replaced by this version, and what to write instead.
 _RENAMED = {
-    "offline_voice": "espeak_voice (the espeak-ng voice) or neural_voice (the neural voice)",
-    "offline_rate_wpm": "rate, in Hanzi per second (e.g. rate = 3.8); it applies to every engine",
+    "offline_voice": "espeak_voice（espeak-ng 的音色）或 neural_voice（neural 引擎的音色）",
+    "offline_rate_wpm": "rate，单位是字/秒（如 rate = 3.8），对所有引擎都有效",
 }
 
 
@@ -88,7 +89,7 @@ class RenderSettings(_Strict):
         if isinstance(data, dict):
             for old, new in _RENAMED.items():
                 if old in data:
-                    raise ValueError(f"'{old}' was replaced; write {new}")
+                    raise ValueError(f"'{old}' 已停用；请改写为 {new}")
         return data
 
     def resolve_engine(self, engine: str) -> str:
@@ -114,15 +115,15 @@ def check_player(value: Any) -> list[str]:
     """
     example = '["ffplay", "-nodisp", "-autoexit", "{file}"]'
     if not isinstance(value, list) or not value:
-        raise ValueError(f"must be a non-empty list of strings such as {example}")
+        raise ValueError(f"须为非空的文字列表，如 {example}")
     if not all(isinstance(a, str) and a.strip() for a in value):
-        raise ValueError(f"every item must be a non-empty string, e.g. {example}")
+        raise ValueError(f"每一项都须为非空的文字，如 {example}")
     if not any("{file}" in a for a in value):
-        raise ValueError(f"must name {{file}} (the program MP3) in one of its items, e.g. {example}")
+        raise ValueError(f"须在某一项里写上 {{file}}（节目的 MP3 文件），如 {example}")
     unknown = sorted({m for a in value for m in _PLACEHOLDER.findall(a)} - set(PLAYER_FIELDS))
     if unknown:
-        allowed = ", ".join("{" + f + "}" for f in PLAYER_FIELDS)
-        raise ValueError(f"unknown placeholder {{{unknown[0]}}}; use only {allowed}")
+        allowed = "、".join("{" + f + "}" for f in PLAYER_FIELDS)
+        raise ValueError(f"未知的占位符 {{{unknown[0]}}}；只能用 {allowed}")
     return value
 
 
@@ -150,9 +151,11 @@ class DeliverSettings(_Strict):
     @model_validator(mode="after")
     def _timings(self) -> DeliverSettings:
         if self.stale_s <= self.heartbeat_s:
-            raise ValueError("stale_s must be longer than heartbeat_s (use about 3 heartbeats)")
+            raise ValueError(f"stale_s（{self.stale_s}）必须大于 heartbeat_s（{self.heartbeat_s}）；"
+                             "建议约为 3 个心跳间隔")
         if self.stale_s + self.standby_poll_s > 60:
-            raise ValueError("stale_s + standby_poll_s must be at most 60, so a standby takes over within a minute")
+            raise ValueError(f"stale_s + standby_poll_s（{self.stale_s} + {self.standby_poll_s}）不能超过 60，"
+                             "这样备用调度器才能在一分钟内接管")
         return self
 
 
@@ -207,17 +210,49 @@ def load_config(workspace: Path) -> Config:
     """Read and validate `workspace/outreach.toml`; a missing file means defaults."""
     workspace = Path(workspace).resolve()
     if not workspace.is_dir():
-        raise ConfigError(f"{workspace}: workspace folder does not exist; pass -w DIR or run `outreach init DIR`")
+        raise ConfigError(f"{workspace}: 工作区文件夹不存在；请用 -w 目录 指定工作区，或运行 `outreach init 目录` 新建一个")
     path = workspace / CONFIG_NAME
     data: dict = {}
     if path.exists():
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: 不是 UTF-8 编码（偏移 {exc.start} 处的字节无法识别）；请把文件另存为 UTF-8") \
+                from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(_toml_problem(path, exc)) from exc
     try:
         return Config(workspace=workspace, **data)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: key '{field}': {first['msg']}") from exc
+        if first["type"] == "extra_forbidden":
+            raise ConfigError(f"{path}: 键 '{field}'：未知的键；请删除它或检查拼写（见示例 outreach.toml）") from exc
+        raise ConfigError(f"{path}: 键 '{field}'：{describe_error(first)}") from exc
+
+
+# tomllib's complaints, and what they mean for a person editing outreach.toml.
+_TOML_PROBLEMS = (
+    (r"Expected '=' after a key", "键后面缺少 '='（键里不能有空格）"),
+    (r"Invalid value", "值无效（文字要加双引号，如 mode = \"play\"）"),
+    (r"Cannot overwrite a value|Cannot declare .* twice", "同一个键或表写了两次（只保留一个）"),
+    (r"Unclosed array", "方括号 [ ] 没有闭合"),
+    (r"Unclosed inline table", "花括号 { } 没有闭合"),
+    (r"Expected ']' at the end of a table declaration", "表名（[表名]）少了右方括号"),
+    (r"Expected newline or end of document", "一行只能写一个 键 = 值（多余的内容请换行或删除）"),
+    (r"Unescaped '\\'|Unescaped|escape", "双引号里有无法识别的反斜杠（请改用单引号，或把 \\ 写成 \\\\）"),
+    (r"Unterminated string|Expected \"'\"|Expected '\"'|Expected \"\\\"\"", "引号没有闭合"),
+    (r"Invalid statement", "这一行不是 键 = 值 的写法"),
+)
+
+
+def _toml_problem(path: Path, exc: tomllib.TOMLDecodeError) -> str:
+    """tomllib's error as `path:LINE: 不是有效的 TOML：…；请修正语法` (line from its `(at line N, column M)`)."""
+    text = str(exc)
+    m = re.search(r"\(at line (\d+), column (\d+)\)", text)
+    where = f"{path}:{m[1]}" if m else str(path)
+    column = f"第 {m[2]} 列附近" if m else "文件末尾" if "end of document" in text else ""
+    meaning = next((zh for pattern, zh in _TOML_PROBLEMS if re.search(pattern, text)), None)
+    if meaning is None:
+        meaning = f"语法错误（TOML 原文：{re.sub(r' [(]at .*[)]$', '', text)}）"
+    return f"{where}: 不是有效的 TOML：{column}{'，' if column else ''}{meaning}；请修正语法"

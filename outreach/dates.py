@@ -31,7 +31,7 @@ def nearest_date(month: int, day: int, today: date) -> date:
         except ValueError:
             continue
     if not found:
-        raise ValueError(f"{month}月{day}日 is not a day of any year")
+        raise ValueError(f"{month}月{day}日 在哪一年都不存在")
     return min(found, key=lambda d: (abs((d - today).days), d < today))
 
 
@@ -75,10 +75,10 @@ def parse_date(text: str, field: str) -> date:
             return date.fromisoformat(cleaned)
         except ValueError:
             pass
-    raise PlanError(f"{field}: {text!r} is not a date; use YYYY-MM-DD")
+    raise PlanError(f"{field}：{text!r} 不是日期；请写成 YYYY-MM-DD")
 
 
-def check_range(start: date, end: date, *, max_days: int = 366, what: str = "date range") -> None:
+def check_range(start: date, end: date, *, max_days: int = 366, what: str = "日期范围") -> None:
     """Check that start..end (inclusive) runs forwards and spans at most `max_days` days.
 
     Raises PlanError for a backwards range or one that is too long.
@@ -107,7 +107,7 @@ def text_date(value: Any) -> date:
     reads `from: 1764547200` as seconds since 1970 and a typo becomes a date.
     """
     if isinstance(value, datetime):
-        raise ValueError(f"{value!s} has a time of day; write only the date as YYYY-MM-DD")
+        raise ValueError(f"{value!s} 带了时刻；只写日期，格式 YYYY-MM-DD")
     if isinstance(value, date):
         return value
     if isinstance(value, str):
@@ -116,12 +116,12 @@ def text_date(value: Any) -> date:
             try:
                 return date.fromisoformat(cleaned)
             except ValueError:
-                raise ValueError(f"{cleaned!r} is not a real date; "
-                                 "check the day and month") from None
-        raise ValueError(f"{value!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-12-01")
+                raise ValueError(f"{cleaned!r} 不是真实存在的日期；"
+                                 "请检查月和日") from None
+        raise ValueError(f"{value!r} 不是日期；请写成 YYYY-MM-DD，如 2026-12-01")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise ValueError(f"the number {value!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-12-01")
-    raise ValueError(f"{value!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-12-01")
+        raise ValueError(f"数字 {value!r} 不是日期；请写成 YYYY-MM-DD，如 2026-12-01")
+    raise ValueError(f"{value!r} 不是日期；请写成 YYYY-MM-DD，如 2026-12-01")
 
 
 TextDate = Annotated[date, BeforeValidator(text_date)]

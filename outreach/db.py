@@ -25,7 +25,7 @@ BUSY_TIMEOUT_MS = 10_000
 # Any constants will do: they only have to be the same in every outreach process.
 _PG_MIGRATION_LOCK = 0x6F757472  # "outr"
 _PG_REGISTRY_LOCK = 0x72656769  # "regi"
-_URL_HELP = "expected sqlite:///path/to/outreach.db or postgresql+psycopg://user:password@host:5432/dbname"
+_URL_HELP = "应写成 sqlite:///path/to/outreach.db 或 postgresql+psycopg://user:password@host:5432/dbname"
 
 
 def _safe(url: URL | str) -> str:
@@ -60,7 +60,7 @@ def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except exc.ArgumentError as e:
-        raise DatabaseError(f"database URL {_safe(url)!r} is not valid; {_URL_HELP}") from e
+        raise DatabaseError(f"数据库地址 {_safe(url)!r} 无效；{_URL_HELP}") from e
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     backend = parsed.get_backend_name()
@@ -71,9 +71,9 @@ def make_engine(url: str) -> Engine:
         elif backend == "postgresql":
             engine = sa.create_engine(parsed, pool_pre_ping=True)
         else:
-            raise DatabaseError(f"database URL {_safe(parsed)!r}: {backend} is not supported; {_URL_HELP}")
+            raise DatabaseError(f"数据库地址 {_safe(parsed)!r}：不支持 {backend}；{_URL_HELP}")
     except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as e:
-        raise DatabaseError(f"database URL {_safe(parsed)!r} cannot be used ({e}); {_URL_HELP}") from e
+        raise DatabaseError(f"数据库地址 {_safe(parsed)!r} 无法使用（{e}）；{_URL_HELP}") from e
     try:
         with engine.connect():
             pass
@@ -81,11 +81,11 @@ def make_engine(url: str) -> Engine:
         engine.dispose()
         reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
         if backend == "sqlite":
-            fix = "check that the folder exists and is writable"
+            fix = "请检查文件夹是否存在、是否可写"
         else:
-            fix = "check that the server is running and the host, port, user, password and database name are right"
+            fix = "请检查数据库服务器是否在运行，主机、端口、用户名、密码和数据库名是否正确"
         raise DatabaseError(
-            f"cannot open database {_safe(parsed)} ({reason}); {fix} (set database_url in outreach.toml or DATABASE_URL)"
+            f"无法打开数据库 {_safe(parsed)}（{reason}）；{fix}（在 outreach.toml 里设置 database_url，或设置 DATABASE_URL）"
         ) from e
     return engine
 
@@ -120,14 +120,14 @@ def upgrade(engine: Engine) -> None:
             conn.commit()
     except CommandError as e:
         raise DatabaseError(
-            f"database {_safe(engine.url)} has a schema this outreach does not know ({e}); "
-            "upgrade outreach to the newest version"
+            f"数据库 {_safe(engine.url)} 的表结构这个版本的 outreach 不认识（{e}）；"
+            "请把 outreach 升级到最新版本"
         ) from e
     except exc.DBAPIError as e:
         reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
         raise DatabaseError(
-            f"database {_safe(engine.url)}: migration failed ({reason}); if another program made these tables, "
-            "point outreach at an empty database (it creates its own schema)"
+            f"数据库 {_safe(engine.url)}：升级表结构失败（{reason}）；如果这些表是别的程序建的，"
+            "请让 outreach 使用一个空数据库（它会自己建表）"
         ) from e
 
 
@@ -154,10 +154,10 @@ def session(engine: Engine) -> Iterator[Session]:
             s.rollback()
             if "locked" in str(e.orig):
                 raise DatabaseError(
-                    f"database {_safe(engine.url)} stayed locked by another outreach process for over "
-                    f"{BUSY_TIMEOUT_MS // 1000} s; try again"
+                    f"数据库 {_safe(engine.url)} 被另一个 outreach 进程锁住超过 "
+                    f"{BUSY_TIMEOUT_MS // 1000} 秒；请稍后再试"
                 ) from e
-            raise DatabaseError(f"database {_safe(engine.url)}: {e.orig}; check the server and try again") from e
+            raise DatabaseError(f"数据库 {_safe(engine.url)}：{e.orig}；请检查数据库服务器后再试") from e
         except BaseException:
             s.rollback()
             raise
@@ -252,13 +252,13 @@ def sync_registry(
     v_ids = {v.id for v in villages}
     for v in villages:
         if v.township_id not in t_ids:
-            raise RegistryError(f"village '{v.id}': township '{v.township_id}' is not in the registry; add it or fix the village")
+            raise RegistryError(f"村 '{v.id}'：乡镇 '{v.township_id}' 不在县名录里；请添加这个乡镇，或改正该村的乡镇")
     links: set[tuple[str, str]] = set()
     for m in markets:
         served = market_villages.get(m.id, ()) if market_villages is not None else getattr(m, "villages", ())
         for vid in sorted(set(served)):
             if vid not in v_ids:
-                raise RegistryError(f"market '{m.id}': village '{vid}' is not in the registry; add it or fix the market")
+                raise RegistryError(f"集市 '{m.id}'：村 '{vid}' 不在县名录里；请添加这个村，或改正该集市的村")
             links.add((m.id, vid))
 
     _lock_mirror(session)

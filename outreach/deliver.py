@@ -38,6 +38,7 @@ log = logging.getLogger("outreach.deliver")
 
 S = BroadcastStatus
 DONE = (S.PLAYED, S.CONFIRMED)
+NO_CLIP = "本节目没有可以播出的录音"
 # Rows a play outcome may overwrite: a replay after a failure or an interruption is allowed.
 _OPEN = (S.PLANNED, S.FAILED, S.INTERRUPTED)
 Key = claims.Key
@@ -134,12 +135,12 @@ def program_clips(loaded: Loaded, program: Program) -> tuple[list[Path], list[st
     clips, problems = [], []
     for item in program.items:
         if item.blocked:
-            problems.append(f"{item.script_id}: {item.blocked}")
+            problems.append(f"{item.script_id}：{item.blocked}")
             continue
         try:
             clips.append(verified_clip(loaded.config, loaded.scripts[item.script_id], voice=program.voice))
         except (OutreachError, KeyError) as exc:
-            problems.append(f"{item.script_id}: {exc}")
+            problems.append(f"{item.script_id}：{exc}")
     return clips, problems
 
 
@@ -169,7 +170,7 @@ class Prepared:
         return (self.program.village_id, self.program.slot, self.program.date)
 
     def problems(self) -> str:
-        return "; ".join(f"{i.script_id}: {why}" for i, why in self.not_aired)
+        return "；".join(f"{i.script_id}：{why}" for i, why in self.not_aired)
 
 
 def prepare_programs(loaded: Loaded, programs: Iterable[Program]) -> dict[Key, Prepared]:
@@ -193,7 +194,7 @@ def prepare_programs(loaded: Loaded, programs: Iterable[Program]) -> dict[Key, P
                     clip_of[ck] = verified_clip(loaded.config, script, voice=p.voice)
                     engine_of[ck] = clip_engine(loaded.config, script, voice=p.voice)
                 except KeyError:
-                    clip_of[ck] = "script is no longer in audio_scripts/"
+                    clip_of[ck] = "广播稿已不在 audio_scripts/ 里"
                 except OutreachError as exc:
                     clip_of[ck] = str(exc)
             found = clip_of[ck]
@@ -238,18 +239,18 @@ def record_outcome(s: Session, prep: Prepared, status: S, *, at: datetime, detai
     """
     reasons: dict[str, list[str]] = {}
     for item, why in prep.not_aired:
-        reasons.setdefault(item.campaign_id, []).append(f"{item.script_id}: {why}")
+        reasons.setdefault(item.campaign_id, []).append(f"{item.script_id}：{why}")
     for campaign_id in prep.program.campaign_ids:
         aired = [i.script_id for i in prep.aired if i.campaign_id == campaign_id]
         missing = reasons.get(campaign_id, [])
         values: dict[str, Any] = {"updated_at": at, "engine": prep.engine}
         if status is S.PLAYED and aired:
             values |= {"status": S.PLAYED, "played_at": at, "program_sha256": prep.sha256,
-                       "script_ids": ",".join(aired), "error": ("did not air: " + "; ".join(missing)) if missing else None}
+                       "script_ids": ",".join(aired), "error": ("未播出：" + "；".join(missing)) if missing else None}
         elif status is S.PLAYED:
-            values |= {"status": S.FAILED, "error": "no item of this campaign could air: " + "; ".join(missing)}
+            values |= {"status": S.FAILED, "error": "本宣传活动没有一条广播稿能播出：" + "；".join(missing)}
         else:
-            values |= {"status": status, "error": "; ".join([detail, *missing]) if detail else "; ".join(missing)}
+            values |= {"status": status, "error": "；".join([detail, *missing]) if detail else "；".join(missing)}
         sources = (S.PLANNED,) if status is S.INTERRUPTED else _OPEN
         where = [*_rows_where(prep.key), Broadcast.campaign_id == campaign_id, Broadcast.status.in_(sources)]
         stmt = sa.update(Broadcast).where(*where).values(values).returning(Broadcast.id)
@@ -283,7 +284,7 @@ def mark_missed_programs(engine: Engine, programs: Sequence[Program], *, now: da
         for p in programs:
             changed += int(s.execute(sa.update(Broadcast).where(
                 *_rows_where((p.village_id, p.slot, p.date)), Broadcast.status == S.PLANNED).values(
-                status=S.MISSED, error="missed: not played within the grace time", updated_at=now)).rowcount)
+                status=S.MISSED, error="漏播：宽限时间内没有播出", updated_at=now)).rowcount)
     return changed
 
 
@@ -303,16 +304,16 @@ def play_program(loaded: Loaded, engine: Engine, village_id: str, slot: str, day
     try:
         program = program_for(loaded, village_id, slot, day)
         if program is None:
-            return Outcome(village_id, slot, day, "silent", "blackout or nothing planned")
+            return Outcome(village_id, slot, day, "silent", "停播日或没有安排节目")
         with session(engine) as s:
             if program_status(s, day=day, slot=slot, village_id=village_id) in DONE:
-                return Outcome(village_id, slot, day, "skipped", "already played")
+                return Outcome(village_id, slot, day, "skipped", "已播过")
         owner = claims.new_owner()
         if key not in claims.claim(engine, owner, [key], now):
             # A finished claim whose play failed may be retried; a live one belongs to someone else.
             old = claims.read_claims(engine, [key])
             if not (old and old[0].state == claims.DONE and claims.take_over(engine, old[0], owner, now)):
-                return Outcome(village_id, slot, day, "skipped", "claimed by another scheduler")
+                return Outcome(village_id, slot, day, "skipped", "已被另一个调度器认领")
         carry = urgent_carry(loaded, engine, village_id, slot, day)
         if carry:
             program = with_carry(program, carry, clip_durations(loaded.config, loaded.library))
@@ -324,17 +325,17 @@ def play_program(loaded: Loaded, engine: Engine, village_id: str, slot: str, day
             record_outcome(s, prep, status, at=now, detail=detail)
         claims.set_state(engine, owner, [key], claims.DONE)
     except Exception as exc:  # every started play ends with an outcome
-        log.exception("%s %s %s failed", village_id, day, slot)
-        detail = f"{type(exc).__name__}: {exc}"
+        log.exception("%s %s %s 播出失败", village_id, day, slot)
+        detail = f"程序出错（{type(exc).__name__}）：{exc}"
         try:
             with session(engine) as s:
                 fail_rows(s, key, at=now, detail=detail)
         except Exception:
-            log.exception("could not log the failure of %s %s %s", village_id, day, slot)
+            log.exception("无法把 %s %s %s 的失败写入数据库", village_id, day, slot)
         return Outcome(village_id, slot, day, "failed", detail)
-    full = "; ".join(x for x in (detail, prep.problems()) if x)
+    full = "；".join(x for x in (detail, prep.problems()) if x)
     if status is S.FAILED:
-        log.error("%s %s %s failed: %s", village_id, day, slot, full)
+        log.error("%s %s %s 播出失败：%s", village_id, day, slot, full)
     return Outcome(village_id, slot, day, status.value, full)
 
 
@@ -342,7 +343,7 @@ def play_prepared(loaded: Loaded, engine: Engine, owner: str, prep: Prepared, pl
                   timeout_s: float, now: datetime) -> tuple[S, str]:
     """Run the player on a prepared program and wait for it; (status, detail)."""
     if prep.audio is None:
-        return S.FAILED, "no clip of this program can air"
+        return S.FAILED, NO_CLIP
     v, slot, day = prep.key
     cmd = players.fill(player, {"file": str(prep.audio), "village": v, "slot": slot, "date": day.isoformat(),
                                 "village_name": loaded.registry.villages[v].name,
@@ -352,7 +353,7 @@ def play_prepared(loaded: Loaded, engine: Engine, owner: str, prep: Prepared, pl
     except OutreachError as exc:
         return S.FAILED, str(exc)
     claims.set_playing(engine, owner, [(prep.key, proc.pgid, proc.started)], now)
-    return finish_player(proc, cmd[0], timeout_s, wait=True) or (S.FAILED, "player did not finish")
+    return finish_player(proc, cmd[0], timeout_s, wait=True) or (S.FAILED, "播放程序没有正常结束")
 
 
 def finish_player(proc: players.Player, program: str, timeout_s: float, *, wait: bool) -> tuple[S, str] | None:
@@ -375,11 +376,11 @@ def finish_player(proc: players.Player, program: str, timeout_s: float, *, wait:
     if code is None:
         players.stop_group(proc.pgid, leader=proc.proc)
         proc.cleanup()
-        return S.FAILED, (f"player '{program}' still running after {timeout_s:.0f} s; its process group was stopped "
-                          "(raise deliver.player_timeout_s if programs are longer)")
+        return S.FAILED, (f"播放程序 '{program}' 运行 {timeout_s:.0f} 秒后仍未结束，已停止它的进程组"
+                          "（节目较长时请调大 deliver.player_timeout_s）")
     players.stop_group(proc.pgid, grace_s=0.5)
     tail = proc.stderr_tail()
     proc.cleanup()
     if code != 0:
-        return S.FAILED, f"player '{program}' exited with {code}: {tail}"
+        return S.FAILED, f"播放程序 '{program}' 异常退出（退出码 {code}）" + (f"：{tail}" if tail else "")
     return S.PLAYED, ""

@@ -27,12 +27,16 @@ from outreach.registry import FILES, SLOT_NAMES, Registry, load_registry
 __all__ = [
     "StaleFile", "CampaignValues", "VillageValues", "Checked", "PlanPreview", "stamp", "campaign_values",
     "village_values", "apply_campaign", "apply_village", "check_campaigns", "check_county", "preview_plan",
-    "save", "PREVIEW_MAX_DAYS",
+    "save", "PREVIEW_MAX_DAYS", "campaign_entry", "village_entry",
 ]
 
 PREVIEW_MAX_DAYS = 14
-# A problem line of load_campaigns / load_registry: "path:LINE: label, field 'x': message" or "path:LINE: label.x: message".
-_FIELD = re.compile(r"field '([^']+)': (.*)$")
+# A problem line of load_campaigns / load_registry: "path:LINE: 宣传活动 'c'，字段 'x'：message" or
+# "path:LINE: label.x：message".
+_FIELD = re.compile(r"字段\s*['「]([^'」]+)['」]\s*[:：]\s*(.*)$")
+# The planner's warning for a slot left silent.
+_SILENT = re.compile(r"没有可播")
+_VILLAGE_FIELD = re.compile(r"villages\[[^\]]+\]\.(\w+)(?:\.(\w+))?")
 
 
 class StaleFile(OutreachError):
@@ -56,7 +60,7 @@ def _load(text: str) -> Any:
     try:
         return _yaml().load(text)
     except Exception as exc:  # ruamel raises many kinds; the CLI loader names the line later
-        raise OutreachError(f"the file is not valid YAML ({exc}); fix it on the server first") from exc
+        raise OutreachError(f"文件不是有效的 YAML（{exc}）；请先在服务器上改好") from exc
 
 
 def _dump(doc: Any) -> str:
@@ -139,11 +143,12 @@ def apply_campaign(text: str, original_id: str | None, v: CampaignValues) -> str
     """campaigns.yaml text with the campaign `original_id` (or a new one, if None) set to `v`; comments kept."""
     doc = _load(text)
     if not isinstance(doc, CommentedMap) or not isinstance(doc.get("campaigns"), list):
-        raise OutreachError("campaigns.yaml has no 'campaigns:' list; fix the file on the server first")
+        raise OutreachError("campaigns.yaml 里没有 'campaigns:' 列表；请先在服务器上改好这个文件")
     items = doc["campaigns"]
     node = next((c for c in items if isinstance(c, dict) and c.get("id") == original_id), None) if original_id else None
     if original_id and node is None:
-        raise StaleFile(f"campaign '{original_id}' is no longer in campaigns.yaml; reload the list")
+        raise StaleFile(f"宣传活动「{original_id}」已经不在 campaigns.yaml 里了（被别人删除或改了编号）；"
+                        "请回到「宣传活动」列表重新打开")
     if node is None:
         node = CommentedMap()
         items.append(node)
@@ -162,6 +167,8 @@ def apply_campaign(text: str, original_id: str | None, v: CampaignValues) -> str
         targets.pop("county", None)
     for key in ("townships", "villages", "markets"):
         _set_list(targets, key, getattr(v, key), flow=True)
+    if not targets:  # an empty block map under a commented key would dump as invalid YAML; the loader names it
+        targets.fa.set_flow_style()
     _set(node, "plays_per_slot", _scalar(v.plays_per_slot), 1)
     _set(node, "priority", _scalar(v.priority), 5)
     _set(node, "market_day_boost", _scalar(v.market_day_boost), 0)
@@ -183,26 +190,34 @@ class Checked:
         return not self.fields and not self.other
 
 
-def _sort_problems(message: str, label: str, out: Checked, key_of: Any) -> None:
+def _sort_problems(message: str, mine: Any, out: Checked, key_of: Any) -> None:
+    """Put each problem line of a loader's message beside its form field (when `mine(line)`), else in `other`."""
     for line in message.splitlines()[1:] or message.splitlines():
         line = line.strip().removeprefix("- ")
-        if label in line:
-            key = key_of(line)
-            if key:
-                out.fields.setdefault(key, []).append(line.split(": ", 2)[-1] if "field '" not in line
-                                                      else _FIELD.search(line)[2])  # type: ignore[index]
+        if mine(line):
+            found = key_of(line)
+            if found:
+                key, text = found
+                out.fields.setdefault(key, []).append(text or line)
                 continue
         out.other.append(line)
 
 
-def _campaign_key(line: str) -> str | None:
+def _about(ident: str) -> Any:
+    """Whether a problem line's label (the part before its field) names `ident`, quoted 'x' or 「x」."""
+    named = re.compile(rf"['「]{re.escape(ident)}['」]")
+    return lambda line: bool(named.search(re.split(r"(?:field|字段)\s*['「]", line, maxsplit=1)[0]))
+
+
+def _campaign_key(line: str) -> tuple[str, str] | None:
     m = _FIELD.search(line)
     if m is None:
         return None
     name = m[1].split(".")
     if name[0] == "targets" and len(name) > 1:
-        return name[1]
-    return {"from": "start", "to": "end", "default": None}.get(name[0], name[0])
+        return name[1], m[2]
+    key = {"from": "start", "to": "end", "default": None}.get(name[0], name[0])
+    return (key, m[2]) if key else None
 
 
 def check_campaigns(text: str, campaign_id: str, registry: Registry, scripts: Mapping[str, Any]) -> Checked:
@@ -214,7 +229,7 @@ def check_campaigns(text: str, campaign_id: str, registry: Registry, scripts: Ma
         try:
             out.campaigns = load_campaigns(path, registry, scripts)
         except OutreachError as exc:
-            _sort_problems(str(exc).replace(str(path), "campaigns.yaml"), f"campaign '{campaign_id}'", out,
+            _sort_problems(str(exc).replace(str(path), "campaigns.yaml"), _about(campaign_id), out,
                            _campaign_key)
     return out
 
@@ -253,7 +268,8 @@ def preview_plan(registry: Registry, campaigns: Sequence[Campaign], campaign_id:
             by_day[p.date][p.township_id] += 1
             clips += len(mine)
     day_list = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-    mine_w = [w for w in result.warnings if f"({campaign_id}," in w or "nothing to play" in w]
+    ours = re.compile(rf"[(（]{re.escape(campaign_id)}[,，、]")
+    mine_w = [w for w in result.warnings if ours.search(w) or _SILENT.search(w)]
     return PlanPreview(start=start, end=end, by_day={d: by_day.get(d, Counter()) for d in day_list},
                        townships=sorted({registry.villages[v].township_id for v in reach}),
                        programs=sum(sum(c.values()) for c in by_day.values()), clips=clips, villages=len(reach),
@@ -285,7 +301,7 @@ def apply_village(text: str, village_id: str, v: VillageValues) -> str:
     villages = doc.get("villages") if isinstance(doc, CommentedMap) else None
     node = next((x for x in villages or [] if isinstance(x, dict) and x.get("id") == village_id), None)
     if node is None:
-        raise StaleFile(f"village '{village_id}' is no longer in county.yaml; reload the page")
+        raise StaleFile(f"村「{village_id}」已经不在 county.yaml 里了；请回到「村庄」列表重新打开")
     node["speaker"] = v.speaker.strip()
     slots = {n: DoubleQuotedScalarString(t.strip()) for n, t in v.slots.items() if t.strip()}
     if slots:
@@ -313,11 +329,12 @@ def apply_village(text: str, village_id: str, v: VillageValues) -> str:
     return _dump(doc)
 
 
-def _village_key(line: str) -> str | None:
-    m = re.search(r"villages\[[^\]]+\]\.(\w+)(?:\.(\w+))?", line)
+def _village_key(line: str) -> tuple[str, str] | None:
+    m = _VILLAGE_FIELD.search(line)
     if m is None:
         return None
-    return f"slot_{m[2]}" if m[1] == "slots" and m[2] else m[1]
+    text = re.sub(r"^\s*[:：]\s*", "", line[m.end():])
+    return (f"slot_{m[2]}" if m[1] == "slots" and m[2] else m[1]), text
 
 
 def check_county(schedules_dir: Path, county_text: str, village_id: str) -> Checked:
@@ -331,8 +348,8 @@ def check_county(schedules_dir: Path, county_text: str, village_id: str) -> Chec
         try:
             out.registry = load_registry(Path(tmp))
         except OutreachError as exc:
-            _sort_problems(str(exc).replace(str(tmp), str(schedules_dir)), f"villages[{village_id}]", out,
-                           _village_key)
+            _sort_problems(str(exc).replace(str(tmp), str(schedules_dir)),
+                           lambda line: f"villages[{village_id}]" in line, out, _village_key)
     return out
 
 
@@ -343,6 +360,50 @@ def save(path: Path, new_text: str, base_stamp: str) -> None:
     """Write `new_text` to `path` atomically, unless the file changed since the form read it (StaleFile)."""
     current = Path(path).read_bytes().decode("utf-8-sig")
     if stamp(current) != base_stamp:
-        raise StaleFile(f"{path.name} was changed by someone else after this form was opened; "
-                        "reload the page, redo the edit and save again")
+        raise StaleFile(f"{path.name} 在您打开表单之后被别人改过了；为免覆盖别人的修改，没有保存。"
+                        "请看清改了什么，核对后再保存")
     write_text_atomic(Path(path), new_text)
+
+
+# --- what the form was opened with --------------------------------------------------------
+
+
+def _plain(node: Any) -> Any:
+    """A loaded YAML node without comments or flow style, for a one-key-a-line dump."""
+    if isinstance(node, Mapping):
+        out = CommentedMap()
+        for key, value in node.items():
+            out[key] = _plain(value)
+        return out
+    if isinstance(node, list):
+        return CommentedSeq([_plain(v) for v in node])
+    return node
+
+
+def _entry(text: str, key: str, ident: str | None) -> str:
+    """The item of the list `key` whose id is `ident`, as block YAML one key a line; '' when absent or unreadable."""
+    if not ident:
+        return ""
+    try:
+        doc = _load(text)
+    except OutreachError:
+        return ""
+    items = doc.get(key) if isinstance(doc, Mapping) else None
+    node = next((x for x in items or [] if isinstance(x, Mapping) and x.get("id") == ident), None)
+    if node is None:
+        return ""
+    y = _yaml()
+    y.default_flow_style = False
+    out = io.StringIO()
+    y.dump(_plain(node), out)
+    return out.getvalue()
+
+
+def campaign_entry(text: str, campaign_id: str | None) -> str:
+    """The campaign `campaign_id` of campaigns.yaml `text`, one key a line (to show how it changed)."""
+    return _entry(text, "campaigns", campaign_id)
+
+
+def village_entry(text: str, village_id: str) -> str:
+    """The village `village_id` of county.yaml `text`, one key a line (to show how it changed)."""
+    return _entry(text, "villages", village_id)

@@ -45,7 +45,7 @@ def _clips(loaded: Loaded, program: Program, render_failures: dict[str, str]) ->
             clips.append(verified_clip(loaded.config, loaded.scripts[item.script_id], voice=program.voice))
         except OutreachError as exc:
             why = render_failures.get(voice_label(item.script_id, program.voice), str(exc))
-            problems.append(f"script '{item.script_id}' has no usable clip: {why}")
+            problems.append(f"广播稿 '{item.script_id}' 没有可用的录音：{why}")
     return clips, problems
 
 
@@ -129,7 +129,7 @@ def export_days(loaded: Loaded, engine: Engine, start: date, end: date, out_dir:
                                 engine=program_engines(loaded, p), at=now)
         for p in silent:
             if p.village_id in usb:
-                why = "; ".join(f"{i.script_id}: {i.blocked}" for i in p.blocked_items)
+                why = "；".join(f"{i.script_id}：{i.blocked}" for i in p.blocked_items)
                 mark_program(s, day=p.date, slot=p.slot, village_id=p.village_id, status=BroadcastStatus.FAILED,
                              at=now, error=why)
     return report

@@ -54,10 +54,10 @@ def temp_dir(kind: str) -> tempfile.TemporaryDirectory[str]:
 def describe_os_error(path: Path, exc: OSError) -> str:
     """Turn an OSError on `path` into a message that says what to fix."""
     if exc.errno == errno.ENOSPC:
-        return f"{path}: the disk is full; free some space and run again"
+        return f"{path}: 磁盘已满；请腾出空间后再运行"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"{path}: the folder is not writable; choose another output folder or fix its permissions"
-    return f"{path}: cannot write ({exc.strerror}); check the output folder"
+        return f"{path}: 文件夹不可写；请换一个输出文件夹，或修改它的权限"
+    return f"{path}: 无法写入（{exc.strerror}）；请检查输出文件夹"
 
 
 @contextlib.contextmanager
@@ -78,7 +78,7 @@ def atomic_path(target: Path, *, mode: int = 0o644) -> Iterator[Path]:
     try:
         yield tmp
         if not tmp.exists() or tmp.stat().st_size == 0:
-            raise OutputError(f"{target}: nothing was written; the file was not created")
+            raise OutputError(f"{target}: 什么也没写入，文件没有生成")
         os.chmod(tmp, mode)  # mkstemp makes 0600; pack files must be readable by everyone
         os.replace(tmp, target)
     except OSError as exc:
@@ -186,5 +186,5 @@ def clean_after_crash(folders: Iterable[Path], *, temp_root: Path | None = None,
         removed += remove_stale_parts(folder, before=before)
     removed += remove_stale_temp_dirs(temp_root, before=before)
     if removed:
-        log.info("removed %d stale temporary file(s)/folder(s) left by an earlier crash", len(removed))
+        log.info("已清理 %d 个先前中断时留下的临时文件或文件夹", len(removed))
     return removed

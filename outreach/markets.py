@@ -42,9 +42,8 @@ __all__ = ["Calendar", "MarketRule", "parse_rule", "lunar_day", "lunar_label", "
 Calendar = Literal["lunar", "gregorian"]
 
 ACCEPTED_FORMS = (
-    "逢农历三、八 or 逢公历一、六 (day numbers ending in these digits; 十 = 10, 20, 30; "
-    "no calendar named means lunar), 逢三六九, 逢单日 / 逢双日 (Gregorian), "
-    "or explicit dates such as 2026-12-05, 2026-12-20"
+    "逢农历三、八 或 逢公历一、六（日子的末位数字，十 = 10、20、30，不写历法即为农历）、"
+    "逢三六九、逢单日 / 逢双日（公历），或直接列出日期，如 2026-12-05, 2026-12-20"
 )
 
 _SEP = re.compile(r"[、,;\s/]+")
@@ -74,8 +73,8 @@ def lunar_label(day: date) -> str:
 def _lunar(day: date) -> LunarDate:
     if not MIN_SOLAR_DATE <= day <= MAX_SOLAR_DATE:
         raise MarketRuleError(
-            f"{day.isoformat()}: lunar dates are known only from {MIN_SOLAR_DATE} to {MAX_SOLAR_DATE}; "
-            "choose dates in that range"
+            f"{day.isoformat()}：农历只能查到 {MIN_SOLAR_DATE} 至 {MAX_SOLAR_DATE} 之间的日期；"
+            "请选这个范围内的日期"
         )
     return LunarDate.from_solar(day)
 
@@ -108,7 +107,7 @@ class MarketRule:
 
 
 def _fail(text: str, why: str) -> MarketRuleError:
-    return MarketRuleError(f"market rule {text!r}: {why}; accepted forms: {ACCEPTED_FORMS}")
+    return MarketRuleError(f"集日规则 {text!r}：{why}；可用的写法：{ACCEPTED_FORMS}")
 
 
 def _explicit(text: str, tokens: list[str]) -> MarketRule:
@@ -116,11 +115,11 @@ def _explicit(text: str, tokens: list[str]) -> MarketRule:
     for token in tokens:
         m = _ISO.fullmatch(token)
         if m is None:
-            raise _fail(text, f"{token!r} is not a date; list dates as YYYY-MM-DD")
+            raise _fail(text, f"{token!r} 不是日期；日期请写成 YYYY-MM-DD")
         try:
             found.add(date(int(m[1]), int(m[2]), int(m[3])))
         except ValueError:
-            raise _fail(text, f"{token!r} is not a real date") from None
+            raise _fail(text, f"{token!r} 不是真实存在的日期") from None
     return MarketRule(text=text, calendar="gregorian", explicit=frozenset(found))
 
 
@@ -136,20 +135,19 @@ def _endings(text: str, body: str) -> frozenset[int]:
             continue
         if token.isascii() and token.isdigit() and len(token) > 1:
             if int(token) > 31:
-                raise _fail(text, f"{token!r} is not a real day number; list the last digits of the market "
-                                  "days, e.g. 逢3、8")
-            raise _fail(text, f"{token!r} is ambiguous; separate Arabic digits, e.g. 逢3、6")
+                raise _fail(text, f"{token!r} 不是真实存在的日子；请列出集日的末位数字，如 逢3、8")
+            raise _fail(text, f"{token!r} 有歧义；阿拉伯数字请分开写，如 逢3、6")
         number = _chinese_number(token)
         if number is not None:
-            what = "is not a real day number" if number > 30 else "is a whole day number, not a day digit"
-            raise _fail(text, f"{token!r} ({number}) {what}; a rule lists the last digits of the market days "
-                              "(逢三、八 = 3, 13, 23 and 8, 18, 28; 十 = 10, 20, 30)")
+            what = "不是真实存在的日子" if number > 30 else "是完整的日子，不是末位数字"
+            raise _fail(text, f"{token!r}（{number}）{what}；规则列的是集日的末位数字"
+                              "（逢三、八 = 3、13、23 和 8、18、28；十 = 10、20、30）")
         for ch in token:
             if ch not in _DIGITS:
-                raise _fail(text, f"{ch!r} is not a day digit (一..十 or 0..9)")
+                raise _fail(text, f"{ch!r} 不是日子的数字（应为 一..十 或 0..9）")
             found.add(_DIGITS[ch])
     if not found:
-        raise _fail(text, "no day digits given")
+        raise _fail(text, "没有写日子的数字")
     return frozenset(found)
 
 
@@ -169,7 +167,7 @@ def parse_rule(text: str) -> MarketRule:
     Raises MarketRuleError saying which forms are accepted.
     """
     if not isinstance(text, str) or not text.strip():
-        raise _fail(str(text), "the rule is empty")
+        raise _fail(str(text), "规则是空的")
     original = text.strip()
     s = unicodedata.normalize("NFKC", original).strip()
     tokens = [t for t in _SEP.split(s) if t]

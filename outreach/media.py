@@ -41,10 +41,10 @@ def run_ffmpeg(args: list[str], *, what: str, timeout: float = 600) -> subproces
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        raise AudioError(f"{what}: ffmpeg took longer than {timeout:.0f} s") from exc
+        raise AudioError(f"{what}: ffmpeg 运行超过 {timeout:.0f} 秒，已超时") from exc
     if proc.returncode != 0:
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-        raise AudioError(f"{what}: ffmpeg failed ({tail})")
+        raise AudioError(f"{what}: ffmpeg 出错（{tail}）")
     return proc
 
 
@@ -57,5 +57,5 @@ def decode_to_pcm(path: Path, *, fmt: str, sample_rate: int) -> bytes:
         timeout=600,
     )
     if proc.returncode != 0:
-        raise AudioError(f"{path}: cannot decode as {fmt} ({proc.stderr.decode(errors='replace').strip()[-200:]})")
+        raise AudioError(f"{path}: 无法按 {fmt} 格式解码（{proc.stderr.decode(errors='replace').strip()[-200:]}）")
     return proc.stdout

@@ -70,7 +70,7 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
         if value is None:
             return None
         if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware datetime")
+            raise ValueError(f"不带时区的时间 {value!r}：请传入带时区的时间（timezone-aware datetime）")
         value = value.astimezone(dt.timezone.utc)
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)

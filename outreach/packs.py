@@ -26,13 +26,13 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from outreach.errors import OutputError
+from outreach.labels import SLOT, label
 from outreach.files import (atomic_path, describe_os_error, remove_stale_parts, sha256_file, write_bytes_atomic,
                             write_text_if_changed)
 
 MANIFEST = "manifest.json"
 PLAYLIST = "playlist.m3u"
 README = "播放说明.txt"
-SLOT_LABELS = {"morning": "早间", "evening": "晚间"}
 # Program files of a pack, in this format or the older `2026-12-01_morning.mp3`.
 _PACK_FILE = re.compile(r"\d{4}-\d{2}-\d{2}_[^/]+\.mp3")
 FILE_MODE = 0o644
@@ -42,7 +42,7 @@ _UNSAFE = re.compile(r'[\x00-\x1f\x7f:*?"<>|]')
 
 def slot_label(slot: str) -> str:
     """The Chinese label of a slot (早间, 晚间)."""
-    return SLOT_LABELS.get(slot, slot)
+    return label(SLOT, slot)
 
 
 def path_part(name: str, what: str) -> str:
@@ -51,25 +51,25 @@ def path_part(name: str, what: str) -> str:
     Raises OutputError for a name with a path separator or '..', which could leave the pack folder.
     """
     if "/" in name or "\\" in name or ".." in name:
-        raise OutputError(f"{what} {name!r} contains '/', '\\' or '..', which would make a path out of the pack "
-                          "folder; rename it in schedules/county.yaml")
+        raise OutputError(f"{what} {name!r} 含有 '/'、'\\' 或 '..'，会让路径跑出节目包文件夹；"
+                          "请在 schedules/county.yaml 里改名")
     safe = _UNSAFE.sub("_", name).strip().rstrip(".")
     if not safe:
-        raise OutputError(f"{what} {name!r} is empty once unsafe characters are removed; rename it in schedules/")
+        raise OutputError(f"{what} {name!r} 去掉不安全的字符后就空了；请在 schedules/ 里改名")
     return safe
 
 
 def village_folder(township_id: str, township_name: str, village_id: str, village_name: str) -> str:
     """`dazhuang_大庄镇/dazhuang-05_李家洼村`: a village's pack folder, ids first so folders sort."""
-    return str(PurePosixPath(path_part(f"{township_id}_{township_name}", "township name"),
-                             path_part(f"{village_id}_{village_name}", "village name")))
+    return str(PurePosixPath(path_part(f"{township_id}_{township_name}", "乡镇名称"),
+                             path_part(f"{village_id}_{village_name}", "村名称")))
 
 
 def pack_rel_path(township_id: str, township_name: str, village_id: str, village_name: str, day: date,
                   start: time, slot: str) -> str:
     """`dazhuang_大庄镇/dazhuang-05_李家洼村/2026-12-01_0630_早间.mp3`: names sort in airing order."""
     folder = village_folder(township_id, township_name, village_id, village_name)
-    return f"{folder}/{day.isoformat()}_{start:%H%M}_{path_part(slot_label(slot), 'slot label')}.mp3"
+    return f"{folder}/{day.isoformat()}_{start:%H%M}_{path_part(slot_label(slot), '时段名称')}.mp3"
 
 
 def inside(out_dir: Path, rel: str) -> Path:
@@ -77,7 +77,7 @@ def inside(out_dir: Path, rel: str) -> Path:
     root = out_dir.resolve()
     target = (root / rel).resolve()
     if PurePosixPath(rel).is_absolute() or not target.is_relative_to(root) or target == root:
-        raise OutputError(f"{rel}: this path would leave the output folder {out_dir}; it was not written")
+        raise OutputError(f"{rel}：这个路径会跑出输出文件夹 {out_dir}，没有写入")
     return target
 
 
@@ -195,19 +195,19 @@ def _verify(path: Path, item: PackItem, size: int, digest: str) -> None:
 
     problem = ""
     if path.stat().st_size != size:
-        problem = f"{path.stat().st_size} bytes instead of {size}"
+        problem = f"大小是 {path.stat().st_size} 字节，应为 {size} 字节"
     elif sha256_file(path) != digest:
-        problem = "checksum differs from what was written"
+        problem = "校验和与写入的内容不一致"
     else:
         try:
             tags = ID3(path)
             if str(tags["TIT2"].text[0]) != item.title or tags.version[:2] != (2, 3):
-                problem = "title tag differs"
+                problem = "标题标签不一致"
         except (ID3NoHeaderError, KeyError, OSError) as exc:
-            problem = f"tag unreadable ({exc})"
+            problem = f"标签无法读取（{exc}）"
     if problem:
-        raise OutputError(f"{item.rel_path}: the written file failed verification ({problem}); "
-                          "check the stick or disk and export again")
+        raise OutputError(f"{item.rel_path}：写入的文件校验没通过（{problem}）；"
+                          "请检查U盘或磁盘后重新导出")
 
 
 def read_manifest(out_dir: Path) -> dict[str, PackFile]:
@@ -220,11 +220,14 @@ def read_manifest(out_dir: Path) -> dict[str, PackFile]:
     if not path.is_file():
         return {}
     try:
-        files = json.loads(path.read_text(encoding="utf-8"))["files"]
-        if not isinstance(files, list):
-            raise TypeError("files is not a list")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise OutputError(f"{path}: {exc}") from exc
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise OutputError(f"{path}：无法读取（{exc.strerror}）；请检查U盘或文件夹") from exc
+    except ValueError as exc:
+        raise OutputError(f"{path}：不是有效的 JSON（{exc}）；请重新导出") from exc
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, list):
+        raise OutputError(f'{path}：缺少 "files" 列表；请重新导出')
     out: dict[str, PackFile] = {}
     for f in files:
         try:

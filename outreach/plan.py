@@ -23,7 +23,7 @@ __all__ = [
 
 TZ = ZoneInfo("Asia/Shanghai")
 # The `blocked` reason of a script edited after its approval: it keeps its place so delivery logs it.
-DRAFT_AFTER_EDIT = "draft after edit"
+DRAFT_AFTER_EDIT = "批准后又被修改，已退回草稿"
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class ProgramItem:
     script_id: str
     campaign_id: str
     urgent: bool = False
-    # Why this planned item must not air (e.g. "draft after edit"); None when it may air.
+    # Why this planned item must not air (e.g. DRAFT_AFTER_EDIT); None when it may air.
     blocked: str | None = None
 
 
@@ -144,7 +144,7 @@ def _place(
                 items.append(ProgramItem(sid, c.id, c.urgent, blocked=blocked[sid]))
                 continue
             if sid not in durations:
-                raise PlanError(f"no clip duration for script '{sid}'; render it or check audio_scripts/")
+                raise PlanError(f"广播稿 '{sid}' 没有录音时长；请先生成录音（`outreach render`），或检查 audio_scripts/")
             items.append(ProgramItem(sid, c.id, c.urgent))
     return items
 
@@ -170,10 +170,9 @@ def _alerts(programs: Sequence[Program], scripts: Mapping[str, Script]) -> list[
     for (cid, sid), progs in sorted(hits.items()):
         s = scripts[sid]
         first, last = min(p.date for p in progs), max(p.date for p in progs)
-        out.append(f"URGENT campaign '{cid}': script '{sid}' was edited after approval by {s.approved_by} on "
-                   f"{s.approved_on} and is a draft again; it will NOT air in {len(progs)} program(s) "
-                   f"{first.isoformat()}..{last.isoformat()}. Review the text, then "
-                   f"`outreach scripts approve {sid} --by NAME` and `outreach render`")
+        out.append(f"紧急宣传活动 '{cid}'：广播稿 '{sid}' 在 {s.approved_on} 经 {s.approved_by} 批准后又被修改，"
+                   f"已退回草稿；{first.isoformat()}..{last.isoformat()} 的 {len(progs)} 个节目里它都【不会播出】。"
+                   f"请审核文字，然后运行 `outreach scripts approve {sid} --by 姓名` 和 `outreach render`")
     return out
 
 
@@ -191,8 +190,8 @@ def _fit(
         dur = durations[item.script_id]
         if item.urgent and dur > limit_s:
             raise PlanError(
-                f"urgent script '{item.script_id}' ({item.campaign_id}) lasts {dur:.1f}s, longer than the "
-                f"{max_minutes}-minute slot ({where}); shorten the script or lengthen the slot"
+                f"紧急广播稿 '{item.script_id}'（{item.campaign_id}）长 {dur:.1f} 秒，超过了 {max_minutes} 分钟的"
+                f"时段（{where}）；请缩短广播稿，或延长时段"
             )
         added = dur + (gap_s if any(k.blocked is None for k in kept) else 0.0)
         if total + added <= limit_s:
@@ -200,8 +199,8 @@ def _fit(
             total += added
         else:
             warnings.append(
-                f"{where}: dropped '{item.script_id}' ({item.campaign_id}, {dur:.1f}s); "
-                f"the {max_minutes}-minute slot is full"
+                f"{where}：已舍去 '{item.script_id}'（{item.campaign_id}，{dur:.1f} 秒）；"
+                f"{max_minutes} 分钟的时段已排满"
             )
     return kept, total
 
@@ -225,20 +224,21 @@ def build_programs(
     urgent clip longer than its slot.
     """
     if end < start:
-        raise PlanError(f"plan range {start.isoformat()}..{end.isoformat()} is backwards; "
-                        "the end must be on or after the start")
+        raise PlanError(f"安排的日期范围 {start.isoformat()}..{end.isoformat()} 前后颠倒了；"
+                        "结束日期不能早于开始日期")
     known = registry.villages
     if village_ids is None:
         chosen = sorted(known)
     else:
         unknown = sorted(set(village_ids) - set(known))
         if unknown:
-            raise PlanError(f"unknown village(s) {', '.join(unknown)}; use ids from the registry in schedules/")
+            raise PlanError(f"未知的村 {'、'.join(unknown)}；请使用 schedules/ 县名录里的编号")
         chosen = sorted(set(village_ids))
     for c in campaigns:
         for sid in c.scripts:
             if sid not in scripts:
-                raise PlanError(f"campaign '{c.id}' names script '{sid}', which is not in the library")
+                raise PlanError(f"宣传活动 '{c.id}' 用到的广播稿 '{sid}' 不在 audio_scripts/ 里；"
+                                "请补上这篇广播稿，或从宣传活动里删掉它")
 
     ordered = sorted((c for c in campaigns if not c.default), key=lambda c: (not c.urgent, -c.priority, c.id))
     defaults = sorted((c for c in campaigns if c.default), key=lambda c: c.id)
@@ -275,10 +275,10 @@ def build_programs(
                     if any(i.blocked is None for i in kept):
                         break
                 if not any(i.blocked is None for i in kept) and kept:
-                    warnings.append(f"{where}: only scripts edited after approval were planned; the slot stays "
-                                    "silent until they are approved again")
+                    warnings.append(f"{where}：排进来的只有批准后又被修改的广播稿；重新批准之前，"
+                                    "这个时段不播")
                 if not kept:
-                    warnings.append(f"{where}: nothing to play (no valid default script); the slot stays silent")
+                    warnings.append(f"{where}：没有可播的内容（默认宣传活动里没有有效的广播稿）；这个时段不播")
                     continue
                 programs.append(Program(
                     date=day, slot=slot.name, village_id=vid, township_id=known[vid].township_id,

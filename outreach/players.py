@@ -71,13 +71,13 @@ def check_players(registry: Registry, default: Sequence[str], village_ids: Seque
         for program, vids in missing.items():
             village = registry.villages[vids[0]]
             township = registry.townships.get(village.township_id)
-            where = ("schedules/county.yaml village " + village.id if village.player else
-                     "schedules/county.yaml township " + township.id if township and township.player else
-                     "outreach.toml [deliver] player")
-            shown = ", ".join(vids[:5]) + (f" and {len(vids) - 5} more" if len(vids) > 5 else "")
-            lines.append(f"player program '{program}' not found (set in {where}; villages {shown})")
-        raise ConfigError("; ".join(lines) + "; install it, or set the player to the full path of your broadcast "
-                          "command (e.g. player = [\"/usr/bin/ffplay\", \"-nodisp\", \"-autoexit\", \"{file}\"])")
+            where = (f"schedules/county.yaml 的村 {village.id}" if village.player else
+                     f"schedules/county.yaml 的乡镇 {township.id}" if township and township.player else
+                     "outreach.toml 的 [deliver] player")
+            shown = "、".join(vids[:5]) + (f" 等 {len(vids)} 个村" if len(vids) > 5 else "")
+            lines.append(f"找不到播放程序 '{program}'（在 {where} 里设置；用到它的村：{shown}）")
+        raise ConfigError("；".join(lines) + "；请安装它，或把播放程序写成广播命令的完整路径"
+                          "（如 player = [\"/usr/bin/ffplay\", \"-nodisp\", \"-autoexit\", \"{file}\"]）")
 
 
 def start_time(pid: int) -> int | None:
@@ -125,9 +125,9 @@ def spawn(cmd: Sequence[str], stderr_dir: Path, timeout_s: float) -> Player:
                                     start_new_session=True, close_fds=True)
         except OSError as exc:
             err_path.unlink(missing_ok=True)
-            what = "not found" if isinstance(exc, FileNotFoundError) else f"cannot start ({exc.strerror})"
-            raise DeliveryError(f"player '{cmd[0]}' {what}; set deliver.player in outreach.toml "
-                                "or the village's player in schedules/county.yaml") from exc
+            what = "找不到" if isinstance(exc, FileNotFoundError) else f"无法启动（{exc.strerror}）"
+            raise DeliveryError(f"播放程序 '{cmd[0]}' {what}；请检查 outreach.toml 里的 deliver.player，"
+                                "或 schedules/county.yaml 里该村的 player") from exc
     return Player(proc, start_time(proc.pid), err_path, time.monotonic() + timeout_s)
 
 

@@ -21,9 +21,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from outreach import claims, players
+from outreach.labels import STATUS, label
 from outreach.db import session
 from outreach.deliver import (
-    DONE, Prepared, fail_rows, finish_player, interrupt_rows, plan_programs, prepare_programs, record_outcome,
+    DONE, NO_CLIP, Prepared, fail_rows, finish_player, interrupt_rows, plan_programs, prepare_programs, record_outcome,
     urgent_carries, with_carry,
 )
 from outreach.models import Broadcast, BroadcastStatus
@@ -88,8 +89,8 @@ class Runtime:
         if playing:
             with session(self.engine) as s:
                 for p in playing:
-                    interrupt_rows(s, p.prep.key, at=now, detail="interrupted: the scheduler was stopped")
-            log.warning("stopped %d players on air; their slots replay on restart within the grace time", len(playing))
+                    interrupt_rows(s, p.prep.key, at=now, detail="中断：调度器已停止")
+            log.warning("已停止 %d 个正在播出的播放程序；重启后在宽限时间内会重播这些时段", len(playing))
 
     @property
     def running(self) -> int:
@@ -131,8 +132,8 @@ class Runtime:
             try:
                 self.start_batch(keys, now)
             except Exception as exc:  # a job must never take the scheduler down, nor leave `planned`
-                log.exception("starting %d slots failed", len(keys))
-                self._fail(keys, f"{type(exc).__name__}: {exc}")
+                log.exception("启动 %d 个时段失败", len(keys))
+                self._fail(keys, f"程序出错（{type(exc).__name__}）：{exc}")
 
     def _fail(self, keys: Iterable[Key], detail: str) -> None:
         now = clock()
@@ -142,7 +143,7 @@ class Runtime:
                     fail_rows(s, key, at=now, detail=detail)
             claims.set_state(self.engine, self.owner, keys, claims.DONE)
         except Exception:
-            log.exception("could not log the failure of %d slots", len(list(keys)))
+            log.exception("无法把 %d 个时段的失败写入数据库", len(list(keys)))
 
     def _already_done(self, keys: Sequence[Key]) -> set[Key]:
         if not keys:
@@ -161,7 +162,7 @@ class Runtime:
             keys = [k for k in keys if k not in self._running]
         done = self._already_done(keys)
         for k in done:
-            log.info("%s %s %s: skipped, already played", k[0], k[2], k[1])
+            log.info("%s %s %s：已播过，跳过", k[0], k[2], k[1])
         todo = [k for k in keys if k not in done]
         won = claims.claim(self.engine, self.owner, todo, now)
         lost = [k for k in todo if k not in won]
@@ -172,9 +173,9 @@ class Runtime:
                     won.add(c.key)
                 continue
             if c.state == claims.DONE:
-                log.info("%s %s %s: skipped, already played (claim %s)", *c.key[::2], c.key[1], c.owner)
+                log.info("%s %s %s：已播过，跳过（认领者 %s）", *c.key[::2], c.key[1], c.owner)
             elif claims.owner_alive(c.owner, c.heartbeat_at, now, self.loaded.config.deliver.stale_s):
-                log.info("%s %s %s: skipped, claimed by scheduler %s", c.key[0], c.key[2], c.key[1], c.owner)
+                log.info("%s %s %s：已被调度器 %s 认领，跳过", c.key[0], c.key[2], c.key[1], c.owner)
             else:
                 orphans.append(c)
         won.update(self.settle_orphans(orphans, now))
@@ -197,7 +198,7 @@ class Runtime:
         preps = self._programs(keys)
         silent = [k for k in keys if k not in preps]
         for k in silent:
-            log.info("%s %s %s: silent (blackout or nothing planned)", k[0], k[2], k[1])
+            log.info("%s %s %s：不播（停播日或没有安排节目）", k[0], k[2], k[1])
         claims.set_state(self.engine, self.owner, silent, claims.DONE)
         with session(self.engine) as s:
             record_planned(s, broadcast_plans([preps[k].program for k in keys if k in preps]), now=now)
@@ -209,7 +210,7 @@ class Runtime:
             if prep is None:
                 continue
             if prep.audio is None:
-                ended.append((prep, BroadcastStatus.FAILED, "no clip of this program can air"))
+                ended.append((prep, BroadcastStatus.FAILED, NO_CLIP))
                 continue
             try:
                 cmd = players.route(self.loaded.registry, deliver.player, k[0], k[1], k[2], prep.audio)
@@ -223,7 +224,7 @@ class Runtime:
         claims.set_playing(self.engine, self.owner, started, now)
         self._record(ended, now)
         if started:
-            log.info("started %d players (%d failed to start, %d silent)", len(started), len(ended), len(silent))
+            log.info("已启动 %d 个播放程序（%d 个启动失败，%d 个不播）", len(started), len(ended), len(silent))
         return [k for k, _, _ in started]
 
     def _record(self, ended: Sequence[tuple[Prepared, BroadcastStatus, str]], now: datetime) -> None:
@@ -235,9 +236,9 @@ class Runtime:
         claims.set_state(self.engine, self.owner, [p.key for p, _, _ in ended], claims.DONE)
         for prep, status, detail in ended:
             v, slot, day = prep.key
-            text = "; ".join(x for x in (detail, prep.problems()) if x)
-            (log.error if status is BroadcastStatus.FAILED else log.info)("%s %s %s: %s %s", v, day, slot,
-                                                                           status.value, text)
+            text = "；".join(x for x in (detail, prep.problems()) if x)
+            (log.error if status is BroadcastStatus.FAILED else log.info)(
+                "%s %s %s：%s %s", v, day, slot, label(STATUS, status), text)
 
     def settle_orphans(self, found: Sequence[claims.Claim], now: datetime) -> list[Key]:
         """Settle claims whose scheduler is gone: stop their player groups (together), log `interrupted`,
@@ -249,18 +250,18 @@ class Runtime:
         """Settle one claim whose scheduler is gone (see settle_orphans); True if it is to be replayed."""
         if stopped is None:
             stopped = bool(c.player_pgid) and bool(players.stop_orphans([(c.player_pgid, c.player_started)]))
-        detail = f"interrupted: scheduler {c.owner} stopped during the play" + (
-            f"; its player (process group {c.player_pgid}) was stopped" if stopped else "")
+        detail = f"中断：调度器 {c.owner} 在播出中途停止" + (
+            f"；它的播放程序（进程组 {c.player_pgid}）已被停止" if stopped else "")
         with session(self.engine) as s:
             interrupt_rows(s, c.key, at=now, detail=detail)
         if not claims.take_over(self.engine, c, self.owner, now):
             return False
         late = (now - self.slot_start(c.key)).total_seconds()
         if late <= self.loaded.config.deliver.grace_s:
-            log.warning("%s %s %s: %s; replaying it whole (%.0f s late)", c.key[0], c.key[2], c.key[1], detail, late)
+            log.warning("%s %s %s：%s；从头完整重播（晚了 %.0f 秒）", c.key[0], c.key[2], c.key[1], detail, late)
             return True
         claims.set_state(self.engine, self.owner, [c.key], claims.DONE)
-        log.warning("%s %s %s: %s; past the grace time, not replayed", c.key[0], c.key[2], c.key[1], detail)
+        log.warning("%s %s %s：%s；已过宽限时间，不再重播", c.key[0], c.key[2], c.key[1], detail)
         return False
 
     # --- watching players ------------------------------------------------------------------
@@ -285,10 +286,10 @@ class Runtime:
                     now = clock()
                     claims.beat(self.engine, self.owner, now)
                     if self.leadership is not None and not self.leadership.beat(now):
-                        log.critical("another scheduler took over this database; this one stops")
+                        log.critical("另一个调度器接管了这个数据库；本调度器停止")
                         self.lost.set()
             except Exception:
-                log.exception("monitor pass failed; retrying")
+                log.exception("检查播放程序时出错；稍后重试")
 
     # --- pre-flight ------------------------------------------------------------------------
 
@@ -304,15 +305,15 @@ class Runtime:
         report = render_library(loaded.config, [loaded.scripts[s] for s in needed],
                                 voices={p.voice for p in programs if p.voice})
         for script_id, message in report.failures:
-            log.error("pre-flight: clip of %s cannot be made: %s", script_id, message)
+            log.error("预检：%s 的录音无法生成：%s", script_id, message)
         for line in result.alerts:  # one loud line per urgent campaign and edited script, not per program
-            log.error("pre-flight: %s", line)
+            log.error("预检：%s", line)
         networked = {v.id for v in loaded.registry.villages.values() if v.speaker == "networked"}
         ready = prepare_programs(loaded, [p for p in programs if p.village_id in networked])
         self.prepared = ready
         made = sum(not r.cached for r in report.results)
         cannot = sum(len(p.not_aired) for p in ready.values())
-        log.info("pre-flight: %d programs ready for the next %d h, %d clips rendered, %d items cannot air",
+        log.info("预检：%d 个节目已就绪（未来 %d 小时），新生成录音 %d 条，%d 项无法播出",
                  len(ready), hours, made, cannot)
         return {"programs": len(ready), "rendered": made, "failures": len(report.failures), "cannot_air": cannot}
 

@@ -27,7 +27,7 @@ def gap_clip(config: Config, gap_s: float) -> Path:
         with atomic_path(path) as tmp:
             run_ffmpeg(["-f", "lavfi", "-i", f"anullsrc=r={p.sample_rate}:cl=mono", "-t", f"{gap_s}",
                         "-c:a", "libmp3lame", "-b:a", f"{p.bitrate_kbps}k", "-f", "mp3", str(tmp)],
-                       what=f"{path}: silence")
+                       what=f"{path}: 生成静音")
     return path
 
 
@@ -37,10 +37,10 @@ def program_audio(config: Config, clips: Sequence[Path], *, gap_s: float = 1.0) 
     Raises DeliveryError if a clip is missing or corrupt (ffmpeg cannot read it).
     """
     if not clips:
-        raise DeliveryError("a program needs at least one clip")
+        raise DeliveryError("节目里至少要有一条录音")
     for clip in clips:
         if not clip.is_file() or clip.stat().st_size == 0:
-            raise DeliveryError(f"{clip}: clip is missing or empty; run `outreach render` again")
+            raise DeliveryError(f"{clip}: 录音不存在或是空的；请重新运行 `outreach render`")
     name = hashlib.sha256(json.dumps([c.name for c in clips] + [gap_s]).encode()).hexdigest()[:20]
     out = config.build_path / "programs" / f"program-{name}.mp3"
     if out.is_file():
@@ -57,10 +57,10 @@ def program_audio(config: Config, clips: Sequence[Path], *, gap_s: float = 1.0) 
         with atomic_path(out) as tmp:
             try:
                 run_ffmpeg(["-f", "concat", "-safe", "0", "-i", str(listing), "-map", "0:a", "-c", "copy",
-                            "-map_metadata", "-1", "-f", "mp3", str(tmp)], what=f"{out}: joining clips")
+                            "-map_metadata", "-1", "-f", "mp3", str(tmp)], what=f"{out}: 拼接录音")
             except Exception as exc:
-                raise DeliveryError(f"cannot join clips into a program: {exc}; a clip may be corrupt, "
-                                    "re-render with `outreach render --force`") from exc
+                raise DeliveryError(f"无法把录音拼接成节目：{exc}；可能有录音已损坏，"
+                                    "请用 `outreach render --force` 重新生成") from exc
     return out
 
 

@@ -22,6 +22,7 @@ from outreach.config import PlayerCommand
 from outreach.dates import TextDate
 from outreach.errors import MarketRuleError, RegistryError
 from outreach.markets import MarketRule, parse_rule
+from outreach.labels import SLOT
 from outreach.tts.voices import EDGE_VOICES, is_known_voice
 from outreach.yamlread import (
     Entry, Problems, YamlMap, check_keys, declared_ids, read_yaml, validate_entry, validate_items,
@@ -37,6 +38,8 @@ SlotName = Literal["morning", "evening"]
 SLOT_NAMES: tuple[SlotName, ...] = ("morning", "evening")
 FILES = ("county.yaml", "markets.yaml", "slots.yaml")
 MAX_SLOT_MINUTES = 60
+# What an id names, in messages.
+_KINDS = {"township": "乡镇", "village": "村", "townships": "乡镇", "villages": "村"}
 _ID = re.compile(r"[a-z0-9][a-z0-9-]*")
 _HHMM = re.compile(r"(\d{1,2}):(\d{2})")
 
@@ -46,13 +49,13 @@ def _parse_time(value: Any) -> time:
         return value
     m = _HHMM.fullmatch(str(value).strip())
     if m is None or int(m[1]) > 23 or int(m[2]) > 59:
-        raise ValueError(f"{value!r} is not a time; use HH:MM such as 06:30")
+        raise ValueError(f"{value!r} 不是时刻；请写成 HH:MM，如 06:30")
     return time(int(m[1]), int(m[2]))
 
 
 def _check_id(value: Any) -> Any:
     if isinstance(value, str) and not _ID.fullmatch(value):
-        raise ValueError(f"{value!r} is not a valid id; use lowercase letters, digits and '-' (e.g. dazhuang-01)")
+        raise ValueError(f"{value!r} 不是有效的编号；只能用小写字母、数字和 '-'（如 dazhuang-01）")
     return value
 
 
@@ -64,7 +67,7 @@ def _to_rule(value: Any) -> MarketRule:
     elif isinstance(value, list):
         value = ", ".join(v.isoformat() if isinstance(v, date) else str(v) for v in value)
     if not isinstance(value, str):
-        raise ValueError("must be text such as 逢农历三、八")
+        raise ValueError("须为文字，如 逢农历三、八")
     try:
         return parse_rule(value)
     except MarketRuleError as exc:
@@ -76,17 +79,17 @@ def _check_name(value: Any) -> Any:
     if isinstance(value, str):
         bad = next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Zl", "Zp")), None)
         if bad is not None:
-            raise ValueError(f"contains a control character (U+{ord(bad):04X}); write the name on one line")
+            raise ValueError(f"含有控制字符（U+{ord(bad):04X}）；请把名称写在一行里")
         if not value.strip():
-            raise ValueError("is empty; write the name")
+            raise ValueError("是空的；请填写名称")
     return value
 
 
 def _check_voice(value: Any) -> Any:
     if isinstance(value, str) and not is_known_voice(value):
-        dialects = ", ".join(v.name for v in EDGE_VOICES if v.locale != "zh-CN")
-        raise ValueError(f"unknown voice {value!r}; use a dialect voice such as {dialects}, "
-                         "or any voice `outreach voices` lists")
+        dialects = "、".join(v.name for v in EDGE_VOICES if v.locale != "zh-CN")
+        raise ValueError(f"未知的音色 {value!r}；请使用方言音色，如 {dialects}，"
+                         "或 `outreach voices` 列出的任一音色")
     return value
 
 
@@ -153,7 +156,7 @@ class Market(_Model):
     @model_validator(mode="after")
     def _serves_someone(self) -> Market:
         if not self.township_ids and not self.village_ids:
-            raise ValueError("serves nobody; list `townships` or `villages` (or both)")
+            raise ValueError("没有服务任何村；请填写 `townships` 或 `villages`（或两者都填）")
         return self
 
 
@@ -169,7 +172,7 @@ class Blackout(_Model):
     @model_validator(mode="after")
     def _targets_someone(self) -> Blackout:
         if not self.township_ids and not self.village_ids:
-            raise ValueError("silences nobody; list `townships` or `villages` (or both)")
+            raise ValueError("没有指定停播的村；请填写 `townships` 或 `villages`（或两者都填）")
         return self
 
 
@@ -186,12 +189,12 @@ class Registry:
 
     def _village(self, village_id: str) -> Village:
         if village_id not in self.villages:
-            raise RegistryError(f"unknown village id {village_id!r}; use an id from schedules/county.yaml")
+            raise RegistryError(f"未知的村编号 {village_id!r}；请使用 schedules/county.yaml 里的编号")
         return self.villages[village_id]
 
     def _market(self, market_id: str) -> Market:
         if market_id not in self.markets:
-            raise RegistryError(f"unknown market id {market_id!r}; use an id from schedules/markets.yaml")
+            raise RegistryError(f"未知的集市编号 {market_id!r}；请使用 schedules/markets.yaml 里的编号")
         return self.markets[market_id]
 
     def village_slots(self, village_id: str) -> list[SlotSpec]:
@@ -241,15 +244,15 @@ def _slot_problems(specs: list[SlotSpec]) -> list[tuple[SlotName | None, str]]:
     found: list[tuple[SlotName | None, str]] = []
     names = [s.name for s in specs]
     if names != sorted(names, key=SLOT_NAMES.index):
-        times = ", ".join(f"{s.name} {s.start:%H:%M}" for s in sorted(specs, key=lambda s: SLOT_NAMES.index(s.name)))
-        found.append((None, f"the morning slot must start before the evening slot ({times}); fix the times"))
+        times = "，".join(f"{s.name} {s.start:%H:%M}" for s in sorted(specs, key=lambda s: SLOT_NAMES.index(s.name)))
+        found.append((None, f"早间时段（morning）必须在晚间时段（evening）之前开始（{times}）；请改正时间"))
     for a, b in zip(specs, specs[1:]):
         if a.end_minute > b.start.hour * 60 + b.start.minute:
-            found.append((a.name, f"{a.start:%H:%M} + {a.max_minutes} min runs into the {b.name} slot at "
-                          f"{b.start:%H:%M}; start earlier or lower max_minutes in slots.yaml"))
+            found.append((a.name, f"{a.start:%H:%M} 开始加 {a.max_minutes} 分钟，会压到 {b.start:%H:%M} 开始的"
+                          f"{SLOT[b.name]}时段（{b.name}）；请提前开始时间，或在 slots.yaml 里调小 max_minutes"))
     if specs and specs[-1].end_minute > 24 * 60:
         last = specs[-1]
-        found.append((last.name, f"{last.start:%H:%M} + {last.max_minutes} min runs past midnight; start earlier"))
+        found.append((last.name, f"{last.start:%H:%M} 开始加 {last.max_minutes} 分钟，会超过午夜；请提前开始时间"))
     return found
 
 
@@ -257,8 +260,8 @@ def _unique(entries: list[Entry], path: Path, problems: Problems) -> dict[str, A
     seen: dict[str, Entry] = {}
     for e in entries:
         if e.item.id in seen:
-            problems.add(path, e.line, e.label, f"id repeats the one on line {seen[e.item.id].line}; "
-                         "give each a unique id")
+            problems.add(path, e.line, e.label, f"编号与第 {seen[e.item.id].line} 行的重复；"
+                         "每一项的编号都要不同")
         else:
             seen[e.item.id] = e
     return {k: e.item for k, e in seen.items()}
@@ -270,24 +273,24 @@ def _refs(ids: Iterable[str], known: list[str] | None, kind: str, path: Path, e:
     for ref in ids if known is not None else []:
         if ref not in known:
             choices = list(dict.fromkeys(known))
-            sample = ", ".join(choices[:5]) + (", ..." if len(choices) > 5 else "")
+            sample = "、".join(choices[:5]) + (" 等" if len(choices) > 5 else "")
             problems.add(path, e.line, f"{e.label}.{key}",
-                         f"unknown {kind} id {ref!r}; use one of {sample} (see county.yaml)")
+                         f"未知的{_KINDS[kind]}编号 {ref!r}；请使用其中一个：{sample}（见 county.yaml）")
 
 
 def _load_slots(doc: YamlMap | None, path: Path, problems: Problems) -> dict[SlotName, SlotSpec]:
     if doc is None or not isinstance(doc.get("slots"), dict):
         if doc is not None and "slots" in doc:
-            problems.add(path, doc.line, "slots", "must map morning: and evening: to start and max_minutes")
+            problems.add(path, doc.line, "slots", "须在 morning: 和 evening: 下分别写 start 和 max_minutes")
         return {}
     raw = doc["slots"]
     slots: dict[SlotName, SlotSpec] = {}
     for name in raw:
         if name not in SLOT_NAMES:
-            problems.add(path, raw.line, f"slots.{name}", "unknown slot; only morning and evening")
+            problems.add(path, raw.line, f"slots.{name}", "未知的时段；只有 morning（早间）和 evening（晚间）")
     for name in SLOT_NAMES:
         if name not in raw:
-            problems.add(path, raw.line, f"slots.{name}", "is missing; add its start and max_minutes")
+            problems.add(path, raw.line, f"slots.{name}", "缺少此时段；请补上它的 start 和 max_minutes")
             continue
         entry = raw[name]
         spec = validate_entry(SlotSpec, entry, path, getattr(entry, "line", raw.line), f"slots.{name}", problems,
@@ -319,10 +322,10 @@ def load_registry(schedules_dir: Path) -> Registry:
         check_keys(county_doc, county_path, ("county", "townships", "villages"), (), problems)
         county = county_doc.get("county") or ""
         if "county" in county_doc and (not isinstance(county, str) or not county.strip()):
-            problems.add(county_path, county_doc.line, "county", "must be the county's name, e.g. 槐川县")
+            problems.add(county_path, county_doc.line, "county", "须为县名，如 槐川县")
         for key in ("townships", "villages"):
             if key in county_doc and not county_doc[key]:
-                problems.add(county_path, county_doc.line, key, f"is empty; add at least one of the county's {key}")
+                problems.add(county_path, county_doc.line, key, f"是空的；请至少写一个{_KINDS[key]}")
         known_townships, known_villages = declared_ids(county_doc, "townships"), declared_ids(county_doc, "villages")
     townships = _unique(validate_items(county_doc, "townships", Township, county_path, problems), county_path, problems)
     village_entries = validate_items(county_doc, "villages", Village, county_path, problems)
@@ -353,7 +356,7 @@ def load_registry(schedules_dir: Path) -> Registry:
         _refs(e.item.village_ids, known_villages, "village", markets_path, e, "villages", problems)
 
     if problems:
-        head = f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the county registry ({schedules_dir}):"
+        head = f"县名录（{schedules_dir}）有 {len(problems)} 处问题："
         raise RegistryError("\n  ".join([head, *problems.lines()]))
     return Registry(county=county, townships=townships, villages=villages, markets=markets,
                     slots=slots, blackouts=[e.item for e in blackout_entries])

@@ -121,8 +121,8 @@ def plan_clip(config: Config, script: Script, lexicon: Lexicon, engine_override:
     spoken = normalize(script.text, lexicon)
     engine = engine_of_voice(voice) if voice else None
     if voice and engine is None:
-        raise ScriptError(f"unknown voice {voice!r} for '{script.id}'; use a voice `outreach voices` lists "
-                          "(voice: in schedules/county.yaml)")
+        raise ScriptError(f"'{script.id}' 的音色 {voice!r} 不存在；请在 schedules/county.yaml 的 voice: 里"
+                          "改用 `outreach voices` 列出的音色")
     engine = engine or engine_for(config, script, engine_override)
     chosen = voice or voice_for(config, script, engine)
     rate = rate_for(config, script)
@@ -246,7 +246,7 @@ def render_library(config: Config, scripts: list[Script], *, engine_override: st
     count = workers or render_workers(len(pooled))
     if count < 2 or len(pooled) < 2:
         pooled = []
-    bar = tqdm(total=len(todo), desc="render", unit="clip", file=sys.stderr, disable=not progress)
+    bar = tqdm(total=len(todo), desc="生成录音", unit="条", file=sys.stderr, disable=not progress)
     if pooled:
         try:
             # The rewritten model is made once here, not raced for by every worker.
@@ -261,7 +261,7 @@ def render_library(config: Config, scripts: list[Script], *, engine_override: st
                 try:
                     outcome[label] = future.result()
                 except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
-                    outcome[label] = f"the render process died ({exc}); run `outreach render` again"
+                    outcome[label] = f"生成录音的进程意外退出（{exc}）；请重新运行 `outreach render`"
                 bar.update()
     in_pool = {id(job) for job in pooled}
     for job in todo:
@@ -293,10 +293,10 @@ def require_approved(scripts: list[Script], ids: list[str]) -> list[Script]:
     for script_id in ids:
         script = by_id.get(script_id)
         if script is None:
-            raise ScriptError(f"no script with id '{script_id}' in audio_scripts/; check the id")
+            raise ScriptError(f"audio_scripts/ 里没有编号为 '{script_id}' 的广播稿；请检查编号")
         if not script.approved:
-            raise ScriptError(f"{script.path}: script '{script_id}' is a draft; approve it with "
-                              f"`outreach scripts approve {script_id} --by NAME` before rendering for air")
+            raise ScriptError(f"{script.path}: 广播稿 '{script_id}' 还是草稿；请先用 "
+                              f"`outreach scripts approve {script_id} --by 姓名` 批准，再生成播出用的录音")
         chosen.append(script)
     return chosen
 
@@ -342,10 +342,10 @@ def verified_clip(config: Config, script: Script, voice: str | None = None) -> P
     job, meta = _current_meta(config, script, voice)
     label = voice_label(script.id, voice)
     if meta is None or not job.path.is_file():
-        raise DeliveryError(f"{job.path}: clip of '{label}' is not rendered; run `outreach render`")
+        raise DeliveryError(f"{job.path}: '{label}' 的录音还没有生成；请运行 `outreach render`")
     if job.path.stat().st_size != meta.get("size") or sha256_file(job.path) != meta.get("sha256"):
-        raise DeliveryError(f"{job.path}: clip of '{label}' is corrupt (checksum differs); "
-                            "run `outreach render --force`")
+        raise DeliveryError(f"{job.path}: '{label}' 的录音已损坏（校验值不符）；"
+                            "请运行 `outreach render --force`")
     return job.path
 
 

@@ -29,8 +29,8 @@ from outreach.models import ScriptEvent
 from outreach.scripts import ID_PATTERN, Problem, Script, approve_script
 
 __all__ = ["FORM_FIELDS", "ReviewError", "StaleForm", "Preview", "check_form", "compose", "form_of", "save_draft",
-           "spoken_segments", "render_preview", "find_preview", "record", "trail", "authors", "approve", "reject",
-           "diff"]
+           "spoken_segments", "render_preview", "find_preview", "record", "trail", "authors", "refuse_own", "approve",
+           "reject", "diff"]
 
 # The form's fields, in the order they are written to the front matter.
 FORM_FIELDS = ("id", "topic", "title", "engine", "voice", "rate", "repeat", "priority", "valid_from", "valid_until")
@@ -112,7 +112,7 @@ def save_draft(engine: Engine, config: Config, content: str, script_id: str, *, 
     """
     script, problems = check_form(config.scripts_dir, content, script_id, config.render.max_chars)
     if script is None:
-        raise ScriptError("; ".join(m for ms in problems.values() for m in ms))
+        raise ScriptError("；".join(m for ms in problems.values() for m in ms))
     path = config.scripts_dir / f"{script.id}.md"
     current = _read(path)
     if base is None and current is not None:
@@ -239,11 +239,18 @@ def authors(engine: Engine, script_id: str) -> tuple[str | None, str | None]:
     return drafted, (events[-1].actor if events else None)
 
 
-def _refuse_own(engine: Engine, script_id: str, reviewer: str, verb: str) -> None:
+def refuse_own(engine: Engine, script_id: str, reviewer: str, verb: str) -> None:
+    """Raise ReviewError when `reviewer` drafted or last edited the script (web or CLI: one rule).
+
+    `verb` is the step refused, in Chinese: 签发, 批准 or 退回.
+    """
     drafted, last = authors(engine, script_id)
     if reviewer in (drafted, last):
         role = "撰写" if reviewer == drafted else "最后修改"
-        raise ReviewError(f"这篇稿件是您（{reviewer}）{role}的，不能由您自己{verb}；请另一位审核员审核。")
+        follow = verb if verb in ("签发", "批准") else "审核"
+        raise ReviewError(f"广播稿「{script_id}」是您（{reviewer}）{role}的，不能由您自己{verb}；"
+                          f"须由另一位审核员{follow}。")
+
 
 
 def approve(engine: Engine, config: Config, script: Script, *, reviewer: str, heard_sha256: str, today: date,
@@ -253,7 +260,7 @@ def approve(engine: Engine, config: Config, script: Script, *, reviewer: str, he
     Raises ReviewError for the author or last editor, or when the clip heard is not a
     preview of the script as it is now; ScriptError from scripts.approve_script.
     """
-    _refuse_own(engine, script.id, reviewer, "签发")
+    refuse_own(engine, script.id, reviewer, "签发")
     clip = find_preview(config, script.id, heard_sha256) if heard_sha256 else None
     heard = next((e for e in trail(engine, script.id)
                   if e.action == "previewed" and e.audio_sha256 == heard_sha256), None) if clip else None
@@ -272,7 +279,7 @@ def reject(engine: Engine, script: Script, *, reviewer: str, comment: str, now: 
         raise ReviewError("退回时要写明原因，让撰稿人知道怎么改。")
     if len(comment) > MAX_COMMENT:
         raise ReviewError(f"退回意见有 {len(comment)} 个字，请控制在 {MAX_COMMENT} 字以内。")
-    _refuse_own(engine, script.id, reviewer, "退回")
+    refuse_own(engine, script.id, reviewer, "退回")
     record(engine, script.id, "rejected", reviewer, now, content_hash=script.content_hash, detail=comment)
 
 

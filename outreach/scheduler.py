@@ -48,8 +48,19 @@ PREFLIGHT_FUNC = "outreach.scheduler:preflight_job"
 EXPORT_JOB_ID = "export-next-day"
 PREFLIGHT_JOB_ID = "preflight"
 
+# Chinese names of the counts `prepare` and `run` return, for the lines staff read.
+_COUNT_LABELS = {"added": "新增任务", "updated": "更新任务", "removed": "删除任务", "kept": "保留任务",
+                 "replayed": "重播", "late": "晚播", "missed": "漏播"}
+
 _RUNTIMES: dict[str, Runtime] = {}
 _BY_SCHEDULER: dict[int, Runtime] = {}
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    """`counts` as a short Chinese summary: 新增任务 3，保留任务 2，重播 0 …"""
+    if counts.get("standby"):
+        return "一直作为备用调度器等待，没有接管"
+    return "，".join(f"{_COUNT_LABELS.get(k, k)} {v}" for k, v in counts.items())
 
 
 def _stamp(config: Config) -> float:
@@ -66,13 +77,13 @@ def play_due_job(workspace: str, hhmm: str) -> None:
     try:
         runtime = _RUNTIMES.get(workspace)
         if runtime is None:
-            log.error("play %s: no play runtime in this process (is this scheduler the leader?)", hhmm)
+            log.error("播出 %s：本进程里没有运行播出模块（本调度器是主调度器吗？）", hhmm)
             return
         now = clock()
         keys = [(v, s, slot_day(datetime.strptime(hhmm, "%H:%M").time(), now)) for v, s in runtime.villages_at(hhmm)]
         runtime.submit(keys, now)
     except Exception:  # a job must never take the scheduler down
-        log.exception("play %s failed", hhmm)
+        log.exception("播出 %s 失败", hhmm)
 
 
 def play_slot_job(workspace: str, village_id: str, slot: str) -> None:
@@ -91,7 +102,7 @@ def preflight_job(workspace: str) -> None:
         if runtime is not None:
             runtime.preflight(clock())
     except Exception:
-        log.exception("pre-flight failed")
+        log.exception("预检失败")
 
 
 def export_job(workspace: str) -> None:
@@ -104,10 +115,10 @@ def export_job(workspace: str) -> None:
         tomorrow = now.date() + timedelta(days=1)
         out = config.workspace / config.deliver.export_dir
         report = export_days(loaded, engine, tomorrow, tomorrow, out, now=now)
-        log.info("export %s: %d written, %d unchanged, %d failed", tomorrow, len(report.written),
+        log.info("导出 %s：写入 %d 个文件，未变 %d 个，失败 %d 个", tomorrow, len(report.written),
                  len(report.unchanged), len(report.failures))
     except Exception:
-        log.exception("export failed")
+        log.exception("导出失败")
 
 
 def _on_missed(runtime: Runtime, event: JobExecutionEvent) -> None:
@@ -120,7 +131,7 @@ def _on_missed(runtime: Runtime, event: JobExecutionEvent) -> None:
         keys = [(v, s, day) for v, s in runtime.villages_at(hhmm)]
         log_missed(runtime, keys, clock())
     except Exception:
-        log.exception("could not log missed job %s", event.job_id)
+        log.exception("无法记录错过的任务 %s", event.job_id)
 
 
 # --- jobs ------------------------------------------------------------------------------
@@ -210,7 +221,7 @@ def log_missed(runtime: Runtime, keys: list[claims.Key], now: datetime) -> int:
     programs = list(plan_programs(runtime.loaded, todo).values())
     changed = mark_missed_programs(runtime.engine, programs, now=now)
     if changed:
-        log.warning("%d village slots logged missed (%s … %s)", len(programs), min(p.date for p in programs),
+        log.warning("%d 个村的时段记为漏播（%s … %s）", len(programs), min(p.date for p in programs),
                     max(p.date for p in programs))
     return changed
 
@@ -293,7 +304,7 @@ def _preflight_then_watch(scheduler: BaseScheduler, runtime: Runtime, mode: str)
     try:
         runtime.preflight(clock())
     except Exception:
-        log.exception("pre-flight failed")
+        log.exception("预检失败")
     stopped = runtime._stop
     while not stopped.wait(config.deliver.watch_s):
         try:
@@ -304,10 +315,10 @@ def _preflight_then_watch(scheduler: BaseScheduler, runtime: Runtime, mode: str)
             fresh = load(load_config(config.workspace))
             runtime.loaded, runtime.prepared = fresh, {}
             sync_jobs(scheduler, fresh, mode)
-            log.info("workspace files changed: reloaded; running pre-flight")
+            log.info("工作区文件有改动：已重新加载，正在预检")
             runtime.preflight(clock())
         except Exception:
-            log.exception("workspace files changed but cannot be loaded; keeping the previous version")
+            log.exception("工作区文件有改动，但无法加载；继续使用之前的版本")
 
 
 def run(config: Config, mode: str) -> dict[str, int]:
@@ -326,27 +337,27 @@ def run(config: Config, mode: str) -> dict[str, int]:
     stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
-        log.info("signal %d: stopping the scheduler", signum)
+        log.info("收到信号 %d：正在停止调度", signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     if not leadership.try_acquire(clock()):
         current = leadership.leader()
-        log.warning("standby: scheduler %s leads this database; this one (%s) waits as a hot standby and takes "
-                    "over within %.0f s if it stops", current.owner if current else "(unknown)", owner,
+        log.warning("备用调度器：%s 是这个数据库的主调度器；本调度器（%s）热备等待，它停止后 %.0f 秒内接管",
+                    current.owner if current else "（未知）", owner,
                     deliver.stale_s + deliver.standby_poll_s)
         while not stop.wait(deliver.standby_poll_s):
             if leadership.try_acquire(clock()):
                 break
         if stop.is_set():
             return {"standby": 1}
-        log.warning("taking over as the leading scheduler (%s)", owner)
+        log.warning("接管为主调度器（%s）", owner)
     scheduler, counts = prepare(config, mode, blocking=False, loaded=loaded, engine=engine, owner=owner,
                                 leadership=leadership)
     runtime = _BY_SCHEDULER[id(scheduler)]
     scheduler.resume()
-    log.info("scheduler running as leader %s: %s", owner, counts)
+    log.info("调度器已运行，主调度器 %s：%s", owner, describe_counts(counts))
     while not stop.wait(0.5):
         if runtime.lost.is_set():
             break

@@ -24,6 +24,7 @@ from outreach.config import RATE_RANGE
 from outreach.errors import ScriptError
 from outreach.files import write_text_atomic
 from outreach.tts.voices import ALL_VOICES, engine_of_voice, is_known_voice
+from outreach.yamlread import yaml_problem
 
 __all__ = ["FIELDS", "MIN_HANZI", "REQUIRED", "TOPICS", "Problem", "Script", "approval_hash", "approve_script",
            "check_library", "load_library", "script_path"]
@@ -46,6 +47,7 @@ FIELDS = (
 REQUIRED = ("id", "topic", "title", "repeat", "priority", "status")
 # Problems about the file as a whole rather than one field of it.
 _FILE_LEVEL = ("encoding", "front_matter")
+_FILE_LEVEL_LABEL = {"encoding": "编码", "front_matter": "文件头"}
 # Markdown/HTML marks a voice would read out loud ("井号", "星号").
 _MARKUP = re.compile(r"[#*`<>\[\]|]")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -89,9 +91,9 @@ class Script(BaseModel):
     @model_validator(mode="after")
     def _cross_fields(self) -> Script:
         if self.valid_from and self.valid_until and self.valid_from > self.valid_until:
-            raise ValueError("valid_from is after valid_until")
+            raise ValueError("valid_from 晚于 valid_until")
         if self.status == "approved" and not (self.approved_by and self.approved_on):
-            raise ValueError("an approved script needs approved_by and approved_on")
+            raise ValueError("已批准的广播稿必须有 approved_by 和 approved_on")
         return self
 
     @property
@@ -114,8 +116,8 @@ class Script(BaseModel):
         """Why an approved-looking script is a draft again, for `scripts check`; None otherwise."""
         if not self.edited_after_approval:
             return None
-        return (f"edited after approval by {self.approved_by} on {self.approved_on}; it is a draft again and will "
-                f"not air until re-approved: outreach scripts approve {self.id} --by NAME")
+        return (f"{self.approved_by} 于 {self.approved_on} 批准后又被修改过，已退回草稿，重新批准前不会播出；"
+                f"请运行 `outreach scripts approve {self.id} --by 姓名`")
 
     def valid_on(self, day: date) -> bool:
         """True when `day` lies within valid_from..valid_until (open ends allowed)."""
@@ -145,8 +147,8 @@ class Problem:
         if not self.field:
             return f"{where}: {self.message}"
         if self.field in _FILE_LEVEL:
-            return f"{where}: {self.field.replace('_', ' ')}: {self.message}"
-        return f"{where}: field '{self.field}': {self.message}"
+            return f"{where}: {_FILE_LEVEL_LABEL[self.field]}：{self.message}"
+        return f"{where}: 字段 '{self.field}'：{self.message}"
 
 
 class _Loader(yaml.SafeLoader):
@@ -170,7 +172,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any
             continue
         if repeated:
             raise yaml.constructor.ConstructorError(
-                None, None, f"key '{key}' appears twice; keep one", key_node.start_mark)
+                None, None, f"键 '{key}' 出现了两次；只保留一个", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node)
 
@@ -183,24 +185,24 @@ def _decode(path: Path) -> tuple[str | None, list[Problem]]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        return None, [Problem(path, "", f"cannot read the file ({exc.strerror}); check its permissions")]
+        return None, [Problem(path, "", f"无法读取文件（{exc.strerror}）；请检查文件权限")]
     try:
         return raw.decode("utf-8-sig"), []
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         return None, [Problem(path, "encoding", (
-            f"bytes are not UTF-8 at byte offset {exc.start} (line {line}, byte 0x{raw[exc.start]:02x}); "
-            "save the file as UTF-8"))]
+            f"第 {line} 行（字节偏移 {exc.start}，字节 0x{raw[exc.start]:02x}）不是 UTF-8 编码；"
+            "请把文件另存为 UTF-8"))]
 
 
 def _split(content: str) -> tuple[list[str], int] | str:
     """Lines of `content` and the index of the closing '---', or what is wrong with the layout."""
     lines = content.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if lines[0].strip() != "---":
-        return "the file must start with a '---' line, then the fields, then '---' and the text"
+        return "文件必须以一行 '---' 开头，接着是各字段，再一行 '---'，然后是正文"
     end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
     if end is None:
-        return "the front matter is not closed; add a '---' line after the last field"
+        return "文件头没有结束；请在最后一个字段后加一行 '---'"
     return lines, end
 
 
@@ -224,16 +226,16 @@ def _parse(path: Path, content: str) -> tuple[dict[Any, Any] | None, str, list[P
         data = yaml.load("\n".join(lines[1:end]), Loader=_Loader)
     except yaml.YAMLError as exc:
         mark, context = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
-        at = f" at line {mark.line + 2}" if mark is not None else ""  # +2: 0-based, after '---'
+        at = f"第 {mark.line + 2} 行" if mark is not None else ""  # +2: 0-based, after '---'
         if mark is not None and context is not None and context.line != mark.line:
-            at += f" (in the value that starts at line {context.line + 2})"
-        what = getattr(exc, "problem", None) or str(exc)
-        return None, "", [Problem(path, "front_matter", (
-            f"invalid YAML{at}: {what}; write one 'key: value' per line and quote values containing ': ' or ' #'"))]
+            at += f"（在从第 {context.line + 2} 行开始的值里）"
+        # Our own complaints (a repeated key) carry their fix; PyYAML's get the general one.
+        fix = "" if _HANZI.search(getattr(exc, "problem", None) or "") else "；每行写一个 '字段名: 值'，值里有 ': ' 或 ' #' 时请加引号"
+        return None, "", [Problem(path, "front_matter", f"YAML 格式有误{'，' + at if at else ''}：{yaml_problem(exc)}{fix}")]
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        return None, "", [Problem(path, "front_matter", "must be 'key: value' lines, one field per line")]
+        return None, "", [Problem(path, "front_matter", "必须是 '字段名: 值' 的格式，每行一个字段")]
     return data, "\n".join(lines[end + 1:]).strip(), []
 
 
@@ -247,19 +249,19 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
 
     for key in data:
         if key not in FIELDS:
-            bad(str(key), f"unknown field; remove it or fix its name (fields: {', '.join(FIELDS)})")
+            bad(str(key), f"未知字段；请删除或改正字段名（可用字段：{', '.join(FIELDS)}）")
     given = {k: data[k] for k in FIELDS if data.get(k) not in (None, "")}
     for key in REQUIRED:
         if key not in given:
-            bad(key, f"missing; add '{key}: ...' to the front matter")
+            bad(key, f"缺少此字段；请在文件头里加上 '{key}: ...'")
 
     v: dict[str, Any] = {}
     if "id" in given:
         sid = given["id"]
         if not isinstance(sid, str) or not re.fullmatch(ID_PATTERN, sid):
-            bad("id", f"{sid!r} is not a valid id; use lowercase letters, digits and '-', like traffic-helmet")
+            bad("id", f"{sid!r} 不是有效的编号；只能用小写字母、数字和 '-'，如 traffic-helmet")
         elif sid != path.stem:
-            bad("id", f"'{sid}' does not match the file name; rename the file to {sid}.md or set id: {path.stem}")
+            bad("id", f"'{sid}' 与文件名不一致；请把文件改名为 {sid}.md，或改成 id: {path.stem}")
         else:
             v["id"] = sid
     for key, allowed in (("topic", TOPICS), ("engine", ENGINES), ("status", STATUSES)):
@@ -267,33 +269,33 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
             if given[key] in allowed:
                 v[key] = given[key]
             else:
-                bad(key, f"unknown {key} '{given[key]}'; use {' or '.join(allowed)}")
+                bad(key, f"未知的 {key} 值 '{given[key]}'；请用 {' 或 '.join(allowed)}")
     for key in ("title", "voice", "approved_by"):
         if key in given:
             if isinstance(given[key], str) and given[key].strip():
                 v[key] = given[key].strip()
             else:
-                bad(key, f"{given[key]!r} is not text; write it as text, in quotes if needed")
+                bad(key, f"{given[key]!r} 不是文字；请写成文字，必要时加引号")
     if "voice" in v and not is_known_voice(v["voice"]):
         names = ", ".join(voice.name for voice in ALL_VOICES)
-        bad("voice", f"unknown voice '{v.pop('voice')}'; use one of {names}")
+        bad("voice", f"未知音色 '{v.pop('voice')}'；请从以下音色中选一个：{names}")
     if "voice" in v and "engine" in v and engine_of_voice(v["voice"]) != v["engine"]:
         owner = engine_of_voice(v["voice"])
-        bad("voice", (f"'{v['voice']}' is an {owner} voice but engine is {v['engine']}; "
-                      f"set engine: {owner}, remove engine, or pick an {v['engine']} voice"))
+        bad("voice", (f"'{v['voice']}' 是 {owner} 引擎的音色，但 engine 是 {v['engine']}；"
+                      f"请改成 engine: {owner}，或删掉 engine，或换一个 {v['engine']} 引擎的音色"))
     for key, (lo, hi) in (("repeat", REPEAT_RANGE), ("priority", PRIORITY_RANGE)):
         if key in given:
             n = given[key]
             if isinstance(n, bool) or not isinstance(n, int):
-                bad(key, f"{n!r} is not a whole number; use a number from {lo} to {hi}")
+                bad(key, f"{n!r} 不是整数；请用 {lo} 到 {hi} 的整数")
             elif not lo <= n <= hi:
-                bad(key, f"{n} is out of range; use a whole number from {lo} to {hi}")
+                bad(key, f"{n} 超出范围；请用 {lo} 到 {hi} 的整数")
             else:
                 v[key] = n
     if "rate" in given:
         n, (lo, hi) = given["rate"], RATE_RANGE
         if isinstance(n, bool) or not isinstance(n, (int, float)) or not lo <= n <= hi:
-            bad("rate", f"{n!r} is not a speaking rate; use Hanzi per second from {lo} to {hi}, e.g. rate: 3.5")
+            bad("rate", f"{n!r} 不是有效的语速；请用每秒 {lo} 到 {hi} 字，如 rate: 3.5")
         else:
             v["rate"] = float(n)
     for key in ("valid_from", "valid_until", "approved_on"):
@@ -304,47 +306,47 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
                     raise ValueError
                 v[key] = date.fromisoformat(raw.strip())
             except ValueError:
-                bad(key, f"{str(raw)!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-11-20")
+                bad(key, f"{str(raw)!r} 不是日期；请写成 YYYY-MM-DD，如 2026-11-20")
     if "valid_from" in v and "valid_until" in v and v["valid_from"] > v["valid_until"]:
-        bad("valid_until", f"{v['valid_until']} is before valid_from {v['valid_from']}; swap or fix the dates")
+        bad("valid_until", f"{v['valid_until']} 早于 valid_from {v['valid_from']}；请对调或改正日期")
     if v.get("status") == "approved":
         if "approved_by" not in given:
-            bad("approved_by", "missing; an approved script needs the reviewer's name, e.g. approved_by: 王秀兰")
+            bad("approved_by", "缺少此字段；已批准的广播稿要写审核员姓名，如 approved_by: 王秀兰")
         if "approved_on" not in given:
-            bad("approved_on", "missing; an approved script needs the approval date, e.g. approved_on: 2026-11-20")
+            bad("approved_on", "缺少此字段；已批准的广播稿要写批准日期，如 approved_on: 2026-11-20")
     if "approval_hash" in given:
         raw_hash = given["approval_hash"]
         if isinstance(raw_hash, str) and _HASH.fullmatch(raw_hash.strip()):
             v["approval_hash"] = raw_hash.strip()
         else:
-            bad("approval_hash", f"{str(raw_hash)!r} is not an approval hash; remove the line and approve again "
-                                 "with `outreach scripts approve ID --by NAME`")
+            bad("approval_hash", f"{str(raw_hash)!r} 不是有效的批准校验值；请删掉这一行，再用 "
+                                 "`outreach scripts approve 编号 --by 姓名` 重新批准")
     if v.get("status") == "draft":
         for key in ("approved_by", "approved_on", "approval_hash"):
             if key in given:
-                bad(key, "set on a draft; remove it, or approve with `outreach scripts approve ID --by NAME`")
+                bad(key, "草稿不应有此字段；请删掉，或用 `outreach scripts approve 编号 --by 姓名` 批准")
 
     if not body:
-        bad("text", "empty; write the spoken Mandarin text below the closing '---' line")
+        bad("text", "正文是空的；请在结尾的 '---' 行下面写要播的普通话内容")
     elif max_chars is not None and len(body) > max_chars:
-        bad("text", f"{len(body)} characters, more than max_chars {max_chars}; shorten it or split it into two scripts")
+        bad("text", f"共 {len(body)} 个字，超过 max_chars {max_chars}；请删短，或拆成两篇广播稿")
     if (mark := _MARKUP.search(body)) is not None:
-        bad("text", f"contains '{mark.group()}', which the voice would read out; write plain spoken text")
+        bad("text", f"含有 '{mark.group()}'，语音会把它念出来；请只写要念的文字")
     for offset, line_text in enumerate(body.split("\n")):
         control = next((ch for ch in line_text if unicodedata.category(ch) == "Cc" and ch != "\t"), None)
         if control is not None:
-            bad("text", f"line {body_line + offset} contains the control character U+{ord(control):04X}, which "
-                        "is not speech; delete it (retype the line if you cannot see it)")
+            bad("text", f"第 {body_line + offset} 行有控制字符 U+{ord(control):04X}，不能念出来；"
+                        "请删掉它（看不见的话，把这一行重新输入一遍）")
             break
     if body and (hanzi := len(_HANZI.findall(body))) < MIN_HANZI:
-        bad("text", f"only {hanzi} Chinese character(s); a script is spoken Mandarin and needs at least {MIN_HANZI}")
+        bad("text", f"只有 {hanzi} 个汉字；广播稿是要念的普通话，至少要 {MIN_HANZI} 个汉字")
 
     if problems:
         return None, problems
     try:
         return Script(**v, text=body, path=path), []
     except ValidationError as exc:  # a safety net: the checks above should catch everything first
-        return None, [Problem(path, "", f"invalid script ({exc.errors()[0]['msg']}); fix the front matter")]
+        return None, [Problem(path, "", f"广播稿无效（{exc.errors()[0]['msg']}）；请改正文件头")]
 
 
 def _check_content(path: Path, content: str, max_chars: int | None) -> tuple[Script | None, list[Problem], str | None]:
@@ -365,10 +367,10 @@ def check_library(scripts_dir: Path, *, max_chars: int) -> tuple[list[Script], l
     """
     scripts_dir = Path(scripts_dir)
     if not scripts_dir.is_dir():
-        return [], [Problem(scripts_dir, "", "the script folder does not exist; create it and add one .md file per script")]
+        return [], [Problem(scripts_dir, "", "广播稿文件夹不存在；请新建它，每篇广播稿放一个 .md 文件")]
     files = sorted(p for p in scripts_dir.glob("*.md") if p.is_file() and not p.name.startswith("."))
     if not files:
-        return [], [Problem(scripts_dir, "", "no scripts (*.md files) in this folder; add one .md file per script")]
+        return [], [Problem(scripts_dir, "", "这个文件夹里没有广播稿（*.md 文件）；每篇广播稿放一个 .md 文件")]
 
     checked: list[tuple[Script | None, list[Problem]]] = []
     first_with_id: dict[str, Path] = {}
@@ -380,7 +382,7 @@ def check_library(scripts_dir: Path, *, max_chars: int) -> tuple[list[Script], l
         if raw_id is not None:
             if raw_id in first_with_id:
                 problems.append(Problem(path, "id", (
-                    f"'{raw_id}' is already used by {_display(first_with_id[raw_id])}; give each script its own id")))
+                    f"'{raw_id}' 已被 {_display(first_with_id[raw_id])} 使用；每篇广播稿要有自己的编号")))
             else:
                 first_with_id[raw_id] = path
         checked.append((script, problems))
@@ -397,7 +399,7 @@ def load_library(scripts_dir: Path, *, max_chars: int) -> list[Script]:
     scripts, problems = check_library(scripts_dir, max_chars=max_chars)
     if problems:
         lines = "\n".join(str(p) for p in problems)
-        raise ScriptError(f"{len(problems)} problem(s) in the script library; fix them and run again:\n{lines}")
+        raise ScriptError(f"广播稿库里有 {len(problems)} 个问题；改好后再运行：\n{lines}")
     return scripts
 
 
@@ -408,10 +410,10 @@ def script_path(scripts_dir: Path, script_id: str) -> Path:
         ScriptError: the id is malformed or no such file exists.
     """
     if not re.fullmatch(ID_PATTERN, script_id):
-        raise ScriptError(f"'{script_id}' is not a script id; use lowercase letters, digits and '-', like traffic-helmet")
+        raise ScriptError(f"'{script_id}' 不是广播稿编号；只能用小写字母、数字和 '-'，如 traffic-helmet")
     path = Path(scripts_dir) / f"{script_id}.md"
     if not path.is_file():
-        raise ScriptError(f"{_display(path)}: no such script; run `outreach scripts list` to see the ids")
+        raise ScriptError(f"{_display(path)}: 没有这篇广播稿；运行 `outreach scripts list` 查看全部编号")
     return path
 
 
@@ -440,7 +442,7 @@ def approve_script(path: Path, *, by: str, on: date) -> Script:
     path = Path(path)
     by = by.strip()
     if not by:
-        raise ScriptError(f"{_display(path)}: the approver's name is empty; pass --by NAME")
+        raise ScriptError(f"{_display(path)}: 批准人姓名是空的；请用 --by 姓名 指定")
     content, problems = _decode(path)
     script = None
     if content is not None:
@@ -449,7 +451,7 @@ def approve_script(path: Path, *, by: str, on: date) -> Script:
         raise ScriptError("\n".join(str(p) for p in problems))
     if script.approved:
         raise ScriptError(
-            f"{_display(path)}: already approved by {script.approved_by} on {script.approved_on}; nothing to do")
+            f"{_display(path)}: 已由 {script.approved_by} 于 {script.approved_on} 批准，无需再批准")
     seal = script.content_hash
 
     split = _split(content)
@@ -469,7 +471,7 @@ def approve_script(path: Path, *, by: str, on: date) -> Script:
 
     approved, problems, _ = _check_content(path, new_content, None)
     if approved is None or problems or not approved.approved or approved.approval_hash != seal:
-        detail = "; ".join(str(p) for p in problems) or "status did not change"
-        raise ScriptError(f"{_display(path)}: could not rewrite the review fields ({detail}); edit them by hand")
+        detail = "；".join(str(p) for p in problems) or "状态没有改变"
+        raise ScriptError(f"{_display(path)}: 无法改写审核字段（{detail}）；请手工修改")
     write_text_atomic(path, new_content)
     return approved

@@ -62,10 +62,10 @@ def add_station(engine: Engine, loaded: Loaded, village_id: str, *, now: datetim
     """
     village = loaded.registry.villages.get(village_id)
     if village is None:
-        raise StationError(f"unknown village id {village_id!r}; use an id from schedules/county.yaml")
+        raise StationError(f"未知的村编号 {village_id!r}；请使用 schedules/county.yaml 里的编号")
     if village.speaker != "station":
-        raise StationError(f"village {village_id} has speaker: {village.speaker}; set `speaker: station` for it in "
-                           "schedules/county.yaml first (central play and a station must not both play it)")
+        raise StationError(f"村 {village_id} 的设置是 `speaker: {village.speaker}`；请先在 schedules/county.yaml 里改为 "
+                           "`speaker: station`（县里集中播放和村广播站不能同时播这个村）")
     station_id = f"{village_id}-{secrets.token_hex(3)}"
     token = secrets.token_urlsafe(32)
     with session(engine) as s:
@@ -83,7 +83,7 @@ def revoke_station(engine: Engine, station_id: str, *, now: datetime, broker: Br
     with session(engine) as s:
         station = s.get(Station, station_id)
         if station is None:
-            raise StationError(f"no station {station_id!r}; list them with `outreach stations --json`")
+            raise StationError(f"没有村广播站 {station_id!r}；用 `outreach stations --json` 查看已登记的广播站")
         if station.revoked_at is None:
             station.revoked_at = now
             station.online = False
@@ -225,7 +225,7 @@ def build_manifests(loaded: Loaded, stations: Sequence[tuple[str, str]], *, now:
     `engine`, the programs are also logged `planned`, so gaps and coverage see them.
     """
     if not 1 <= days <= 31:
-        raise StationError(f"days must be 1 to 31, not {days}")
+        raise StationError(f"days 须在 1 到 31 之间，而不是 {days}")
     today = now.astimezone(TZ).date()
     end = today + timedelta(days=days - 1)
     villages = sorted({v for _, v in stations})
@@ -278,7 +278,7 @@ def ingest_events(engine: Engine, station: Station, events: Iterable[AsRunEvent]
                 continue
             at = datetime.fromisoformat(ev.at)
             if at.tzinfo is None:
-                raise StationError(f"event {ev.event_id}: 'at' must carry a UTC offset")
+                raise StationError(f"播出记录 {ev.event_id}：'at' 须带时区偏移（如 +08:00）")
             s.add(StationEvent(event_id=ev.event_id, station_id=station.id, kind=ev.kind.value, at=at, received_at=now))
             if ev.kind is EventKind.ALERT_PLAYED:
                 record_alert_play(s, ev.alert_id, station.id, at)
@@ -296,7 +296,7 @@ def _apply(s: Any, station: Station, ev: AsRunEvent, at: datetime) -> None:
     plans = [BroadcastPlan(day, ev.slot, station.village_id, township, c.campaign_id, c.script_ids, scheduled)
              for c in ev.campaigns]
     record_planned(s, plans, now=at)
-    detail = f"station {station.id}: {ev.detail}" if ev.detail else None
+    detail = f"村广播站 {station.id}：{ev.detail}" if ev.detail else None
     status = _EVENT_STATUS[ev.kind]
     if status is BroadcastStatus.PLAYED:
         mark_program(s, day=day, slot=ev.slot, village_id=station.village_id, status=status, at=at,

@@ -143,8 +143,8 @@ def load_lexicon(path: Path) -> Lexicon:
     except FileNotFoundError:
         return Lexicon()
     except OSError as exc:
-        raise TextNormError(f"{path}: cannot read the lexicon ({exc.strerror}); "
-                            "check that it is a readable file") from exc
+        raise TextNormError(f"{path}: 无法读取读音词表（{exc.strerror}）；"
+                            "请检查它是不是一个可读的文件") from exc
     entries: dict[str, str] = {}
     first_line: dict[str, int] = {}
     for lineno, raw_line in enumerate(raw.split(b"\n"), start=1):
@@ -152,30 +152,29 @@ def load_lexicon(path: Path) -> Lexicon:
         try:
             line = raw_line.decode("utf-8").removeprefix("\ufeff").rstrip("\r")
         except UnicodeDecodeError:
-            raise TextNormError(f"{where}: not valid UTF-8; save the file as UTF-8") from None
+            raise TextNormError(f"{where}: 不是有效的 UTF-8 编码；请把文件另存为 UTF-8") from None
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         fields = line.split("\t")
         if len(fields) == 3 and fields[2].lstrip().startswith("#"):
             fields = fields[:2]
         if len(fields) != 2:
-            found = "no tab" if len(fields) == 1 else f"{len(fields) - 1} tabs"
-            raise TextNormError(f"{where}: expected 'word<TAB>spoken', found {found}; "
-                                "separate the word and its spoken form with one tab")
+            found = "没有制表符" if len(fields) == 1 else f"有 {len(fields) - 1} 个制表符"
+            raise TextNormError(f"{where}: 格式应为 '词<TAB>读法'，这一行{found}；"
+                                "请用一个制表符（Tab）隔开词和它的读法")
         word, spoken = fields[0].strip(), fields[1].strip()
         if not word or not spoken:
-            side = "word" if not word else "spoken form"
-            raise TextNormError(f"{where}: the {side} is empty; write 'word<TAB>spoken'")
-        for name, value in (("word", word), ("spoken form", spoken)):
+            side = "词" if not word else "读法"
+            raise TextNormError(f"{where}: {side}是空的；请写成 '词<TAB>读法'")
+        for name, value in (("词", word), ("读法", spoken)):
             if re.search(r"\d", value.translate(FULLWIDTH_DIGITS)):
                 raise TextNormError(
-                    f"{where}: the {name} {value!r} contains a digit; numbers are read by the "
-                    "number rules before the lexicon, so write the entry without digits")
+                    f"{where}: {name} {value!r} 里有数字；数字在查词表之前就按数字规则读出，"
+                    "所以词表条目里不要写数字")
         if word == spoken:
-            raise TextNormError(f"{where}: {word!r} maps to itself; remove the line")
+            raise TextNormError(f"{where}: {word!r} 的读法和它自己一样；请删掉这一行")
         if word in entries:
-            raise TextNormError(f"{where}: {word!r} is already defined on line "
-                                f"{first_line[word]}; keep only one entry")
+            raise TextNormError(f"{where}: {word!r} 已在第 {first_line[word]} 行定义过；只保留一条")
         entries[word] = spoken
         first_line[word] = lineno
     return Lexicon(entries)
@@ -256,9 +255,8 @@ def _read_quantity(number: str, before: str = "", after: str = "") -> str:
     try:
         spoken = cn2an.an2cn(number)
     except ValueError:  # cn2an reads at most 16 integer digits
-        raise TextNormError(f"cannot read the number {number} as a quantity; write it in "
-                            "words, or add a context word such as 号码 to read it digit by digit"
-                            ) from None
+        raise TextNormError(f"数字 {number} 太长，无法按数量读出；请改用汉字写，"
+                            "或在前面加“号码”等提示词，让它逐位读出") from None
     if number == "2" and not before.endswith("第") and _takes_liang(after):
         return "两"
     if re.match(r"二[千万亿]", spoken):

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
+from yaml.constructor import ConstructorError
 from pydantic import BaseModel, ValidationError
 
 __all__ = ["YamlMap", "Problems", "construct_timestamp", "Entry", "read_yaml", "check_keys", "validate_entry", "validate_items",
-           "declared_ids"]
+           "declared_ids", "describe_error", "yaml_problem"]
 
 
 class YamlMap(dict[Any, Any]):
@@ -44,7 +45,7 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> YamlMap:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, Hashable) or key in result:
             raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} is repeated or not valid; keep one", key_node.start_mark)
+                None, None, f"键 {key!r} 重复了或不能作为键（只保留一个）", key_node.start_mark)
         result[key] = loader.construct_object(value_node, deep=True)
     return result
 
@@ -65,8 +66,12 @@ class Problems(list[tuple[str, int, str]]):
     """Problems found so far; lines() lists them sorted by file and line."""
 
     def add(self, path: Path, line: int | None, where: str, what: str) -> None:
-        """Record `what` is wrong at `where` (a key path such as villages[x].township; may be empty)."""
-        self.append((str(path), line or 0, f"{path}{f':{line}' if line else ''}: {where}{': ' if where else ''}{what}"))
+        """Record `what` is wrong at `where` (a key path such as villages[x].township; may be empty).
+
+        The line reads `path:LINE: where：what`: an ASCII colon after the location (tools parse
+        it), a full-width one between the key path and the Chinese text.
+        """
+        self.append((str(path), line or 0, f"{path}{f':{line}' if line else ''}: {where}{'：' if where else ''}{what}"))
 
     def lines(self) -> list[str]:
         return [text for _, _, text in sorted(self, key=lambda p: p[:2])]
@@ -75,32 +80,77 @@ class Problems(list[tuple[str, int, str]]):
 def read_yaml(path: Path, problems: Problems) -> YamlMap | None:
     """The top-level mapping of a UTF-8 YAML file, or None after recording why it cannot be read."""
     if not path.is_file():
-        problems.add(path, None, "", "file is missing; create it (copy it from the sample workspace)")
+        problems.add(path, None, "", "文件不存在；请创建它（可从示例工作区复制）")
         return None
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        problems.add(path, None, "", f"cannot be read ({exc.strerror}); check its permissions")
+        problems.add(path, None, "", f"无法读取（{exc.strerror}）；请检查文件权限")
         return None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        problems.add(path, line, "", f"byte 0x{raw[exc.start]:02x} is not UTF-8; save the file as UTF-8")
+        problems.add(path, line, "", f"字节 0x{raw[exc.start]:02x} 不是 UTF-8 编码；请把文件另存为 UTF-8")
         return None
     try:
         doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        problems.add(path, mark.line + 1 if mark else None, "", f"not valid YAML ({exc.problem}); fix the syntax")
+        problems.add(path, mark.line + 1 if mark else None, "", f"不是有效的 YAML：{yaml_problem(exc)}；请修正语法")
         return None
     except yaml.YAMLError as exc:
-        problems.add(path, None, "", f"not valid YAML ({exc}); fix the syntax")
+        problems.add(path, None, "", f"不是有效的 YAML：{yaml_problem(exc)}；请修正语法")
         return None
     if not isinstance(doc, YamlMap):
-        problems.add(path, None, "", "must be a mapping of keys (see the comments in the sample file)")
+        problems.add(path, None, "", "内容必须是“键: 值”的映射（参见示例文件里的注释）")
         return None
     return doc
+
+
+# PyYAML's problem texts (exc.problem), most specific first, and what they mean for a person editing the file.
+_YAML_PROBLEMS: tuple[tuple[str, str], ...] = (
+    (r"mapping values are not allowed here",
+     "这里不能再出现“键: 值”（常见原因：冒号后少了空格、缩进不对，或文字里的冒号没有加引号）"),
+    (r"could not find expected ':'", "找不到应有的冒号 ':'（常见原因：上一行的键后少了冒号，或引号没有闭合）"),
+    (r"expected ',' or '\]'", "方括号 [ ] 没有闭合，或列表项之间少了逗号"),
+    (r"expected ',' or '\}'", "花括号 { } 没有闭合，或各项之间少了逗号"),
+    (r"found character '\\t' that cannot start any token|found a tab character", "这里有制表符（Tab），YAML 只能用空格缩进"),
+    (r"found character .* that cannot start any token", "这里有一个不能出现在此处的字符，请删除它，或给整段文字加引号"),
+    (r"found unexpected end of stream", "文件意外结束（常见原因：引号或括号没有闭合）"),
+    (r"found unknown escape character", "双引号里有无法识别的反斜杠转义，请改用单引号，或把 \\ 写成 \\\\"),
+    (r"found undefined alias", "引用了未定义的别名（*名字），请先用 &名字 定义，或删除这个 *"),
+    (r"found duplicate anchor", "锚点（&名字）重复定义了，请改用不同的名字"),
+    (r"expected <block end>", "缩进不一致，请对齐这一行和上一行的缩进"),
+    (r"did not find expected key", "找不到应有的键（常见原因：缩进不对，或文字里有需要加引号的字符）"),
+    (r"did not find expected '-' indicator", "列表项缺少开头的 '- '（常见原因：缩进不对）"),
+    (r"expected the node content", "这里缺少值，或方括号、花括号里混入了 '- ' 开头的列表行"),
+    (r"did not find expected node content|expected a node", "这里缺少值，请补上，或删除多余的符号"),
+    (r"found another document", "文件里只能有一份内容，请删除多余的 ---"),
+    (r"expected alphabetic or numeric character", "& 或 * 后面要跟名字，如果这是普通文字，请加引号"),
+    (r"found unexpected ':'", "这里多了一个冒号，如果冒号是文字的一部分，请给整段文字加引号"),
+    (r"while scanning a simple key", "键没有写完（常见原因：少了冒号，或文字跨了行）"),
+    (r"could not determine a constructor for the tag", "不认识的标签（! 开头），请删除它，或给整段文字加引号"),
+)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's complaint about a file's syntax as a short Chinese explanation (without the location).
+
+    A problem PyYAML words in a way not known here is quoted after （YAML 原文：…）.
+    """
+    if isinstance(exc, ConstructorError) and re.search(r"[\u4e00-\u9fff]", exc.problem or ""):
+        return str(exc.problem)  # our own, already Chinese (a repeated key)
+    if isinstance(exc, yaml.reader.ReaderError):
+        return f"第 {exc.position + 1} 个字符是不能出现在 YAML 里的控制字符（#x{exc.character:04x}），请删除它" \
+            if isinstance(exc.character, int) else "文件里有不能出现在 YAML 里的字符，请删除它"
+    problem = getattr(exc, "problem", None) or ""
+    context = getattr(exc, "context", None) or ""
+    for pattern, meaning in _YAML_PROBLEMS:
+        if re.search(pattern, problem) or (not problem and re.search(pattern, context)):
+            return meaning
+    original = problem or context or str(exc).splitlines()[0]
+    return f"语法错误（YAML 原文：{original}）"
 
 
 def check_keys(doc: YamlMap, path: Path, required: tuple[str, ...], optional: tuple[str, ...],
@@ -108,21 +158,100 @@ def check_keys(doc: YamlMap, path: Path, required: tuple[str, ...], optional: tu
     """Record missing required top-level keys and unknown ones."""
     for key in required:
         if key not in doc:
-            problems.add(path, None, key, "is missing; add it")
+            problems.add(path, None, key, "缺少此项；请补上")
     for key in doc:
         if key not in required + optional:
-            problems.add(path, doc.line, str(key), f"unknown key; expected one of: {', '.join(required + optional)}")
+            problems.add(path, doc.line, str(key), f"未知的键；只能是：{'、'.join(required + optional)}")
 
 
-def _describe(err: Any) -> str:
-    if err["type"] == "missing":
-        return "is missing; add it"
-    if err["type"] == "extra_forbidden":
-        return "unknown key; remove it or fix its spelling"
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] != "value_error" and isinstance(err.get("input"), (str, int, float)):
-        msg += f" (got {err['input']!r})"
-    return msg
+def _quoted(expected: str) -> str:
+    """pydantic's "'a', 'b' or 'c'" as 'a'、'b' 或 'c'."""
+    items = re.findall(r"'(?:[^'\\]|\\.)*'|[^,' ]+(?= or |,|$)", expected.replace(" or ", ", "))
+    items = [i for i in items if i.strip()]
+    if len(items) < 2:
+        return expected
+    return "、".join(items[:-1]) + " 或 " + items[-1]
+
+
+# Known patterns of string fields, described for a person (the regex itself is no help to one).
+_PATTERNS = {
+    r"^[a-z0-9][a-z0-9-]*$": "编号只能用小写字母、数字和 '-'，且以字母或数字开头（如 winter-traffic）",
+    r"^[+-]\d+%$": "须写成 +10% 或 -5% 这样的百分比",
+    r"^[+-]\d+Hz$": "须写成 +0Hz 或 -5Hz 这样的形式",
+}
+# pydantic error types whose Chinese needs only the error's context ({ge}, {max_length}, ...) and {got},
+# the bad value as （现在是 …）.
+_SIMPLE = {
+    "missing": "缺少此项；请补上",
+    "extra_forbidden": "未知的键；请删除它或检查拼写",
+    "int_parsing": "须为整数{got}；请写一个整数，如 10",
+    "int_type": "须为整数{got}；请写一个整数，如 10",
+    "int_from_float": "须为整数，不能带小数{got}；请写一个整数",
+    "int_parsing_size": "数字太大{got}；请检查这个数",
+    "finite_number": "须为普通的有限数字{got}；不能是 inf 或 nan",
+    "bool_parsing": "须为 true 或 false{got}",
+    "bool_type": "须为 true 或 false{got}",
+    "string_too_long": "太长了，最多 {max_length} 个字符；请缩短",
+    "greater_than_equal": "不能小于 {ge}{got}",
+    "less_than_equal": "不能大于 {le}{got}",
+    "greater_than": "须大于 {gt}{got}",
+    "less_than": "须小于 {lt}{got}",
+    "multiple_of": "须是 {multiple_of} 的倍数{got}",
+    "too_long": "最多 {max_length} 项（现在有 {actual_length} 项）；请删掉多余的",
+    "none_required": "这里不能填值{got}；请删掉它",
+    "hashable_type": "不能作为键；请改成文字",
+}
+# Families of types sharing one wording, by the type's start (most specific first).
+_FAMILIES = (
+    (("float_", "decimal_"), "须为数字{got}；请写一个数，如 1.5"),
+    (("string_type", "string_unicode"), "须为文字{got}；请写成文字，必要时加引号"),
+    (("list_type", "tuple_type", "set_type", "frozen_set_type", "iterable_type"), "须为列表，如 [a, b]{got}"),
+    (("dict_type", "mapping_type", "model_type", "model_attributes_type", "dataclass_type"), "须为“键: 值”的映射{got}"),
+    (("datetime",), "不是日期时间{got}；请写成 YYYY-MM-DD HH:MM"),
+    (("date",), "不是日期{got}；请写成 YYYY-MM-DD，如 2026-12-01"),
+    (("time",), "不是时刻{got}；请写成 HH:MM，如 06:30"),
+    (("path_type", "url_type", "url_parsing"), "须为路径或地址文字{got}"),
+)
+
+
+def _shown(v: Any) -> Any:
+    """A context value as a person writes it: 10 rather than 10.0, 2026-12-01 rather than a repr."""
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v.isoformat() if hasattr(v, "isoformat") else v
+
+
+def describe_error(err: Any) -> str:
+    """One pydantic error (an item of ValidationError.errors()) as Chinese: what is wrong, the bad value, the fix.
+
+    The location (file, line, key path) is the caller's to add. Our own validators' ValueError texts
+    are Chinese already and pass through; pydantic's English `msg` is never shown.
+    """
+    kind = str(err.get("type", ""))
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
+    got = f"（现在是 {value!r}）" if isinstance(value, (str, int, float)) else ""
+    if kind in ("value_error", "assertion_error"):
+        return str(err.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind in _SIMPLE:
+        return _SIMPLE[kind].format(got=got, **{k: _shown(v) for k, v in ctx.items()})
+    if kind == "string_too_short":
+        n = ctx.get("min_length", 1)
+        return "不能为空；请填写" if n == 1 else f"至少要 {n} 个字符{got}"
+    if kind == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern", ""))
+        return f"{_PATTERNS.get(pattern, f'格式不对，须符合 {pattern}')}{got}"
+    if kind in ("literal_error", "enum"):
+        return f"只能是 {_quoted(str(ctx.get('expected', '')))}{got}"
+    if kind == "too_short":
+        n = ctx.get("min_length", 1)
+        return "不能为空；至少写一项" if n == 1 else f"至少要有 {n} 项（现在有 {ctx.get('actual_length')} 项）"
+    for starts, wording in _FAMILIES:
+        if kind.startswith(starts):
+            return wording.format(got=got)
+    loc = ".".join(str(p) for p in err.get("loc", ()) if p != "[key]")
+    shown = f" {value!r}" if isinstance(value, (str, int, float, bool)) or value is None else ""
+    return f"{loc or '这一项'}的值{shown}不符合要求（校验类型 {kind}）；请对照示例文件改正"
 
 
 class Entry(NamedTuple):
@@ -140,7 +269,7 @@ def validate_items(doc: YamlMap | None, key: str, model: type[BaseModel], path: 
     if doc is None or entries is None:
         return []
     if not isinstance(entries, list):
-        problems.add(path, doc.line, key, "must be a list of entries, each starting with '- '")
+        problems.add(path, doc.line, key, "须为列表，每一项以 '- ' 开头")
         return []
     good: list[Entry] = []
     for i, entry in enumerate(entries):
@@ -157,14 +286,14 @@ def validate_entry(model: type[BaseModel], entry: Any, path: Path, line: int | N
                    problems: Problems, **extra: Any) -> Any:
     """One entry as `model`, or None after recording its problems under `label`."""
     if not isinstance(entry, dict):
-        problems.add(path, line, label, "must be a mapping of keys (key: value lines)")
+        problems.add(path, line, label, "须为“键: 值”的映射（每行一个 键: 值）")
         return None
     try:
         return model.model_validate({**entry, **extra})
     except ValidationError as exc:
         for err in exc.errors():
             where = label + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"] if p != "[key]")
-            problems.add(path, line, where, _describe(err))
+            problems.add(path, line, where, describe_error(err))
         return None
 
 

@@ -76,7 +76,7 @@ def test_band_limit_cuts_rumble_below_horn_band(tmp_path: Path) -> None:
 
 def test_silence_is_refused_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "clip.mp3"
-    with pytest.raises(AudioError, match="silent"):
+    with pytest.raises(AudioError, match="音频没有声音"):
         master_to_mp3(AudioSegment.silent(duration=5000, frame_rate=RATE), out, PROFILE)
     assert list(tmp_path.iterdir()) == []
 
@@ -88,7 +88,7 @@ def test_full_disk_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(shutil, "copyfile", disk_full)
     out = tmp_path / "clip.mp3"
-    with pytest.raises(OutputError, match="disk is full"):
+    with pytest.raises(OutputError, match="磁盘已满"):
         master_to_mp3(speechlike(5, -20), out, PROFILE)
     assert list(tmp_path.iterdir()) == []
 

@@ -120,92 +120,97 @@ def test_every_problem_is_listed_with_file_id_field_and_fix(tmp_path):
     msg = error(tmp_path, bad)
     path = str(tmp_path / "campaigns.yaml")
     expected = [
-        ("winter-traffic", "targets.villages", "unknown village 'dazhuang-99'"),
-        ("winter-traffic", "targets.townships", "unknown township 'nowhere'"),
-        ("winter-traffic", "targets.markets", "unknown market 'moon-ji'"),
-        ("fraud-lishu", "scripts", "script 'fraud-draft' is not approved"),
-        ("fraud-lishu", "scripts", "unknown script 'fraud-ghost'"),
-        ("fraud-lishu", "to", "before 'from'"),
+        ("winter-traffic", "targets.villages", "未知的村 'dazhuang-99'；请使用 schedules/ 县名录里的编号"),
+        ("winter-traffic", "targets.townships", "未知的乡镇 'nowhere'"),
+        ("winter-traffic", "targets.markets", "未知的集市 'moon-ji'"),
+        ("fraud-lishu", "scripts", "广播稿 'fraud-draft' 还没有批准（状态 draft）；请先批准"),
+        ("fraud-lishu", "scripts", "未知的广播稿 'fraud-ghost'；请使用 audio_scripts/ 里的编号"),
+        ("fraud-lishu", "to", "'to' 2026-11-01 早于 'from' 2026-12-01；请对调或改正日期"),
     ]
     lines = msg.splitlines()
-    assert lines[0] == f"{path}: {len(expected)} problem(s) in campaigns:"
+    assert lines[0] == f"{path}: 宣传活动有 {len(expected)} 处问题："
     for cid, fld, text in expected:
-        assert any(path in ln and f"campaign '{cid}'" in ln and f"field '{fld}'" in ln and text in ln
+        assert any(path in ln and f"宣传活动 '{cid}'，字段 '{fld}'：{text}" in ln
                    for ln in lines), (cid, fld, text, msg)
-    assert f"{path}:2: campaign 'winter-traffic'" in msg and f"{path}:9: campaign 'fraud-lishu'" in msg
+    assert f"{path}:2: 宣传活动 'winter-traffic'" in msg and f"{path}:9: 宣传活动 'fraud-lishu'" in msg
 
 
 @pytest.mark.parametrize(("edit", "field", "text"), [
-    pytest.param(("plays_per_slot: 2", "plays_per_slot: 0"), "plays_per_slot", "greater than or equal to 1",
+    pytest.param(("plays_per_slot: 2", "plays_per_slot: 0"), "plays_per_slot", "不能小于 1（现在是 0）",
                  id="zero-plays"),
-    pytest.param(("priority: 6", "priority: 12"), "priority", "less than or equal to 9", id="priority-over-9"),
-    pytest.param(("market_day_boost: 1", "market_day_boost: -1"), "market_day_boost", "greater than or equal",
+    pytest.param(("priority: 6", "priority: 12"), "priority", "不能大于 9（现在是 12）", id="priority-over-9"),
+    pytest.param(("market_day_boost: 1", "market_day_boost: -1"), "market_day_boost", "不能小于 0（现在是 -1）",
                  id="negative-boost"),
-    pytest.param(("priority: 6", "priorty: 6"), "priorty", "unknown key", id="typo-key"),
-    pytest.param(("    name: 梨树反诈\n", ""), "name", "required key is missing", id="missing-name"),
+    pytest.param(("priority: 6", "priorty: 6"), "priorty", "未知的键；请检查拼写（可用的键：id、name、", id="typo-key"),
+    pytest.param(("    name: 梨树反诈\n", ""), "name", "缺少必填项；请补上", id="missing-name"),
     pytest.param(("from: 2026-12-01\n    to: 2026-12-31", "from: 2026-12-01\n    to: someday"), "to",
-                 "date", id="bad-date"),
+                 "'someday' 不是日期；请写成 YYYY-MM-DD", id="bad-date"),
+    pytest.param(("plays_per_slot: 2", "plays_per_slot: two"), "plays_per_slot", "须为整数（现在是 'two'）",
+                 id="not-a-number"),
+    pytest.param(("priority: 6", "priority: 6\n    urgent: maybe"),
+                 "urgent", "须为 true 或 false（现在是 'maybe'）", id="not-a-bool"),
+    pytest.param(("id: fraud-lishu", "id: Fraud_Lishu"), "id", "编号只能用小写字母、数字和 '-'", id="bad-id"),
 ])
 def test_field_errors(tmp_path, edit, field, text):
     msg = error(tmp_path, GOOD.replace(*edit, 1))
-    assert f"field '{field}'" in msg and text in msg
+    assert f"字段 '{field}'：{text}" in msg, msg
 
 
 def test_no_default_campaign(tmp_path):
     msg = error(tmp_path, GOOD.replace("    default: true\n", ""))
-    assert "field 'default'" in msg and "no default campaign" in msg
+    assert "字段 'default'：没有默认宣传活动；请给一个常年播放的宣传活动加上 `default: true`" in msg
 
 
 def test_two_default_campaigns(tmp_path):
     msg = error(tmp_path, GOOD.replace("    priority: 6\n", "    priority: 6\n    default: true\n"))
-    assert "2 default campaigns (winter-traffic, always)" in msg
+    assert "有 2 个默认宣传活动（winter-traffic、always）；只能有一个写 `default: true`" in msg
 
 
 def test_duplicate_campaign_id(tmp_path):
     msg = error(tmp_path, GOOD.replace("id: fraud-lishu", "id: winter-traffic"))
-    assert "field 'id': duplicate id (first at line 2)" in msg
+    assert "字段 'id'：编号重复（第一次出现在第 2 行）；请改掉其中一个" in msg
 
 
 def test_bad_yaml_names_the_line(tmp_path):
     msg = error(tmp_path, GOOD.replace("    scripts: [fraud-96110]", "    scripts: [fraud-96110"))
-    assert re.search(r"campaigns\.yaml:\d+:\d+: not valid YAML", msg), msg
+    assert re.search(r"campaigns\.yaml:\d+:\d+: 不是有效的 YAML：方括号 \[ \] 没有闭合.*；请修正语法", msg), msg
 
 
 def test_duplicate_key_names_the_line(tmp_path):
     msg = error(tmp_path, GOOD.replace("    priority: 6\n", "    priority: 6\n    priority: 7\n"))
-    assert "campaigns.yaml:9: key 'priority' is given twice" in msg
+    assert "campaigns.yaml:9: 键 'priority' 写了两次；只保留一个" in msg
 
 
 def test_impossible_yaml_date(tmp_path):
     msg = error(tmp_path, GOOD.replace("to: 2027-02-28", "to: 2027-02-30"))
     # The message names the file, the campaign's line, the campaign and the key.
-    assert f"{tmp_path / 'campaigns.yaml'}:2: campaign 'winter-traffic', field 'to': " \
-           "'2027-02-30' is not a real date; check the day and month" in msg
+    assert f"{tmp_path / 'campaigns.yaml'}:2: 宣传活动 'winter-traffic'，字段 'to'：" \
+           "'2027-02-30' 不是真实存在的日期；请检查月和日" in msg
 
 
 @pytest.mark.parametrize("value, why", [
-    pytest.param("1764547200", "the number 1764547200 is not a date; write it as YYYY-MM-DD", id="unix-seconds"),
-    pytest.param("20261201", "the number 20261201 is not a date", id="digits"),
-    pytest.param("2026-12-01 06:30:00", "has a time of day; write only the date", id="datetime"),
-    pytest.param("2026-12-01 06:30", "'2026-12-01 06:30' is not a date", id="date-and-clock"),
-    pytest.param("'12月1日'", "'12月1日' is not a date; write it as YYYY-MM-DD", id="chinese"),
-    pytest.param("true", "True is not a date", id="bool"),
+    pytest.param("1764547200", "数字 1764547200 不是日期；请写成 YYYY-MM-DD", id="unix-seconds"),
+    pytest.param("20261201", "数字 20261201 不是日期", id="digits"),
+    pytest.param("2026-12-01 06:30:00", "带了时刻；只写日期", id="datetime"),
+    pytest.param("2026-12-01 06:30", "'2026-12-01 06:30' 不是日期", id="date-and-clock"),
+    pytest.param("'12月1日'", "'12月1日' 不是日期；请写成 YYYY-MM-DD", id="chinese"),
+    pytest.param("true", "True 不是日期", id="bool"),
 ])
 def test_dates_must_be_real_dates_written_as_text(tmp_path, value, why):
     """pydantic alone reads `from: 1764547200` as seconds since 1970."""
     msg = error(tmp_path, GOOD.replace("from: 2026-12-01", f"from: {value}", 1))
-    assert f"campaign 'winter-traffic', field 'from': " in msg and why in msg, msg
+    assert "宣传活动 'winter-traffic'，字段 'from'：" in msg and why in msg, msg
 
 
 def test_non_utf8_file(tmp_path):
     msg = error(tmp_path, GOOD.encode("gbk"))
-    assert "not UTF-8" in msg and "campaigns.yaml" in msg
+    assert "不是 UTF-8 编码" in msg and "另存为 UTF-8" in msg and "campaigns.yaml" in msg
 
 
 def test_missing_file_and_wrong_shape(tmp_path):
-    with pytest.raises(CampaignError, match="file not found"):
+    with pytest.raises(CampaignError, match="nope.yaml: 文件不存在；请创建它"):
         load_campaigns(tmp_path / "nope.yaml", REG, SCRIPTS)
-    assert "top-level key 'campaigns:'" in error(tmp_path, "- id: x\n")
+    assert "顶层须有键 'campaigns:'" in error(tmp_path, "- id: x\n")
 
 
 def test_real_sample_loads(repo_root):

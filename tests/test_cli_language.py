@@ -310,3 +310,162 @@ def test_approve_needs_a_known_reviewer(workspace: Path) -> None:
     assert ok.exit_code == 0, ok.output
     assert ok.stdout == f"已批准：{script}，批准人 王秀兰，日期 2026-11-28\n"
     assert "日期 2026/11/28 → 2026-11-28" in ok.stderr
+
+
+# --- domain messages reach the user in Chinese ------------------------------------------------
+
+ID_LIKE = re.compile(r"\b[a-z0-9]+(?:[-_][a-z0-9]+)+\b|\b[\w.-]+/[\w./-]+")
+TWO_WORDS = re.compile(r"[A-Za-z]{2,}(?:[ ,;:'()-]+[A-Za-z]{2,})+")
+
+
+def _english_left(text: str) -> list[str]:
+    """English prose left in CLI output once ids, paths, keys and kept technical words are removed."""
+    return TWO_WORDS.findall(prose(ID_LIKE.sub(" ", text)))
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+BROKEN = {
+    # name: (file to break, old text, new text, command)
+    "registry-unknown-township": ("schedules/county.yaml", "township: dazhuang, population: 2860",
+                                  "township: dazhuangg, population: 2860", ["registry"]),
+    "registry-not-a-number": ("schedules/county.yaml", "population: 2860", "population: many", ["registry"]),
+    "registry-yaml-syntax": ("schedules/county.yaml", "townships:\n", "townships: [\n", ["registry"]),
+    "registry-unknown-key": ("schedules/county.yaml", "speaker: networked}", "speaker: networked, speker: x}",
+                             ["registry"]),
+    "market-rule": ("schedules/markets.yaml", "rule: 逢农历三、八", "rule: 逢农历四十", ["registry"]),
+    "campaign-unknown-script": ("schedules/campaigns.yaml", "- traffic-helmet\n", "- traffic-helmt\n",
+                                ["plan", "--from", "2026-12-01", "--to", "2026-12-01"]),
+    "campaign-dates-swapped": ("schedules/campaigns.yaml", "to: 2027-02-28", "to: 2026-11-01",
+                               ["plan", "--from", "2026-12-01", "--to", "2026-12-01"]),
+    "script-front-matter": ("audio_scripts/traffic-helmet.md", "repeat: 2", "repeat: two", ["scripts", "check"]),
+    "script-too-short": ("audio_scripts/traffic-helmet.md", "乡亲们请注意：骑电动车", "OK\n<!--", ["scripts", "check"]),
+    "config-bad-value": ("outreach.toml", "player_timeout_s = 1800", "player_timeout_s = -5",
+                         ["plan", "--from", "2026-12-01", "--to", "2026-12-01"]),
+    "config-unknown-key": ("outreach.toml", "grace_s = 900", "grace_s = 900\ngrace_seconds = 1",
+                           ["plan", "--from", "2026-12-01", "--to", "2026-12-01"]),
+    "lexicon": ("audio_scripts/lexicon.tsv", "", "no-tab-here\n", ["tn", "骑车戴头盔"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_domain_errors_are_chinese(workspace: Path, case: str) -> None:
+    name, old, new, args = BROKEN[case]
+    path = workspace / name
+    if old:
+        _edit(path, old, new)
+    else:
+        path.write_text(path.read_text(encoding="utf-8") + new, encoding="utf-8")
+    result = CliRunner().invoke(cli, [*args, "-w", str(workspace)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("错误："), result.stderr
+    assert not _english_left(result.output), (result.output, _english_left(result.output))
+
+
+def test_record_and_csv_errors_are_chinese(workspace: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "confirmations.csv"
+    csv.write_text("village_id,date,slot,confirmed_by\n"
+                   "dazhuang-05,2026-11-28,noon,王支书\n"
+                   "nowhere-99,2026-11-28,morning,王支书\n"
+                   "dazhuang-05,2026-02-30,morning,王支书\n"
+                   "dazhuang-05,2099-11-28,morning,王支书\n"
+                   "dazhuang-05,2026-11-28\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["confirm", str(csv), "--by", "张干事", "-w", str(workspace)])
+    assert result.exit_code == 1
+    assert result.stderr.count("第") >= 5 or result.stderr.count(":") >= 5, result.stderr
+    assert not _english_left(result.output), _english_left(result.output)
+    handout = CliRunner().invoke(cli, ["handout", "--market", "dazhuang-jii", "--leaflets", "-3", "--people", "5",
+                                       "--topics", "traffic", "--staff", "张", "-w", str(workspace)])
+    assert handout.exit_code != 0
+    assert not _english_left(handout.output), _english_left(handout.output)
+
+
+def test_scripts_list_and_check_speak_chinese(workspace: Path) -> None:
+    _edit(workspace / "audio_scripts/traffic-helmet.md", "大人戴，坐车的孩子也要戴。", "大人戴，孩子也要戴。")
+    listing = CliRunner().invoke(cli, ["scripts", "list", "-w", str(workspace)])
+    assert listing.exit_code == 0, listing.output
+    assert "草稿" in listing.stdout and "已批准" in listing.stdout
+    assert not _english_left(listing.output), _english_left(listing.output)
+    check = CliRunner().invoke(cli, ["scripts", "check", "-w", str(workspace)])
+    assert "traffic-helmet" in check.output and "王秀兰" in check.output
+    assert not _english_left(check.output), _english_left(check.output)
+
+
+PACKAGE = CLI_DIR.parent
+SQL = re.compile(r"^\s*(?:SELECT|INSERT|UPDATE|DELETE|CREATE|PRAGMA|WITH|ALTER|DROP|LOCK|BEGIN)\b|\b(?:FROM|INTO)\s+\w+|"
+                 r"\b(?:WHERE|VALUES)\b")
+# Literals that are not messages: header names and values, font families, matplotlib legend places, HTML.
+TECHNICAL = re.compile(r"^(?:Content-Security-Policy|Strict-Transport-Security|X-Content-Type-Options|default-src |"
+                       r"<!DOCTYPE html>|(?:Noto Sans CJK SC|Source Han Sans SC|WenQuanYi (?:Zen|Micro) Hei|"
+                       r"Droid Sans Fallback)$|outside (?:right|upper|left|lower) \w+$)")
+
+
+def _is_cjk(node: ast.AST | None) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str) and bool(CJK.search(node.value))
+
+
+def _not_messages(tree: ast.AST) -> set[int]:
+    """Literals that a user never reads as a message: docstrings (of modules, classes, functions and
+    attributes), and the source side of a translation table, a library's English words mapped to Chinese
+    ({"usage: ": "用法："} or ((r"pattern", "中文"), ...))."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            skip.add(id(node.value))
+        elif isinstance(node, ast.Dict):
+            skip |= {id(k) for k, v in zip(node.keys, node.values, strict=True) if k is not None and _is_cjk(v)}
+        elif isinstance(node, ast.Tuple) and len(node.elts) == 2 and _is_cjk(node.elts[1]):
+            skip.add(id(node.elts[0]))
+        elif isinstance(node, ast.Compare) and isinstance(node.ops[0], ast.In):
+            skip.add(id(node.left))  # "words" in a library's message: matched, never shown
+    return skip
+
+
+def _package_literals() -> list[tuple[str, int, str]]:
+    """Every string literal in outreach/ that may reach a user as text: (file, line, text)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[0] == "migrations" or rel == Path("cli/zh.py"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = _not_messages(tree)
+        found += [(str(rel), node.lineno, node.value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip]
+    return found
+
+
+def test_no_english_prose_in_any_message_of_the_package() -> None:
+    """Errors, warnings, log lines and stored reasons are Chinese everywhere, not just in the CLI layer.
+
+    A literal with three English words in a row, or a Chinese literal with two, is prose that
+    a user would read; SQL and a few named technical literals are not messages.
+    """
+    literals = _package_literals()
+    assert len(literals) > 2000
+    bad = []
+    for rel, line, text in literals:
+        if TECHNICAL.search(text) or SQL.search(text):
+            continue
+        rest = prose(ID_LIKE.sub(" ", text))
+        if ENGLISH_RUN.search(rest) or (CJK.search(text) and TWO_WORDS.search(rest)):
+            bad.append(f"{rel}:{line}: {text[:80]!r}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_package_check_would_catch_english() -> None:
+    """The check above is not vacuous: an English message, or English words inside Chinese, is caught."""
+    tree = ast.parse('raise ConfigError(f"{path}: unknown key; remove it")\n'
+                     'log.info("已播：%s, but the player exited early", v)\n'
+                     'x = {"usage: ": "用法："}\n"""An attribute docstring in English, as code keeps it."""\n'
+                     'if "end of document" in str(exc): pass\n')
+    skip = _not_messages(tree)
+    texts = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+             and id(n) not in skip]
+    flagged = [s for s in texts if ENGLISH_RUN.search(prose(ID_LIKE.sub(" ", s)))
+               or (CJK.search(s) and TWO_WORDS.search(prose(ID_LIKE.sub(" ", s))))]
+    assert sorted(flagged) == [": unknown key; remove it", "已播：%s, but the player exited early"], flagged

@@ -242,14 +242,14 @@ def test_records_api_feeds_coverage(engine: sa.Engine) -> None:
 
 
 def test_unknown_campaign(s: Session) -> None:
-    with pytest.raises(CoverageError, match=r"unknown campaign 'nope'; known: fraud, traffic"):
+    with pytest.raises(CoverageError, match=r"未知的宣传活动编号 'nope'；已有：fraud、traffic（宣传活动编号来自 schedules/campaigns.yaml）"):
         cov.village_coverage(s, start=MARCH[0], end=MARCH[1], campaign_id="nope")
     for call in (
         lambda: cov.village_gaps(s, campaign_id="nope", today=D(2026, 3, 10), days=7),
         lambda: cov.script_gaps(s, campaign_id="nope", script_ids=["s1"]),
         lambda: cov.village_day_matrix(s, campaign_id="nope", start=MARCH[0], end=MARCH[1]),
     ):
-        with pytest.raises(CoverageError, match="unknown campaign"):
+        with pytest.raises(CoverageError, match="未知的宣传活动编号"):
             call()
 
 
@@ -268,26 +268,26 @@ def test_parse_period() -> None:
     today = D(2026, 3, 10)
     assert cov.parse_period(None, None, today=today) == (D(2026, 3, 1), today)
     assert cov.parse_period("2026-02-01", "2026-02-28", today=today) == (D(2026, 2, 1), D(2026, 2, 28))
-    with pytest.raises(CoverageError, match=r"--from: '2026/03/01' is not a date; use YYYY-MM-DD"):
+    with pytest.raises(CoverageError, match=r"--from：'2026/03/01' 不是日期；请写成 YYYY-MM-DD"):
         cov.parse_period("2026/03/01", None, today=today)
     with pytest.raises(CoverageError, match="前后颠倒了"):
         cov.parse_period("2026-03-20", None, today=today)
 
 
 def test_bad_days_and_township(s: Session) -> None:
-    with pytest.raises(CoverageError, match="from 1 to 366"):
+    with pytest.raises(CoverageError, match="--days：0 超出范围；请给 1 到 366 之间的天数"):
         cov.village_gaps(s, campaign_id="fraud", today=D(2026, 3, 10), days=0)
-    with pytest.raises(CoverageError, match="unknown township 'nowhere'; known: t1, t2"):
+    with pytest.raises(CoverageError, match=r"未知的乡镇编号 'nowhere'；已有：t1、t2（乡镇编号来自 schedules/county.yaml）"):
         cov.village_coverage(s, start=MARCH[0], end=MARCH[1], township_id="nowhere")
-    with pytest.raises(CoverageError, match="unknown topic"):
+    with pytest.raises(CoverageError, match="未知的主题 '%'；已有：traffic、anti_fraud"):
         cov.market_coverage(s, start=MARCH[0], end=MARCH[1], topic="%")
 
 
 def test_sql_looking_filters_are_plain_values(engine: sa.Engine) -> None:
     with session(engine) as s:
-        with pytest.raises(CoverageError, match="unknown campaign"):
+        with pytest.raises(CoverageError, match="未知的宣传活动编号"):
             cov.village_coverage(s, start=MARCH[0], end=MARCH[1], campaign_id=INJECTION)
-        with pytest.raises(CoverageError, match="unknown township"):
+        with pytest.raises(CoverageError, match="未知的乡镇编号"):
             cov.village_coverage(s, start=MARCH[0], end=MARCH[1], township_id=INJECTION)
         # A township whose id really is that string: the filter must match it and nothing else.
         s.execute(sa.insert(Township.__table__).values(id=INJECTION, name="怪乡"))
@@ -364,12 +364,12 @@ def test_cli_coverage_xlsx(cli_ws: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("coverage", "--campaign", "nope"), "错误：unknown campaign 'nope'; known: fraud, traffic"),
-    (("coverage", "--campaign", INJECTION), "错误：unknown campaign"),
+    (("coverage", "--campaign", "nope"), "错误：未知的宣传活动编号 'nope'；已有：fraud、traffic"),
+    (("coverage", "--campaign", INJECTION), "错误：未知的宣传活动编号"),
     (("coverage", "--from", "2026-3-32"), "错误：--from：“2026-3-32”不是真实存在的日期；请检查月和日"),
     (("coverage", "--from", "2026-03-09", "--to", "2026-03-01"), "前后颠倒了"),
     (("coverage", "--from", "2024-01-01", "--to", "2026-01-01"), "最多 366 天"),
-    (("gaps", "--campaign", "nope", "--days", "7"), "错误：unknown campaign 'nope'"),
+    (("gaps", "--campaign", "nope", "--days", "7"), "错误：未知的宣传活动编号 'nope'"),
 ], ids=["unknown", "injection", "malformed", "backwards", "huge", "gaps-unknown"])
 def test_cli_errors(cli_ws: Path, args: tuple[str, ...], message: str) -> None:
     code, out, err = run(cli_ws, *args)

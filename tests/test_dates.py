@@ -18,7 +18,7 @@ def test_parse_date_accepts_iso() -> None:
 def test_parse_date_message_names_field_and_form() -> None:
     with pytest.raises(PlanError) as info:
         parse_date("2026-13-01", "--from")
-    assert str(info.value) == "--from: '2026-13-01' is not a date; use YYYY-MM-DD"
+    assert str(info.value) == "--from：'2026-13-01' 不是日期；请写成 YYYY-MM-DD"
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,7 @@ def test_parse_date_message_names_field_and_form() -> None:
     ids=["compact", "no-zero-pad", "slashes", "not-leap-year", "week-date", "empty", "chinese-word"],
 )
 def test_parse_date_rejects(text: str) -> None:
-    with pytest.raises(PlanError, match=r"^--to: .* is not a date; use YYYY-MM-DD$"):
+    with pytest.raises(PlanError, match=r"^--to：.* 不是日期；请写成 YYYY-MM-DD$"):
         parse_date(text, "--to")
 
 
@@ -73,12 +73,12 @@ def test_text_date_accepts_dates_written_as_dates(value, expected):
 
 
 @pytest.mark.parametrize("value, message", [
-    pytest.param(1764547200, "the number 1764547200 is not a date; write it as YYYY-MM-DD", id="unix-seconds"),
-    pytest.param(2026.5, "the number 2026.5 is not a date", id="float"),
-    pytest.param(True, "True is not a date", id="bool"),
-    pytest.param("2026-02-30", "'2026-02-30' is not a real date; check the day and month", id="feb-30"),
-    pytest.param("2026-2-3", "'2026-2-3' is not a date; write it as YYYY-MM-DD", id="no-zero-padding"),
-    pytest.param(_dt.datetime(2026, 12, 1, 6, 30), "has a time of day", id="datetime"),
+    pytest.param(1764547200, "数字 1764547200 不是日期；请写成 YYYY-MM-DD", id="unix-seconds"),
+    pytest.param(2026.5, "数字 2026.5 不是日期", id="float"),
+    pytest.param(True, "True 不是日期", id="bool"),
+    pytest.param("2026-02-30", "'2026-02-30' 不是真实存在的日期；请检查月和日", id="feb-30"),
+    pytest.param("2026-2-3", "'2026-2-3' 不是日期；请写成 YYYY-MM-DD", id="no-zero-padding"),
+    pytest.param(_dt.datetime(2026, 12, 1, 6, 30), "带了时刻；只写日期", id="datetime"),
 ])
 def test_text_date_refuses_numbers_impossible_days_and_times(value, message):
     with pytest.raises(ValueError, match=re.escape(message)):

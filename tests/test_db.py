@@ -71,10 +71,10 @@ def test_postgres_urls_use_psycopg_and_pre_ping(database_url):
 
 
 @pytest.mark.parametrize("url, expected", [
-    pytest.param("not a url", "'not a url' is not valid", id="garbage"),
-    pytest.param("postgresql//u:s3cret@host/x", "'postgresql//u:***@host/x' is not valid", id="garbage-password"),
-    pytest.param("mysql://u:pw@localhost/x", "not supported", id="unsupported-backend"),
-    pytest.param("postgresql+psycopg://u:s3cret@127.0.0.1:1/x", "check that the server is running", id="unreachable"),
+    pytest.param("not a url", "'not a url' 无效；应写成 sqlite:///", id="garbage"),
+    pytest.param("postgresql//u:s3cret@host/x", "'postgresql//u:***@host/x' 无效", id="garbage-password"),
+    pytest.param("mysql://u:pw@localhost/x", "不支持 mysql", id="unsupported-backend"),
+    pytest.param("postgresql+psycopg://u:s3cret@127.0.0.1:1/x", "请检查数据库服务器是否在运行", id="unreachable"),
 ])
 def test_make_engine_errors_name_the_url_hide_the_password_and_say_the_fix(url, expected):
     with pytest.raises(DatabaseError) as err:
@@ -87,7 +87,7 @@ def test_make_engine_errors_name_the_url_hide_the_password_and_say_the_fix(url, 
 
 
 def test_sqlite_in_a_missing_folder_is_a_database_error(tmp_path):
-    with pytest.raises(DatabaseError, match="folder exists"):
+    with pytest.raises(DatabaseError, match="无法打开数据库 .*；请检查文件夹是否存在、是否可写"):
         db.make_engine(f"sqlite:///{tmp_path / 'nope' / 'x.db'}")
 
 
@@ -225,8 +225,8 @@ def test_sync_registry_holds_the_mirror_lock_until_commit(engine, database_url):
 
 @pytest.mark.parametrize("changes, message", [
     pytest.param({"villages": [NS(id="v1", name="x", township_id="t7", population=1, speaker="offline")]},
-                 "township 't7'", id="unknown-township"),
-    pytest.param({"markets": [NS(id="m1", name="集", villages={"v9"})]}, "village 'v9'", id="unknown-village"),
+                 "村 'v1'：乡镇 't7' 不在县名录里；请添加这个乡镇", id="unknown-township"),
+    pytest.param({"markets": [NS(id="m1", name="集", villages={"v9"})]}, "集市 'm1'：村 'v9' 不在县名录里；请添加这个村", id="unknown-village"),
 ])
 def test_sync_registry_rejects_dangling_ids(engine, changes, message):
     with pytest.raises(RegistryError, match=message), db.session(engine) as s:

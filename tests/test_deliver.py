@@ -53,9 +53,9 @@ def test_play_logs_every_campaign_row_once_and_never_twice(setup) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("player, words", [
-    ([sys.executable, "-c", "import sys; sys.exit(3)"], "exited with 3"),
-    ([sys.executable, "-c", "import time; time.sleep(30)"], "still running"),
-    (["/nonexistent/ip-broadcast-client", "{file}"], "not found"),
+    ([sys.executable, "-c", "import sys; sys.exit(3)"], "退出码 3"),
+    ([sys.executable, "-c", "import time; time.sleep(30)"], "仍未结束"),
+    (["/nonexistent/ip-broadcast-client", "{file}"], "找不到"),
 ], ids=["player-fails", "player-hangs", "player-missing"])
 def test_player_failure_is_logged_not_raised(setup, player: list[str], words: str) -> None:
     loaded, engine = setup
@@ -74,7 +74,7 @@ def test_missing_clip_is_left_out_and_noted(setup) -> None:
     victim = program.script_ids[0]
     verified_clip(loaded.config, loaded.scripts[victim]).unlink()
     outcome = play_program(loaded, engine, VILLAGE, "morning", DAY, now=NOW, player=null_player(), timeout_s=60)
-    assert victim in outcome.detail and "not rendered" in outcome.detail
+    assert victim in outcome.detail and "还没有生成" in outcome.detail
     if len(program.script_ids) > 1:
         assert outcome.status == "played"
     else:

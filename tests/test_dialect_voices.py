@@ -81,9 +81,9 @@ def test_unknown_voice_names_file_line_key_and_choices(workspace: Path) -> None:
     with pytest.raises(RegistryError) as info:
         load_registry(workspace / "schedules")
     lines = str(info.value).splitlines()
-    assert lines[0].startswith("2 problems in the county registry")
-    assert "county.yaml:33: townships[hexi].voice: unknown voice 'zh-CN-henan-NoSuchNeural'" in lines[1]
-    assert "villages[hexi-05].voice: unknown voice 'sichuanhua'" in lines[2]
+    assert lines[0].startswith("县名录（") and lines[0].endswith("）有 2 处问题：")
+    assert "county.yaml:33: townships[hexi].voice：未知的音色 'zh-CN-henan-NoSuchNeural'" in lines[1]
+    assert "villages[hexi-05].voice：未知的音色 'sichuanhua'" in lines[2]
     assert all(LIAONING in line and SHAANXI in line and "outreach voices" in line for line in lines[1:])
 
 

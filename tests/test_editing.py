@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as html_lib
 import re
 from datetime import date, timedelta
 from pathlib import Path
@@ -64,7 +65,7 @@ def test_a_removed_script_takes_its_comment_and_kept_ones_keep_theirs(workspace:
     assert "traffic-crossing-road" in v.scripts
     v.scripts = [s for s in v.scripts if s != "traffic-helmet"]
     new = editing.apply_campaign(text, "winter-traffic", v)
-    assert "      - traffic-crossing-road         # valid from 2026-12-01 (see its file)" in new
+    assert "      - traffic-crossing-road         # 2026-12-01 起有效（见稿件文件）" in new
     assert "- traffic-helmet\n" not in new.split("- id: fraud-dazhuang-lishu")[0]
     assert new.count("#") == text.count("#")
 
@@ -98,13 +99,13 @@ def test_the_preview_starts_today_for_a_running_campaign(workspace: Path) -> Non
 
 
 @pytest.mark.parametrize(("over", "field", "words"), [
-    ({"priority": "12"}, "priority", "less than or equal to 9"),
-    ({"start": "2026-12-35"}, "start", "not a real date"),
-    ({"end": "2026-12-01"}, "end", "before 'from'"),
-    ({"markets": [], "townships": ["nowhere"]}, "townships", "unknown township 'nowhere'"),
-    ({"scripts": ["no-such-script"]}, "scripts", "unknown script 'no-such-script'"),
-    ({"id": "Bad Id"}, "id", "pattern"),
-    ({"markets": []}, "targets", "no targets"),
+    ({"priority": "12"}, "priority", "不能大于 9"),
+    ({"start": "2026-12-35"}, "start", "不是真实存在的日期"),
+    ({"end": "2026-12-01"}, "end", "早于 'from'"),
+    ({"markets": [], "townships": ["nowhere"]}, "townships", "未知的乡镇 'nowhere'"),
+    ({"scripts": ["no-such-script"]}, "scripts", "未知的广播稿 'no-such-script'"),
+    ({"id": "Bad Id"}, "id", "编号只能用小写字母、数字和 '-'"),
+    ({"markets": []}, "targets", "没有播放对象"),
 ], ids=["priority", "date", "backwards", "township", "script", "id", "no-targets"])
 def test_campaign_errors_are_the_clis_and_sit_beside_their_field(workspace: Path, over: dict, field: str,
                                                                  words: str) -> None:
@@ -120,7 +121,7 @@ def test_a_duplicate_id_is_refused(workspace: Path) -> None:
     loaded = _loaded(workspace)
     new = editing.apply_campaign(_text(workspace, "campaigns.yaml"), None, _new(id="winter-traffic"))
     checked = editing.check_campaigns(new, "winter-traffic", loaded.registry, loaded.scripts)
-    assert any("duplicate id" in e for e in checked.fields["id"])
+    assert any("编号重复" in e for e in checked.fields["id"])
 
 
 def test_save_is_atomic_and_refuses_a_stale_form(workspace: Path) -> None:
@@ -128,7 +129,7 @@ def test_save_is_atomic_and_refuses_a_stale_form(workspace: Path) -> None:
     text = path.read_text(encoding="utf-8")
     base = editing.stamp(text)
     path.write_text(text + "# someone else's edit\n", encoding="utf-8")
-    with pytest.raises(editing.StaleFile, match="changed by someone else"):
+    with pytest.raises(editing.StaleFile, match="campaigns.yaml 在您打开表单之后被别人改过了"):
         editing.save(path, "campaigns: []\n", base)
     assert path.read_text(encoding="utf-8").endswith("# someone else's edit\n")
     editing.save(path, "campaigns: []\n", editing.stamp(path.read_text(encoding="utf-8")))
@@ -146,7 +147,7 @@ def test_village_edit_keeps_comments_and_validates_like_the_cli(workspace: Path)
     v.slots = {"morning": "06:10", "evening": ""}
     v.speaker, v.player = "offline", "mpv --no-video {file}"
     new = editing.apply_village(text, "dazhuang-04", v)
-    assert '    slots: {morning: "06:10"}    # vegetable growers leave for the fields before 06:30' in new
+    assert '    slots: {morning: "06:10"}    # 菜农六点半前就下地' in new
     checked = editing.check_county(sched, new, "dazhuang-04")
     assert checked.ok, (checked.fields, checked.other)
     village = checked.registry.villages["dazhuang-04"]
@@ -158,7 +159,7 @@ def test_village_edit_keeps_comments_and_validates_like_the_cli(workspace: Path)
     bad = editing.apply_village(text, "dazhuang-02", v2)
     assert len(bad.splitlines()) == len(text.splitlines())
     checked = editing.check_county(sched, bad, "dazhuang-02")
-    assert any("is not a time" in e for e in checked.fields["slot_evening"])
+    assert any("'25:00' 不是时刻" in e for e in checked.fields["slot_evening"])
     v2.slots = {"morning": "18:25", "evening": ""}  # runs into the evening slot
     checked = editing.check_county(sched, editing.apply_village(text, "dazhuang-02", v2), "dazhuang-02")
     assert not checked.ok
@@ -218,7 +219,7 @@ def test_bad_campaign_shows_errors_beside_fields_and_writes_nothing(site: Site, 
     r = editor.post("/campaigns/save", data=_form(v, CSRF.search(page.text).group(1), _base(page.text), "save",
                                                   original="winter-traffic"))
     assert r.status_code == 400
-    assert re.search(r'class="field-error" data-field="priority">[^<]*greater than or equal to 1', r.text)
+    assert re.search(r'class="field-error" data-field="priority">[^<]*不能小于 1（现在是 0）', r.text)
     assert path.read_text(encoding="utf-8") == before
 
 
@@ -243,9 +244,89 @@ def test_an_editor_changes_a_villages_slot_and_player(site: Site, editor) -> Non
     r = editor.post("/villages/lishu-07/edit", data=data)
     assert r.status_code == 303, r.text
     text = path.read_text(encoding="utf-8")
-    assert 'slots: {evening: "19:15"}    # villagers come back late from the orchards' in text
+    assert 'slots: {evening: "19:15"}    # 村民从果园回来得晚' in text
     assert load_registry(path.parent).village_slots("lishu-07")[1].start.strftime("%H:%M") == "19:15"
 
+
+def _opened(html: str) -> str:
+    found = re.search(r'<textarea name="opened" hidden>(.*?)</textarea>', html, re.S)
+    assert found
+    return html_lib.unescape(found.group(1))
+
+
+def _changed(html: str) -> list[str]:
+    """The changed lines of the stale-form diff on a page (context and file-name lines left out)."""
+    found = re.search(r'<pre class="diff" id="stale-diff">(.*?)</pre>', html, re.S)
+    assert found, html
+    lines = html_lib.unescape(found.group(1)).splitlines()
+    assert lines[:2] == ["--- 您打开时", "+++ 现在的文件"]
+    return [line for line in lines[2:] if line[:1] in "+-"]
+
+
+def test_a_stale_campaign_form_shows_the_other_edit_and_keeps_the_typed_values(site: Site, editor) -> None:  # noqa: F811
+    path = site.workspace / "schedules" / "campaigns.yaml"
+    page = editor.get("/campaigns/winter-traffic/edit")
+    csrf, base, opened = CSRF.search(page.text).group(1), _base(page.text), _opened(page.text)
+    assert "id: winter-traffic\n" in opened and "priority: 6\n" in opened
+    # Someone else (or the CLI) changes the priority of the same campaign while the form is open.
+    text = path.read_text(encoding="utf-8")
+    theirs = re.sub(r"(?m)^(    priority:) 6\b", r"\1 3", text, count=1)
+    assert theirs != text
+    path.write_text(theirs, encoding="utf-8")
+    loaded = _loaded(site.workspace)
+    v = editing.campaign_values(loaded.campaign("winter-traffic"))
+    v.name, v.priority = "冬季交通安全（网页改）", "6"
+    data = {**_form(v, csrf, base, "save", original="winter-traffic"), "county": "1",
+            "opened": opened.replace("\n", "\r\n")}  # as a browser sends a textarea
+    r = editor.post("/campaigns/save", data=data)
+    assert r.status_code == 409
+    assert path.read_text(encoding="utf-8") == theirs  # the refused save wrote nothing
+    assert _changed(r.text) == ["-priority: 6", "+priority: 3"]
+    assert "campaigns.yaml 在您打开这个表单之后被别人改过" in r.text and "再点「保存」" in r.text
+    assert 'value="冬季交通安全（网页改）"' in r.text and 'name="priority" value="6"' in r.text  # typed values kept
+    # The page now carries the file as it is: saving again (after review) is deliberate and goes through.
+    assert _base(r.text) == editing.stamp(theirs) and "priority: 3\n" in _opened(r.text)
+    v.priority = "3"
+    again = editor.post("/campaigns/save", data={**data, "base": _base(r.text), "opened": _opened(r.text),
+                                                 "priority": "3"})
+    assert again.status_code == 303, again.text
+    saved = next(c for c in _loaded(site.workspace).campaigns if c.id == "winter-traffic")
+    assert (saved.name, saved.priority) == ("冬季交通安全（网页改）", 3)
+
+
+def test_a_stale_form_says_when_only_other_entries_changed(site: Site, editor) -> None:  # noqa: F811
+    path = site.workspace / "schedules" / "campaigns.yaml"
+    page = editor.get("/campaigns/winter-traffic/edit")
+    data = {**_form(editing.campaign_values(_loaded(site.workspace).campaign("winter-traffic")),
+                    CSRF.search(page.text).group(1), _base(page.text), "save", original="winter-traffic"),
+            "county": "1", "opened": _opened(page.text)}
+    theirs = path.read_text(encoding="utf-8") + "# 别人加的一行注释\n"
+    path.write_text(theirs, encoding="utf-8")
+    r = editor.post("/campaigns/save", data=data)
+    assert r.status_code == 409 and path.read_text(encoding="utf-8") == theirs
+    assert "宣传活动「winter-traffic」本身没有变化" in r.text and '<pre class="diff"' not in r.text
+
+
+def test_a_stale_village_form_shows_the_other_edit_and_keeps_the_typed_values(site: Site, editor) -> None:  # noqa: F811
+    path = site.workspace / "schedules" / "county.yaml"
+    page = editor.get("/villages/lishu-07/edit")
+    opened = _opened(page.text)
+    assert "speaker: networked\n" in opened and 'evening: "19:00"' in opened
+    data = {"csrf_token": CSRF.search(page.text).group(1), "base": _base(page.text), "opened": opened,
+            "slot_morning": "", "slot_evening": "19:20", "speaker": "networked", "player": ""}
+    text = path.read_text(encoding="utf-8")
+    theirs = text.replace("  - id: lishu-07\n    name: 马家店村\n    township: lishu\n    population: 1610\n"
+                          "    speaker: networked\n", "  - id: lishu-07\n    name: 马家店村\n    township: lishu\n"
+                          "    population: 1610\n    speaker: offline\n")
+    assert theirs != text
+    path.write_text(theirs, encoding="utf-8")
+    r = editor.post("/villages/lishu-07/edit", data=data)
+    assert r.status_code == 409
+    assert path.read_text(encoding="utf-8") == theirs
+    assert _changed(r.text) == ["-speaker: networked", "+speaker: offline"]
+    assert "county.yaml 在您打开这个表单之后被别人改过" in r.text and "再点「保存」" in r.text
+    assert 'name="slot_evening" value="19:20"' in r.text  # the typed time is kept
+    assert _base(r.text) == editing.stamp(theirs)
 
 def test_the_calendar_shows_market_days_blackouts_and_links_days(site: Site, viewer) -> None:  # noqa: F811
     r = viewer.get("/calendar?view=month&date=2026-12-10&township=dazhuang")

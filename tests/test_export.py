@@ -153,7 +153,7 @@ def test_failures_are_one_line_each_and_no_empty_manifest(rendered_workspace: Pa
     assert result.exit_code == 1
     failed = [line for line in result.stderr.splitlines() if line.startswith("失败：")]
     assert failed and len(failed) == len(set(failed)) <= len(clips)
-    assert all("corrupt" in line for line in failed)
+    assert all("没有可用的录音" in line and "已损坏" in line for line in failed)
     assert len(result.stderr) < 6000, "one line per distinct failure, not one per program"
     assert not (out / "manifest.json").exists()
     assert not list(out.rglob("*.mp3")) and not list(out.rglob("*.part"))
@@ -166,7 +166,8 @@ def test_edited_urgent_script_is_left_out_reported_and_not_credited(rendered_wor
     out = tmp_path / "usb"
     result = export(rendered_workspace, out, "--date", "2026-12-01", "--to", "2026-12-02")
     assert result.exit_code == 0, result.output
-    assert "警报：URGENT campaign 'alert-fake-refund': script 'fraud-96110' was edited after approval" in result.stderr
+    assert "警报：紧急宣传活动 'alert-fake-refund'：广播稿 'fraud-96110' 在 " in result.stderr
+    assert "批准后又被修改，已退回草稿" in result.stderr
     assert "警告：“fraud-96110”没有放进" in result.stderr
     assert all("96110来电，一定要接" not in f["scripts"] for f in manifest(out))
     loaded = load(load_config(rendered_workspace))
@@ -182,10 +183,10 @@ def test_names_are_sanitised_and_paths_out_of_the_pack_refused(tmp_path: Path) -
                         __import__("datetime").time(6, 30), "morning")
     assert rel == "dazhuang_大庄镇/dazhuang-05_李家_洼村_/2026-12-01_0630_早间.mp3"
     for bad in ("../../evil", "a/b", "..", "x\\y"):
-        with pytest.raises(OutputError, match="would make a path out of the pack folder"):
+        with pytest.raises(OutputError, match=r"村名称 .* 含有 .*会让路径跑出节目包文件夹；请在 schedules/county.yaml 里改名"):
             pack_rel_path("dazhuang", "大庄镇", "dazhuang-05", bad, date(2026, 12, 1),
                           __import__("datetime").time(6, 30), "morning")
-    with pytest.raises(OutputError, match="would leave the output folder"):
+    with pytest.raises(OutputError, match="会跑出输出文件夹"):
         inside(tmp_path, "../escape.mp3")
 
 
@@ -196,7 +197,7 @@ def test_village_named_dotdot_is_refused_and_nothing_leaves_out(workspace: Path,
     out = tmp_path / "stick" / "usb"
     result = export(workspace, out, "--date", "2026-12-01", "--village", OFFLINE)
     assert result.exit_code == 1
-    assert "../../../escaped" in result.stderr and "would make a path out of the pack folder" in result.stderr
+    assert "../../../escaped" in result.stderr and "会让路径跑出节目包文件夹" in result.stderr
     assert not any((tmp_path / "stick").rglob("*.mp3")) and not list(tmp_path.glob("escaped*"))
 
 

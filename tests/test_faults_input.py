@@ -61,7 +61,7 @@ def test_an_unterminated_quote_is_an_error_at_its_line_and_the_rows_after_it_are
     result = cli(ws, url, "confirm", str(path), "--by", "李娜")
     assert result.returncode == 1, result.stderr
     assert result.stdout == f"{path}：已确认 1 行，已有记录 0 行，有错 1 行\n"
-    assert result.stderr == f'{path}:2: a quote (") is not closed on this line; close it, or remove the stray quote\n'
+    assert result.stderr == f'{path} 第 2 行：这一行的引号（"）没有成对；请补上另一半引号，或删掉多余的引号\n'
     assert statuses(engine)[(PAST, "evening")] == BroadcastStatus.CONFIRMED
     # The fix, and the same file again: only the row not yet recorded is added.
     path.write_text(path.read_text(encoding="utf-8").replace('"播放正常', '"播放正常"'), encoding="utf-8")
@@ -79,8 +79,8 @@ def test_a_confirmation_for_a_slot_not_started_is_refused_by_the_cli(county, tmp
     path.write_text(f"village_id,date,slot,confirmed_by\ndazhuang-05,{FUTURE},morning,王支书\n", encoding="utf-8")
     result = cli(ws, url, "confirm", str(path), "--by", "李娜")
     assert result.returncode == 1
-    assert result.stderr == (f"{path}:2: the morning program of 'dazhuang-05' on {FUTURE} starts at {FUTURE} 06:30 "
-                             "(Beijing time), which has not come yet; record the confirmation after it has played\n")
+    assert result.stderr == (f"{path} 第 2 行：村 'dazhuang-05' {FUTURE} 的早间节目 {FUTURE} 06:30（北京时间）才开始，"
+                             "还没有播出；请在播出之后再录入确认记录\n")
     assert statuses(engine)[(FUTURE, "morning")] == BroadcastStatus.EXPORTED
 
 
@@ -99,24 +99,24 @@ def test_absurd_counts_are_row_errors_and_the_good_rows_are_kept(county, tmp_pat
     assert "Traceback" not in result.stderr
     assert result.stdout == f"{path}：已记录 2 行，已有记录 0 行，有错 3 行\n"
     assert result.stderr.splitlines() == [
-        f"{path}:2: leaflets 100000000000000000000000 is more than 100,000 for one record; check the number or "
-        "split it into one record per market day",
-        f"{path}:4: leaflets 2000000000 is more than 100,000 for one record; check the number or split it into "
-        "one record per market day",
-        f"{path}:5: handout date 2099-01-01 is in the future (today is {datetime.now(TZ).date()}, Beijing time); "
-        "record it on or after that day",
-        f"{path}:6: 警告：2026-11-27 is not a market day of 'dazhuang-ji' by its rule in schedules/markets.yaml; "
-        "kept as given",
+        f"{path} 第 2 行：leaflets 100000000000000000000000 超过了单条记录的上限 100,000；请检查数字，"
+        "或按集日分成多条记录",
+        f"{path} 第 4 行：leaflets 2000000000 超过了单条记录的上限 100,000；请检查数字，或按集日分成多条记录",
+        f"{path} 第 5 行：发放日期 2099-01-01 还没到（今天是 {datetime.now(TZ).date()}，北京时间）；"
+        "请到那一天或之后再登记",
+        f"{path} 第 6 行：警告：按 schedules/markets.yaml 里的规则，2026-11-27 不是集市 'dazhuang-ji' 的集日；"
+        "已按所填日期保存",
     ]
     with db.session(engine) as s:
         assert sorted(s.scalars(sa.select(Handout.leaflets))) == [40, 300]
 
 
 @pytest.mark.parametrize("args, message", [
-    pytest.param(["--leaflets", "2000000000"], "错误：leaflets 2000000000 is more than 100,000", id="2e9"),
-    pytest.param(["--leaflets", str(10**23)], "错误：leaflets 100000000000000000000000 is more than", id="1e23"),
-    pytest.param(["--date", "2099-01-01"], "错误：handout date 2099-01-01 is in the future", id="2099"),
-    pytest.param(["--staff", "刘\n警官"], "错误：staff contains a control character (U+000A", id="newline"),
+    pytest.param(["--leaflets", "2000000000"], "错误：leaflets 2000000000 超过了单条记录的上限 100,000", id="2e9"),
+    pytest.param(["--leaflets", str(10**23)], "错误：leaflets 100000000000000000000000 超过了单条记录的上限",
+                 id="1e23"),
+    pytest.param(["--date", "2099-01-01"], "错误：发放日期 2099-01-01 还没到", id="2099"),
+    pytest.param(["--staff", "刘\n警官"], "错误：staff 含有控制字符（U+000A", id="newline"),
 ])
 def test_the_cli_refuses_what_the_csv_and_web_refuse(county, args, message):
     ws, url, _ = county
@@ -134,13 +134,13 @@ def test_by_refuses_a_newline(county, tmp_path):
     path.write_text(f"village_id,date,slot,confirmed_by\ndazhuang-05,{PAST},morning,王\n", encoding="utf-8")
     result = cli(ws, url, "confirm", str(path), "--by", "李娜\nadmin")
     assert (result.returncode, result.stderr) == (
-        1, "错误：--by contains a control character (U+000A, e.g. a line break); write it on one line\n")
+        1, "错误：--by 含有控制字符（U+000A，例如换行）；请写在一行里\n")
 
 
 @pytest.mark.parametrize("value, message", [
-    pytest.param("1764547200", "field 'from': the number 1764547200 is not a date; write it as YYYY-MM-DD",
+    pytest.param("1764547200", "字段 'from'：数字 1764547200 不是日期；请写成 YYYY-MM-DD",
                  id="unix-seconds"),
-    pytest.param("2026-02-30", "field 'from': '2026-02-30' is not a real date; check the day and month",
+    pytest.param("2026-02-30", "字段 'from'：'2026-02-30' 不是真实存在的日期；请检查月和日",
                  id="no-such-day"),
 ])
 def test_campaign_dates_must_be_real_dates_and_errors_name_file_line_and_campaign(workspace, value, message):
@@ -151,11 +151,11 @@ def test_campaign_dates_must_be_real_dates_and_errors_name_file_line_and_campaig
     line = next(i for i, s in enumerate(text.splitlines(), 1) if "- id: winter-traffic" in s)
     result = cli(workspace, f"sqlite:///{workspace / 'x.db'}", "plan", "--from", "2026-12-01", "--to", "2026-12-01")
     assert result.returncode == 1
-    assert f"{path}:{line}: campaign 'winter-traffic', {message}" in result.stderr, result.stderr
+    assert f"{path}:{line}: 宣传活动 'winter-traffic'，{message}" in result.stderr, result.stderr
 
 
 def test_a_market_rule_with_a_day_that_does_not_exist_is_refused(workspace):
     result = cli(workspace, f"sqlite:///{workspace / 'x.db'}", "markets", "--rule", "逢农历三十一",
                  "--from", "2026-01-01", "--to", "2026-01-31")
     assert result.returncode == 1
-    assert result.stderr.startswith("错误：market rule '逢农历三十一': '三十一' (31) is not a real day number")
+    assert result.stderr.startswith("错误：集日规则 '逢农历三十一'：'三十一'（31）不是真实存在的日子")

@@ -149,17 +149,17 @@ def test_two_schedulers_play_each_slot_once_and_the_standby_takes_over(rendered_
     a = Run(ws, env, "a")
     b = None
     try:
-        a.wait_for("scheduler running")
+        a.wait_for("调度器已运行")
         b = Run(ws, env, "b")
-        b.wait_for("standby")
+        b.wait_for("备用调度器")
         engine = make_engine(env["DATABASE_URL"])
         today = datetime.now(TZ).date()
         wait(lambda: len(program_rows(engine, slot, today)) == N_NETWORKED and all(
             r.status == BroadcastStatus.PLAYED for rows in program_rows(engine, slot, today).values() for r in rows),
             60, "every networked village played")
         a.kill9()  # the leader dies; the standby takes over well within 60 s
-        b.wait_for("taking over", timeout=60)
-        b.wait_for("scheduler running")
+        b.wait_for("接管为主调度器", timeout=60)
+        b.wait_for("调度器已运行")
         time.sleep(2.0)
     finally:
         a.stop()
@@ -171,7 +171,7 @@ def test_two_schedulers_play_each_slot_once_and_the_standby_takes_over(rendered_
     first = played[0]["args"]
     assert first[0].endswith(".mp3") and first[4] == slot and first[5] == today.isoformat()
     assert first[2] and first[3], "village name and township are routed to the player"
-    line = next(x for x in b.text().splitlines() if "standby" in x)
+    line = next(x for x in b.text().splitlines() if "备用调度器" in x)
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+08:00 ", line), line
 
 
@@ -225,7 +225,7 @@ def test_kill_9_mid_slot_stops_orphans_logs_interrupted_and_replays_whole(render
     today = datetime.now(TZ).date()
     a = Run(ws, env, "a")
     try:
-        a.wait_for("scheduler running")
+        a.wait_for("调度器已运行")
         wait(lambda: len(starts(log)) >= N_NETWORKED, 60, "20 players on air")
         time.sleep(1.0)
         a.kill9()
@@ -236,7 +236,7 @@ def test_kill_9_mid_slot_stops_orphans_logs_interrupted_and_replays_whole(render
     fast(ws, log, 0.5)  # the replay is short
     b = Run(ws, env, "b")
     try:
-        b.wait_for("scheduler running")
+        b.wait_for("调度器已运行")
         engine = make_engine(env["DATABASE_URL"])
         wait(lambda: all(r.status == BroadcastStatus.PLAYED for rows in program_rows(engine, slot, today).values()
                          for r in rows), 60, "every village replayed")
@@ -246,9 +246,9 @@ def test_kill_9_mid_slot_stops_orphans_logs_interrupted_and_replays_whole(render
     rows = program_rows(engine, slot, today)
     assert len(rows) == N_NETWORKED
     for village, found in rows.items():
-        assert all(r.status == BroadcastStatus.PLAYED and "interrupted" in (r.note or "") for r in found), village
+        assert all(r.status == BroadcastStatus.PLAYED and "中断：调度器" in (r.note or "") for r in found), village
     assert len(starts(log)) == 2 * N_NETWORKED
-    assert "replaying it whole" in b.text()
+    assert "从头完整重播" in b.text()
 
 
 @pytest.mark.slow
@@ -268,7 +268,7 @@ def test_three_day_outage_logs_every_missed_slot_day_by_day(rendered_workspace: 
     stop_scheduler(scheduler)  # the machine goes down for days
     run = Run(ws, env, "outage")
     try:
-        run.wait_for("scheduler running")
+        run.wait_for("调度器已运行")
     finally:
         run.stop()
     engine = make_engine(env["DATABASE_URL"])
@@ -278,7 +278,7 @@ def test_three_day_outage_logs_every_missed_slot_day_by_day(rendered_workspace: 
             rows = program_rows(engine, slot, day)
             assert len(rows) == N_NETWORKED, (day, slot)
             assert {r.status for found in rows.values() for r in found} == {BroadcastStatus.MISSED}, (day, slot)
-    assert "logged missed" in run.text()
+    assert "记为漏播" in run.text()
 
 
 def test_player_timeout_stops_a_forking_wrapper_and_its_child(rendered_workspace: Path, tmp_path: Path,
@@ -293,21 +293,21 @@ def test_player_timeout_stops_a_forking_wrapper_and_its_child(rendered_workspace
     day = date(2026, 12, 1)
     outcome = play_program(loaded, engine, "dazhuang-02", "evening", day, now=datetime(2026, 12, 1, 18, 30, tzinfo=TZ),
                            player=fake(log, 30, "--fork"), timeout_s=3)
-    assert outcome.status == "failed" and "process group was stopped" in outcome.detail
+    assert outcome.status == "failed" and "已停止它的进程组" in outcome.detail
     wrapper, child = starts(log, "player"), starts(log, "child")
     assert len(wrapper) == len(child) == 1
     wait(lambda: not alive(wrapper[0]["pid"]) and not alive(child[0]["pid"]), 5, "wrapper and child stopped")
     rows = program_rows(engine, "evening", day)["dazhuang-02"]
-    assert all(r.status == BroadcastStatus.FAILED and "still running" in r.error for r in rows)
+    assert all(r.status == BroadcastStatus.FAILED and "仍未结束" in r.error for r in rows)
 
 
 @pytest.mark.parametrize("setting, words", [
-    ('player = []', "non-empty list"),
-    ('player = ["ffplay", "-nodisp"]', "must name {file}"),
-    ('player = ["ffplay", "{file}", "{speaker}"]', "unknown placeholder {speaker}"),
+    ('player = []', "须为非空的文字列表"),
+    ('player = ["ffplay", "-nodisp"]', "须在某一项里写上 {file}"),
+    ('player = ["ffplay", "{file}", "{speaker}"]', "未知的占位符 {speaker}"),
     ('player_timeout_s = 1e308', "player_timeout_s"),
     ('player_timeout_s = nan', "player_timeout_s"),
-    ('player = ["/nonexistent/ip-broadcast", "{file}"]', "'/nonexistent/ip-broadcast' not found"),
+    ('player = ["/nonexistent/ip-broadcast", "{file}"]', "找不到播放程序 '/nonexistent/ip-broadcast'"),
 ], ids=["empty", "no-file", "unknown-placeholder", "huge-timeout", "nan-timeout", "missing-program"])
 def test_bad_player_settings_are_refused_before_start(workspace: Path, setting: str, words: str) -> None:
     toml = workspace / "outreach.toml"
@@ -355,7 +355,7 @@ def test_an_edited_urgent_script_is_logged_failed_and_the_slot_airs_the_rest(ren
         return len(rows) == N_NETWORKED and all(r.status != BroadcastStatus.PLANNED
                                                 for found in rows.values() for r in found)
     try:
-        run.wait_for("scheduler running")
+        run.wait_for("调度器已运行")
         wait(settled, 90, "every networked village settled")
     finally:
         run.stop()
@@ -371,7 +371,7 @@ def test_an_edited_urgent_script_is_logged_failed_and_the_slot_airs_the_rest(ren
         assert len(alert) == 1, (village, [(r.campaign_id, r.status) for r in found])
         if "fraud-96110" in (alert[0].error or ""):
             blocked_villages += 1
-            assert "draft after edit" in alert[0].error
+            assert "批准后又被修改，已退回草稿" in alert[0].error
             assert alert[0].status in (BroadcastStatus.FAILED, BroadcastStatus.PLAYED)
         else:
             assert alert[0].status == BroadcastStatus.PLAYED

@@ -150,12 +150,12 @@ def test_bad_rules_say_what_is_accepted(text: str) -> None:
     with pytest.raises(MarketRuleError) as info:
         parse_rule(text)
     message = str(info.value)
-    assert message.startswith(f"market rule {text!r}: ")
-    assert "accepted forms: 逢农历三、八" in message and "逢单日" in message
+    assert message.startswith(f"集日规则 {text!r}：")
+    assert "可用的写法：逢农历三、八" in message and "逢单日" in message
 
 
 def test_lunar_dates_outside_borax_range() -> None:
-    with pytest.raises(MarketRuleError, match="lunar dates are known only from 1900-01-31"):
+    with pytest.raises(MarketRuleError, match="^1900-01-01：农历只能查到 1900-01-31 至 2101-01-28 之间的日期；请选"):
         parse_rule("逢三").matches(d("1900-01-01"))
 
 
@@ -222,28 +222,28 @@ def test_cli_bad_rule(ws: Path) -> None:
     result = CliRunner().invoke(cli, ["markets", "--rule", "逢三、X", "--from", "2026-01-01",
                                       "--to", "2026-01-31", "-w", str(ws)])
     assert result.exit_code == 1
-    assert result.stderr.startswith("错误：market rule '逢三、X': 'X' is not a day digit")
+    assert result.stderr.startswith("错误：集日规则 '逢三、X'：'X' 不是日子的数字（应为 一..十 或 0..9）；可用的写法：")
 
 
 def test_cli_broken_registry_is_reported(ws: Path) -> None:
     (ws / "schedules" / "markets.yaml").unlink()
     result = CliRunner().invoke(cli, ["markets", "--from", "2026-01-01", "--to", "2026-01-31", "-w", str(ws)])
     assert result.exit_code == 1
-    assert "markets.yaml: file is missing" in result.stderr
+    assert "markets.yaml: 文件不存在；请创建它" in result.stderr
 
 
 @pytest.mark.parametrize(("text", "why"), [
-    ("逢农历三十一", "'三十一' (31) is not a real day number"),
-    ("逢公历三十二", "'三十二' (32) is not a real day number"),
-    ("逢十五", "'十五' (15) is a whole day number, not a day digit"),
-    ("逢二十", "'二十' (20) is a whole day number, not a day digit"),
-    ("逢农历32", "'32' is not a real day number"),
+    ("逢农历三十一", "'三十一'（31）不是真实存在的日子"),
+    ("逢公历三十二", "'三十二'（32）不是真实存在的日子"),
+    ("逢十五", "'十五'（15）是完整的日子，不是末位数字"),
+    ("逢二十", "'二十'（20）是完整的日子，不是末位数字"),
+    ("逢农历32", "'32' 不是真实存在的日子"),
 ], ids=["lunar-31", "gregorian-32", "fifteen", "twenty", "arabic-32"])
 def test_only_real_day_digits_are_accepted(text: str, why: str) -> None:
     """逢农历三十一 once read as digits 3, 0 and 1 and gave markets on days ending in 1, 3 and 0."""
     with pytest.raises(MarketRuleError) as info:
         parse_rule(text)
-    assert str(info.value).startswith(f"market rule {text!r}: {why}; ")
+    assert str(info.value).startswith(f"集日规则 {text!r}：{why}；")
 
 
 def test_a_bad_day_number_in_markets_yaml_names_file_line_and_market(tmp_path: Path) -> None:
@@ -259,5 +259,5 @@ def test_a_bad_day_number_in_markets_yaml_names_file_line_and_market(tmp_path: P
     line = next(i for i, s in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "id: dazhuang-ji" in s)
     with pytest.raises(RegistryError) as info:
         load_registry(tmp_path / "schedules")
-    assert f"{path}:{line}: markets[dazhuang-ji].rule: market rule '逢农历三十一': '三十一' (31) is not a real day" \
+    assert f"{path}:{line}: markets[dazhuang-ji].rule：集日规则 '逢农历三十一'：'三十一'（31）不是真实存在的日子" \
         in str(info.value)

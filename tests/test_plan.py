@@ -241,7 +241,8 @@ def test_slot_left_empty_warns_and_emits_no_program():
     assert {(p.date, p.slot) for p in result.programs} == {(D0, "morning"), (D0, "evening")}
     assert all(p.script_ids == ("d-2",) for p in result.programs)
     assert len(result.warnings) == 2
-    assert all("a-03 2026-12-02" in w and "nothing to play" in w for w in result.warnings)
+    assert all(w.startswith("a-03 2026-12-02 ") and "：没有可播的内容" in w and "这个时段不播" in w
+               for w in result.warnings)
 
 
 def test_fit_drops_lowest_priority_with_warning():
@@ -254,25 +255,25 @@ def test_fit_drops_lowest_priority_with_warning():
     assert p.script_ids == ("t-1", "t-3")  # 40 + 1 + 15 = 56 s; t-2 (25 s) no longer fits
     assert p.duration_s == pytest.approx(56.0)
     assert result.warnings == [
-        "a-01 2026-12-01 morning: dropped 't-2' (mid, 25.0s); the 1-minute slot is full"]
+        "a-01 2026-12-01 morning：已舍去 't-2'（mid，25.0 秒）；1 分钟的时段已排满"]
 
 
 def test_oversize_urgent_clip_is_an_error():
     c = camp("alert", ["long"], D0, D0, urgent=True)
-    with pytest.raises(PlanError, match=r"'long'.*700\.0s.*10-minute slot"):
+    with pytest.raises(PlanError, match=r"紧急广播稿 'long'.*700\.0 秒，超过了 10 分钟的时段.*；请缩短广播稿，或延长时段"):
         plan([c, DEFAULT], D0, D0)
 
 
 def test_missing_duration_names_the_script():
     durations = {k: v for k, v in DUR.items() if k != "t-2"}
-    with pytest.raises(PlanError, match="'t-2'"):
+    with pytest.raises(PlanError, match="广播稿 't-2' 没有录音时长；请先生成录音"):
         plan([camp("w", ["t-1", "t-2"], D0, D0 + timedelta(days=3)), DEFAULT], durations=durations)
 
 
 def test_unknown_village_and_backwards_range_are_errors():
-    with pytest.raises(PlanError, match="zz-01"):
+    with pytest.raises(PlanError, match="未知的村 zz-01；请使用 schedules/ 县名录里的编号"):
         plan([DEFAULT], village_ids=["zz-01"])
-    with pytest.raises(PlanError, match="backwards"):
+    with pytest.raises(PlanError, match="前后颠倒了；结束日期不能早于开始日期"):
         plan([DEFAULT], D0, D0 - timedelta(days=1))
 
 
@@ -338,8 +339,9 @@ def test_edited_script_keeps_its_rotation_place_but_is_blocked():
     only = [p for p in hits if p.campaign_ids[0] == "alert" and len(p.items) > 1]
     assert all(p.airable_items for p in hits) and only
     [alert] = after.alerts
-    assert "URGENT campaign 'alert'" in alert and "'f-2'" in alert and f"{len(hits)} program(s)" in alert
-    assert "王秀兰 on 2026-11-20" in alert and before.alerts == []
+    assert alert.startswith("紧急宣传活动 'alert'：广播稿 'f-2'") and f"的 {len(hits)} 个节目里它都【不会播出】" in alert
+    assert "在 2026-11-20 经 王秀兰 批准后又被修改" in alert and before.alerts == []
+    assert "`outreach scripts approve f-2 --by 姓名` 和 `outreach render`" in alert
 
 
 def test_plain_draft_stays_out_and_non_urgent_edits_raise_no_alert():
@@ -362,10 +364,11 @@ def test_cli_plan_shows_blocked_items_and_an_alert(workspace):
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     blocked = [r for r in rows if r["blocked"]]
-    assert blocked and all(b["script_id"] == "fraud-96110" and b["reason"] == "draft after edit"
+    assert blocked and all(b["script_id"] == "fraud-96110" and b["reason"] == DRAFT_AFTER_EDIT
                            for r in blocked for b in r["blocked"])
     assert all("fraud-96110" not in r["script_ids"] for r in rows)
-    assert "警报：URGENT campaign 'alert-fake-refund': script 'fraud-96110' was edited after approval" in res.stderr
+    assert "警报：紧急宣传活动 'alert-fake-refund'：广播稿 'fraud-96110' 在 " in res.stderr
+    assert "批准后又被修改，已退回草稿" in res.stderr
     # `run` asks the same question through the workspace.
     from outreach.config import load_config
     from outreach.workspace import load, urgent_draft_alerts

@@ -50,8 +50,8 @@ def test_a_missing_program_is_named_with_where_it_is_set(workspace: Path) -> Non
     hexi = sorted(v.id for v in registry.villages.values() if v.township_id == "hexi")
     with pytest.raises(ConfigError) as err:
         check_players(registry, DEFAULT, sorted(registry.villages))
-    assert "'/opt/none/ipcast' not found" in str(err.value)
-    assert "township hexi" in str(err.value) and hexi[0] in str(err.value)
+    assert "找不到播放程序 '/opt/none/ipcast'" in str(err.value)
+    assert "乡镇 hexi" in str(err.value) and hexi[0] in str(err.value) and "完整路径" in str(err.value)
     check_players(registry, DEFAULT, [v for v in sorted(registry.villages) if v not in hexi])
 
 
@@ -61,4 +61,4 @@ def test_a_player_without_file_is_refused_at_load(workspace: Path) -> None:
         "  - {id: hexi, name: 河西镇}", '  - {id: hexi, name: 河西镇, player: ["aplay"]}'), encoding="utf-8")
     with pytest.raises(RegistryError) as err:
         load_registry(load_config(workspace).schedules_dir)
-    assert "county.yaml:" in str(err.value) and "townships[hexi].player: must name {file}" in str(err.value)
+    assert "county.yaml:" in str(err.value) and "townships[hexi].player：须在某一项里写上 {file}" in str(err.value)

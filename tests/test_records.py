@@ -189,7 +189,7 @@ def test_program_status_of_unknown_program_is_none_and_mixed_reports_furthest(en
 
 
 def test_planned_is_not_a_target(engine):
-    with pytest.raises(ValueError, match="cannot be marked planned"):
+    with pytest.raises(ValueError, match="节目不能改成 planned 状态"):
         mark(engine, S.PLANNED)
 
 
@@ -235,12 +235,12 @@ def test_confirmations_keep_good_rows_and_report_bad_ones_by_line(exported, tmp_
     report = confirm(exported, write(tmp_path, CONFIRMATIONS, encoding="utf-8-sig"))
     assert (report.rows_ok, report.rows_skipped) == (3, 0)
     assert report.errors == [
-        (3, "unknown village 'v9'; use a village id from the registry"),
-        (6, "bad date '03/05/2024'; write it as 2024-05-03 (or 2024/5/3, 5月3日)"),
-        (7, "unknown slot 'noon'; use morning or evening"),
-        (8, "the morning program of 'v3' on 2024-05-03 is planned, not exported or played; it cannot be confirmed"),
-        (10, "no broadcast for village 'v1' on 2024-05-04 in the morning slot; check the date and slot"),
-        (11, "confirmed_by is empty; write who at the village committee confirmed"),
+        (3, "未知的村编号 'v9'；请使用县名录里的村编号"),
+        (6, "无法识别日期 '03/05/2024'；请写成 2024-05-03（或 2024/5/3、5月3日）"),
+        (7, "未知的时段 'noon'；请写 morning 或 evening（也可写 早上、晚上）"),
+        (8, "村 'v3' 2024-05-03 的早间节目状态为“待播”，既没有导出也没有播出，不能确认"),
+        (10, "村 'v1' 在 2024-05-04 早间时段没有安排播出；请检查日期和时段"),
+        (11, "confirmed_by 是空的；请写上村委会里确认播出的人"),
     ]
     got = rows(exported)
     for key in [("v1", "morning", "fraud"), ("v1", "morning", "traffic"), ("v2", "evening", "fraud"),
@@ -284,10 +284,10 @@ def test_a_row_already_confirmed_in_another_file_is_skipped(exported, tmp_path):
 
 
 @pytest.mark.parametrize("text, encoding, message", [
-    pytest.param("village_id,date,slot,confirmed_by\nv1,2024-05-03,morning,王主任\n", "gbk", "not UTF-8",
-                 id="gbk-from-excel"),
-    pytest.param("village_id,date,confirmed_by\nv1,2024-05-03,王\n", "utf-8", "missing column.s. slot", id="no-slot"),
-    pytest.param("\n\n", "utf-8", "the file is empty", id="empty"),
+    pytest.param("village_id,date,slot,confirmed_by\nv1,2024-05-03,morning,王主任\n", "gbk",
+                 "第 2 行：不是 UTF-8 文本.*CSV UTF-8", id="gbk-from-excel"),
+    pytest.param("village_id,date,confirmed_by\nv1,2024-05-03,王\n", "utf-8", "第 1 行：缺少列 slot；第一行必须写出列名 village_id,date,slot,confirmed_by", id="no-slot"),
+    pytest.param("\n\n", "utf-8", "文件是空的；第一行必须写出列名", id="empty"),
 ])
 def test_unreadable_confirmation_files_are_record_errors_naming_the_file(exported, tmp_path, text, encoding, message):
     path = write(tmp_path, text, encoding=encoding)
@@ -318,11 +318,11 @@ def test_record_handout_stores_a_record(engine):
 
 
 @pytest.mark.parametrize("changes, message", [
-    pytest.param({"market_id": "m9"}, "unknown market 'm9'; use one of: m1, m2", id="unknown-market"),
-    pytest.param({"leaflets": -1}, r"leaflets must be 0 or more \(got -1\)", id="negative-leaflets"),
-    pytest.param({"people": -5}, r"people must be 0 or more \(got -5\)", id="negative-people"),
-    pytest.param({"topics": ["drugs"]}, "unknown topic 'drugs'; use traffic or anti_fraud", id="unknown-topic"),
-    pytest.param({"topics": []}, "no topic given", id="no-topic"),
+    pytest.param({"market_id": "m9"}, "未知的集市 'm9'；请使用其中之一：m1、m2", id="unknown-market"),
+    pytest.param({"leaflets": -1}, "leaflets 不能小于 0（填的是 -1）", id="negative-leaflets"),
+    pytest.param({"people": -5}, "people 不能小于 0（填的是 -5）", id="negative-people"),
+    pytest.param({"topics": ["drugs"]}, "未知的主题 'drugs'；请写 traffic 或 anti_fraud", id="unknown-topic"),
+    pytest.param({"topics": []}, "没有填写主题；请写 traffic、anti_fraud 中的一个或多个", id="no-topic"),
 ])
 def test_record_handout_errors_say_the_fix(engine, changes, message):
     with pytest.raises(RecordError, match=message):
@@ -331,14 +331,14 @@ def test_record_handout_errors_say_the_fix(engine, changes, message):
 
 def test_record_handout_twice_is_refused(engine):
     first = handout(engine)
-    with pytest.raises(RecordError, match=f"already recorded as #{first.id}"):
+    with pytest.raises(RecordError, match=f"这条发放记录已经登记过（#{first.id}）"):
         handout(engine, topics=["anti_fraud", "traffic"])
 
 
 def test_handouts_need_the_registry_loaded(database_url):
     eng = db.make_engine(database_url)
     db.upgrade(eng)
-    with pytest.raises(RecordError, match="no markets yet; run the command in the workspace folder"):
+    with pytest.raises(RecordError, match="数据库里还没有集市；请在工作区文件夹里运行命令"):
         handout(eng)
     eng.dispose()
 
@@ -359,10 +359,10 @@ def test_import_handouts_keeps_good_rows_reports_bad_and_is_idempotent(engine, t
         report = records.import_handouts(s, write(tmp_path, HANDOUTS, encoding="utf-8-sig"), now=NOW)
     assert (report.rows_ok, report.rows_skipped) == (2, 1)
     assert report.errors == [
-        (4, "unknown market 'm9'; use one of: m1, m2"),
-        (5, "leaflets must be 0 or more (got -3)"),
-        (6, "leaflets 'ten' is not a whole number"),
-        (7, "unknown topic 'drugs'; use traffic or anti_fraud"),
+        (4, "未知的集市 'm9'；请使用其中之一：m1、m2"),
+        (5, "leaflets 不能小于 0（填的是 -3）"),
+        (6, "leaflets 'ten' 不是整数"),
+        (7, "未知的主题 'drugs'；请写 traffic 或 anti_fraud（也可写 交通、反诈）"),
     ]
     # The same rows in another file (here with one more row) are not counted twice.
     with db.session(engine) as s:
@@ -394,7 +394,7 @@ def test_cli_confirm_prints_counts_and_bad_rows_then_exits_1(exported, run, tmp_
     result = run("confirm", str(path), "--by", "李娜")
     assert result.exit_code == 1
     assert result.stdout == f"{path}：已确认 1 行，已有记录 0 行，有错 1 行\n"
-    assert result.stderr == f"{path}:3: unknown village 'v9'; use a village id from the registry\n"
+    assert result.stderr == f"{path} 第 3 行：未知的村编号 'v9'；请使用县名录里的村编号\n"
     assert rows(exported)[("v1", "morning", "fraud")].entered_by == "李娜"
     path.write_text("village_id,date,slot,confirmed_by\nv1,2024-05-03,morning,王\nv2,2024-05-03,evening,李\n")
     again = run("confirm", str(path), "--by", "李娜")
@@ -407,14 +407,15 @@ def test_cli_confirm_needs_the_staff_member(exported, run, tmp_path):
     assert result.exit_code == 2 and "--by" in result.stderr
     result = run("confirm", str(path), "--by", "李\n娜")
     assert (result.exit_code, result.stderr) == (
-        1, "错误：--by contains a control character (U+000A, e.g. a line break); write it on one line\n")
+        1, "错误：--by 含有控制字符（U+000A，例如换行）；请写在一行里\n")
 
 
 def test_cli_confirm_a_gbk_file_is_an_error(exported, run, tmp_path):
     path = write(tmp_path, "village_id,date,slot,confirmed_by\nv1,2024-05-03,morning,王主任\n", encoding="gbk")
     result = run("confirm", str(path), "--by", "李娜")
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"错误：{path}: line 2: not UTF-8")
+    assert result.stderr.startswith(f"错误：{path} 第 2 行：不是 UTF-8 文本")
+    assert "另存为" in result.stderr and "CSV UTF-8" in result.stderr
 
 
 def test_cli_handout_records_one(run):
@@ -425,9 +426,10 @@ def test_cli_handout_records_one(run):
 
 
 @pytest.mark.parametrize("args, message", [
-    pytest.param(["--market", "m9"], "错误：unknown market 'm9'; use one of: m1, m2", id="unknown-market"),
-    pytest.param(["--leaflets", "-2"], "错误：leaflets must be 0 or more (got -2)", id="negative"),
-    pytest.param(["--topics", "drugs"], "错误：unknown topic 'drugs'; use traffic or anti_fraud", id="topic"),
+    pytest.param(["--market", "m9"], "错误：未知的集市 'm9'；请使用其中之一：m1、m2", id="unknown-market"),
+    pytest.param(["--leaflets", "-2"], "错误：leaflets 不能小于 0（填的是 -2）", id="negative"),
+    pytest.param(["--topics", "drugs"], "错误：未知的主题 'drugs'；请写 traffic 或 anti_fraud（也可写 交通、反诈）",
+                 id="topic"),
 ])
 def test_cli_handout_errors(run, args, message):
     base = {"--market": "m1", "--date": "2024-05-03", "--leaflets": "1", "--people": "1", "--topics": "traffic"}
@@ -441,7 +443,7 @@ def test_cli_handout_csv_import(run, tmp_path):
     result = run("handout", "--csv", str(path))
     assert result.exit_code == 1
     assert result.stdout == f"{path}：已记录 2 行，已有记录 1 行，有错 4 行\n"
-    assert result.stderr.splitlines()[0] == f"{path}:4: unknown market 'm9'; use one of: m1, m2"
+    assert result.stderr.splitlines()[0] == f"{path} 第 4 行：未知的集市 'm9'；请使用其中之一：m1、m2"
     assert run("handout", "--csv", str(path), "--market", "m1").exit_code == 2
 
 
@@ -451,7 +453,7 @@ def test_cli_handout_without_registry_says_to_load_it(database_url, tmp_path, mo
     result = CliRunner().invoke(cli, ["handout", "--market", "m1", "--leaflets", "1", "--people", "1",
                                       "--topics", "traffic", "-w", str(tmp_path)])
     assert result.exit_code == 1
-    assert "no markets yet; run the command in the workspace folder (-w DIR)" in result.stderr
+    assert "数据库里还没有集市；请在工作区文件夹里运行命令（或用 -w DIR 指定工作区）" in result.stderr
 
 
 def test_record_commands_have_help():
@@ -475,10 +477,10 @@ def test_a_confirmation_before_the_slot_starts_is_refused_row_by_row(engine, tmp
     report = confirm(engine, path, now=at_noon)
     assert (report.rows_ok, report.rows_skipped) == (1, 0)
     assert report.errors == [
-        (3, "the evening program of 'v1' on 2024-05-03 starts at 2024-05-03 19:00 (Beijing time), which has not "
-            "come yet; record the confirmation after it has played"),
-        (4, "the evening program of 'v2' on 2024-05-03 starts at 2024-05-03 19:00 (Beijing time), which has not "
-            "come yet; record the confirmation after it has played"),
+        (3, "村 'v1' 2024-05-03 的晚间节目 2024-05-03 19:00（北京时间）才开始，还没有播出；"
+            "请在播出之后再录入确认记录"),
+        (4, "村 'v2' 2024-05-03 的晚间节目 2024-05-03 19:00（北京时间）才开始，还没有播出；"
+            "请在播出之后再录入确认记录"),
     ]
     assert rows(engine)[("v1", "evening", "fraud")].status is S.EXPORTED
     # The same file after the evening slot: the refused rows come in, the confirmed one is skipped.
@@ -500,10 +502,10 @@ def test_the_confirmer_is_kept_apart_from_the_staff_member_who_entered_it(export
 
 
 @pytest.mark.parametrize("day, message", [
-    pytest.param(date(2024, 5, 4), "handout date 2024-05-04 is in the future (today is 2024-05-03, Beijing time)",
+    pytest.param(date(2024, 5, 4), "发放日期 2024-05-04 还没到（今天是 2024-05-03，北京时间）；请到那一天或之后再登记",
                  id="tomorrow"),
-    pytest.param(date(2099, 1, 1), "handout date 2099-01-01 is in the future", id="2099"),
-    pytest.param(date(1999, 12, 31), "handout date 1999-12-31 is before 2000-01-01; check the year", id="1999"),
+    pytest.param(date(2099, 1, 1), "发放日期 2099-01-01 还没到", id="2099"),
+    pytest.param(date(1999, 12, 31), "发放日期 1999-12-31 早于 2000-01-01；请检查年份", id="1999"),
 ])
 def test_a_handout_dated_in_the_future_is_refused(engine, day, message):
     with pytest.raises(RecordError, match=re.escape(message)):
@@ -517,13 +519,13 @@ def test_today_in_beijing_is_not_the_future_even_when_utc_is_still_yesterday(eng
 
 
 @pytest.mark.parametrize("changes, message", [
-    pytest.param({"leaflets": 10**23}, "leaflets 100000000000000000000000 is more than 100,000 for one record",
+    pytest.param({"leaflets": 10**23}, "leaflets 100000000000000000000000 超过了单条记录的上限 100,000",
                  id="10^23"),
-    pytest.param({"people": 2 * 10**9}, "people 2000000000 is more than 100,000", id="2e9"),
-    pytest.param({"staff": "刘\n警官"}, r"staff contains a control character \(U\+000A", id="newline"),
-    pytest.param({"staff": "刘\x00"}, r"staff contains a control character \(U\+0000", id="nul"),
-    pytest.param({"note": "x" * 501}, "note has 501 characters; at most 500", id="long-note"),
-    pytest.param({"leaflets": True}, "leaflets 'True' is not a whole number", id="bool"),
+    pytest.param({"people": 2 * 10**9}, "people 2000000000 超过了单条记录的上限 100,000", id="2e9"),
+    pytest.param({"staff": "刘\n警官"}, r"staff 含有控制字符（U\+000A，例如换行）；请写在一行里", id="newline"),
+    pytest.param({"staff": "刘\x00"}, r"staff 含有控制字符（U\+0000", id="nul"),
+    pytest.param({"note": "x" * 501}, "note 有 501 个字符；最多 500 个", id="long-note"),
+    pytest.param({"leaflets": True}, "leaflets 'True' 不是整数", id="bool"),
 ])
 def test_counts_and_names_have_the_same_caps_everywhere(engine, changes, message):
     with pytest.raises(RecordError, match=message):
@@ -538,8 +540,8 @@ def test_a_handout_on_a_day_that_is_not_a_market_day_is_kept_with_a_warning(engi
     with db.session(engine) as s:
         report = records.import_handouts(s, path, now=NOW, is_market_day=lambda m, d: d.day % 2 == 1)
     assert (report.rows_ok, report.errors) == (2, [])
-    assert report.warnings == [(2, "2024-05-02 is not a market day of 'm1' by its rule in schedules/markets.yaml; "
-                                   "kept as given")]
+    assert report.warnings == [(2, "按 schedules/markets.yaml 里的规则，2024-05-02 不是集市 'm1' 的集日；"
+                                   "已按所填日期保存")]
     assert records.market_day_warning(None, "m1", date(2024, 5, 2)) is None
     assert records.market_day_warning(lambda m, d: None, "m9", date(2024, 5, 2)) is None
 
@@ -570,10 +572,10 @@ def test_an_unterminated_quote_is_an_error_at_its_line_and_later_rows_are_kept(e
     report = confirm(exported, path)
     assert report.rows_ok == 1
     assert report.errors == [
-        (2, 'a quote (") is not closed on this line; close it, or remove the stray quote'),
-        (4, 'a quote (") is not closed on this line; close it, or remove the stray quote'),
-        (5, "broken quoting (',' expected after '\"'); write a quoted field as \"text\" followed by a comma"),
-        (6, "the line contains a control character (U+0000); remove it"),
+        (2, '这一行的引号（"）没有成对；请补上另一半引号，或删掉多余的引号'),
+        (4, '这一行的引号（"）没有成对；请补上另一半引号，或删掉多余的引号'),
+        (5, '引号用法不对（右引号后面应紧跟逗号）；带引号的字段请写成 "文字"，后面紧跟逗号'),
+        (6, "这一行含有控制字符（U+0000）；请删掉它"),
     ]
     assert rows(exported)[("v2", "evening", "fraud")].note == '说"好的"'
 
@@ -589,11 +591,9 @@ def test_an_absurd_count_in_a_csv_is_a_row_error_and_good_rows_are_kept(engine, 
         report = records.import_handouts(s, path, now=NOW)
     assert report.rows_ok == 1
     assert report.errors == [
-        (2, "leaflets 100000000000000000000000 is more than 100,000 for one record; check the number or split "
-            "it into one record per market day"),
-        (3, "leaflets 2000000000 is more than 100,000 for one record; check the number or split it into one "
-            "record per market day"),
-        (4, "leaflets '1e5' is not a whole number"),
+        (2, "leaflets 100000000000000000000000 超过了单条记录的上限 100,000；请检查数字，或按集日分成多条记录"),
+        (3, "leaflets 2000000000 超过了单条记录的上限 100,000；请检查数字，或按集日分成多条记录"),
+        (4, "leaflets '1e5' 不是整数"),
     ]
     with db.session(engine) as s:
         assert s.scalar(sa.select(Handout.leaflets)) == 300
@@ -644,7 +644,7 @@ def test_a_re_export_after_a_plan_change_rewrites_the_exported_rows(engine):
 
 
 def test_record_exported_takes_one_program(engine):
-    with pytest.raises(ValueError, match="one program"), db.session(engine) as s:
+    with pytest.raises(ValueError, match="一次只记一个节目"), db.session(engine) as s:
         records.record_exported(s, [plan(), plan(village="v2")], program_sha256="a" * 64, engine=None, at=NOW)
 
 
@@ -675,9 +675,8 @@ def test_the_tour_sample_confirmations_import_cleanly_and_a_slot_still_to_come_w
         with db.session(engine) as s:
             early = records.import_confirmations(s, later, now=tour_day, entered_by="李娜")
         assert (early.rows_ok, early.rows_skipped) == (0, 2)
-        assert early.errors == [(4, "the evening program of 'dazhuang-05' on 2026-12-01 starts at 2026-12-01 18:30 "
-                                    "(Beijing time), which has not come yet; record the confirmation after it has "
-                                    "played")]
+        assert early.errors == [(4, "村 'dazhuang-05' 2026-12-01 的晚间节目 2026-12-01 18:30（北京时间）才开始，"
+                                    "还没有播出；请在播出之后再录入确认记录")]
         with db.session(engine) as s:
             after = records.import_confirmations(s, later, now=datetime(2026, 12, 1, 21, 0, tzinfo=TZ),
                                                  entered_by="李娜")

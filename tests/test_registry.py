@@ -107,9 +107,9 @@ def test_market_dates_and_villages_on_a_day(reg: Registry) -> None:
 
 
 def test_unknown_ids_in_lookups(reg: Registry) -> None:
-    with pytest.raises(RegistryError, match="unknown village id 'nowhere-01'"):
+    with pytest.raises(RegistryError, match="未知的村编号 'nowhere-01'；请使用 schedules/county.yaml 里的编号"):
         reg.village_slots("nowhere-01")
-    with pytest.raises(RegistryError, match="unknown market id 'x-ji'"):
+    with pytest.raises(RegistryError, match="未知的集市编号 'x-ji'；请使用 schedules/markets.yaml 里的编号"):
         reg.market_dates("x-ji", D("2026-01-01"), D("2026-01-02"))
 
 
@@ -124,63 +124,63 @@ def test_unquoted_times_are_read_as_clock_times(sched: Path) -> None:
 # (file, text to replace, replacement, number of problems, parts the message must contain)
 BROKEN = [
     ("county.yaml", "township: lishu, population: 520", "township: lishuu, population: 520", 1,
-     ["county.yaml:56: villages[lishu-04].township: unknown township id 'lishuu'; use one of dazhuang, lishu, hexi"]),
+     ["county.yaml:56: villages[lishu-04].township：未知的乡镇编号 'lishuu'；请使用其中一个：dazhuang、lishu、hexi"]),
     ("county.yaml", "{id: hexi-10, name: 红旗村", "{id: hexi-08, name: 红旗村", 1,
-     ["county.yaml:83: villages[hexi-08]: id repeats the one on line 76; give each a unique id"]),
+     ["county.yaml:83: villages[hexi-08]：编号与第 76 行的重复；每一项的编号都要不同"]),
     ("county.yaml", "{id: hexi, name: 河西镇}", "{id: lishu, name: 河西镇}", 11,  # + its 10 villages
-     ["county.yaml:33: townships[lishu]: id repeats the one on line 32",
-      "villages[hexi-01].township: unknown township id 'hexi'; use one of dazhuang, lishu (see"]),
+     ["county.yaml:33: townships[lishu]：编号与第 32 行的重复",
+      "villages[hexi-01].township：未知的乡镇编号 'hexi'；请使用其中一个：dazhuang、lishu（见"]),
     ("county.yaml", "population: 730", "populaton: 730", 2,
-     ["villages[hexi-05].populaton: unknown key", "villages[hexi-05].population: is missing; add it"]),
+     ["villages[hexi-05].populaton：未知的键；请删除它或检查拼写", "villages[hexi-05].population：缺少此项；请补上"]),
     ("county.yaml", "population: 410, speaker: offline", "population: 410, speaker: usb", 1,
-     ["villages[dazhuang-09].speaker: Input should be 'networked', 'station' or 'offline' (got 'usb')"]),
-    ("county.yaml", "{id: lishu-09,", "{id: Lishu_09,", 1, ["villages[Lishu_09].id: 'Lishu_09' is not a valid id"]),
+     ["villages[dazhuang-09].speaker：只能是 'networked'、'station' 或 'offline'（现在是 'usb'）"]),
+    ("county.yaml", "{id: lishu-09,", "{id: Lishu_09,", 1, ["villages[Lishu_09].id：'Lishu_09' 不是有效的编号"]),
     ("county.yaml", 'slots: {morning: "06:00"}', 'slots: {morning: "18:25"}', 1,
-     ["county.yaml:40: villages[dazhuang-04].slots.morning: 18:25 + 10 min runs into the evening slot at 18:30"]),
+     ["county.yaml:40: villages[dazhuang-04].slots.morning：18:25 开始加 10 分钟，会压到 18:30 开始的晚间时段（evening）"]),
     ("county.yaml", 'slots: {morning: "06:00"}', 'slots: {morning: "19:00"}', 1,
-     ["villages[dazhuang-04].slots: the morning slot must start before the evening slot (morning 19:00, evening"]),
+     ["villages[dazhuang-04].slots：早间时段（morning）必须在晚间时段（evening）之前开始（morning 19:00，evening"]),
     ("county.yaml", 'slots: {evening: "19:00"}', 'slots: {evening: "23:55"}', 1,
-     ["villages[lishu-07].slots.evening: 23:55 + 10 min runs past midnight"]),
+     ["villages[lishu-07].slots.evening：23:55 开始加 10 分钟，会超过午夜"]),
     ("county.yaml", 'slots: {evening: "19:00"}', 'slots: {noon: "12:00"}', 1,
-     ["villages[lishu-07].slots.noon: Input should be 'morning' or 'evening' (got 'noon')"]),
+     ["villages[lishu-07].slots.noon：只能是 'morning' 或 'evening'（现在是 'noon'）"]),
     ("slots.yaml", 'start: "18:30"', 'start: "25:00"', 1,
-     ["slots.yaml:18: slots.evening.start: '25:00' is not a time; use HH:MM such as 06:30"]),
+     ["slots.yaml:18: slots.evening.start：'25:00' 不是时刻；请写成 HH:MM，如 06:30"]),
     ("slots.yaml", 'start: "18:30"', 'start: "06:35"', 1,  # not repeated for every village
-     ["slots.yaml:17: slots.morning: 06:30 + 10 min runs into the evening slot at 06:35; start earlier or lower"]),
+     ["slots.yaml:17: slots.morning：06:30 开始加 10 分钟，会压到 06:35 开始的晚间时段（evening）；请提前开始时间，或"]),
     ("slots.yaml", "max_minutes: 10}", "max_minutes: 61}", 1,
-     ["slots.yaml:17: slots.morning.max_minutes: Input should be less than or equal to 60 (got 61)"]),
+     ["slots.yaml:17: slots.morning.max_minutes：不能大于 60（现在是 61）"]),
     ("slots.yaml", "max_minutes: 10}", "max_minutes: 0}", 1,
-     ["slots.morning.max_minutes: Input should be greater than or equal to 1 (got 0)"]),
+     ["slots.morning.max_minutes：不能小于 1（现在是 0）"]),
     ("slots.yaml", '  evening: {start: "18:30", max_minutes: 10}\n', "", 1,
-     ["slots.yaml:17: slots.evening: is missing; add its start and max_minutes"]),
+     ["slots.yaml:17: slots.evening：缺少此时段；请补上它的 start 和 max_minutes"]),
     ("slots.yaml", "villages: [dazhuang-01, hexi-01]", "villages: [dazhuang-01, hexi-11]", 1,
-     ["slots.yaml:21: blackouts[0].villages: unknown village id 'hexi-11'"]),
+     ["slots.yaml:21: blackouts[0].villages：未知的村编号 'hexi-11'"]),
     ("slots.yaml", "townships: [dazhuang]", "townships: [dazhuang, xx]", 1,
-     ["blackouts[1].townships: unknown township id 'xx'"]),
+     ["blackouts[1].townships：未知的乡镇编号 'xx'"]),
     ("slots.yaml", "slots: [morning]", "slots: [noon]", 1,
-     ["blackouts[2].slots[0]: Input should be 'morning' or 'evening'"]),
+     ["blackouts[2].slots[0]：只能是 'morning' 或 'evening'"]),
     ("slots.yaml", "dates: [2026-12-26, 2026-12-27]", "dates: [2026-12-26, 2026-12-32]", 1,
-     ["blackouts[0].dates[1]: '2026-12-32' is not a real date; check the day and month"]),
+     ["blackouts[0].dates[1]：'2026-12-32' 不是真实存在的日期；请检查月和日"]),
     ("markets.yaml", "rule: 逢公历五、十", "rule: 逢公历五、X", 1,
-     ["markets.yaml:31: markets[hexi-ji].rule: market rule '逢公历五、X': 'X' is not a day digit", "accepted forms:"]),
+     ["markets.yaml:31: markets[hexi-ji].rule：集日规则 '逢公历五、X'：'X' 不是日子的数字", "可用的写法："]),
     ("markets.yaml", "lishu-02]", "lishu-02, lishu-99]", 1,
-     ["markets.yaml:36: markets[county-ji].villages: unknown village id 'lishu-99'"]),
+     ["markets.yaml:36: markets[county-ji].villages：未知的村编号 'lishu-99'"]),
     ("markets.yaml", "townships: [lishu]", "townships: [lishu, north]", 1,
-     ["markets[lishu-ji].townships: unknown township id 'north'"]),
-    ("markets.yaml", "  - id: county-ji", "  - id: hexi-ji", 1, ["markets[hexi-ji]: id repeats the one on line 31"]),
+     ["markets[lishu-ji].townships：未知的乡镇编号 'north'"]),
+    ("markets.yaml", "  - id: county-ji", "  - id: hexi-ji", 1, ["markets[hexi-ji]：编号与第 31 行的重复"]),
     ("markets.yaml", "    townships: [dazhuang]\n", "", 1,
-     ["markets.yaml:21: markets[dazhuang-ji]: serves nobody; list `townships` or `villages`"]),
+     ["markets.yaml:21: markets[dazhuang-ji]：没有服务任何村；请填写 `townships` 或 `villages`"]),
     ("markets.yaml", "markets:", "market:", 2,
-     ["markets.yaml: markets: is missing; add it", "markets.yaml:20: market: unknown key; expected one of: markets"]),
+     ["markets.yaml: markets：缺少此项；请补上", "markets.yaml:20: market：未知的键；只能是：markets"]),
 ]
 
 
 @pytest.mark.parametrize(("name", "old", "new", "count", "expected"), BROKEN,
-                         ids=[f"{b[0]}:{b[4][0].split(': ')[1] if ': ' in b[4][0] else b[4][0]}" for b in BROKEN])
+                         ids=[f"{b[0]}:{b[4][0].split('：')[0].split(': ')[-1]}" for b in BROKEN])
 def test_validation_messages(sched: Path, name: str, old: str, new: str, count: int, expected: list[str]) -> None:
     edit(sched, name, old, new)
     message = problems(sched)
-    assert message.startswith(f"{count} problem{'s' if count > 1 else ''} in the county registry ({sched}):\n")
+    assert message.startswith(f"县名录（{sched}）有 {count} 处问题：\n")
     assert len(message.splitlines()) == count + 1
     for part in expected:
         assert part in message
@@ -193,17 +193,18 @@ def test_every_problem_is_listed_at_once(sched: Path) -> None:
     edit(sched, "markets.yaml", "rule: 逢双日", "rule: 逢双双日")
     edit(sched, "slots.yaml", 'start: "06:30"', 'start: "6.30"')
     lines = problems(sched).splitlines()
-    assert lines[0] == f"3 problems in the county registry ({sched}):"
+    assert lines[0] == f"县名录（{sched}）有 3 处问题："
     assert "county.yaml:73: villages[hexi-05].population" in lines[1]
     assert "markets.yaml:" in lines[2] and "markets[county-ji].rule" in lines[2]
-    assert "slots.yaml:" in lines[3] and "slots.morning.start: '6.30' is not a time" in lines[3]
+    assert "slots.yaml:" in lines[3] and "slots.morning.start：'6.30' 不是时刻" in lines[3]
 
 
 def test_invalid_entry_is_not_also_reported_as_unknown(sched: Path) -> None:
     # dazhuang-01 is invalid, but markets and blackouts that name it must not add noise.
     edit(sched, "county.yaml", "population: 2860", "population: many")
     message = problems(sched)
-    assert message.startswith("1 problem in") and "villages[dazhuang-01].population" in message
+    assert message.startswith("县名录（") and "有 1 处问题" in message
+    assert "villages[dazhuang-01].population：须为整数（现在是 'many'）" in message
 
 
 def test_invalid_yaml_names_file_and_line(sched: Path) -> None:
@@ -213,35 +214,35 @@ def test_invalid_yaml_names_file_and_line(sched: Path) -> None:
     lines.insert(at, "  - {id: broken, name: [unclosed\n")
     path.write_text("".join(lines), encoding="utf-8")
     message = problems(sched)
-    assert f"{path}:{at + 1}: not valid YAML" in message or f"{path}:{at + 2}: not valid YAML" in message
-    assert "fix the syntax" in message
+    assert f"{path}:{at + 1}: 不是有效的 YAML：" in message or f"{path}:{at + 2}: 不是有效的 YAML：" in message
+    assert "方括号 [ ] 没有闭合" in message and "请修正语法" in message
 
 
 def test_repeated_yaml_key(sched: Path) -> None:
     edit(sched, "markets.yaml", "    name: 大庄集\n", "    name: 大庄集\n    name: 大集\n")
     message = problems(sched)
-    assert "markets.yaml:" in message and "key 'name' is repeated" in message
+    assert "markets.yaml:" in message and "键 'name' 重复了" in message
 
 
 def test_non_utf8_file(sched: Path) -> None:
     path = sched / "slots.yaml"
     path.write_bytes(path.read_text(encoding="utf-8").encode("gbk"))
     message = problems(sched)
-    assert f"{path}:1: byte 0x" in message and "is not UTF-8; save the file as UTF-8" in message
+    assert f"{path}:1: 字节 0x" in message and "不是 UTF-8 编码；请把文件另存为 UTF-8" in message
 
 
 def test_missing_files(sched: Path) -> None:
     (sched / "markets.yaml").unlink()
     (sched / "slots.yaml").unlink()
     message = problems(sched)
-    assert message.startswith("2 problems in")
-    assert f"{sched / 'markets.yaml'}: file is missing; create it" in message
-    assert f"{sched / 'slots.yaml'}: file is missing" in message
+    assert message.startswith(f"县名录（{sched}）有 2 处问题：")
+    assert f"{sched / 'markets.yaml'}: 文件不存在；请创建它" in message
+    assert f"{sched / 'slots.yaml'}: 文件不存在" in message
 
 
 def test_file_that_is_not_a_mapping(sched: Path) -> None:
     (sched / "county.yaml").write_text("- just\n- a list\n", encoding="utf-8")
-    assert "county.yaml: must be a mapping of keys" in problems(sched)
+    assert "county.yaml: 内容必须是“键: 值”的映射" in problems(sched)
 
 
 # ---- CLI
@@ -263,4 +264,5 @@ def test_cli_registry_table_and_error(sched: Path) -> None:
     edit(sched, "county.yaml", "township: lishu, population: 520", "township: lishuu, population: 520")
     result = CliRunner().invoke(cli, ["registry", "-w", str(sched.parent)])
     assert result.exit_code == 1
-    assert result.stderr.startswith("错误：1 problem in the county registry")
+    assert result.stderr.startswith("错误：县名录（") and "有 1 处问题：" in result.stderr
+    assert "villages[lishu-04].township：未知的乡镇编号 'lishuu'" in result.stderr

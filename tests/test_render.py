@@ -158,7 +158,7 @@ def test_draft_scripts_are_not_rendered_for_air(workspace: Path) -> None:
     _, scripts = library(workspace)
     draft = next(s for s in scripts if not s.approved)
     code, _, err = run("render", "--script", draft.id, "-w", str(workspace))
-    assert code == 1 and "draft" in err and f"outreach scripts approve {draft.id}" in err
+    assert code == 1 and "还是草稿" in err and f"outreach scripts approve {draft.id}" in err
     assert mp3s(workspace) == []
 
 
@@ -261,7 +261,7 @@ def test_voices_lists_every_engine_with_a_description(workspace: Path) -> None:
     lines = out.splitlines()
     assert code == 0 and len(lines) == len(voices) + 1
     assert any(line.startswith("* neural  baker") for line in lines)
-    assert "默认引擎: neural" in lines[-1]
+    assert "默认引擎：neural" in lines[-1]
 
 
 def test_renamed_config_keys_say_what_to_write(workspace: Path) -> None:

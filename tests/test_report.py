@@ -120,7 +120,7 @@ def test_cjk_font_found() -> None:
 
 
 def test_unknown_campaign(engine: sa.Engine) -> None:
-    with session(engine) as s, pytest.raises(CoverageError, match="unknown campaign 'nope'; known: fraud"):
+    with session(engine) as s, pytest.raises(CoverageError, match="未知的宣传活动编号 'nope'；已有：fraud"):
         report.collect(s, campaign_id="nope", start=START, end=END, today=TODAY)
 
 
@@ -130,7 +130,7 @@ def test_report_command(engine: sa.Engine, database_url: str, tmp_path: Path, mo
     (tmp_path / "outreach.toml").write_text("", encoding="utf-8")
     args = ["report", "-w", str(tmp_path), "--today", "2026-05-20", "--out", str(out)]
     result = CliRunner().invoke(cli, [*args, "--campaign", "nope"])
-    assert result.exit_code == 1 and "错误：unknown campaign 'nope'" in result.stderr
+    assert result.exit_code == 1 and "错误：未知的宣传活动编号 'nope'" in result.stderr
     assert not out.exists()
     result = CliRunner().invoke(cli, [*args, "--campaign", "fraud", "--from", "2026-05-01", "--to", "2026-05-31"])
     assert result.exit_code == 0, result.stderr

@@ -82,7 +82,7 @@ def test_sigterm_stops_the_scheduler_cleanly(workspace: Path) -> None:
     try:
         deadline = time.monotonic() + 60
         for line in proc.stderr:
-            if "scheduler running" in line or time.monotonic() > deadline:
+            if "调度器已运行" in line or time.monotonic() > deadline:
                 break
         proc.send_signal(signal.SIGTERM)
         rest = proc.communicate(timeout=30)[1]

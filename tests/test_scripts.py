@@ -120,41 +120,41 @@ def test_high_priority_goes_to_96110_and_three_no_one_more() -> None:
 
 BAD_CASES = [
     # (id, file name, content, field, words the message must contain)
-    ("missing-field", "traffic-test.md", make_script(topic=None), "topic", "missing"),
-    ("unknown-field", "traffic-test.md", make_script(colour="red"), "colour", "unknown field"),
-    ("empty-text", "traffic-test.md", make_script(text="  \n"), "text", "empty"),
-    ("text-too-long", "traffic-test.md", make_script(text="慢" * (MAX_CHARS + 1)), "text", "more than max_chars 100"),
+    ("missing-field", "traffic-test.md", make_script(topic=None), "topic", "缺少此字段；请在文件头里加上 'topic: ...'"),
+    ("unknown-field", "traffic-test.md", make_script(colour="red"), "colour", "未知字段"),
+    ("empty-text", "traffic-test.md", make_script(text="  \n"), "text", "正文是空的"),
+    ("text-too-long", "traffic-test.md", make_script(text="慢" * (MAX_CHARS + 1)), "text", "超过 max_chars 100"),
     ("markdown-in-text", "traffic-test.md", make_script(text="# 标题\n乡亲们"), "text", "'#'"),
-    ("unknown-voice", "traffic-test.md", make_script(voice="zh-CN-Nobody"), "voice", "unknown voice"),
+    ("unknown-voice", "traffic-test.md", make_script(voice="zh-CN-Nobody"), "voice", "未知音色 'zh-CN-Nobody'"),
     ("voice-engine-mismatch", "traffic-test.md", make_script(voice="zh-CN-YunxiNeural", engine="offline"),
-     "voice", "set engine: edge"),
-    ("unknown-engine", "traffic-test.md", make_script(engine="festival"), "engine", "unknown engine 'festival'; use "),
+     "voice", "请改成 engine: edge"),
+    ("unknown-engine", "traffic-test.md", make_script(engine="festival"), "engine", "未知的 engine 值 'festival'；请用 "),
     ("unparseable-date", "traffic-test.md", make_script(valid_from="2026-13-01"), "valid_from", "YYYY-MM-DD"),
     ("date-not-iso", "traffic-test.md", make_script(valid_until="2026/12/01"), "valid_until", "YYYY-MM-DD"),
     ("from-after-until", "traffic-test.md", make_script(valid_from="2027-02-01", valid_until="2027-01-01"),
-     "valid_until", "before valid_from"),
-    ("approved-without-date", "traffic-test.md", make_script(approved_on=None), "approved_on", "approval date"),
-    ("approved-without-name", "traffic-test.md", make_script(approved_by=None), "approved_by", "reviewer"),
-    ("draft-with-approver", "traffic-test.md", make_script(status="draft", approved_on=None), "approved_by", "draft"),
-    ("unknown-topic", "traffic-test.md", make_script(topic="trafic"), "topic", "use traffic or anti_fraud"),
-    ("unknown-status", "traffic-test.md", make_script(status="ok"), "status", "use draft or approved"),
+     "valid_until", "早于 valid_from 2027-02-01"),
+    ("approved-without-date", "traffic-test.md", make_script(approved_on=None), "approved_on", "批准日期"),
+    ("approved-without-name", "traffic-test.md", make_script(approved_by=None), "approved_by", "审核员姓名"),
+    ("draft-with-approver", "traffic-test.md", make_script(status="draft", approved_on=None), "approved_by", "草稿不应有此字段"),
+    ("unknown-topic", "traffic-test.md", make_script(topic="trafic"), "topic", "请用 traffic 或 anti_fraud"),
+    ("unknown-status", "traffic-test.md", make_script(status="ok"), "status", "请用 draft 或 approved"),
     ("invalid-yaml", "traffic-test.md", "---\nid: traffic-test\ntitle: [unclosed\ntopic: traffic\n---\n乡亲们\n",
-     "front_matter", "line 4 (in the value that starts at line 3)"),
+     "front_matter", "第 4 行（在从第 3 行开始的值里）"),
     ("repeated-key", "traffic-test.md", make_script().replace("topic: traffic", "topic: traffic\ntopic: traffic"),
-     "front_matter", "appears twice"),
-    ("no-front-matter", "traffic-test.md", "乡亲们请注意\n", "front_matter", "must start with a '---'"),
-    ("unclosed-front-matter", "traffic-test.md", "---\nid: traffic-test\n乡亲们\n", "front_matter", "not closed"),
-    ("front-matter-not-mapping", "traffic-test.md", "---\n- id\n---\n乡亲们\n", "front_matter", "key: value"),
+     "front_matter", "键 'topic' 出现了两次"),
+    ("no-front-matter", "traffic-test.md", "乡亲们请注意\n", "front_matter", "必须以一行 '---' 开头"),
+    ("unclosed-front-matter", "traffic-test.md", "---\nid: traffic-test\n乡亲们\n", "front_matter", "文件头没有结束"),
+    ("front-matter-not-mapping", "traffic-test.md", "---\n- id\n---\n乡亲们\n", "front_matter", "必须是 '字段名: 值' 的格式"),
     ("not-utf8", "traffic-test.md", make_script().encode("utf-8").replace("测试".encode(), b"\xff\xfe"),
-     "encoding", "byte offset 43 (line 4, byte 0xff)"),
-    ("gbk-bytes", "traffic-test.md", make_script().encode("gbk"), "encoding", "save the file as UTF-8"),
-    ("id-not-file-name", "traffic-other.md", make_script(), "id", "rename the file to traffic-test.md"),
-    ("id-bad-characters", "Traffic_Test.md", make_script(id="Traffic_Test"), "id", "lowercase"),
-    ("repeat-too-high", "traffic-test.md", make_script(repeat="6"), "repeat", "from 1 to 5"),
-    ("repeat-zero", "traffic-test.md", make_script(repeat="0"), "repeat", "from 1 to 5"),
-    ("repeat-not-number", "traffic-test.md", make_script(repeat="'2'"), "repeat", "not a whole number"),
-    ("priority-too-high", "traffic-test.md", make_script(priority="10"), "priority", "from 1 to 9"),
-    ("priority-bool", "traffic-test.md", make_script(priority="true"), "priority", "not a whole number"),
+     "encoding", "第 4 行（字节偏移 43，字节 0xff）"),
+    ("gbk-bytes", "traffic-test.md", make_script().encode("gbk"), "encoding", "请把文件另存为 UTF-8"),
+    ("id-not-file-name", "traffic-other.md", make_script(), "id", "请把文件改名为 traffic-test.md"),
+    ("id-bad-characters", "Traffic_Test.md", make_script(id="Traffic_Test"), "id", "小写字母"),
+    ("repeat-too-high", "traffic-test.md", make_script(repeat="6"), "repeat", "请用 1 到 5 的整数"),
+    ("repeat-zero", "traffic-test.md", make_script(repeat="0"), "repeat", "请用 1 到 5 的整数"),
+    ("repeat-not-number", "traffic-test.md", make_script(repeat="'2'"), "repeat", "不是整数"),
+    ("priority-too-high", "traffic-test.md", make_script(priority="10"), "priority", "请用 1 到 9 的整数"),
+    ("priority-bool", "traffic-test.md", make_script(priority="true"), "priority", "不是整数"),
 ]
 
 
@@ -193,14 +193,14 @@ def test_problem_str_matches_the_documented_form(tmp_path: Path, monkeypatch: py
     monkeypatch.chdir(tmp_path)
     write(tmp_path / "audio_scripts", "x.md", make_script(id="x", topic="trafic"))
     _, [problem] = check_library(Path("audio_scripts"), max_chars=MAX_CHARS)
-    assert str(problem) == "audio_scripts/x.md: field 'topic': unknown topic 'trafic'; use traffic or anti_fraud"
+    assert str(problem) == "audio_scripts/x.md: 字段 'topic'：未知的 topic 值 'trafic'；请用 traffic 或 anti_fraud"
 
 
 def test_encoding_problem_gives_the_byte_offset(tmp_path: Path) -> None:
     write(tmp_path, "a.md", b"\xff\xfe---\n")
     _, [problem] = check_library(tmp_path, max_chars=MAX_CHARS)
     assert problem == Problem(tmp_path / "a.md", "encoding", problem.message)
-    assert "byte offset 0" in problem.message and "0xff" in problem.message
+    assert "字节偏移 0" in problem.message and "0xff" in problem.message
 
 
 def test_every_problem_in_one_file_is_reported(tmp_path: Path) -> None:
@@ -224,7 +224,7 @@ def test_duplicate_ids_are_reported(tmp_path: Path) -> None:
     write(tmp_path, "fraud-a.md", make_script(id="fraud-b"))
     write(tmp_path, "fraud-b.md", make_script(id="fraud-b"))
     scripts, problems = check_library(tmp_path, max_chars=MAX_CHARS)
-    dup = [p for p in problems if "already used" in p.message]
+    dup = [p for p in problems if "已被" in p.message and "使用" in p.message]
     assert [(p.path.name, p.field) for p in dup] == [("fraud-b.md", "id")]
     assert "fraud-a.md" in dup[0].message
     assert scripts == []
@@ -241,7 +241,7 @@ def test_missing_or_empty_library_folder(tmp_path: Path, setup: str) -> None:
             (folder / "lexicon.tsv").write_text("")
     scripts, [problem] = check_library(folder, max_chars=MAX_CHARS)
     assert scripts == [] and problem.path == folder
-    assert ("does not exist" if setup in ("missing", "a-file") else "no scripts") in problem.message
+    assert ("文件夹不存在" if setup in ("missing", "a-file") else "没有广播稿（*.md 文件）") in problem.message
 
 
 def test_load_library_raises_with_one_line_per_problem(tmp_path: Path) -> None:
@@ -251,7 +251,8 @@ def test_load_library_raises_with_one_line_per_problem(tmp_path: Path) -> None:
         load_library(tmp_path, max_chars=MAX_CHARS)
     lines = str(info.value).splitlines()
     assert len(lines) == 3
-    assert "a.md: field 'repeat'" in lines[1] and "b.md: field 'priority'" in lines[2]
+    assert "广播稿库里有 2 个问题" in lines[0]
+    assert "a.md: 字段 'repeat'：" in lines[1] and "b.md: 字段 'priority'：" in lines[2]
 
 
 # --- the model ------------------------------------------------------------------------
@@ -299,7 +300,7 @@ def test_approve_round_trip_keeps_text_and_other_lines(tmp_path: Path) -> None:
     assert content.endswith("---\n乡亲们请注意：\n\n这是第二段。\n")
     assert "status: draft" not in content
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
-    with pytest.raises(ScriptError, match="already approved by 王秀兰 on 2026-11-25"):
+    with pytest.raises(ScriptError, match="已由 王秀兰 于 2026-11-25 批准，无需再批准"):
         approve_script(path, by="赵建国", on=date(2026, 11, 26))
 
 
@@ -312,8 +313,8 @@ def test_approve_quotes_a_name_yaml_would_misread_and_keeps_crlf(tmp_path: Path)
 
 
 @pytest.mark.parametrize(("content", "by", "words"), [
-    (DRAFT.replace("topic: traffic", "topic: trafic"), "王秀兰", "unknown topic"),
-    (DRAFT, "  ", "name is empty"),
+    (DRAFT.replace("topic: traffic", "topic: trafic"), "王秀兰", "未知的 topic 值 'trafic'"),
+    (DRAFT, "  ", "批准人姓名是空的；请用 --by 姓名"),
 ])
 def test_approve_refuses_invalid_input_and_leaves_the_file(tmp_path: Path, content: str, by: str, words: str) -> None:
     path = write(tmp_path, "traffic-new.md", content)
@@ -323,9 +324,9 @@ def test_approve_refuses_invalid_input_and_leaves_the_file(tmp_path: Path, conte
 
 
 def test_script_path_rejects_bad_and_unknown_ids(tmp_path: Path) -> None:
-    with pytest.raises(ScriptError, match="not a script id"):
+    with pytest.raises(ScriptError, match="不是广播稿编号"):
         script_path(tmp_path, "../outreach")
-    with pytest.raises(ScriptError, match="no such script"):
+    with pytest.raises(ScriptError, match="没有这篇广播稿；运行 `outreach scripts list`"):
         script_path(tmp_path, "traffic-nothing")
 
 
@@ -372,6 +373,8 @@ def test_cli_list_plain_and_json(workspace: Path) -> None:
     assert plain.exit_code == 0
     assert [line.split()[0] for line in plain.output.splitlines()] == ids
     assert "traffic-helmet" in plain.output and "骑车戴头盔，平安回家" in plain.output
+    statuses = {line.split()[0]: line.split()[2] for line in plain.output.splitlines()}
+    assert statuses["traffic-helmet"] == "已批准" and statuses["traffic-harvest-season"] == "草稿"
     as_json = run("scripts", "list", "--json", "-w", str(workspace))
     rows = json.loads(as_json.output)
     assert [r["id"] for r in rows] == ids
@@ -396,7 +399,7 @@ def test_cli_approve_with_and_without_date(workspace: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (["traffic-helmet", "--by", "王秀兰"], "already approved"),
+    (["traffic-helmet", "--by", "王秀兰"], "已由 王秀兰 于 2026-11-18 批准，无需再批准"),
     (["traffic-nothing", "--by", "王秀兰"], "没有编号为“traffic-nothing”的稿件"),
     (["../x", "--by", "王秀兰"], "没有编号为“../x”的稿件"),
 ])
@@ -405,6 +408,41 @@ def test_cli_approve_errors_exit_1(workspace: Path, args: list[str], words: str)
     result = run("scripts", "approve", *args, "-w", str(workspace))
     assert result.exit_code == 1
     assert result.output.startswith("错误：") and words in result.output
+
+
+def test_cli_approve_refuses_the_drafter_and_last_editor_like_the_browser(workspace: Path) -> None:
+    """Who drafted or last edited a script in the web editor cannot approve it from the CLI either."""
+    from outreach import review
+    from outreach.db import make_engine, upgrade
+
+    add_reviewers(workspace, "赵建国", "王秀兰", "李娜")
+    config = load_config(workspace)
+    engine = make_engine(config.resolved_database_url())
+    upgrade(engine)
+    now = datetime(2026, 11, 27, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    fields = {"id": "traffic-night-lights", "topic": "traffic", "title": "夜间行车开灯", "repeat": "2", "priority": "5"}
+    first = review.compose(fields, "乡亲们请注意：晚上骑车、开三轮车一定要开灯。槐川县公安局提醒您。")
+    review.save_draft(engine, config, first, "traffic-night-lights", base=None, actor="赵建国", now=now)
+    second = review.compose(fields, "乡亲们请注意：天黑以后骑车、开三轮车一定要开灯。槐川县公安局提醒您。", first)
+    review.save_draft(engine, config, second, "traffic-night-lights", base=first, actor="王秀兰", now=now)
+    engine.dispose()
+    path = workspace / "audio_scripts" / "traffic-night-lights.md"
+
+    for name, role in (("赵建国", "撰写"), ("王秀兰", "最后修改")):
+        refused = run("scripts", "approve", "traffic-night-lights", "--by", name, "-w", str(workspace))
+        assert refused.exit_code == 1
+        assert refused.output == (f"错误：广播稿「traffic-night-lights」是您（{name}）{role}的，不能由您自己批准；"
+                                  "须由另一位审核员批准。\n")
+        assert "status: draft" in path.read_text(encoding="utf-8")
+
+    approved = run("scripts", "approve", "traffic-night-lights", "--by", "李娜", "--on", "2026-11-28",
+                   "-w", str(workspace))
+    assert approved.exit_code == 0, approved.output
+    assert approved.output == "已批准：traffic-night-lights，批准人 李娜，日期 2026-11-28\n"
+    engine = make_engine(config.resolved_database_url())
+    steps = [(e.action, e.actor) for e in review.trail(engine, "traffic-night-lights")]
+    engine.dispose()
+    assert steps == [("drafted", "赵建国"), ("edited", "王秀兰"), ("approved", "李娜")]
 
 
 def test_every_scripts_command_has_help_text() -> None:
@@ -431,7 +469,8 @@ def test_approval_records_a_hash_and_any_edit_makes_a_draft_again(tmp_path: Path
     [edited], problems = check_library(tmp_path, max_chars=MAX_CHARS)
     assert problems == []
     assert edited.status == "approved" and edited.edited_after_approval and not edited.approved
-    assert edited.review_note.startswith("edited after approval by 王秀兰 on 2026-11-25")
+    assert edited.review_note.startswith("王秀兰 于 2026-11-25 批准后又被修改过，已退回草稿")
+    assert "outreach scripts approve traffic-new --by 姓名" in edited.review_note
     # It can be approved again, which seals the new text.
     again = approve_script(path, by="赵建国", on=date(2026, 11, 27))
     assert again.approved and again.approval_hash == again.content_hash != script.approval_hash
@@ -470,15 +509,17 @@ def test_cli_check_says_edited_after_approval_by_whom_and_when(workspace: Path) 
     path.write_text(path.read_text(encoding="utf-8").replace("一定要接听，", "一定要接听！"), encoding="utf-8")
     result = run("scripts", "check", "-w", str(workspace))
     assert result.exit_code == 0
-    assert ("audio_scripts/fraud-96110.md: edited after approval by 赵建国 on 2026-11-17; it is a draft again"
+    assert ("audio_scripts/fraud-96110.md: 赵建国 于 2026-11-17 批准后又被修改过，已退回草稿，重新批准前不会播出"
             in result.output)
     assert "其中 1 个批准后被修改" in result.output
     rows = json.loads(run("scripts", "list", "--json", "-w", str(workspace)).output)
     assert next(r for r in rows if r["id"] == "fraud-96110")["status"] == "edited"
+    plain = run("scripts", "list", "-w", str(workspace)).output
+    assert next(line for line in plain.splitlines() if line.startswith("fraud-96110 ")).split()[2] == "批准后被修改"
     add_reviewers(workspace, "李娜")
     approved = run("scripts", "approve", "fraud-96110", "--by", "李娜", "--on", "2026-11-30", "-w", str(workspace))
     assert approved.exit_code == 0, approved.output
-    assert "edited after approval" not in run("scripts", "check", "-w", str(workspace)).output
+    assert "批准后又被修改过" not in run("scripts", "check", "-w", str(workspace)).output
 
 
 # --- bodies that are not speech ------------------------------------------------------------
@@ -493,14 +534,14 @@ def test_control_characters_are_refused_naming_the_line(tmp_path: Path, body: st
     [problem] = check_library(tmp_path, max_chars=MAX_CHARS)[1]
     lines = path.read_text(encoding="utf-8").split("\n")
     line = next(n for n, text in enumerate(lines, 1) if chr(int(char[2:], 16)) in text)
-    assert problem.field == "text" and problem.message.startswith(f"line {line} contains the control character {char}")
+    assert problem.field == "text" and problem.message.startswith(f"第 {line} 行有控制字符 {char}")
 
 
 @pytest.mark.parametrize("body", ["🚨🚨🚨🚨🚨🚨🚨🚨", "96110 12381 110", "注意安全 ok ok"])
 def test_a_body_needs_five_hanzi(tmp_path: Path, body: str) -> None:
     write(tmp_path, "traffic-test.md", make_script(text=body))
     [problem] = check_library(tmp_path, max_chars=MAX_CHARS)[1]
-    assert problem.field == "text" and "at least 5" in problem.message
+    assert problem.field == "text" and "至少要 5 个汉字" in problem.message
 
 
 def test_tabs_and_five_hanzi_are_fine(tmp_path: Path) -> None:

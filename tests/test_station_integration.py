@@ -198,7 +198,7 @@ def test_kill9_mid_play_never_plays_twice_and_is_recorded_interrupted(county: di
     time.sleep(3)
     assert len(_starts(st, label)) == 1, st.plays()
     rows = _rows(county, "dazhuang-02", "morning")
-    assert all("not replayed" in (r[3] or "") for r in rows), rows
+    assert all("不再重播" in (r[3] or "") and st.station_id in (r[3] or "") for r in rows), rows
     assert db_rows(county["ws"], "SELECT count(*) FROM station_event WHERE station_id = ?", (st.station_id,)) == [(1,)]
 
 

@@ -29,6 +29,33 @@ def test_station_imports_none_of_the_planners_libraries() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_station_help_and_argument_errors_are_chinese() -> None:
+    run = [sys.executable, "-m", "outreach.station"]
+    out = subprocess.run([*run, "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("用法：outreach station run"), out
+    assert "显示本帮助并退出" in out.stdout and "\n选项：\n" in out.stdout and "--token-file 文件" in out.stdout
+    assert "usage:" not in out.stdout and "options" not in out.stdout
+    out = subprocess.run([*run, "run", "--server", "http://x"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "错误：缺少必需的参数：--station-id, --token-file, --data" in out.stderr, out
+    out = subprocess.run([*run, "run", "--server", "x", "--station-id", "a", "--token-file", "t", "--data", "d",
+                          "--days", "seven"], capture_output=True, text=True, timeout=60)
+    assert "参数 --days：无效的 int 值：'seven'" in out.stderr, out
+
+
+def test_station_start_up_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
+    from outreach.station.sync import Client, Unreachable
+
+    token = tmp_path / "station.token"
+    token.write_text("")
+    out = subprocess.run([sys.executable, "-m", "outreach.station", "run", "--server", "http://127.0.0.1:9",
+                          "--station-id", "a", "--token-file", str(token), "--data", str(tmp_path / "d")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"错误：{token} 是空的；请写入 `outreach station add` 打印的令牌"
+    with pytest.raises(Unreachable, match="连不上县服务器 http://127.0.0.1:9"):
+        Client("http://127.0.0.1:9", "t", timeout_s=2).manifest()
+
+
 def test_mosquitto_hash_is_pbkdf2_sha512_as_mosquitto_passwd_writes_it() -> None:
     h = mosquitto_hash("secret", salt=b"0123456789ab")
     _, seven, iterations, salt, digest = h.split("$")
@@ -68,7 +95,7 @@ def test_store_begins_a_play_once_and_recovers_a_crash_as_interrupted(tmp_path: 
     store.close()
     store = Store(tmp_path / "s.sqlite")  # the station restarted after a kill -9
     (ev,) = store.recover()
-    assert ev.event_id == first and ev.kind is EventKind.INTERRUPTED and "not replayed" in ev.detail
+    assert ev.event_id == first and ev.kind is EventKind.INTERRUPTED and "不再重播" in ev.detail
     assert store.recover() == [] and store.begin_play(_entry(), now) is None
     assert [e.event_id for e in store.pending_events()] == [first]
     store.mark_uploaded([first])

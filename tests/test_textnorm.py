@@ -253,15 +253,15 @@ def test_lexicon_runs_after_numbers_and_never_on_their_output() -> None:
 
 
 @pytest.mark.parametrize(("content", "line", "message"), [
-    pytest.param("# ok\n还款 环款\n", 2, "found no tab; separate the word", id="no-tab"),
-    pytest.param("还款\t环款\t还\n", 1, "found 2 tabs", id="three-columns"),
-    pytest.param("\t环款\n", 1, "the word is empty", id="empty-word"),
-    pytest.param("还款\t \n", 1, "the spoken form is empty", id="empty-spoken"),
-    pytest.param("a\tb\n110\t幺幺零\n", 2, "contains a digit; numbers are read", id="digit-in-word"),
-    pytest.param("幺幺零\t１１０\n", 1, "contains a digit", id="fullwidth-digit-in-spoken"),
-    pytest.param("还款\t环款\n银行\t银航\n还款\t缓款\n", 3, "already defined on line 1; keep only one",
+    pytest.param("# ok\n还款 环款\n", 2, "这一行没有制表符；请用一个制表符（Tab）隔开词和它的读法", id="no-tab"),
+    pytest.param("还款\t环款\t还\n", 1, "这一行有 2 个制表符", id="three-columns"),
+    pytest.param("\t环款\n", 1, "词是空的；请写成 '词<TAB>读法'", id="empty-word"),
+    pytest.param("还款\t \n", 1, "读法是空的", id="empty-spoken"),
+    pytest.param("a\tb\n110\t幺幺零\n", 2, "词 '110' 里有数字；数字在查词表之前就按数字规则读出", id="digit-in-word"),
+    pytest.param("幺幺零\t１１０\n", 1, "读法 '１１０' 里有数字", id="fullwidth-digit-in-spoken"),
+    pytest.param("还款\t环款\n银行\t银航\n还款\t缓款\n", 3, "'还款' 已在第 1 行定义过；只保留一条",
                  id="duplicate"),
-    pytest.param("还款\t还款\n", 1, "maps to itself; remove the line", id="no-op"),
+    pytest.param("还款\t还款\n", 1, "'还款' 的读法和它自己一样；请删掉这一行", id="no-op"),
 ])
 def test_bad_lexicon_line_names_file_line_and_fix(
     tmp_path: Path, content: str, line: int, message: str
@@ -275,12 +275,12 @@ def test_bad_lexicon_line_names_file_line_and_fix(
 
 def test_lexicon_not_utf8_names_line(tmp_path: Path) -> None:
     path = write(tmp_path, "还款\t环款\n".encode() + "银行\t银航\n".encode("gbk"))
-    with pytest.raises(TextNormError, match=re.escape(f"{path}:2: not valid UTF-8; save the file as UTF-8")):
+    with pytest.raises(TextNormError, match=re.escape(f"{path}:2: 不是有效的 UTF-8 编码；请把文件另存为 UTF-8")):
         load_lexicon(path)
 
 
 def test_lexicon_path_is_a_folder(tmp_path: Path) -> None:
-    with pytest.raises(TextNormError, match="cannot read the lexicon"):
+    with pytest.raises(TextNormError, match="无法读取读音词表"):
         load_lexicon(tmp_path)
 
 

@@ -118,11 +118,11 @@ def test_connection_refused_retries_then_fails(
         port = probe.getsockname()[1]
     monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"ws://127.0.0.1:{port}/edge/v1?TrustedClientToken=X")
     with caplog.at_level(logging.WARNING, logger="outreach.tts.edge"), pytest.raises(
-        SynthesisFailed, match="after 3 attempt"
+        SynthesisFailed, match="试了 3 次都失败.*请检查网络，或改用离线引擎"
     ) as info:
         EdgeSynthesizer(settings(retries=3)).synthesize(TEXT, None, tmp_path / "clip")
     assert isinstance(info.value.__cause__, OSError)  # aiohttp.ClientConnectorError
-    assert len([r for r in caplog.records if "retrying" in r.getMessage()]) == 2
+    assert len([r for r in caplog.records if "秒后重试" in r.getMessage()]) == 2
     assert files_in(tmp_path) == []
 
 
@@ -143,7 +143,7 @@ def test_cut_mid_stream_is_retried(server: FakeEdgeServer, tmp_path: Path, cut: 
 
 def test_cut_mid_stream_every_time_fails_cleanly(server: FakeEdgeServer, tmp_path: Path) -> None:
     server.plan = ["close_early"] * 2
-    with pytest.raises(SynthesisFailed, match="before turn.end"):
+    with pytest.raises(SynthesisFailed, match="turn.end 之前断开"):
         EdgeSynthesizer(settings(retries=2)).synthesize(TEXT, None, tmp_path / "clip")
     assert files_in(tmp_path) == []
 
@@ -187,7 +187,7 @@ def test_fallback_to_offline_records_engine(
     assert (result.engine, result.fmt, result.voice, result.path) == ("neural", "wav", "baker", tmp_path / "clip.wav")
     seconds, level = decode_seconds_and_rms(result)
     assert seconds > 1 and level > 500
-    assert any("falling back to the neural engine" in r.getMessage() for r in caplog.records)
+    assert any("改用备用的 neural 引擎" in r.getMessage() for r in caplog.records)
     assert "clip.wav" in files_in(tmp_path) and not [n for n in files_in(tmp_path) if n.startswith("clip.")][1:]
 
 

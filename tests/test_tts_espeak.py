@@ -110,7 +110,7 @@ def test_failed_write_leaves_old_file_and_no_part_file(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(wave.Wave_write, "writeframes", disk_full)
-    with pytest.raises(OutputError, match="disk is full"):
+    with pytest.raises(OutputError, match="磁盘已满"):
         synth.synthesize(SHORT, None, tmp_path / "clip")
     assert target.read_bytes() == b"old take"
     assert [p.name for p in tmp_path.iterdir()] == ["clip.wav"]

@@ -458,7 +458,7 @@ def test_draft_preview_review_approve_and_an_edit_voids_it(site: Site, editor: T
     csrf = token(editor, "/scripts/new")
     bad = editor.post("/scripts/save", data={**DRAFT, "repeat": "9", "text": "ab#", "csrf_token": csrf})
     assert bad.status_code == 400
-    assert re.search(r'class="field-error" data-field="repeat">[^<]*out of range', bad.text)
+    assert re.search(r'class="field-error" data-field="repeat">[^<]*9 超出范围；请用 1 到 5 的整数', bad.text)
     assert 'data-field="text"' in bad.text
     path = site.workspace / "audio_scripts" / "traffic-test-draft.md"
     assert not path.exists()
@@ -1010,10 +1010,10 @@ def test_cli_user_add_and_list(workspace: Path) -> None:
     assert json.loads(listed.output) == [{"name": "王秀兰", "role": "editor", "created": stored["created"]}]
     dup = runner.invoke(cli, ["user", "add", "王秀兰", "--role", "viewer", "--password-stdin", "-w",
                               str(workspace)], input="long-enough-pw\n")
-    assert dup.exit_code == 1 and "already exists" in dup.output
+    assert dup.exit_code == 1 and "用户 '王秀兰' 已经在" in dup.output and "请先删除这个用户" in dup.output
     short = runner.invoke(cli, ["user", "add", "li", "--role", "viewer", "--password-stdin", "-w", str(workspace)],
                           input="short\n")
-    assert short.exit_code == 1 and "at least 8" in short.output
+    assert short.exit_code == 1 and "密码只有 5 个字符；至少要 8 个" in short.output
     role = runner.invoke(cli, ["user", "add", "li", "--role", "root", "--password-stdin", "-w", str(workspace)],
                          input="long-enough-pw\n")
     assert role.exit_code == 2

@@ -55,7 +55,7 @@ def test_an_editor_creates_a_campaign_and_sees_its_plan_preview(chromium_path: s
             page.goto(f"{server}/campaigns/{cid}/edit")
             page.fill("input[name=priority]", "15")
             page.click("#save-button")
-            assert "less than or equal to 9" in page.locator(".field-error[data-field=priority]").inner_text()
+            assert "不能大于 9（现在是 15）" in page.locator(".field-error[data-field=priority]").inner_text()
             assert campaigns.read_text("utf-8") == saved
             _fits(page, width)
             ctx.close()

@@ -193,7 +193,7 @@ def test_alert_refused_clearly_when_broker_unreachable(rendered_workspace: Path,
     token = _csrf(editor, "/alerts/new")
     out = editor.post("/alerts", data={"csrf_token": token, "script": "fraud-96110", "scope": "village",
                                        "village": "dazhuang-01", "expires": "30m"})
-    assert out.status_code == 400 and "cannot reach the broker" in out.text and str(port) in out.text
+    assert out.status_code == 400 and "连不上消息服务器" in out.text and str(port) in out.text
 
 
 @pytest.mark.slow

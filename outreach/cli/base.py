@@ -23,7 +23,7 @@ from outreach.files import clean_after_crash
 zh.install()  # click's own words (用法、选项、缺少选项 ...) in Chinese
 
 # Every line the CLI itself prints starts with one of these (or is Chinese prose);
-# a domain message (mostly English) follows ERROR/WARNING as it is.
+# a domain message (Chinese too) follows ERROR/WARNING as it is.
 ERROR = "错误："
 WARNING = "警告："
 ALERT = "警报："

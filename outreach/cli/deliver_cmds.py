@@ -26,13 +26,13 @@ class ShanghaiFormatter(logging.Formatter):
 @with_workspace
 def run_cmd(mode: str | None, ws: Workspace) -> None:
     """运行定时播出调度（北京时间），直到收到 SIGTERM 或按 Ctrl+C。"""
-    from outreach.scheduler import run
+    from outreach.scheduler import describe_counts, run
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(ShanghaiFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     counts = run(ws.config, mode or ws.config.deliver.mode)
-    click.echo(f"调度已正常停止（{counts}）", err=True)
+    click.echo(f"调度已正常停止（{describe_counts(counts)}）", err=True)
 
 
 @cli.command("jobs")

@@ -71,7 +71,7 @@ def export_cmd(start_text: str, end_text: str | None, out_dir: Path, village_ids
     if as_json:
         echo_json([vars(f) for f in report.files])
     else:
-        click.echo(f"{out_dir}: 写入 {len(report.written)} 个文件，未变 {len(report.unchanged)} 个，"
+        click.echo(f"{out_dir}：写入 {len(report.written)} 个文件，未变 {len(report.unchanged)} 个，"
                    f"删除旧节目 {len(report.removed)} 个，失败 {len(report.failures)} 个"
                    + (f"（新生成音频 {report.rendered} 条）" if report.rendered else ""))
     echo_report_details(report)
@@ -163,7 +163,7 @@ def demo(days: int, day_text: str | None, ws: Workspace) -> None:
     report = render_library(config, loaded.library, progress=sys.stderr.isatty())
     click.echo(f"[1/5] 音频：{len(report.results)} 条已批准稿件的音频就绪，失败 {len(report.failures)}")
     for script_id, message in report.failures:
-        click.echo(f"      失败 {script_id}: {message}", err=True)
+        click.echo(f"      失败 {script_id}：{message}", err=True)
 
     engine = open_database(loaded, url)
     last = today + timedelta(days=days - 1)

@@ -47,7 +47,7 @@ def _report(path: Path, report: records.ImportReport, noun: str) -> None:
     click.echo(f"{path}：{noun} {report.rows_ok} 行，已有记录 {report.rows_skipped} 行，有错 {len(report.errors)} 行")
     for line, message in sorted(report.warnings + report.errors):
         prefix = "警告：" if (line, message) in report.warnings else ""
-        click.echo(f"{path}:{line}: {prefix}{message}", err=True)
+        click.echo(f"{path} 第 {line} 行：{prefix}{message}", err=True)
     if report.errors:
         raise SystemExit(1)
 
@@ -79,7 +79,7 @@ def confirm(ws: Workspace, csv_file: Path, entered_by: str) -> None:
     CSV_FILE 为 UTF-8（Excel 的“CSV UTF-8”即可），表头为
     village_id,date,slot,confirmed_by[,note]；slot 为 morning 或 evening
     （也可写 早上/晚上）；confirmed_by 是村里确认已播的人。还没开播的节目
-    会被拒绝。正确的行会保存；有错的行按 文件:行号: 说明 列出，命令以 1 退出。
+    会被拒绝。正确的行会保存；有错的行按“文件 第 N 行：说明”列出，命令以 1 退出。
     同一文件再导入一次（改过或没改）只会加入还没记录的行。
     """
     entered_by = records.check_name(entered_by, "--by")
@@ -109,7 +109,7 @@ def handout(ws: Workspace, market_id: str | None, day_text: str | None, leaflets
 
     CSV 为 UTF-8，表头为 market_id,date,leaflets,people,topics,staff[,note]；
     主题之间用 ; 或 、 分隔。已记录的行会跳过，所以同一文件可以再导入；
-    有错的行按 文件:行号: 说明 列出，命令以 1 退出。未来的日期会被拒绝；
+    有错的行按“文件 第 N 行：说明”列出，命令以 1 退出。未来的日期会被拒绝；
     不是该集市集日的日期照样保存，并给出警告。
     """
     now = datetime.now(timezone.utc)

@@ -9,6 +9,9 @@ import click
 
 from outreach.cli.base import Workspace, cli, echo_json, warn, with_workspace
 
+# The voices table's words for the catalogue's genders (JSON keeps "Female"/"Male").
+GENDER = {"Female": "女声", "Male": "男声"}
+
 
 @cli.command()
 @click.argument("text")
@@ -34,8 +37,8 @@ def voices(as_json: bool, ws: Workspace) -> None:
     r = ws.config.render
     for v in found:
         mark = "*" if r.default_voice(v.engine) == v.name else " "
-        click.echo(f"{mark} {v.engine:7} {v.name:30} {v.gender:7} {v.description}")
-    click.echo(f"默认引擎: {r.resolve_engine(r.engine)}；离线引擎: {r.offline_engine}；语速 {r.rate} 字/秒")
+        click.echo(f"{mark} {v.engine:7} {v.name:30} {GENDER.get(v.gender, v.gender)}  {v.description}")
+    click.echo(f"默认引擎：{r.resolve_engine(r.engine)}；离线引擎：{r.offline_engine}；语速 {r.rate} 字/秒")
 
 
 @cli.command()
@@ -62,7 +65,7 @@ def render(engine: str | None, script_ids: tuple[str, ...], force: bool, as_json
         registry = load_registry(config.schedules_dir)
         voices = {v for v in (village_voice(registry, vid) for vid in registry.villages) if v}
     except RegistryError as exc:
-        warn(f"村庄名册有误，只生成默认声音的音频：{exc}")
+        warn(f"县名录有误，只生成默认音色的录音：{exc}")
         voices = set()
     report = render_library(config, scripts, engine_override=engine, force=force, progress=sys.stderr.isatty(),
                             voices=voices)
@@ -72,7 +75,7 @@ def render(engine: str | None, script_ids: tuple[str, ...], force: bool, as_json
         for r in report.results:
             state = "缓存" if r.cached else "新生成"
             click.echo(f"{r.script_id:28} {r.engine:8} {r.lufs:6.1f} LUFS {r.true_peak_db:5.1f} dBTP "
-                       f"{r.duration_s:6.1f} s  {state}")
+                       f"{r.duration_s:6.1f} 秒  {state}")
         made = sum(not r.cached for r in report.results)
         click.echo(f"共 {len(report.results)} 条音频（新生成 {made} 条，缓存 {len(report.results) - made} 条）")
     if report.failures:

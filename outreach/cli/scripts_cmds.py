@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import difflib
+import unicodedata
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import click
 
 from outreach.cli.base import ERROR, Workspace, cli, cli_date, county_today, echo_json, warn, with_workspace
+from outreach.config import TIMEZONE
 from outreach.errors import ScriptError
+from outreach.labels import SCRIPT_STATUS, TOPIC, label
 from outreach.scripts import approve_script, check_library, script_path
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
 APPROVER_ROLES = ("reviewer", "admin")
+
+
+def _pad(text: str, width: int) -> str:
+    """`text` padded with spaces to `width` terminal columns (a Hanzi takes two)."""
+    used = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * max(0, width - used)
 
 
 @cli.group("scripts")
@@ -53,7 +68,8 @@ def list_scripts(ws: Workspace, as_json: bool) -> None:
     else:
         width = max((len(r["id"]) for r in rows), default=2)
         for r in rows:
-            click.echo(f"{r['id']:<{width}}  {r['topic']:<10}  {r['status']:<8}  {r['title']}")
+            status = _pad(label(SCRIPT_STATUS, r["status"]), 12)
+            click.echo(f"{r['id']:<{width}}  {_pad(label(TOPIC, r['topic']), 8)}  {status}  {r['title']}")
     if problems:
         warn(f"有 {len(problems)} 个问题，部分文件没有列出；请运行 `outreach scripts check`")
 
@@ -101,9 +117,28 @@ def check_approver(ws: Workspace, by: str) -> str:
 @with_workspace
 def approve(ws: Workspace, script_id: str, by: str, on_text: str | None) -> None:
     """批准草稿 ID 可以播出；--by 必须是已登记的审核人。"""
+    from outreach import review
     from outreach.records import check_name
 
     by = check_approver(ws, check_name(by, "--by"))
     day = cli_date(on_text, "--on") if on_text is not None else county_today()
-    script = approve_script(find_script(ws.config.scripts_dir, script_id), by=by, on=day)
+    path = find_script(ws.config.scripts_dir, script_id)
+    engine = _review_database(ws)
+    try:
+        # The browser's rule: whoever drafted or last edited a script may not approve it.
+        review.refuse_own(engine, path.stem, by, "批准")
+        script = approve_script(path, by=by, on=day)
+        review.record(engine, script.id, "approved", by, datetime.now(ZoneInfo(TIMEZONE)),
+                      content_hash=script.content_hash)
+    finally:
+        engine.dispose()
     click.echo(f"已批准：{script.id}，批准人 {script.approved_by}，日期 {script.approved_on}")
+
+
+def _review_database(ws: Workspace) -> Engine:
+    """The workspace database, migrated: it holds the scripts' review trail (who drafted and edited what)."""
+    from outreach.db import make_engine, upgrade
+
+    engine = make_engine(ws.config.resolved_database_url())
+    upgrade(engine)
+    return engine

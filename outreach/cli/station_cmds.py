@@ -12,6 +12,9 @@ from outreach.cli.base import Workspace, cli, echo_json, with_workspace
 from outreach.plan import TZ
 
 
+_WARNING = {"offline": "离线", "low_buffer": "缓存不足", "clock_skew": "时钟偏差"}
+
+
 def _now() -> datetime:
     return datetime.now(TZ)
 
@@ -54,7 +57,7 @@ def station_add(village_id: str, server_url: str, as_json: bool, ws: Workspace) 
 @click.argument("station_id")
 @with_workspace
 def station_revoke(station_id: str, ws: Workspace) -> None:
-    """吊销 STATION_ID 的令牌（HTTP 立即生效；消息代理会重新加载密码文件）。"""
+    """吊销 STATION_ID 的令牌（HTTP 立即生效；消息服务器（Mosquitto）重新加载密码文件后也生效）。"""
     from outreach.stations import revoke_station
 
     _loaded, engine, broker = _open(ws)
@@ -90,7 +93,7 @@ def stations_list(as_json: bool, ws: Workspace) -> None:
     for r in rows:
         state = "在线" if r["online"] else ("已吊销" if r["revoked"] else "离线")
         click.echo(f"{r['station_id']}\t{r['village_id']}\t{state}\t{r['last_seen'] or '-'}\t"
-                   f"{r['buffered_until'] or '-'}\t{','.join(r['warnings'])}")
+                   f"{r['buffered_until'] or '-'}\t{'、'.join(_WARNING.get(w, w) for w in r['warnings'])}")
 
 
 @cli.group("alert")
@@ -99,7 +102,7 @@ def alert() -> None:
 
 
 @alert.command("send")
-@click.option("--script", "script_id", required=True, metavar="ID", help="已批准的稿件编号。")
+@click.option("--script", "script_id", required=True, metavar="ID", help="已批准的广播稿编号。")
 @click.option("--county", is_flag=True, help="全县所有广播站。")
 @click.option("--township", "townships", multiple=True, metavar="乡镇", help="这个乡镇的广播站，编号或名称（可重复）。")
 @click.option("--village", "villages", multiple=True, metavar="村", help="这个村的广播站，编号或名称（可重复）。")
@@ -108,7 +111,7 @@ def alert() -> None:
 @with_workspace
 def alert_send(script_id: str, county: bool, townships: tuple[str, ...], villages: tuple[str, ...], expires: str,
                as_json: bool, ws: Workspace) -> None:
-    """立即把一个已批准的稿件发给广播站；广播站会打断正在播的节目。"""
+    """立即把一份已批准的广播稿发给村广播站；广播站会打断正在播的节目。"""
     from outreach.alerts import parse_duration, send_alert, target_stations
     from outreach.registry import resolve_township, resolve_village
     from outreach.station.protocol import StationError
@@ -117,7 +120,7 @@ def alert_send(script_id: str, county: bool, townships: tuple[str, ...], village
     townships = tuple(resolve_township(loaded.registry, t) for t in townships)
     villages = tuple(resolve_village(loaded.registry, v) for v in villages)
     if broker is None:
-        raise StationError("没有配置消息代理；请在 broker.toml 的 [broker] 里写 url，或设置 OUTREACH_BROKER_URL")
+        raise StationError("没有配置消息服务器（Mosquitto）；请在 broker.toml 的 [broker] 里写 url，或设置 OUTREACH_BROKER_URL")
     targets = target_stations(engine, loaded, county=county, townships=townships, villages=villages)
     out = send_alert(engine, loaded, broker, script_id, targets, expires=parse_duration(expires), now=_now())
     if as_json:

@@ -60,7 +60,7 @@ def parse_period(
     return start, end
 
 
-def check_period(start: dt.date, end: dt.date, *, what: str = "date range") -> None:
+def check_period(start: dt.date, end: dt.date, *, what: str = "日期范围") -> None:
     """Check start..end runs forwards and spans at most MAX_DAYS days.
 
     Raises CoverageError saying how to fix the range.
@@ -73,9 +73,9 @@ def check_period(start: dt.date, end: dt.date, *, what: str = "date range") -> N
 
 def _listing(ids: list[str]) -> str:
     if not ids:
-        return "(none)"
-    shown = ", ".join(ids[:30])
-    return shown + (", ..." if len(ids) > 30 else "")
+        return "（无）"
+    shown = "、".join(ids[:30])
+    return shown + ("、……" if len(ids) > 30 else "")
 
 
 def _named(session: Session, table: Any, kind: str, key: str, source: str) -> str:
@@ -83,23 +83,23 @@ def _named(session: Session, table: Any, kind: str, key: str, source: str) -> st
     name = session.exec(sa.select(table.name).where(table.id == key)).first()  # type: ignore[call-overload]
     if name is None:
         known = [r[0] for r in session.exec(sa.select(table.id).order_by(table.id).limit(31)).all()]  # type: ignore[call-overload]
-        raise CoverageError(f"unknown {kind} {key!r}; known: {_listing(known)} ({kind} ids come from {source})")
+        raise CoverageError(f"未知的{kind}编号 {key!r}；已有：{_listing(known)}（{kind}编号来自 {source}）")
     return str(name[0])
 
 
 def check_campaign(session: Session, campaign_id: str) -> str:
     """Return the campaign's name; raise CoverageError if the Campaign table lacks it."""
-    return _named(session, _C, "campaign", campaign_id, "schedules/campaigns.yaml")
+    return _named(session, _C, "宣传活动", campaign_id, "schedules/campaigns.yaml")
 
 
 def check_township(session: Session, township_id: str) -> str:
     """Return the township's name; raise CoverageError if the Township table lacks it."""
-    return _named(session, _T, "township", township_id, "schedules/county.yaml")
+    return _named(session, _T, "乡镇", township_id, "schedules/county.yaml")
 
 
 def _check_days(days: int) -> None:
     if not 1 <= days <= MAX_DAYS:
-        raise CoverageError(f"--days: {days} is out of range; give a number of days from 1 to {MAX_DAYS}")
+        raise CoverageError(f"--days：{days} 超出范围；请给 1 到 {MAX_DAYS} 之间的天数")
 
 
 # --- SQL helpers ----------------------------------------------------------------

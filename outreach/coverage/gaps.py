@@ -198,7 +198,7 @@ def unconfirmed_exports(
     ``today - grace_days``. Sorted by oldest first.
     """
     if grace_days < 0:
-        raise CoverageError(f"grace of {grace_days} days is negative; give 0 or more days")
+        raise CoverageError(f"宽限天数 {grace_days} 是负数；请给 0 或更多天")
     if campaign_id is not None:
         check_campaign(session, campaign_id)
     cutoff = today - dt.timedelta(days=grace_days)

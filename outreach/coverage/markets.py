@@ -48,7 +48,7 @@ def market_coverage(
     if topic is not None:
         known = [t.value for t in Topic]
         if topic not in known:
-            raise CoverageError(f"unknown topic {topic!r}; known: {', '.join(known)}")
+            raise CoverageError(f"未知的主题 {topic!r}；已有：{'、'.join(known)}")
         # topics is comma-joined; match a whole item (LIKE wildcards escaped).
         where.append(("," + _H.topics + ",").contains(f",{topic},", autoescape=True))
     agg = (

@@ -153,7 +153,7 @@ def village_coverage(
     check_period(start, end)
     targets = list(target_village_ids)
     if targets and campaign_id is None:
-        raise CoverageError("target villages only make sense for one campaign; pass --campaign")
+        raise CoverageError("目标村只能针对一个宣传活动；请加上 --campaign")
     if campaign_id is not None:
         check_campaign(session, campaign_id)
     if township_id is not None:

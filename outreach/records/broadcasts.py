@@ -37,7 +37,7 @@ _REWRITABLE = (S.PLANNED, S.EXPORTED)
 
 def _aware(name: str, value: dt.datetime) -> None:
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
+        raise ValueError(f"{name} 必须是带时区的时间（timezone-aware datetime），现在是 {value!r}")
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def mark_program(
     status = BroadcastStatus(status)
     sources = [src for src, targets in TRANSITIONS.items() if status in targets]
     if not sources:
-        raise ValueError(f"a program cannot be marked {status!s}")
+        raise ValueError(f"节目不能改成 {status!s} 状态（没有哪种状态能改成它）")
     values: dict[str, Any] = {"status": status, "updated_at": at}
     if status in _STAMP:
         values[_STAMP[status]] = at
@@ -183,7 +183,7 @@ def record_exported(session: Session, plans: Sequence[BroadcastPlan], *, program
     _aware("at", at)
     keys = {(p.day, p.slot, p.village_id) for p in plans}
     if len(keys) != 1:
-        raise ValueError(f"record_exported takes the plans of one program, got {len(keys)} programs")
+        raise ValueError(f"record_exported 一次只记一个节目的排播，这里有 {len(keys)} 个节目")
     day, slot, village_id = next(iter(keys))
     where = _program(day, slot, village_id)
     existing = {r.campaign_id: r for r in session.execute(

@@ -14,6 +14,7 @@ from sqlmodel import Session
 from outreach.config import TIMEZONE
 from outreach.dates import date_note, nearest_date
 from outreach.errors import RecordError
+from outreach.labels import SLOT, STATUS, label
 from outreach.models import Broadcast, BroadcastStatus, ImportKind, Village
 from outreach.records.broadcasts import _PROGRESS, _aware, _program, mark_program
 from outreach.records.csvread import ImportReport, run_import
@@ -27,7 +28,7 @@ S = BroadcastStatus
 CONFIRMATION_COLUMNS = ("village_id", "date", "slot", "confirmed_by")
 SLOT_ALIASES = {"早": "morning", "早上": "morning", "上午": "morning", "早间": "morning",
                 "晚": "evening", "晚上": "evening", "傍晚": "evening", "晚间": "evening"}
-NO_REGISTRY = "run the command in the workspace folder (-w DIR) so that its schedules/ are loaded"
+NO_REGISTRY = "请在工作区文件夹里运行命令（或用 -w DIR 指定工作区），以便读入其中的 schedules/"
 _DATE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")
 _MONTH_DAY = re.compile(r"^(\d{1,2})\s*月\s*(\d{1,2})\s*日?$")
 
@@ -45,7 +46,7 @@ def parse_day(text: str, *, today: dt.date | None = None) -> dt.date:
             day = None
         if day is not None and day >= MIN_RECORD_DATE:
             return day
-    raise RecordError(f"bad date '{text}'; write it as 2024-05-03 (or 2024/5/3, 5月3日)")
+    raise RecordError(f"无法识别日期 '{text}'；请写成 2024-05-03（或 2024/5/3、5月3日）")
 
 
 def row_day(row: dict[str, str], report: ImportReport, line: int, now: dt.datetime) -> dt.date:
@@ -70,15 +71,16 @@ def confirm_program(session: Session, *, village_id: str, day: dt.date, slot: st
     entered = check_name(entered_by, "entered_by", required=False) if entered_by is not None else None
     note = check_note(note or "") or None
     where = _program(day, slot, village_id)
+    slot_zh = label(SLOT, slot)
     found = session.execute(sa.select(Broadcast.status, Broadcast.scheduled_at).where(*where)).all()
     if not found:
-        raise RecordError(f"no broadcast for village '{village_id}' on {day} in the {slot} slot; check the date and slot")
+        raise RecordError(f"村 '{village_id}' 在 {day} {slot_zh}时段没有安排播出；请检查日期和时段")
     starts = min(at for _, at in found)
     if starts > now:
         local = starts.astimezone(ZoneInfo(TIMEZONE))
         raise RecordError(
-            f"the {slot} program of '{village_id}' on {day} starts at {local:%Y-%m-%d %H:%M} (Beijing time), "
-            "which has not come yet; record the confirmation after it has played"
+            f"村 '{village_id}' {day} 的{slot_zh}节目 {local:%Y-%m-%d %H:%M}（北京时间）才开始，还没有播出；"
+            "请在播出之后再录入确认记录"
         )
     if mark_program(session, day=day, slot=slot, village_id=village_id, status=S.CONFIRMED, at=now,
                     confirmed_by=confirmed_by, entered_by=entered or None, note=note):
@@ -88,7 +90,8 @@ def confirm_program(session: Session, *, village_id: str, day: dt.date, slot: st
         return False
     status = max(statuses - {S.CONFIRMED}, key=_PROGRESS.index)
     raise RecordError(
-        f"the {slot} program of '{village_id}' on {day} is {status}, not exported or played; it cannot be confirmed"
+        f"村 '{village_id}' {day} 的{slot_zh}节目状态为“{label(STATUS, status)}”，"
+        "既没有导出也没有播出，不能确认"
     )
 
 
@@ -112,19 +115,19 @@ def import_confirmations(session: Session, csv_path: Path, *, now: dt.datetime,
     def prepare():  # type: ignore[no-untyped-def]
         villages = set(session.scalars(sa.select(Village.id)))
         if not villages:
-            raise RecordError(f"{path}: the database has no villages yet; {NO_REGISTRY}")
+            raise RecordError(f"{path}：数据库里还没有村；{NO_REGISTRY}")
 
         def handle(row: dict[str, str], report: ImportReport, line: int) -> bool:
             village_id = row.get("village_id", "")
             raw_slot = row.get("slot", "")
             slot = SLOT_ALIASES.get(raw_slot, raw_slot.lower())
             if village_id not in villages:
-                raise RecordError(f"unknown village '{village_id}'; use a village id from the registry")
+                raise RecordError(f"未知的村编号 '{village_id}'；请使用县名录里的村编号")
             day = row_day(row, report, line, now)
             if slot not in SLOT_NAMES:
-                raise RecordError(f"unknown slot '{raw_slot}'; use {' or '.join(SLOT_NAMES)}")
+                raise RecordError(f"未知的时段 '{raw_slot}'；请写 {' 或 '.join(SLOT_NAMES)}（也可写 早上、晚上）")
             if not row.get("confirmed_by", "").strip():
-                raise RecordError("confirmed_by is empty; write who at the village committee confirmed")
+                raise RecordError("confirmed_by 是空的；请写上村委会里确认播出的人")
             return confirm_program(session, village_id=village_id, day=day, slot=slot,
                                    confirmed_by=row["confirmed_by"], entered_by=entered_by, now=now,
                                    note=row.get("note"))

@@ -45,30 +45,33 @@ def _decode(path: Path) -> tuple[bytes, str]:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise RecordError(f"{path}: cannot read the file ({e.strerror}); check the path") from e
+        raise RecordError(f"{path}：无法读取文件（{e.strerror}）；请检查路径") from e
     try:
         return data, data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise RecordError(
-            f"{path}: line {line}: not UTF-8 text (byte {e.start}); in Excel use 'Save As' → "
-            "'CSV UTF-8 (逗号分隔)' and import again"
+            f"{path} 第 {line} 行：不是 UTF-8 文本（字节位置 {e.start}）；请在 Excel 里用“另存为”→"
+            "“CSV UTF-8 (逗号分隔)”保存后再导入"
         ) from e
 
 
 def _split(line: str) -> list[str]:
     """The fields of one line; RecordError for broken quoting or control characters."""
     if len(line) > _MAX_LINE:
-        raise RecordError(f"the line has {len(line)} characters (at most {_MAX_LINE}); check the file")
+        raise RecordError(f"这一行有 {len(line)} 个字符（最多 {_MAX_LINE} 个）；请检查文件")
     bad = next((ch for ch in line if unicodedata.category(ch) in ("Cc", "Zl", "Zp")), None)
     if bad is not None:
-        raise RecordError(f"the line contains a control character (U+{ord(bad):04X}); remove it")
+        raise RecordError(f"这一行含有控制字符（U+{ord(bad):04X}）；请删掉它")
     if line.count('"') % 2:
-        raise RecordError('a quote (") is not closed on this line; close it, or remove the stray quote')
+        raise RecordError('这一行的引号（"）没有成对；请补上另一半引号，或删掉多余的引号')
     try:
         return next(csv.reader([line], strict=True))
     except csv.Error as e:
-        raise RecordError(f'broken quoting ({e}); write a quoted field as "text" followed by a comma') from None
+        # The csv module's reason is English; with strict=True and paired quotes it is
+        # practically always "',' expected after '\"'" (text right after a closing quote).
+        reason = "右引号后面应紧跟逗号" if "expected after" in str(e) else str(e)
+        raise RecordError(f'引号用法不对（{reason}）；带引号的字段请写成 "文字"，后面紧跟逗号') from None
 
 
 def read_csv(path: Path, required: Sequence[str]) -> tuple[str, list[tuple[int, dict[str, str] | RecordError]]]:
@@ -87,7 +90,7 @@ def read_csv(path: Path, required: Sequence[str]) -> tuple[str, list[tuple[int, 
             record = _split(line)
         except RecordError as e:
             if header is None:
-                raise RecordError(f"{path}: line {number}: {e}") from None
+                raise RecordError(f"{path} 第 {number} 行：{e}") from None
             rows.append((number, e))
             continue
         if header is None:
@@ -95,18 +98,18 @@ def read_csv(path: Path, required: Sequence[str]) -> tuple[str, list[tuple[int, 
             missing = [col for col in required if col not in header]
             if missing:
                 raise RecordError(
-                    f"{path}: line {number}: missing column(s) {', '.join(missing)}; "
-                    f"the first line must name the columns {','.join(required)}"
+                    f"{path} 第 {number} 行：缺少列 {', '.join(missing)}；"
+                    f"第一行必须写出列名 {','.join(required)}"
                 )
             continue
         extra = record[len(header):]
         if any(cell.strip() for cell in extra):
-            rows.append((number, RecordError(f"{len(record)} fields but the header has {len(header)}; "
-                                             "check for stray commas")))
+            rows.append((number, RecordError(f"这一行有 {len(record)} 个字段，表头只有 {len(header)} 个；"
+                                             "请检查是否有多余的逗号")))
             continue
         rows.append((number, {name: value.strip() for name, value in zip(header, record) if name}))
     if header is None:
-        raise RecordError(f"{path}: the file is empty; the first line must name the columns {','.join(required)}")
+        raise RecordError(f"{path}：文件是空的；第一行必须写出列名 {','.join(required)}")
     return hashlib.sha256(data).hexdigest(), rows
 
 

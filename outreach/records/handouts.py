@@ -41,11 +41,11 @@ def parse_topics(value: str | Iterable[str]) -> list[Topic]:
             continue
         topic = TOPIC_ALIASES.get(part) or next((t for t in Topic if t.value == part.lower()), None)
         if topic is None:
-            raise RecordError(f"unknown topic '{part[:40]}'; use {' or '.join(t.value for t in Topic)}")
+            raise RecordError(f"未知的主题 '{part[:40]}'；请写 {' 或 '.join(t.value for t in Topic)}（也可写 交通、反诈）")
         if topic not in topics:
             topics.append(topic)
     if not topics:
-        raise RecordError(f"no topic given; use {' and/or '.join(t.value for t in Topic)}")
+        raise RecordError(f"没有填写主题；请写 {'、'.join(t.value for t in Topic)} 中的一个或多个")
     return sorted(topics, key=list(Topic).index)
 
 
@@ -61,21 +61,21 @@ def market_day_warning(is_market_day: MarketDays | None, market_id: str, day: dt
     """A warning when `day` is not one of the market's days (the record is still kept)."""
     if is_market_day is None or is_market_day(market_id, day) is not False:
         return None
-    return f"{day} is not a market day of '{market_id}' by its rule in schedules/markets.yaml; kept as given"
+    return f"按 schedules/markets.yaml 里的规则，{day} 不是集市 '{market_id}' 的集日；已按所填日期保存"
 
 
 def _markets(session: Session) -> set[str]:
     markets = set(session.scalars(sa.select(Market.id)))
     if not markets:
-        raise RecordError(f"the database has no markets yet; {NO_REGISTRY}")
+        raise RecordError(f"数据库里还没有集市；{NO_REGISTRY}")
     return markets
 
 
 def _new_handout(markets: set[str], *, market_id: str, day: dt.date, leaflets: int, people: int,
                  topics: str | Iterable[str], staff: str, note: str, now: dt.datetime) -> Handout:
     if market_id not in markets:
-        raise RecordError(f"unknown market '{market_id[:64]}'; use one of: {', '.join(sorted(markets))}")
-    check_record_day(day, now, "handout")
+        raise RecordError(f"未知的集市 '{market_id[:64]}'；请使用其中之一：{'、'.join(sorted(markets))}")
+    check_record_day(day, now, "发放")
     leaflets, people = check_count(leaflets, "leaflets"), check_count(people, "people")
     parsed = parse_topics(topics)
     staff, note = check_name(staff, "staff", required=False), check_note(note)
@@ -111,7 +111,7 @@ def record_handout(session: Session, *, market_id: str, day: dt.date, leaflets: 
     new_id = _insert(session, h)
     if new_id is None:
         same = session.scalars(sa.select(Handout.id).where(Handout.natural_key == h.natural_key)).first()
-        raise RecordError(f"this handout is already recorded as #{same}; nothing added")
+        raise RecordError(f"这条发放记录已经登记过（#{same}）；没有重复添加")
     h.id = new_id
     return h
 

@@ -50,11 +50,11 @@ def check_name(value: str, field: str, *, required: bool = True, max_chars: int 
     text = str(value).strip()
     bad = _bad_char(text)
     if bad is not None:
-        raise RecordError(f"{field} contains a control character ({bad}, e.g. a line break); write it on one line")
+        raise RecordError(f"{field} 含有控制字符（{bad}，例如换行）；请写在一行里")
     if required and not text:
-        raise RecordError(f"{field} is empty; write the person's name")
+        raise RecordError(f"{field} 是空的；请填写姓名")
     if len(text) > max_chars:
-        raise RecordError(f"{field} has {len(text)} characters; at most {max_chars} are allowed")
+        raise RecordError(f"{field} 有 {len(text)} 个字符；最多 {max_chars} 个")
     return text
 
 
@@ -67,13 +67,13 @@ def check_count(value: int, field: str) -> int:
     """A count within 0..its cap (MAX_LEAFLETS, MAX_PEOPLE). Raises RecordError."""
     cap = _CAPS.get(field, MAX_PEOPLE)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RecordError(f"{field} '{value}' is not a whole number")
+        raise RecordError(f"{field} '{value}' 不是整数")
     if value < 0:
-        raise RecordError(f"{field} must be 0 or more (got {value})")
+        raise RecordError(f"{field} 不能小于 0（填的是 {value}）")
     if value > cap:
-        shown = str(value) if value < 10**30 else f"(a number of {len(str(value))} digits)"
-        raise RecordError(f"{field} {shown} is more than {cap:,} for one record; check the number "
-                          "or split it into one record per market day")
+        shown = str(value) if value < 10**30 else f"（一个 {len(str(value))} 位数）"
+        raise RecordError(f"{field} {shown} 超过了单条记录的上限 {cap:,}；请检查数字，"
+                          "或按集日分成多条记录")
     return value
 
 
@@ -85,7 +85,7 @@ def parse_count(text: str, field: str) -> int:
             return check_count(-int(cleaned[1:]), field)
         if len(cleaned) > 40:
             cleaned = cleaned[:40] + "…"
-        raise RecordError(f"{field} '{cleaned}' is not a whole number")
+        raise RecordError(f"{field} '{cleaned}' 不是整数")
     return check_count(int(cleaned), field)
 
 
@@ -98,8 +98,8 @@ def check_record_day(day: dt.date, now: dt.datetime, what: str) -> dt.date:
     """A record's date: not in the future (county time) and not before MIN_RECORD_DATE. Raises RecordError."""
     today = county_today(now)
     if day > today:
-        raise RecordError(f"{what} date {day} is in the future (today is {today}, Beijing time); "
-                          "record it on or after that day")
+        raise RecordError(f"{what}日期 {day} 还没到（今天是 {today}，北京时间）；"
+                          "请到那一天或之后再登记")
     if day < MIN_RECORD_DATE:
-        raise RecordError(f"{what} date {day} is before {MIN_RECORD_DATE}; check the year")
+        raise RecordError(f"{what}日期 {day} 早于 {MIN_RECORD_DATE}；请检查年份")
     return day

@@ -25,7 +25,7 @@ class Control:
 
         parts = urlsplit(broker_url)
         if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-            raise StationError(f"broker URL {broker_url!r}: write it as mqtt://HOST:PORT")
+            raise StationError(f"消息服务器地址 {broker_url!r}：请写成 mqtt://HOST:PORT")
         self.runtime, self.heartbeat_s = runtime, heartbeat_s
         self.host, self.port = parts.hostname, parts.port or 1883
         sid = runtime.s.station_id
@@ -58,7 +58,7 @@ class Control:
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any = None) -> None:
         if reason.is_failure:
             self.refused = str(reason)
-            log.error("the broker refused this station (%s); is the token revoked?", reason)
+            log.error("消息服务器（Mosquitto）拒绝了本广播站（%s）；令牌是否已被吊销？", reason)
             return
         sid = self.runtime.s.station_id
         client.subscribe([(topic(sid, Leaf.ALERT), 1), (topic(sid, Leaf.CMD), 1)])
@@ -77,7 +77,7 @@ class Control:
                 threading.Thread(target=self.runtime.sync_once, args=(datetime.now(self.runtime_tz()),),
                                  daemon=True).start()
         except Exception:  # a bad message must not stop the station
-            log.exception("message on %s ignored", msg.topic)
+            log.exception("已忽略 %s 上的消息", msg.topic)
 
     @staticmethod
     def runtime_tz() -> Any:
@@ -99,4 +99,4 @@ class Control:
             try:
                 self.beat()
             except Exception:
-                log.exception("heartbeat failed")
+                log.exception("心跳发送失败")

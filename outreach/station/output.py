@@ -50,7 +50,7 @@ class FileOutput:
 
     def __init__(self, folder: Path, speed: float = 1.0) -> None:
         if not 0.1 <= speed <= 100:
-            raise StationError(f"fake output speed {speed} must be 0.1 to 100")
+            raise StationError(f"测试输出的倍速 {speed} 须在 0.1 到 100 之间")
         self.folder, self.speed = folder, speed
         folder.mkdir(parents=True, exist_ok=True)
 
@@ -92,8 +92,8 @@ class MiniaudioOutput:
                                            sample_rate=SAMPLE_RATE, backends=self.backends)
             dev.close()
         except miniaudio.MiniaudioError as exc:
-            raise StationError(f"no sound output could be opened ({exc}); check the amplifier's USB/3.5 mm sound "
-                               "card and ALSA (`aplay -l`), or pass --player CMD") from exc
+            raise StationError(f"打不开声音输出（{exc}）；请检查接功放的 USB/3.5 mm 声卡和 ALSA（`aplay -l`），"
+                               "或改用 --player 命令") from exc
 
     def play(self, path: Path, *, start_s: float, stop: threading.Event, label: str) -> float:
         ma = self._miniaudio
@@ -133,7 +133,7 @@ class CommandOutput:
     def __init__(self, command: str) -> None:
         self.argv = shlex.split(command)
         if not any("{file}" in a for a in self.argv):
-            raise StationError(f"--player {command!r} must name {{file}}, e.g. --player 'mpg123 -q {{file}}'")
+            raise StationError(f"--player {command!r} 里须写上 {{file}}，例如 --player 'mpg123 -q {{file}}'")
 
     def play(self, path: Path, *, start_s: float, stop: threading.Event, label: str) -> float:
         argv = [a.replace("{file}", str(path)).replace("{start_s}", f"{start_s:.2f}") for a in self.argv]
@@ -159,4 +159,4 @@ def make_output(spec: str | None, player: str | None) -> Output:
     if spec.startswith("file:"):
         folder, _, speed = spec[5:].partition("@")
         return FileOutput(Path(folder), float(speed or 1.0))
-    raise StationError(f"--output {spec!r}: use sound, null or file:DIR[@SPEED]")
+    raise StationError(f"--output {spec!r}：请用 sound、null 或 file:DIR[@SPEED]")

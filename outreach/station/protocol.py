@@ -159,7 +159,7 @@ class AsRunEvent:
                       for c in d.get("campaigns", []))
         event_id = str(d["event_id"])
         if not 8 <= len(event_id) <= 64:
-            raise StationError(f"event_id {event_id!r}: must be 8 to 64 characters")
+            raise StationError(f"event_id {event_id!r}：长度须为 8 到 64 个字符")
         return AsRunEvent(event_id, EventKind(d["kind"]), str(d["at"]), str(d.get("entry_id", "")),
                           str(d.get("date", "")), str(d.get("slot", "")), str(d.get("scheduled_at", "")),
                           str(d.get("sha256", "")), str(d.get("engine", "")), parts, str(d.get("alert_id", "")),
@@ -200,7 +200,7 @@ def check_sha(value: Any) -> str:
     """`value` if it is a lowercase sha256 hex digest; StationError otherwise (it becomes a file name)."""
     s = str(value)
     if len(s) != SHA256_HEX or any(c not in "0123456789abcdef" for c in s):
-        raise StationError(f"{s!r} is not a sha256 hex digest")
+        raise StationError(f"{s!r} 不是 sha256 十六进制摘要")
     return s
 
 

@@ -28,6 +28,8 @@ from outreach.station.store import Store
 log = logging.getLogger("outreach.station")
 VERSION = "1"
 _RUNTIME: Runtime | None = None  # the job functions' way back to the running station
+_KIND_ZH = {EventKind.PLAYED: "已播", EventKind.MISSED: "漏播", EventKind.FAILED: "失败",
+            EventKind.INTERRUPTED: "中断", EventKind.ALERT_PLAYED: "紧急插播已播"}
 
 
 def clock() -> datetime:
@@ -91,7 +93,7 @@ class Runtime:
         global _RUNTIME
         _RUNTIME = self
         for ev in self.store.recover():
-            log.warning("%s: %s", ev.entry_id, ev.detail)
+            log.warning("%s：%s", ev.entry_id, ev.detail)
         self.scheduler.start()
         self.reschedule(clock())
         for target in (self._sync_loop, self._upload_loop, self._alert_loop):
@@ -118,14 +120,13 @@ class Runtime:
         try:
             manifest, offset, failures = syncmod.sync(self.client, self.s.data, now=now, days=self.s.days)
         except StationError as exc:
-            log.warning("sync failed, playing from the buffer: %s", exc)
+            log.warning("同步失败，先按本地缓存播放：%s", exc)
             return False
         for f in failures:
-            log.warning("sync: %s", f)
+            log.warning("同步：%s", f)
         self.manifest, self.clock_offset_s = manifest, offset
         if abs(offset) > 30:
-            log.error("this station's clock is %.0f s off the server's; fix NTP (timedatectl) so slots start on time",
-                      offset)
+            log.error("本广播站的时钟与县服务器相差 %.0f 秒；请校准 NTP（timedatectl），时段才能准时开始", offset)
         self.reschedule(now)
         return not failures
 
@@ -177,33 +178,33 @@ class Runtime:
             if installed <= e.start_at and e.start_at + timedelta(seconds=m.grace_s) <= now:
                 ev = AsRunEvent(new_event_id(), EventKind.MISSED, now.isoformat(), e.entry_id, e.date, e.slot,
                                 e.start, e.sha256, e.engine, e.campaigns,
-                                detail="the station was off or busy past the grace time")
+                                detail="广播站关机或正忙，超过了宽限时间")
                 if self.store.record(e.entry_id, ev):
-                    log.warning("%s: missed", e.entry_id)
+                    log.warning("%s：漏播", e.entry_id)
 
     # --- playing ----------------------------------------------------------------------------------
 
     def _resolve(self, key: str) -> tuple[ManifestEntry, Path | None, str]:
         m = self.manifest
         if m is None:
-            raise StationError("no manifest yet")
+            raise StationError("还没有节目单")
         entry = next((e for e in m.entries if e.entry_id == key), None)
         if entry is None and key.startswith("fallback/"):
             _, day, slot = key.split("/")
             if m.fallback is None:
-                raise StationError(f"{key}: the buffer ran out and there is no fallback program")
+                raise StationError(f"{key}：本地缓存的节目已用完，也没有备用节目")
             h, mi, sec = _clock_time(m.slots[slot])
             start = datetime.fromisoformat(day).replace(hour=h, minute=mi, second=sec, tzinfo=TZ)
             entry = replace(m.fallback, entry_id=key, date=day, slot=slot, start=start.isoformat())
         if entry is None:
-            raise StationError(f"{key}: no longer in the manifest")
+            raise StationError(f"{key}：已不在节目单里")
         blob = self.s.data / syncmod.BLOBS / f"{entry.sha256}.mp3"
         if blob.is_file():
             return entry, blob, ""
         if m.fallback is not None and (fb := self.s.data / syncmod.BLOBS / f"{m.fallback.sha256}.mp3").is_file():
             fallback = replace(m.fallback, entry_id=entry.entry_id, date=entry.date, slot=entry.slot, start=entry.start)
-            return fallback, fb, "the program was not downloaded; the fallback program played instead"
-        return entry, None, "the program was not downloaded and there is no fallback program"
+            return fallback, fb, "节目没有下载下来，改播了备用节目"
+        return entry, None, "节目没有下载下来，也没有备用节目"
 
     def play_due(self, key: str, now: datetime) -> None:
         """Play `key` unless it was begun before (never twice); store its event first on the station."""
@@ -220,18 +221,18 @@ class Runtime:
         with self.air_lock:
             event_id = self.store.begin_play(entry, now, key=key)
             if event_id is None:
-                log.info("%s: already begun or played; not played again", key)
+                log.info("%s：已开始或已播过，不再重播", key)
                 return
             notes = [note] if note else []
             position = self._play_program(key, path, entry, notes)
             kind = EventKind.PLAYED
             if self.stopping.is_set() and position < entry.duration_s - 1:
                 kind = EventKind.INTERRUPTED
-                notes.append(f"the station was stopped after {position:.0f} s of {entry.duration_s:.0f} s")
+                notes.append(f"广播站在播到 {position:.0f} 秒时被停止（节目共 {entry.duration_s:.0f} 秒）")
             ev = AsRunEvent(event_id, kind, now.isoformat(), entry.entry_id, entry.date, entry.slot, entry.start,
-                            entry.sha256, entry.engine, entry.campaigns, detail="; ".join(notes))
+                            entry.sha256, entry.engine, entry.campaigns, detail="；".join(notes))
             self.store.finish_play(key, ev)
-            log.info("%s: %s at %s", key, kind.value, now.strftime("%H:%M:%S"))
+            log.info("%s：%s（%s 开始）", key, _KIND_ZH[kind], now.strftime("%H:%M:%S"))
 
     def _play_program(self, key: str, path: Path, entry: ManifestEntry, notes: list[str]) -> float:
         position = 0.0
@@ -246,7 +247,7 @@ class Runtime:
             if self.stopping.is_set() or not self.preempt.is_set():
                 break
             played = self._drain_alerts()
-            notes.append(f"interrupted at {position:.0f} s by alert {','.join(played) or '-'}; resumed")
+            notes.append(f"播到 {position:.0f} 秒时被紧急插播 {'、'.join(played) or '-'} 打断，随后续播")
         self._current_stop = None
         return position
 
@@ -304,12 +305,12 @@ class Runtime:
             return False
         if now >= datetime.fromisoformat(message.expires_at):
             self.store.set_alert(message.alert_id, "expired")
-            log.warning("alert %s expired before it could play; not played", message.alert_id)
+            log.warning("紧急插播 %s 在播出前已过期，未播出", message.alert_id)
             return False
         try:
             path = self.client.download(message.sha256, self.s.data / "alerts", expected_size=message.size)
         except StationError as exc:
-            log.error("alert %s: %s; retrying", message.alert_id, exc)
+            log.error("紧急插播 %s：%s；稍后重试", message.alert_id, exc)
             self.alerts.put(message)
             time.sleep(1)
             return False
@@ -344,7 +345,7 @@ class Runtime:
             try:
                 self.upload_once()
             except StationError as exc:
-                log.info("upload postponed: %s", exc)
+                log.info("播出记录暂缓上传：%s", exc)
 
     def heartbeat(self) -> dict[str, Any]:
         usage = shutil.disk_usage(self.s.data)

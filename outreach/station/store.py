@@ -109,8 +109,8 @@ class Store:
         for key, event_id, started_at, position_s, payload in rows:
             d = json.loads(payload)
             entry = _entry_from(d)
-            detail = (f"the station stopped during the play (started {started_at[11:19]}, about {position_s:.0f} s on air of a "
-                      f"{entry.duration_s:.0f} s program); not replayed, so nothing airs twice")
+            detail = (f"播放中途广播站停止了（{started_at[11:19]} 开始，{entry.duration_s:.0f} 秒的节目约播了 "
+                      f"{position_s:.0f} 秒）；不再重播，以免重复播出")
             event = AsRunEvent(event_id, EventKind.INTERRUPTED, started_at, entry.entry_id, entry.date, entry.slot,
                                d.get("scheduled_at", entry.start), entry.sha256, entry.engine, entry.campaigns,
                                detail=detail)

@@ -22,6 +22,18 @@ BLOBS = "blobs"
 _CHUNK = 64 * 1024
 
 
+class HTTPFailure(StationError):
+    """The server answered with an HTTP error status (kept in `status`)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Unreachable(StationError):
+    """The server could not be reached at all (network down, server stopped)."""
+
+
 class Client:
     """The station's HTTP client for one server and token."""
 
@@ -40,10 +52,10 @@ class Client:
             detail = exc.read(500).decode("utf-8", "replace")
             exc.close()
             if exc.code == 401:
-                raise StationError(f"the server refused this station's token (401): {detail}") from exc
-            raise StationError(f"{path}: HTTP {exc.code}: {detail}") from exc
+                raise HTTPFailure(f"县服务器拒绝了本广播站的令牌（401）：{detail}", 401) from exc
+            raise HTTPFailure(f"{path}：HTTP {exc.code}：{detail}", exc.code) from exc
         except (urllib.error.URLError, OSError) as exc:
-            raise StationError(f"cannot reach the server {self.server}: {exc}") from exc
+            raise Unreachable(f"连不上县服务器 {self.server}：{exc}") from exc
 
     def manifest(self, days: int = 7) -> tuple[Manifest, float]:
         """The manifest and the clock offset (server minus station, seconds) measured with it."""
@@ -70,8 +82,8 @@ class Client:
         headers = {"Range": f"bytes={have}-"} if have else {}
         try:
             resp = self._request(f"/api/station/blobs/{sha}", headers=headers)
-        except StationError as exc:
-            if "HTTP 416" in str(exc):  # the part is already whole (or junk): verify below / start again
+        except HTTPFailure as exc:
+            if exc.status == 416:  # the part is already whole (or junk): verify below / start again
                 resp = None
             else:
                 raise
@@ -87,7 +99,7 @@ class Client:
                 digest.update(chunk)
         if digest.hexdigest() != sha:
             part.unlink(missing_ok=True)
-            raise StationError(f"blob {sha[:12]}… failed its sha256 check; the download starts again next sync")
+            raise StationError(f"音频文件 {sha[:12]}… 未通过 sha256 校验；下次同步时重新下载")
         os.replace(part, target)
         return target
 
@@ -143,7 +155,7 @@ def sync(client: Client, data: Path, *, now: datetime, days: int = 7) -> tuple[M
             client.download(sha, folder, expected_size=size)
         except StationError as exc:
             failures.append(str(exc))
-            if "cannot reach" in str(exc):
+            if isinstance(exc, Unreachable):
                 break
     old = read_manifest(data)
     write_manifest(data, manifest)

@@ -58,7 +58,7 @@ def get_synthesizer(engine: str, settings: RenderSettings, cache_dir: Path | Non
         if settings.edge.fallback_to_offline:
             return FallbackSynthesizer(edge, _offline(settings.offline_engine, settings, cache_dir))
         return edge
-    raise SynthesisFailed(f"unknown TTS engine '{engine}'; choose one of: {', '.join(ENGINES)}, offline")
+    raise SynthesisFailed(f"未知的语音引擎 '{engine}'；请从 {', '.join(ENGINES)}, offline 中选一个")
 
 
 def list_voices() -> list[Voice]:

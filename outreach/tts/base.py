@@ -56,7 +56,7 @@ def require_text(text: str, engine: str) -> str:
     """
     stripped = text.strip() if isinstance(text, str) else ""
     if not stripped:
-        raise SynthesisFailed(f"{engine}: the text is empty; give the script some words to speak")
+        raise SynthesisFailed(f"{engine}: 文字是空的；请给广播稿写上要念的内容")
     return stripped
 
 
@@ -70,7 +70,7 @@ def check_voice(engine: str, voice: str, extra_ok: Callable[[str], bool] | None 
     if voice in names or (extra_ok is not None and extra_ok(voice)):
         return voice
     raise UnknownVoice(
-        f"voice '{voice}' is not offered by the {engine} engine; choose one of: {', '.join(names)}"
+        f"{engine} 引擎没有音色 '{voice}'；请从以下音色中选一个：{', '.join(names)}"
     )
 
 
@@ -100,8 +100,8 @@ class FallbackSynthesizer:
         except UnknownVoice:
             raise
         except SynthesisFailed as exc:
-            log.warning("%s failed (%s); falling back to the %s engine", self.primary.name, exc, self.fallback.name)
+            log.warning("%s 引擎失败（%s）；改用备用的 %s 引擎", self.primary.name, exc, self.fallback.name)
             try:
                 return self.fallback.synthesize(text, None, out_base, rate=rate)
             except SynthesisFailed as again:
-                raise SynthesisFailed(f"{exc}; the {self.fallback.name} fallback failed too: {again}") from again
+                raise SynthesisFailed(f"{exc}；备用的 {self.fallback.name} 引擎也失败了：{again}") from again

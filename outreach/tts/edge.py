@@ -64,7 +64,7 @@ def split_text(text: str, max_chars: int = MAX_CHUNK_CHARS) -> list[str]:
         ValueError: `max_chars` is not positive.
     """
     if max_chars <= 0:
-        raise ValueError("max_chars must be positive")
+        raise ValueError("max_chars 必须是正数")
     pieces: list[str] = []
     for sentence in filter(None, _SENTENCE.findall(text)):
         if len(sentence) <= max_chars:
@@ -111,7 +111,7 @@ class EdgeSynthesizer:
         voice = check_voice(ENGINE, voice or self.settings.edge_voice)
         chunks = split_text(require_text(text, ENGINE), self.max_chunk_chars)
         if not chunks:
-            raise SynthesisFailed(f"{ENGINE}: the text has nothing to speak (only punctuation); add some words")
+            raise SynthesisFailed(f"{ENGINE}: 文字里没有可念的内容（只有标点）；请写上要念的话")
         audio = _run(self._synthesize_chunks(chunks, voice, self.prosody_rate(rate)))
         target = Path(out_base).with_suffix(".mp3")
         write_bytes_atomic(target, audio)
@@ -126,7 +126,7 @@ class EdgeSynthesizer:
     async def _synthesize_chunks(self, chunks: list[str], voice: str, rate: str) -> bytes:
         parts = []
         for index, chunk in enumerate(chunks, 1):
-            parts.append(await self._with_retries(chunk, voice, rate, f"chunk {index}/{len(chunks)}"))
+            parts.append(await self._with_retries(chunk, voice, rate, f"第 {index}/{len(chunks)} 段"))
         return b"".join(parts)
 
     async def _with_retries(self, chunk: str, voice: str, rate: str, label: str) -> bytes:
@@ -148,13 +148,13 @@ class EdgeSynthesizer:
                     ValueError, KeyError) as exc:
                 reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
                 if attempt == attempts:
-                    hint = ("check the voice and that the text has words" if isinstance(exc, NoAudioReceived)
-                            else "check the network or use the offline engine")
+                    hint = ("请检查音色，并确认文字里有可念的内容" if isinstance(exc, NoAudioReceived)
+                            else "请检查网络，或改用离线引擎")
                     raise SynthesisFailed(
-                        f"{ENGINE}: {label} failed after {attempts} attempt(s) with voice '{voice}' ({reason}); {hint}"
+                        f"{ENGINE}: {label}用音色 '{voice}' 试了 {attempts} 次都失败（{reason}）；{hint}"
                     ) from exc
                 delay = edge.backoff_s * 2 ** (attempt - 1)
-                log.warning("edge-tts %s attempt %d/%d failed (%s); retrying in %.2f s",
+                log.warning("edge-tts %s第 %d/%d 次尝试失败（%s）；%.2f 秒后重试",
                             label, attempt, attempts, reason, delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
@@ -173,7 +173,7 @@ class EdgeSynthesizer:
                 connect_timeout=whole_seconds, receive_timeout=whole_seconds,
             )
         except (TypeError, ValueError) as exc:
-            raise SynthesisFailed(f"{ENGINE}: edge-tts rejected the settings ({exc}); fix render.edge in outreach.toml") from exc
+            raise SynthesisFailed(f"{ENGINE}: edge-tts 不接受这些设置（{exc}）；请改正 outreach.toml 里的 render.edge") from exc
 
     async def _stream_once(self, communicate: edge_tts.Communicate) -> bytes:
         """Stream one request; the audio is kept in memory, never written half-done.
@@ -199,5 +199,5 @@ class EdgeSynthesizer:
         # edge-tts 7.3.1 ends quietly when the socket closes mid-stream; it only books the
         # chunk's bytes into cumulative_audio_bytes on turn.end, so a mismatch means truncation.
         if communicate.state["cumulative_audio_bytes"] != len(audio):
-            raise _Truncated(f"stream closed before turn.end after {len(audio)} bytes")
+            raise _Truncated(f"收到 {len(audio)} 字节后连接在 turn.end 之前断开")
         return bytes(audio)

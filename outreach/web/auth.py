@@ -86,20 +86,20 @@ def check_name(name: str) -> str:
     """Validate and normalise a user name. Raises UserError saying what is wrong."""
     name = normalize_name(name)
     if not name:
-        raise UserError("the user name is empty; give a name such as wangxl or 王秀兰")
+        raise UserError("用户名是空的；请填写一个名字，例如 wangxl 或 王秀兰")
     if len(name) > MAX_NAME_CHARS:
-        raise UserError(f"the user name has {len(name)} characters; use at most {MAX_NAME_CHARS}")
+        raise UserError(f"用户名有 {len(name)} 个字符，太长了；最多 {MAX_NAME_CHARS} 个")
     if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in name):
-        raise UserError(f"the user name {name!r} contains spaces or control characters; remove them")
+        raise UserError(f"用户名 {name!r} 里有空格或控制字符；请删掉")
     return name
 
 
 def check_password(password: str) -> None:
     """Raises UserError if `password` is too short or too long."""
     if len(password) < MIN_PASSWORD_CHARS:
-        raise UserError(f"the password has {len(password)} characters; use at least {MIN_PASSWORD_CHARS}")
+        raise UserError(f"密码只有 {len(password)} 个字符；至少要 {MIN_PASSWORD_CHARS} 个")
     if len(password) > MAX_PASSWORD_CHARS:
-        raise UserError(f"the password is longer than {MAX_PASSWORD_CHARS} characters; use a shorter one")
+        raise UserError(f"密码超过了 {MAX_PASSWORD_CHARS} 个字符；请换一个短一些的")
 
 
 class UserStore:
@@ -131,7 +131,7 @@ class UserStore:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise UserError(f"{self.path}: cannot read ({exc.strerror}); check its permissions") from exc
+            raise UserError(f"{self.path}：读不出来（{exc.strerror}）；请检查文件权限") from exc
         try:
             data = json.loads(raw)
             return [User(name=u["name"], role=Role(u["role"]), password_hash=u["hash"], created=u.get("created", ""),
@@ -139,8 +139,8 @@ class UserStore:
                     for u in data["users"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise UserError(
-                f"{self.path}: not a valid users file ({exc}); fix it or delete it and add users again "
-                "with `outreach user add`") from exc
+                f"{self.path}：不是有效的用户文件（{exc}）；请修好它，或删掉后用 `outreach user add` "
+                "重新添加用户") from exc
 
     def _write(self, users: list[User]) -> None:
         data = {"users": [{"name": u.name, "role": str(u.role), "hash": u.password_hash, "created": u.created,
@@ -155,8 +155,8 @@ class UserStore:
             try:
                 fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
             except OSError as exc:
-                raise UserError(f"{self.path.parent}: cannot lock the users file ({exc.strerror}); "
-                                "make the workspace folder writable") from exc
+                raise UserError(f"{self.path.parent}：无法锁定用户文件（{exc.strerror}）；"
+                                "请让工作区文件夹可写") from exc
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
@@ -181,12 +181,12 @@ class UserStore:
         try:
             role_ = Role(role)
         except ValueError:
-            raise UserError(f"unknown role {role!r}; use {', '.join(r.value for r in Role)}") from None
+            raise UserError(f"未知的角色 {role!r}；请用 {'、'.join(r.value for r in Role)}") from None
         check_password(password)
         with self._locked():
             users = self._read()
             if any(u.name == name for u in users):
-                raise UserError(f"user {name!r} already exists in {self.path}; remove it first to replace it")
+                raise UserError(f"用户 {name!r} 已经在 {self.path} 里了；要替换，请先删除这个用户")
             user = User(name, role_, self.hasher.hash(password), now.isoformat(timespec="seconds"))
             self._write([*users, user])
         return user
@@ -198,7 +198,7 @@ class UserStore:
             users = self._read()
             kept = [u for u in users if u.name != name]
             if len(kept) == len(users):
-                raise UserError(f"no user {name!r} in {self.path}; run `outreach user list`")
+                raise UserError(f"{self.path} 里没有用户 {name!r}；请运行 `outreach user list` 查看")
             self._write(kept)
 
     def set_role(self, name: str, role: str) -> User:
@@ -210,12 +210,12 @@ class UserStore:
         try:
             role_ = Role(role)
         except ValueError:
-            raise UserError(f"unknown role {role!r}; use {', '.join(r.value for r in Role)}") from None
+            raise UserError(f"未知的角色 {role!r}；请用 {'、'.join(r.value for r in Role)}") from None
         with self._locked():
             users = self._read()
             user = next((u for u in users if u.name == name), None)
             if user is None:
-                raise UserError(f"no user {name!r} in {self.path}; run `outreach user list`")
+                raise UserError(f"{self.path} 里没有用户 {name!r}；请运行 `outreach user list` 查看")
             changed = dataclasses.replace(user, role=role_, session_version=user.session_version + 1)
             self._write([changed if u.name == name else u for u in users])
         return changed
@@ -249,17 +249,17 @@ def load_secret(workspace: Path) -> str:
     except FileExistsError:
         pass
     except OSError as exc:
-        raise UserError(f"{path}: cannot create the session secret ({exc.strerror}); "
-                        "make the workspace folder writable") from exc
+        raise UserError(f"{path}：无法创建登录会话密钥（{exc.strerror}）；"
+                        "请让工作区文件夹可写") from exc
     else:
         with os.fdopen(fd, "w", encoding="ascii") as fh:
             fh.write(secrets.token_urlsafe(48) + "\n")
     try:
         secret = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the session secret; delete the file and start again") from exc
+        raise UserError(f"{path}：读不出登录会话密钥；请删掉这个文件后重新启动") from exc
     if len(secret) < 32:
-        raise UserError(f"{path}: the session secret is too short; delete the file and start again")
+        raise UserError(f"{path}：登录会话密钥太短；请删掉这个文件后重新启动")
     return secret
 
 

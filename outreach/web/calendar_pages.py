@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from outreach.errors import OutreachError
+from outreach.labels import SLOT
 from outreach.markets import lunar_label
 from outreach.plan import Program
 from outreach.registry import Registry
@@ -67,7 +68,7 @@ def summarize(registry: Registry, programs: Sequence[Program], grid: tuple[date,
         d.markets = [m.name for m in registry.markets.values() if reach[m.id] and m.rule.matches(d.date)]
         for b in registry.blackouts:
             if d.date in b.dates and (chosen & set(b.village_ids) or townships & set(b.township_ids)):
-                only = "、".join({"morning": "早间", "evening": "晚间"}[s] for s in b.slots)
+                only = "、".join(SLOT[s] for s in b.slots)
                 d.blackouts.append(f"{only}静音：{b.reason}" if only else f"静音：{b.reason}")
         try:
             d.lunar = lunar_label(d.date)

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from outreach import review
 from outreach.errors import OutreachError
 from outreach.web import board, data
-from outreach.web.labels import SLOT, STATUS
+from outreach.labels import SLOT, STATUS
 from outreach.web.pages import TZ, ctx_of, not_found, render, require_user
 from outreach.web.params import parse_day
 

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from outreach import coverage
 from outreach.config import Config
 from outreach.db import session
-from outreach.errors import OutputError, OutreachError
+from outreach.errors import OutputError, OutreachError, RecordError
 from outreach.models import Broadcast, BroadcastStatus, Campaign, Handout, Market, MarketVillage, Township, Village
 from outreach.plan import PlanResult
 from outreach.packs import PackFile, read_manifest
@@ -282,12 +282,26 @@ def handouts(engine: Engine, market_id: str, start: date, end: date) -> list[Han
             .order_by(Handout.date.desc(), Handout.id.desc()).limit(HISTORY_LIMIT)))
 
 
+class DuplicateHandout(RecordError):
+    """The very same handout record is already stored; nothing was added."""
+
+
 def add_handout(engine: Engine, *, market_id: str, day: date, leaflets: int, people: int, topics: list[str],
                 staff: str, note: str, now: datetime) -> Handout:
-    """Store one handout record. Raises RecordError for a duplicate or invalid record."""
-    with session(engine) as s:
-        return record_handout(s, market_id=market_id, day=day, leaflets=leaflets, people=people,
-                              topics=topics, staff=staff, note=note, now=now)
+    """Store one handout record. Raises DuplicateHandout for a record already stored, RecordError for an invalid one."""
+    try:
+        with session(engine) as s:
+            return record_handout(s, market_id=market_id, day=day, leaflets=leaflets, people=people,
+                                  topics=topics, staff=staff, note=note, now=now)
+    except RecordError as exc:
+        try:
+            key = records.handout_key(market_id, day, leaflets, people, records.parse_topics(topics), staff, note)
+        except RecordError:
+            raise exc from None
+        with session(engine) as s:
+            if s.scalars(sa.select(Handout.id).where(Handout.natural_key == key)).first() is not None:
+                raise DuplicateHandout(str(exc)) from exc
+        raise
 
 
 # --- scripts ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from outreach.errors import OutreachError
 from outreach.registry import SLOT_NAMES, Registry, load_registry
 from outreach.scripts import Script, load_library
 from outreach.web.auth import User
-from outreach.web.pages import ctx_of, flash, not_found, post_form, redirect, render, require_editor
+from outreach.web.pages import ctx_of, flash, not_found, post_form, redirect, render, require_editor, stale_diff
 
 log = logging.getLogger("outreach.web")
 router = APIRouter()
@@ -39,7 +39,7 @@ def _read(path: Path) -> str:
     try:
         return path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise OutreachError(f"{path}: cannot be read ({exc}); fix the file on the server") from exc
+        raise OutreachError(f"{path}：读不出来（{exc}）；请在服务器上修好这个文件") from exc
 
 
 def _world(config: Config) -> tuple[Registry, list[Script]]:
@@ -54,7 +54,7 @@ def _sync(request: Request, config: Config) -> None:
     try:
         loaded = load(config)
     except OutreachError as exc:  # the file is saved; the mirror catches up when the workspace is whole again
-        log.warning("saved, but the workspace does not load: %s", exc)
+        log.warning("已保存，但工作区现在加载不了，列表和报表要等工作区改好后才更新：%s", exc)
         return
     reg = loaded.registry
     with session(ctx_of(request).engine) as s:
@@ -64,6 +64,23 @@ def _sync(request: Request, config: Config) -> None:
 
 
 # --- campaigns ----------------------------------------------------------------------------
+
+
+def _opened(form: FormData) -> str:
+    """The entry as the form was opened with it (a hidden field), to show what changed on a stale save."""
+    value = form.get("opened")
+    return value.replace("\r\n", "\n") if isinstance(value, str) else ""
+
+
+def _stale_message(file: str, what: str, opened: str, now: str) -> str:
+    """What happened on a stale save and what to do, by how the entry changed."""
+    head = f"{file} 在您打开这个表单之后被别人改过，为免覆盖别人的修改，这次没有保存。"
+    if opened and not now:
+        return head + f"{what}已经不在 {file} 里了（被删除或改了编号），下面是它原来的内容；如果还需要它，请回到列表重新添加。"
+    if opened.strip() == now.strip():
+        return head + "表单里仍是您填写的内容，核对无误后再点「保存」即可。"
+    return (head + f"下面是{what}的变化。表单里仍是您填写的内容：请先看清别人改了什么，需要保留的请在表单里一并改上，"
+            "然后再点「保存」。")
 
 
 def _form_values(form: FormData) -> editing.CampaignValues:
@@ -82,14 +99,25 @@ def _form_values(form: FormData) -> editing.CampaignValues:
 
 
 def _campaign_form(request: Request, *, user: User, v: editing.CampaignValues, original: str, base: str,
-                   status: int = 200, checked: editing.Checked | None = None,
-                   preview: editing.PlanPreview | None = None, message: str = "") -> Response:
+                   opened: str, status: int = 200, checked: editing.Checked | None = None,
+                   preview: editing.PlanPreview | None = None, message: str = "", stale: str | None = None) -> Response:
     config = ctx_of(request).config
     registry, library = _world(config)
     return render(request, "campaign_edit.html", status=status, user=user, v=v, original=original, base=base,
-                  errors=checked.fields if checked else {}, other=checked.other if checked else [],
-                  preview=preview, message=message, registry=registry,
+                  opened=opened, errors=checked.fields if checked else {}, other=checked.other if checked else [],
+                  preview=preview, message=message, stale=stale, registry=registry,
                   scripts=sorted(library, key=lambda s: (not s.approved, s.topic, s.id)))
+
+
+def _stale_campaign(request: Request, page: dict[str, Any], current: str) -> Response:
+    """Refuse a save on a stale form: show how the campaign changed, keep the typed values, and carry the
+    file as it is now, so that saving again (after review) is a deliberate choice."""
+    v: editing.CampaignValues = page["v"]
+    ident = page["original"] or v.id
+    opened, now = page["opened"], editing.campaign_entry(current, ident)
+    return _campaign_form(request, **(page | {"base": editing.stamp(current), "opened": now}), status=409,
+                          stale=stale_diff(opened, now),
+                          message=_stale_message(CAMPAIGNS, "这个宣传活动", opened, now))
 
 
 @router.get("/campaigns/new", response_class=HTMLResponse)
@@ -98,7 +126,7 @@ def new_campaign(request: Request) -> Response:
     text = _read(ctx_of(request).config.schedules_dir / CAMPAIGNS)
     today = ctx_of(request).today()
     v = editing.CampaignValues(start=today.isoformat(), end=today.isoformat())
-    return _campaign_form(request, user=user, v=v, original="", base=editing.stamp(text))
+    return _campaign_form(request, user=user, v=v, original="", base=editing.stamp(text), opened="")
 
 
 @router.get("/campaigns/{campaign_id}/edit", response_class=HTMLResponse)
@@ -112,9 +140,9 @@ def edit_campaign(request: Request, campaign_id: str) -> Response:
     if found is None:
         if checked.ok:
             raise not_found("宣传活动", campaign_id, "请从「宣传活动」列表点进要修改的活动。")
-        raise OutreachError("campaigns.yaml has problems; fix them on the server first:\n" + "\n".join(checked.other))
+        raise OutreachError("campaigns.yaml 有问题，请先在服务器上改好：\n" + "\n".join(checked.other))
     return _campaign_form(request, user=user, v=editing.campaign_values(found), original=campaign_id,
-                          base=editing.stamp(text))
+                          base=editing.stamp(text), opened=editing.campaign_entry(text, campaign_id))
 
 
 @router.post("/campaigns/save", response_class=HTMLResponse)
@@ -127,21 +155,19 @@ async def save_campaign(request: Request) -> Response:
     v = _form_values(form)
     original = form.get("original") if isinstance(form.get("original"), str) else ""
     base = form.get("base") if isinstance(form.get("base"), str) else ""
-    page = dict(user=user, v=v, original=original, base=base)
+    page: dict[str, Any] = dict(user=user, v=v, original=original, base=base, opened=_opened(form))
     current = _read(path)
     if form.get("action") == "save" and editing.stamp(current) != base:
-        return _campaign_form(request, **page, status=409,  # type: ignore[arg-type]
-                              message="campaigns.yaml 在您打开这个表单之后被别人改过，没有保存。"
-                                      "请重新打开活动，再改一次后保存。")
+        return _stale_campaign(request, page, current)
     try:
         new_text = editing.apply_campaign(current, original or None, v)
     except OutreachError as exc:
-        return _campaign_form(request, **page, status=409, message=str(exc))  # type: ignore[arg-type]
+        return _campaign_form(request, **page, status=409, message=str(exc))
     registry, library = _world(config)
     scripts = {s.id: s for s in library}
     checked = editing.check_campaigns(new_text, v.id, registry, scripts)
     if not checked.ok:
-        return _campaign_form(request, **page, status=400, checked=checked,  # type: ignore[arg-type]
+        return _campaign_form(request, **page, status=400, checked=checked,
                               message="活动设置有问题，没有保存；请按红字修改。")
     if form.get("action") != "save":
         from outreach.render import clip_durations
@@ -150,14 +176,14 @@ async def save_campaign(request: Request) -> Response:
         preview = await run_in_threadpool(lambda: editing.preview_plan(
             registry, checked.campaigns, v.id, scripts, clip_durations(config, library), today=ctx.today(),
             gap_s=GAP_S))
-        return _campaign_form(request, **page, checked=checked, preview=preview,  # type: ignore[arg-type]
+        return _campaign_form(request, **page, checked=checked, preview=preview,
                               message="下面是按这些设置排出的节目预览，还没有保存。")
     try:
         editing.save(path, new_text, base)
-    except editing.StaleFile as exc:
-        return _campaign_form(request, **page, status=409, message=str(exc))  # type: ignore[arg-type]
+    except editing.StaleFile:
+        return _stale_campaign(request, page, _read(path))
     _sync(request, config)
-    log.info("campaign %s saved by %s", v.id, user.name)
+    log.info("宣传活动 %s 已由 %s 保存", v.id, user.name)
     flash(request, f"已保存宣传活动「{v.name}」。")
     return redirect(f"/campaigns/{quote(v.id)}")
 
@@ -166,15 +192,25 @@ async def save_campaign(request: Request) -> Response:
 
 
 def _village_form(request: Request, *, user: User, village_id: str, v: editing.VillageValues, base: str,
-                  status: int = 200, checked: editing.Checked | None = None, message: str = "") -> Response:
+                  opened: str, status: int = 200, checked: editing.Checked | None = None, message: str = "",
+                  stale: str | None = None) -> Response:
     registry = load_registry(ctx_of(request).config.schedules_dir)
     village = registry.villages.get(village_id)
     if village is None:
         raise not_found("村庄", village_id, "请从「村庄」列表点进要修改的村庄。")
     return render(request, "village_edit.html", status=status, user=user, village=village, v=v, base=base,
-                  errors=checked.fields if checked else {}, other=checked.other if checked else [],
-                  message=message, county_slots=registry.slots, slot_names=SLOT_NAMES, speakers=SPEAKERS,
+                  opened=opened, errors=checked.fields if checked else {}, other=checked.other if checked else [],
+                  message=message, stale=stale, county_slots=registry.slots, slot_names=SLOT_NAMES, speakers=SPEAKERS,
                   township=registry.townships[village.township_id])
+
+
+def _stale_village(request: Request, page: dict[str, Any], current: str) -> Response:
+    """Refuse a save on a stale form: show how the village changed, keep the typed values, carry the file as now."""
+    village_id = page["village_id"]
+    opened, now = page["opened"], editing.village_entry(current, village_id)
+    return _village_form(request, **(page | {"base": editing.stamp(current), "opened": now}), status=409,
+                         stale=stale_diff(opened, now),
+                         message=_stale_message(COUNTY, "这个村", opened, now))
 
 
 @router.get("/villages/{village_id}/edit", response_class=HTMLResponse)
@@ -186,7 +222,7 @@ def edit_village(request: Request, village_id: str) -> Response:
         raise not_found("村庄", village_id, "请从「村庄」列表点进要修改的村庄。")
     text = _read(config.schedules_dir / COUNTY)
     return _village_form(request, user=user, village_id=village_id, v=editing.village_values(registry, village_id),
-                         base=editing.stamp(text))
+                         base=editing.stamp(text), opened=editing.village_entry(text, village_id))
 
 
 @router.post("/villages/{village_id}/edit", response_class=HTMLResponse)
@@ -202,24 +238,23 @@ async def save_village(request: Request, village_id: str) -> Response:
     v = editing.VillageValues(slots={n: one(f"slot_{n}") for n in SLOT_NAMES}, speaker=one("speaker"),
                               player=one("player"))
     base = one("base")
-    page = dict(user=user, village_id=village_id, v=v, base=base)
+    page: dict[str, Any] = dict(user=user, village_id=village_id, v=v, base=base, opened=_opened(form))
     current = _read(path)
     if editing.stamp(current) != base:
-        return _village_form(request, **page, status=409,  # type: ignore[arg-type]
-                             message="county.yaml 在您打开这个表单之后被别人改过，没有保存。请重新打开再改。")
+        return _stale_village(request, page, current)
     try:
         new_text = editing.apply_village(current, village_id, v)
     except OutreachError as exc:
-        return _village_form(request, **page, status=409, message=str(exc))  # type: ignore[arg-type]
+        return _village_form(request, **page, status=409, message=str(exc))
     checked = editing.check_county(config.schedules_dir, new_text, village_id)
     if not checked.ok:
-        return _village_form(request, **page, status=400, checked=checked,  # type: ignore[arg-type]
+        return _village_form(request, **page, status=400, checked=checked,
                              message="村庄设置有问题，没有保存；请按红字修改。")
     try:
         editing.save(path, new_text, base)
-    except editing.StaleFile as exc:
-        return _village_form(request, **page, status=409, message=str(exc))  # type: ignore[arg-type]
+    except editing.StaleFile:
+        return _stale_village(request, page, _read(path))
     _sync(request, config)
-    log.info("village %s saved by %s", village_id, user.name)
+    log.info("村 %s 已由 %s 保存", village_id, user.name)
     flash(request, "已保存村庄设置。")
     return redirect(f"/villages/{quote(village_id)}")

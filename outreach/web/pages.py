@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from starlette.datastructures import FormData
 
 from outreach.config import TIMEZONE, Config
-from outreach.web import labels
+from outreach import labels
 from outreach.web.auth import LoginLimiter, User, UserStore, csrf_ok, new_csrf_token
 
 TZ = ZoneInfo(TIMEZONE)
@@ -36,6 +36,18 @@ class PageError(Exception):
 
 class LoginRequired(Exception):
     """The request needs a logged-in user and has none."""
+
+
+def stale_diff(opened: str, now: str) -> str:
+    """How a file (or one entry of it) changed since a form was opened: the script editor's unified diff,
+    shown by the `stale_diff` macro of templates/_diff.html. Empty when nothing differs."""
+    from outreach.review import diff
+
+    def norm(text: str) -> str:
+        text = text.replace("\r\n", "\n")
+        return text if not text or text.endswith("\n") else text + "\n"
+
+    return diff(norm(opened), norm(now), "您打开时", "现在的文件")
 
 
 def bad_request(message: str, fix: str) -> PageError:
@@ -64,7 +76,7 @@ class Context:
         """The injected clock, in Asia/Shanghai time."""
         now = self.now()
         if now.tzinfo is None:
-            raise ValueError("the web clock must return timezone-aware datetimes")
+            raise ValueError("网页的时钟必须返回带时区的时间（timezone-aware datetime）")
         return now.astimezone(TZ)
 
     def today(self) -> date:

@@ -56,7 +56,7 @@ def _need(user: User, what: str) -> None:
 
 
 def _role(user: User) -> str:
-    from outreach.web.labels import ROLE
+    from outreach.labels import ROLE
     return ROLE.get(user.role.value, user.role.value)
 
 
@@ -140,7 +140,7 @@ async def save_script(request: Request) -> Response:
                        message=str(exc))
     except OutreachError as exc:
         return _editor(request, user=user, fields=fields, text=text, base=base, status=400, message=str(exc))
-    log.info("script %s saved by %s", saved.id, user.name)
+    log.info("广播稿 %s 已由 %s 保存", saved.id, user.name)
     flash(request, f"已保存「{saved.title}」（草稿）。请试听后交审核员签发。")
     return redirect(f"/scripts/{quote(saved.id)}")
 

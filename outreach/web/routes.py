@@ -20,7 +20,7 @@ from outreach.web.pages import (
     CSRF_FIELD, PageError, csrf_error, ctx_of, flash, not_found, post_form, redirect, render, require_user,
     safe_next, session_user, start_session,
 )
-from outreach.web.labels import SLOT, TOPIC
+from outreach.labels import SLOT, TOPIC
 from outreach.web.params import check_range, days_back, parse_day, parse_int, parse_range, text_field
 
 log = logging.getLogger("outreach.web")
@@ -76,7 +76,8 @@ async def login(request: Request) -> Response:
     refused = attempt.refusal
     if refused:
         wait = refused.retry_after_s
-        log.warning("login refused for %r from %s: %s limit (%d s left)", name, address, refused.scope, wait)
+        log.warning("已拒绝 %r 从 %s 登录：超过%s的失败次数上限（还要等 %d 秒）", name, address,
+                    "账号" if refused.scope == "account" else "这个地址", wait)
         minutes = (wait + 59) // 60
         who = (f"账号「{name}」连续登录失败 {refused.limit} 次，已暂时锁定。" if refused.scope == "account"
                else f"这台电脑登录失败的次数太多（{refused.limit} 次），已暂时不能登录任何账号。")
@@ -87,7 +88,7 @@ async def login(request: Request) -> Response:
         return render(request, "login.html", status=401, next=target, name=name,
                       error="用户名或密码不对，请重新输入。", no_users=False)
     ctx.limiter.succeeded(name, address, attempt.ticket)
-    log.info("login: %s (%s) from %s", user.name, user.role, address)
+    log.info("登录：%s（%s），来自 %s", user.name, user.role, address)
     start_session(request, user)
     return redirect(target)
 
@@ -103,7 +104,7 @@ async def logout(request: Request) -> Response:
     if user is not None:
         # Ends this cookie on the server too (and the user's other sessions): a copy kept elsewhere is dead.
         await run_in_threadpool(ctx_of(request).users.end_sessions, user.name)
-        log.info("logout: %s", user.name)
+        log.info("退出登录：%s", user.name)
     return redirect("/login")
 
 
@@ -262,7 +263,7 @@ async def add_handout(request: Request, market_id: str) -> Response:
             request, m.id, status=status, form_error=form_error, form=values))
     except RecordError as exc:
         message = ("这条发放记录已经登记过了（日期、数量、主题、人员和备注都相同），没有重复添加。"
-                   if "already recorded" in str(exc) else f"没有保存：{exc}")
+                   if isinstance(exc, data.DuplicateHandout) else f"没有保存：{exc}")
         return await run_in_threadpool(lambda: _market_page(
             request, m.id, status=400, form_error=message, form=values))
     flash(request, f"已登记：{m.name} {handout.date} 发放传单 {handout.leaflets} 份，接触群众 {handout.people} 人。")

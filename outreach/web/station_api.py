@@ -72,7 +72,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 listener.start()
                 app.state.station_listener = listener
         except Exception:
-            log.exception("the MQTT listener for stations did not start; presence will not update")
+            log.exception("村广播站的 MQTT 监听没有启动；播放盒的在线状态不会更新")
     try:
         yield
     finally:
@@ -93,7 +93,7 @@ def _station(request: Request) -> Station | None:
     return authenticate(request.app.state.ctx.engine, token)
 
 
-_DENIED = "station token missing, wrong or revoked; register again with `outreach station add`"
+_DENIED = "村广播站的令牌缺失、不对或已被吊销；请用 `outreach station add` 重新登记"
 
 
 @router.get("/manifest")
@@ -150,7 +150,7 @@ def blob(sha256: str, request: Request) -> Response:
         return _error(400, str(exc))
     path = blob_path(_cache.get(request.app.state.ctx.config), sha)
     if path is None:
-        return _error(404, f"no blob {sha}; fetch the manifest again")
+        return _error(404, f"没有录音文件 {sha}；请重新获取节目清单（manifest）")
     size = path.stat().st_size
     try:
         rng = _range(request.headers.get("range"), size)
@@ -176,10 +176,10 @@ async def events(request: Request) -> Response:
         body = await request.json()
         raw = body["events"]
         if not isinstance(raw, list) or len(raw) > MAX_EVENTS:
-            return _error(400, f"'events' must be a list of at most {MAX_EVENTS} events")
+            return _error(400, f"'events' 必须是列表，最多 {MAX_EVENTS} 条事件")
         parsed = [AsRunEvent.from_dict(e) for e in raw]
     except (ValueError, KeyError, TypeError, StationError) as exc:
-        return _error(400, f"bad event batch: {exc}")
+        return _error(400, f"播出记录批次有误：{exc}")
     try:
         accepted = ingest_events(request.app.state.ctx.engine, station, parsed, now=_clock())
     except (StationError, ValueError) as exc:

@@ -149,7 +149,7 @@ async def send_alert_form(request: Request) -> Response:
         ctx.engine, loaded, county=scope == "county", townships=townships, villages=villages))
     out = await run_in_threadpool(lambda: send_alert(ctx.engine, loaded, broker, script_id, targets,
                                                      expires=parse_duration(expires), now=ctx.now()))
-    log.info("alert %s (%s) sent by %s to %d stations", out["alert_id"], script_id, user.name, len(targets))
+    log.info("紧急插播 %s（%s）已由 %s 发给 %d 个村广播站", out["alert_id"], script_id, user.name, len(targets))
     flash(request, f"紧急插播已发出，共 {len(targets)} 个播放盒。下面实时显示收到和播出的情况。")
     return redirect(f"/alerts/{quote(out['alert_id'])}")
 
