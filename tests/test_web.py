@@ -589,6 +589,16 @@ def test_today_puts_failures_first_with_their_reason(site: Site, editor: TestCli
     dz = next(x for x in data["slots"] if x["village_id"] == "dazhuang-01")
     assert dz["last_success"].startswith("12-05")
     assert dz["online"] is None
+    # On a phone: only what needs attention, in the page and in its refresh; the counts stay whole.
+    short = editor.get("/today?only=problems").text
+    rows = re.findall(r'<tr class="st-(\w+)">', short.split('id="slots"')[1])
+    assert rows and set(rows) <= {"failed", "missed", "interrupted"} and len(rows) == 2
+    assert 'data-src="/today.json?only=problems"' in short and "看全部" in short
+    only = editor.get("/today.json?only=problems").json()
+    assert [x["status"] for x in only["slots"]] == rows and only["totals"] == data["totals"]
+    assert len(data["slots"]) > len(only["slots"])
+    quiet = editor.get("/today.json?only=problems&township=lishu").json()
+    assert quiet["slots"] == [] and "今天没有出问题的节目。" in editor.get("/today?only=problems&township=lishu").text
 
 
 def test_pack_zip_per_village_and_township_holds_the_files(site: Site, editor: TestClient) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -24,22 +24,30 @@ def _q(request: Request, name: str) -> str:
     return values[-1].strip() if values else ""
 
 
+def _today(request: Request) -> tuple[board.Board, str, bool]:
+    """Today's board for the page's filters: ?township=ID and ?only=problems (a phone's short list)."""
+    ctx = ctx_of(request)
+    township, only = _q(request, "township"), _q(request, "only") == "problems"
+    b = board.today_board(ctx.engine, ctx.config, ctx.today(), ctx.now(), township)
+    if only:
+        b.slots = [s for s in b.slots if s.problem]
+    return b, township, only
+
+
 @router.get("/today", response_class=HTMLResponse)
 def today_page(request: Request) -> Response:
     user = require_user(request)
-    ctx = ctx_of(request)
-    township = _q(request, "township")
-    b = board.today_board(ctx.engine, ctx.config, ctx.today(), ctx.now(), township)
-    return render(request, "today.html", user=user, b=b, township=township,
-                  townships=data.townships(ctx.engine), refresh_s=30)
+    b, township, only = _today(request)
+    query = urlencode([(k, v) for k, v in (("township", township), ("only", "problems" if only else "")) if v])
+    return render(request, "today.html", user=user, b=b, township=township, only=only, query=query,
+                  townships=data.townships(ctx_of(request).engine), refresh_s=30)
 
 
 @router.get("/today.json")
 def today_json(request: Request) -> Response:
     require_user(request)
-    ctx = ctx_of(request)
-    b = board.today_board(ctx.engine, ctx.config, ctx.today(), ctx.now(), _q(request, "township"))
-    payload = board.board_json(b, STATUS, SLOT, TZ) | {"at": ctx.local_now().strftime("%H:%M:%S")}
+    b, _, _ = _today(request)
+    payload = board.board_json(b, STATUS, SLOT, TZ) | {"at": ctx_of(request).local_now().strftime("%H:%M:%S")}
     return JSONResponse(payload)
 
 

@@ -49,7 +49,7 @@
     });
     if (!data.slots.length) {
       var empty = el("tr");
-      empty.appendChild(el("td", { colspan: "6", "class": "empty" }, "今天没有安排节目。"));
+      empty.appendChild(el("td", { colspan: "6", "class": "empty" }, info.getAttribute("data-empty")));
       rows.appendChild(empty);
     }
     body.replaceChildren(rows);
