@@ -9,6 +9,7 @@ copy is never played.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -16,7 +17,7 @@ import secrets
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,41 +86,51 @@ def send_alert(engine: Engine, loaded: Loaded, broker: BrokerSettings, script_id
     message = AlertMessage(alert_id, script_id, script.title, sha, clip.stat().st_size,
                            clip_durations(loaded.config, [script]).get(script_id, 0.0),
                            now.isoformat(), expires_at.isoformat())
-    with session(engine) as s:
-        s.add(Alert(id=alert_id, script_id=script_id, sha256=sha, targets=json.dumps(list(targets)), sent_at=now,
-                    expires_at=expires_at))
-    _publish(broker, [(topic(t, Leaf.ALERT), message.to_json()) for t in targets],
-             expiry_s=max(1, math.ceil(expires.total_seconds())), timeout_s=timeout_s)
+    # Connect first: with the broker down nothing is sent, so no alert row is left behind to look
+    # undelivered. The row is stored before publishing, so a station's quick ack finds it.
+    with _connected(broker) as client:
+        with session(engine) as s:
+            s.add(Alert(id=alert_id, script_id=script_id, sha256=sha, targets=json.dumps(list(targets)), sent_at=now,
+                        expires_at=expires_at))
+        _publish(client, broker, [(topic(t, Leaf.ALERT), message.to_json()) for t in targets],
+                 expiry_s=max(1, math.ceil(expires.total_seconds())), timeout_s=timeout_s)
     return {"alert_id": alert_id, "targets": list(targets), "sent_at": now.isoformat(),
             "expires_at": expires_at.isoformat()}
 
 
-def _publish(broker: BrokerSettings, messages: Sequence[tuple[str, str]], *, expiry_s: int, timeout_s: float) -> None:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
+@contextlib.contextmanager
+def _connected(broker: BrokerSettings) -> Iterator[Any]:
+    """A connected paho client of the server, with its network loop running."""
     client = server_client(broker, f"outreach-alert-{secrets.token_hex(4)}")
-    props = Properties(PacketTypes.PUBLISH)
-    props.MessageExpiryInterval = expiry_s
     try:
         client.connect(broker.host, broker.port, keepalive=30)
     except OSError as exc:
         raise StationError(f"连不上消息服务器（Mosquitto）{broker.url}：{exc}；Mosquitto 是否在运行？") from exc
     client.loop_start()
     try:
-        infos = [client.publish(t, payload, qos=1, properties=props) for t, payload in messages]
-        deadline = time.monotonic() + timeout_s
-        for info in infos:
-            info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
-            if not info.is_published():
-                raise StationError(f"消息服务器 {broker.url} 在 {timeout_s:.0f} 秒内没有确认收到紧急插播"
-                                   "（[broker] 的 username/password 是否有误？）")
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                raise StationError(f"紧急插播发布失败：{mqtt.error_string(info.rc)}")
+        yield client
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def _publish(client: Any, broker: BrokerSettings, messages: Sequence[tuple[str, str]], *, expiry_s: int,
+             timeout_s: float) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.PUBLISH)
+    props.MessageExpiryInterval = expiry_s
+    infos = [client.publish(t, payload, qos=1, properties=props) for t, payload in messages]
+    deadline = time.monotonic() + timeout_s
+    for info in infos:
+        info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
+        if not info.is_published():
+            raise StationError(f"消息服务器 {broker.url} 在 {timeout_s:.0f} 秒内没有确认收到紧急插播"
+                               "（[broker] 的 username/password 是否有误？）")
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise StationError(f"紧急插播发布失败：{mqtt.error_string(info.rc)}")
 
 
 def record_alert_play(s: Any, alert_id: str, station_id: str, at: datetime) -> None:

@@ -82,6 +82,8 @@ def _check_name(value: Any) -> Any:
             raise ValueError(f"含有控制字符（U+{ord(bad):04X}）；请把名称写在一行里")
         if not value.strip():
             raise ValueError("是空的；请填写名称")
+        if "/" in value or "\\" in value or value.strip().strip(".") == "":
+            raise ValueError(f"{value!r} 里有 / 或 \\，或只有点号；名称会用作U盘上的文件夹名，请去掉这些字符")
     return value
 
 

@@ -19,14 +19,13 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from outreach import scripts as _scripts
 from outreach import textnorm as _tn
 from outreach.config import Config
 from outreach.db import session
 from outreach.errors import ScriptError
 from outreach.files import sha256_file, write_text_atomic
 from outreach.models import ScriptEvent
-from outreach.scripts import ID_PATTERN, Problem, Script, approve_script
+from outreach.scripts import ID_PATTERN, Problem, Script, approve_script, check_content, split_front_matter, yaml_scalar
 
 __all__ = ["FORM_FIELDS", "ReviewError", "StaleForm", "Preview", "check_form", "compose", "form_of", "save_draft",
            "spoken_segments", "render_preview", "find_preview", "record", "trail", "authors", "refuse_own", "approve",
@@ -53,7 +52,7 @@ class StaleForm(ReviewError):
 def _scalar(key: str, value: str) -> str:
     if key in ("rate", "repeat", "priority") and _NUMBER.fullmatch(value):
         return value  # a number; anything else is quoted, and the checks say it is not one
-    return _scripts._yaml_scalar(value)
+    return yaml_scalar(value)
 
 
 def compose(fields: Mapping[str, str], text: str, existing: str | None = None) -> str:
@@ -63,7 +62,7 @@ def compose(fields: Mapping[str, str], text: str, existing: str | None = None) -
     """
     comments: list[str] = []
     if existing is not None:
-        split = _scripts._split(existing)
+        split = split_front_matter(existing)
         if not isinstance(split, str):
             lines, end = split
             comments = [ln for ln in lines[1:end] if ln.lstrip().startswith("#")]
@@ -75,7 +74,7 @@ def compose(fields: Mapping[str, str], text: str, existing: str | None = None) -
 def check_form(scripts_dir: Path, content: str, script_id: str, max_chars: int) -> tuple[Script | None, dict[str, list[str]]]:
     """Check would-be file content by the rules of `scripts check`; problems grouped by form field ('' = whole file)."""
     path = Path(scripts_dir) / f"{script_id or 'new'}.md"
-    script, problems, _ = _scripts._check_content(path, content, max_chars)
+    script, problems, _ = check_content(path, content, max_chars)
     grouped: dict[str, list[str]] = {}
     for p in problems:
         key = p.field if p.field in (*FORM_FIELDS, "text") else ""

@@ -27,7 +27,7 @@ from outreach.tts.voices import ALL_VOICES, engine_of_voice, is_known_voice
 from outreach.yamlread import yaml_problem
 
 __all__ = ["FIELDS", "MIN_HANZI", "REQUIRED", "TOPICS", "Problem", "Script", "approval_hash", "approve_script",
-           "check_library", "load_library", "script_path"]
+           "check_content", "check_library", "load_library", "script_path", "split_front_matter", "yaml_scalar"]
 
 Topic = Literal["traffic", "anti_fraud"]
 Engine = Literal["neural", "espeak", "edge", "offline"]  # offline: render.offline_engine
@@ -195,7 +195,7 @@ def _decode(path: Path) -> tuple[str | None, list[Problem]]:
             "请把文件另存为 UTF-8"))]
 
 
-def _split(content: str) -> tuple[list[str], int] | str:
+def split_front_matter(content: str) -> tuple[list[str], int] | str:
     """Lines of `content` and the index of the closing '---', or what is wrong with the layout."""
     lines = content.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if lines[0].strip() != "---":
@@ -208,7 +208,7 @@ def _split(content: str) -> tuple[list[str], int] | str:
 
 def _body_line(content: str) -> int:
     """The file line (1-based) on which the body text starts, after the front matter and blank lines."""
-    split = _split(content)
+    split = split_front_matter(content)
     if isinstance(split, str):
         return 1
     lines, end = split
@@ -218,7 +218,7 @@ def _body_line(content: str) -> int:
 
 def _parse(path: Path, content: str) -> tuple[dict[Any, Any] | None, str, list[Problem]]:
     """Split `content` into its front matter fields and its body text."""
-    split = _split(content)
+    split = split_front_matter(content)
     if isinstance(split, str):
         return None, "", [Problem(path, "front_matter", split)]
     lines, end = split
@@ -349,7 +349,7 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
         return None, [Problem(path, "", f"广播稿无效（{exc.errors()[0]['msg']}）；请改正文件头")]
 
 
-def _check_content(path: Path, content: str, max_chars: int | None) -> tuple[Script | None, list[Problem], str | None]:
+def check_content(path: Path, content: str, max_chars: int | None) -> tuple[Script | None, list[Problem], str | None]:
     """Validate one file's text; also return its raw id (for duplicate checks)."""
     data, body, problems = _parse(path, content)
     if data is None:
@@ -378,7 +378,7 @@ def check_library(scripts_dir: Path, *, max_chars: int) -> tuple[list[Script], l
         content, problems = _decode(path)
         script, raw_id = None, None
         if content is not None:
-            script, problems, raw_id = _check_content(path, content, max_chars)
+            script, problems, raw_id = check_content(path, content, max_chars)
         if raw_id is not None:
             if raw_id in first_with_id:
                 problems.append(Problem(path, "id", (
@@ -417,7 +417,7 @@ def script_path(scripts_dir: Path, script_id: str) -> Path:
     return path
 
 
-def _yaml_scalar(value: str) -> str:
+def yaml_scalar(value: str) -> str:
     """`value` as a YAML scalar: bare when it reads back unchanged, else double-quoted."""
     try:
         if yaml.load(f"k: {value}", Loader=_Loader) == {"k": value}:
@@ -446,7 +446,7 @@ def approve_script(path: Path, *, by: str, on: date) -> Script:
     content, problems = _decode(path)
     script = None
     if content is not None:
-        script, problems, _ = _check_content(path, content, None)
+        script, problems, _ = check_content(path, content, None)
     if script is None or problems:
         raise ScriptError("\n".join(str(p) for p in problems))
     if script.approved:
@@ -454,11 +454,11 @@ def approve_script(path: Path, *, by: str, on: date) -> Script:
             f"{_display(path)}: 已由 {script.approved_by} 于 {script.approved_on} 批准，无需再批准")
     seal = script.content_hash
 
-    split = _split(content)
+    split = split_front_matter(content)
     assert not isinstance(split, str)  # the file parsed above
     lines, end = split
     front = lines[1:end]
-    for key, value in (("status", "approved"), ("approved_by", _yaml_scalar(by)), ("approved_on", on.isoformat()),
+    for key, value in (("status", "approved"), ("approved_by", yaml_scalar(by)), ("approved_on", on.isoformat()),
                        ("approval_hash", seal)):
         line = f"{key}: {value}"
         at = next((i for i, old in enumerate(front) if re.match(rf"{key}\s*:", old)), None)
@@ -469,7 +469,7 @@ def approve_script(path: Path, *, by: str, on: date) -> Script:
     eol = "\r\n" if "\r\n" in content else "\n"
     new_content = eol.join([lines[0], *front, *lines[end:]])
 
-    approved, problems, _ = _check_content(path, new_content, None)
+    approved, problems, _ = check_content(path, new_content, None)
     if approved is None or problems or not approved.approved or approved.approval_hash != seal:
         detail = "；".join(str(p) for p in problems) or "状态没有改变"
         raise ScriptError(f"{_display(path)}: 无法改写审核字段（{detail}）；请手工修改")

@@ -15,7 +15,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -40,8 +40,6 @@ from outreach.workspace import Loaded, plan
 DEFAULT_DAYS = 7
 CLOCK_SKEW_S = 30.0
 LOW_BUFFER_DAYS = 2
-# Tests only: a JSON file of [{village_id, date, slot, start}] moving chosen slots to a given instant.
-SLOT_OVERRIDES_ENV = "OUTREACH_TEST_SLOT_STARTS"
 _EVENT_STATUS = {EventKind.PLAYED: BroadcastStatus.PLAYED, EventKind.MISSED: BroadcastStatus.MISSED,
                  EventKind.FAILED: BroadcastStatus.FAILED, EventKind.INTERRUPTED: BroadcastStatus.INTERRUPTED}
 
@@ -162,12 +160,26 @@ def blob_path(loaded: Loaded, sha256: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _slot_overrides() -> dict[tuple[str, str, str], datetime]:
-    path = os.environ.get(SLOT_OVERRIDES_ENV)
-    if not path or not Path(path).is_file():
+SlotStarts = Mapping[tuple[str, str, str], datetime]
+
+
+def read_slot_starts(path: Path | None) -> dict[tuple[str, str, str], datetime]:
+    """Slot starts moved for a rehearsal (`serve --slot-starts FILE`): {(village_id, date, slot): start}.
+
+    FILE holds [{"village_id", "date", "slot", "start"}, ...], start an ISO instant with its offset.
+    It is read on every manifest request, so a drill can move slots while the server runs.
+    """
+    if path is None or not path.is_file():
         return {}
-    return {(o["village_id"], o["date"], o["slot"]): datetime.fromisoformat(o["start"])
-            for o in json.loads(Path(path).read_text(encoding="utf-8"))}
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+        found = {(o["village_id"], o["date"], o["slot"]): datetime.fromisoformat(o["start"]) for o in items}
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise StationError(f"{path}：无法读取演练用的开播时间（{exc}）；请写成 JSON 列表，每项含 village_id、date、"
+                           "slot 和带时区的 start") from None
+    if any(start.tzinfo is None for start in found.values()):
+        raise StationError(f"{path}：start 必须带时区，如 2026-12-01T06:30:00+08:00")
+    return found
 
 
 def _entry(prep: Prepared, start: datetime, store: Path, *, fallback: bool = False) -> ManifestEntry | None:
@@ -218,11 +230,13 @@ class ManifestBuild:
 
 
 def build_manifests(loaded: Loaded, stations: Sequence[tuple[str, str]], *, now: datetime,
-                    days: int = DEFAULT_DAYS, engine: Engine | None = None, broker_url: str = "") -> ManifestBuild:
+                    days: int = DEFAULT_DAYS, engine: Engine | None = None, broker_url: str = "",
+                    slot_starts: SlotStarts | None = None) -> ManifestBuild:
     """The manifests of `(station_id, village_id)` stations for today and the next `days - 1` days.
 
     Plans all their villages at once and joins each distinct program once. With
     `engine`, the programs are also logged `planned`, so gaps and coverage see them.
+    `slot_starts` moves chosen slots to another instant (a rehearsal; see read_slot_starts).
     """
     if not 1 <= days <= 31:
         raise StationError(f"days 须在 1 到 31 之间，而不是 {days}")
@@ -230,7 +244,7 @@ def build_manifests(loaded: Loaded, stations: Sequence[tuple[str, str]], *, now:
     end = today + timedelta(days=days - 1)
     villages = sorted({v for _, v in stations})
     result = plan(loaded, today, end, village_ids=villages)
-    overrides = _slot_overrides()
+    overrides = slot_starts or {}
     store = blob_dir(loaded)
     prepared = prepare_programs(loaded, result.programs)
     fallbacks = prepare_programs(loaded, [f for v in villages if (f := _fallback_program(loaded, v, today))])
@@ -338,4 +352,4 @@ def event_counts(engine: Engine, village_id: str) -> dict[str, int]:
 
 
 __all__ = ["add_station", "authenticate", "blob_path", "build_manifests", "ingest_events", "list_stations",
-           "new_event_id", "record_presence", "revoke_station", "store_blob", "sync_broker", "sha256_file"]
+           "read_slot_starts", "new_event_id", "record_presence", "revoke_station", "store_blob", "sync_broker", "sha256_file"]

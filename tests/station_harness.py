@@ -90,8 +90,8 @@ class Broker:
 class Server:
     """`outreach serve` on a free loopback port, as a subprocess."""
 
-    def __init__(self, workspace: Path, env: dict[str, str]) -> None:
-        self.workspace, self.env, self.port = workspace, env, free_port()
+    def __init__(self, workspace: Path, env: dict[str, str], *args: str) -> None:
+        self.workspace, self.env, self.args, self.port = workspace, env, args, free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -101,7 +101,7 @@ class Server:
     def start(self) -> None:
         log = (self.workspace / "serve.log").open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "outreach", "serve", "--port", str(self.port), "-w",
-                                      str(self.workspace)], env=self.env, stdout=log, stderr=log)
+                                      str(self.workspace), *self.args], env=self.env, stdout=log, stderr=log)
         wait_for("outreach serve", self._up, 60)
 
     def _up(self) -> bool:

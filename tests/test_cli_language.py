@@ -349,6 +349,7 @@ BROKEN = {
     "config-unknown-key": ("outreach.toml", "grace_s = 900", "grace_s = 900\ngrace_seconds = 1",
                            ["plan", "--from", "2026-12-01", "--to", "2026-12-01"]),
     "lexicon": ("audio_scripts/lexicon.tsv", "", "no-tab-here\n", ["tn", "骑车戴头盔"]),
+    "lexicon-in-check": ("audio_scripts/lexicon.tsv", "", "no-tab-here\n", ["scripts", "check"]),
 }
 
 

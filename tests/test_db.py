@@ -153,7 +153,7 @@ def test_datetimes_come_back_timezone_aware_utc(engine):
 
 
 def test_naive_datetimes_are_refused(engine):
-    with pytest.raises((ValueError, sa.exc.StatementError), match="naive"), db.session(engine) as s:
+    with pytest.raises((ValueError, sa.exc.StatementError), match="不带时区的时间"), db.session(engine) as s:
         s.add(Handout(market_id="m1", date=date(2024, 5, 3), topics="traffic", natural_key="k",
                       created_at=datetime(2024, 5, 3, 8, 0)))
         s.flush()

@@ -1,6 +1,6 @@
 """Village stations end to end: real Mosquitto, real `outreach serve`, stations as subprocesses (file output).
 
-Slots are moved to a few seconds ahead through OUTREACH_TEST_SLOT_STARTS; the
+Slots are moved to a few seconds ahead through `serve --slot-starts FILE`; the
 fake output plays 20x faster than real time and writes the decoded PCM.
 """
 
@@ -46,8 +46,8 @@ def county(tmp_path_factory: pytest.TempPathFactory, rendered_build: Path):
     slots = root / "slots.json"
     set_slots(slots, [])
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | broker.env() | {
-        "OUTREACH_TEST_SLOT_STARTS": str(slots), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    server = Server(ws, env)
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    server = Server(ws, env, "--slot-starts", str(slots))
     server.start()
     state = {"ws": ws, "root": root, "broker": broker, "server": server, "env": env, "slots": slots,
              "overrides": [], "stations": []}

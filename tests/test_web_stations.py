@@ -194,6 +194,8 @@ def test_alert_refused_clearly_when_broker_unreachable(rendered_workspace: Path,
     out = editor.post("/alerts", data={"csrf_token": token, "script": "fraud-96110", "scope": "village",
                                        "village": "dazhuang-01", "expires": "30m"})
     assert out.status_code == 400 and "连不上消息服务器" in out.text and str(port) in out.text
+    with session(engine) as s:  # nothing was sent, so no alert is left looking undelivered
+        assert s.scalar(sa.select(sa.func.count()).select_from(Alert)) == 0
 
 
 @pytest.mark.slow

@@ -13,9 +13,10 @@ import click
 
 from outreach.cli.base import ERROR, Workspace, cli, cli_date, county_today, echo_json, warn, with_workspace
 from outreach.config import TIMEZONE
-from outreach.errors import ScriptError
+from outreach.errors import ScriptError, TextNormError
 from outreach.labels import SCRIPT_STATUS, TOPIC, label
 from outreach.scripts import approve_script, check_library, script_path
+from outreach.textnorm import load_lexicon
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -43,11 +44,17 @@ def check(ws: Workspace) -> None:
         if script.review_note:
             click.echo(f"{script.path.relative_to(ws.path) if script.path.is_relative_to(ws.path) else script.path}: "
                        f"{script.review_note}")
-    if problems:
-        for problem in problems:
-            click.echo(str(problem))
-        files = len({p.path for p in problems})
-        click.echo(f"{ERROR}{files} 个文件里有 {len(problems)} 个问题；改好后再运行", err=True)
+    lines = [str(problem) for problem in problems]
+    files = {p.path for p in problems}
+    try:  # the lexicon is read at every render: a broken line there stops them all
+        load_lexicon(ws.config.lexicon_path)
+    except TextNormError as exc:
+        lines.append(str(exc))
+        files.add(ws.config.lexicon_path)
+    if lines:
+        for line in lines:
+            click.echo(line)
+        click.echo(f"{ERROR}{len(files)} 个文件里有 {len(lines)} 个问题；改好后再运行", err=True)
         raise SystemExit(1)
     approved = sum(s.approved for s in found)
     edited = sum(s.edited_after_approval for s in found)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import click
 
@@ -27,8 +28,10 @@ def _store(ws: Workspace):  # type: ignore[no-untyped-def]
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP 端口。")
 @click.option("--https-only/--no-https-only", default=None,
               help="在 HTTPS 反向代理后面时使用：Secure 会话 Cookie 和 HSTS（默认：outreach.toml 的 [web] https_only）。")
+@click.option("--slot-starts", type=click.Path(dir_okay=False, path_type=Path), hidden=True,
+              help="演练用：JSON 文件，把某些村某天某时段的开播时间改到文件里写的时刻（村广播站的节目单随之改变）。")
 @with_workspace
-def serve(host: str, port: int, https_only: bool | None, ws: Workspace) -> None:
+def serve(host: str, port: int, https_only: bool | None, slot_starts: Path | None, ws: Workspace) -> None:
     """为本工作区运行网页管理后台（中文）。"""
     import uvicorn
 
@@ -42,7 +45,7 @@ def serve(host: str, port: int, https_only: bool | None, ws: Workspace) -> None:
     except OutreachError as exc:
         warn(f"村镇名录没有载入数据库（{exc}）；页面只显示数据库里已有的内容")
         engine = None
-    app = create_app(config, engine=engine, https_only=https_only)
+    app = create_app(config, engine=engine, https_only=https_only, slot_starts=slot_starts)
     if not _store(ws).users():
         warn("还没有用户，谁都无法登录；请先添加一个：\n"
              f"  outreach user add 姓名 --role admin -w {config.workspace}")

@@ -88,3 +88,7 @@ def install() -> None:
             module._ = gettext  # type: ignore[attr-defined]
         if hasattr(module, "ngettext"):
             module.ngettext = ngettext  # type: ignore[attr-defined]
+    # A type's name is its metavar in --help (--port INTEGER) and its word in "不是有效的{number_type}".
+    for param_type, name in ((click.INT, "整数"), (click.FLOAT, "数字"), (click.STRING, "文字"),
+                             (click.IntRange, "整数"), (click.FloatRange, "数字")):
+        param_type.name = name

@@ -156,13 +156,15 @@ def _https_only_setting(config: Config) -> bool:
 
 
 def create_app(config: Config, *, now: Callable[[], datetime] | None = None,
-               engine: Engine | None = None, https_only: bool | None = None) -> FastAPI:
+               engine: Engine | None = None, https_only: bool | None = None,
+               slot_starts: Path | None = None) -> FastAPI:
     """The dashboard for one workspace.
 
     `now` is the clock (timezone-aware; default: Asia/Shanghai wall time). The
     database is opened (and migrated to the newest schema) here; pass `engine`
     to reuse one. `https_only` (default: `[web] https_only` in outreach.toml)
     marks the session cookie Secure and sends HSTS, for a dashboard behind HTTPS.
+    `slot_starts` is a rehearsal file moving chosen station slots (outreach.stations.read_slot_starts).
     Raises OutreachError if the database or secret cannot be set up.
     """
     from outreach.db import make_engine, upgrade
@@ -174,6 +176,7 @@ def create_app(config: Config, *, now: Callable[[], datetime] | None = None,
     ctx = Context(
         config=config, engine=engine, users=UserStore(config.workspace / USERS_FILE),
         limiter=LoginLimiter(), templates=_templates(), now=now or shanghai_now, https_only=secure,
+        slot_starts=slot_starts,
     )
     app = FastAPI(title="outreach", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -71,6 +72,7 @@ class Context:
     templates: Jinja2Templates
     now: Callable[[], datetime]
     https_only: bool = False
+    slot_starts: Path | None = None  # a rehearsal's moved slot starts for village stations (serve --slot-starts)
 
     def local_now(self) -> datetime:
         """The injected clock, in Asia/Shanghai time."""

@@ -13,7 +13,7 @@ from starlette.datastructures import FormData
 
 from outreach import review
 from outreach.errors import OutreachError
-from outreach.scripts import ENGINES, ID_PATTERN, TOPICS, Script
+from outreach.scripts import ENGINES, ID_PATTERN, TOPICS, Script, split_front_matter
 from outreach.textnorm import load_lexicon
 from outreach.tts.voices import ALL_VOICES
 from outreach.web import data
@@ -113,7 +113,7 @@ async def save_script(request: Request) -> Response:
     ctx = ctx_of(request)
     fields, text, base = _editor_values(form)
     if base is not None:  # an edit keeps its id; the form cannot rename a file
-        split = review._scripts._split(base)
+        split = split_front_matter(base)
         fields["id"] = next((ln.split(":", 1)[1].strip() for ln in (split[0] if not isinstance(split, str) else [])
                              if ln.startswith("id:")), fields["id"])
     existing = base

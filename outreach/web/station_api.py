@@ -24,7 +24,7 @@ from outreach.broker import load_broker_settings
 from outreach.models import Station
 from outreach.plan import TZ
 from outreach.station.protocol import AsRunEvent, StationError, check_sha
-from outreach.stations import authenticate, blob_path, build_manifests, ingest_events
+from outreach.stations import authenticate, blob_path, build_manifests, ingest_events, read_slot_starts
 
 log = logging.getLogger("outreach.station_api")
 MAX_EVENTS = 500
@@ -107,7 +107,8 @@ def manifest(request: Request, days: int = 7) -> Response:
         loaded = _cache.get(ctx.config)
         broker = load_broker_settings(ctx.config.workspace)
         built = build_manifests(loaded, [(station.id, station.village_id)], now=_clock(), days=days,
-                                engine=ctx.engine, broker_url=broker.url if broker else "")
+                                engine=ctx.engine, broker_url=broker.url if broker else "",
+                                slot_starts=read_slot_starts(ctx.slot_starts))
     except StationError as exc:
         return _error(400, str(exc))
     return Response(built.manifests[station.id].to_json(), media_type="application/json",
