@@ -42,10 +42,42 @@ def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 30.0, every
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-class Broker:
+def mark_station_villages(workspace: Path, villages: tuple[str, ...]) -> None:
+    """Make `villages` of the sample county `speaker: station` (registration refuses other villages)."""
+    path = workspace / "schedules" / "county.yaml"
+    text = path.read_text(encoding="utf-8")
+    for v in villages:
+        line = next(ln for ln in text.splitlines() if f"id: {v}," in ln)
+        text = text.replace(line, line.replace("speaker: networked", "speaker: station"))
+    path.write_text(text, encoding="utf-8")
+
+
+class _Child:
+    """A server subprocess of a test, logging to a file, started until `ready` and stopped with SIGTERM."""
+
+    stop_timeout_s = 10.0
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, argv: list[str], log_path: Path, what: str, ready: Callable[[], bool], timeout_s: float,
+               env: dict[str, str] | None = None) -> None:
+        log = log_path.open("ab")
+        self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+        wait_for(what, ready, timeout_s)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=self.stop_timeout_s)
+        self.proc = None
+
+
+class Broker(_Child):
     """A private Mosquitto whose password and ACL files the outreach server rewrites."""
 
     def __init__(self, folder: Path) -> None:
+        super().__init__()
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -57,7 +89,6 @@ class Broker:
         (folder / "mosquitto.conf").write_text(
             f"user root\nlistener {self.port} 127.0.0.1\nallow_anonymous false\npassword_file {self.pw}\n"
             f"acl_file {self.acl}\npid_file {self.pid_file}\npersistence false\n")
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -69,9 +100,8 @@ class Broker:
                 "OUTREACH_BROKER_ACL_FILE": str(self.acl), "OUTREACH_BROKER_PID_FILE": str(self.pid_file)}
 
     def start(self) -> None:
-        log = (self.folder / "mosquitto.log").open("ab")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.folder / "mosquitto.conf")], stdout=log, stderr=log)
-        wait_for("mosquitto to listen", self._listening, 10)
+        self._spawn([MOSQUITTO, "-c", str(self.folder / "mosquitto.conf")], self.folder / "mosquitto.log",
+                    "mosquitto to listen", self._listening, 10)
 
     def _listening(self) -> bool:
         try:
@@ -80,29 +110,23 @@ class Broker:
         except OSError:
             return False
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc = None
 
-
-class Server:
+class Server(_Child):
     """`outreach serve` on a free loopback port, as a subprocess."""
 
+    stop_timeout_s = 20.0
+
     def __init__(self, workspace: Path, env: dict[str, str], *args: str) -> None:
+        super().__init__()
         self.workspace, self.env, self.args, self.port = workspace, env, args, free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        log = (self.workspace / "serve.log").open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "outreach", "serve", "--port", str(self.port), "-w",
-                                      str(self.workspace), *self.args], env=self.env, stdout=log, stderr=log)
-        wait_for("outreach serve", self._up, 60)
+        self._spawn([sys.executable, "-m", "outreach", "serve", "--port", str(self.port), "-w", str(self.workspace),
+                     *self.args], self.workspace / "serve.log", "outreach serve", self._up, 60, env=self.env)
 
     def _up(self) -> bool:
         assert self.proc is not None and self.proc.poll() is None, (self.workspace / "serve.log").read_text()[-3000:]
@@ -111,12 +135,6 @@ class Server:
                 return True
         except OSError:
             return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-        self.proc = None
 
 
 def cli(workspace: Path, env: dict[str, str], *args: str) -> Any:

@@ -13,13 +13,13 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from station_harness import (
-    TZ, Broker, Server, StationProc, at, cli, db_rows, set_slots, wait_for,
+    TZ, Broker, Server, StationProc, at, cli, db_rows, mark_station_villages, set_slots, wait_for,
 )
 from conftest import copy_workspace
 
@@ -35,12 +35,7 @@ def county(tmp_path_factory: pytest.TempPathFactory, rendered_build: Path):
     root = tmp_path_factory.mktemp("stations")
     ws = copy_workspace(root / "ws")
     shutil.copytree(rendered_build, ws / "build")
-    county_yaml = ws / "schedules" / "county.yaml"
-    text = county_yaml.read_text(encoding="utf-8")
-    for v in STATION_VILLAGES:
-        line = next(ln for ln in text.splitlines() if f"id: {v}," in ln)
-        text = text.replace(line, line.replace("speaker: networked", "speaker: station"))
-    county_yaml.write_text(text, encoding="utf-8")
+    mark_station_villages(ws, STATION_VILLAGES)
     broker = Broker(root / "broker")
     broker.start()
     slots = root / "slots.json"

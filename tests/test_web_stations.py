@@ -34,7 +34,7 @@ from outreach.stations import add_station, hash_token
 from outreach.web import create_app
 from outreach.web.auth import USERS_FILE, UserStore
 from outreach.workspace import load, open_database
-from station_harness import Broker, free_port, wait_for
+from station_harness import Broker, free_port, mark_station_villages, wait_for
 
 TZ = ZoneInfo("Asia/Shanghai")
 PASSWORD = "qinghe-2026"
@@ -66,23 +66,13 @@ def _csrf(client: TestClient, path: str) -> str:
     return CSRF.search(page.text).group(1)  # type: ignore[union-attr]
 
 
-def _stations_yaml(ws: Path) -> None:
-    """Mark STATION_VILLAGES `speaker: station` (registration refuses other villages)."""
-    path = ws / "schedules" / "county.yaml"
-    text = path.read_text(encoding="utf-8")
-    for v in STATION_VILLAGES:
-        line = next(ln for ln in text.splitlines() if f"id: {v}," in ln)
-        text = text.replace(line, line.replace("speaker: networked", "speaker: station"))
-    path.write_text(text, encoding="utf-8")
-
-
 @pytest.fixture
 def make_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:  # type: ignore[type-arg]
     engines = []
 
     def make(ws: Path, now: datetime):  # type: ignore[no-untyped-def]
         monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'web.db'}")
-        _stations_yaml(ws)
+        mark_station_villages(ws, STATION_VILLAGES)
         loaded = load(load_config(ws))
         engine = open_database(loaded)  # loads villages and townships into the database
         engines.append(engine)
