@@ -101,6 +101,13 @@ def _alembic_config(connection: sa.Connection) -> AlembicConfig:
 _ALEMBIC_LOCK = threading.Lock()
 
 
+def open_migrated(url: str) -> Engine:
+    """An engine for `url` whose schema is at the newest migration (see make_engine and upgrade)."""
+    engine = make_engine(url)
+    upgrade(engine)
+    return engine
+
+
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest migration; a no-op if it is already there.
 

@@ -32,7 +32,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from outreach import claims, players
 from outreach.config import Config, load_config
-from outreach.db import make_engine, session, upgrade
+from outreach.db import make_engine, open_migrated, session
 from outreach.deliver import mark_missed_programs, plan_programs, slot_day
 from outreach.export import export_days
 from outreach.models import Broadcast, BroadcastStatus
@@ -200,8 +200,7 @@ def build_scheduler(config: Config, *, blocking: bool, engine: sa.Engine | None 
     suspended reaches the missed listener on its own.
     """
     if engine is None:
-        engine = make_engine(config.resolved_database_url())
-        upgrade(engine)
+        engine = open_migrated(config.resolved_database_url())
     cls = BlockingScheduler if blocking else BackgroundScheduler
     return cls(
         timezone=TZ,
@@ -390,8 +389,7 @@ def list_jobs(config: Config) -> list[dict[str, str | None]]:
     Reads the job store without starting a scheduler, so listing never runs
     or reschedules a job.
     """
-    engine = make_engine(config.resolved_database_url())
-    upgrade(engine)
+    engine = open_migrated(config.resolved_database_url())
     store = SQLAlchemyJobStore(engine=engine)
     store.start(BackgroundScheduler(timezone=TZ), "default")
     try:

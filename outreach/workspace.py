@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from outreach.campaigns import Campaign, load_campaigns
 from outreach.config import Config
-from outreach.db import make_engine, session, sync_registry, upgrade
+from outreach.db import open_migrated, session, sync_registry
 from outreach.plan import PlanResult, Program, build_programs
 from outreach.records import BroadcastPlan
 from outreach.registry import Registry, load_registry
@@ -80,8 +80,7 @@ def broadcast_plans(programs: Iterable[Program], *, airable_only: bool = False) 
 
 def open_database(loaded: Loaded, url: str | None = None) -> Engine:
     """The project database (or the one at `url`, e.g. the demo's), migrated, with the registry mirrored in."""
-    engine = make_engine(url or loaded.config.resolved_database_url())
-    upgrade(engine)
+    engine = open_migrated(url or loaded.config.resolved_database_url())
     registry = loaded.registry
     with session(engine) as s:
         sync_registry(s, townships=registry.townships.values(), villages=registry.villages.values(),

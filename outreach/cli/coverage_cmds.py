@@ -99,8 +99,7 @@ def _open(ws: Workspace, campaign_id: str | None) -> Iterator[_Context]:
     if loaded is not None:
         engine = open_database(loaded)
     else:
-        engine = db.make_engine(config.resolved_database_url())
-        db.upgrade(engine)
+        engine = db.open_migrated(config.resolved_database_url())
     targets: list[str] = []
     scripts: list[str] = []
     windows: dict[str, tuple[dt.date | None, dt.date | None]] = {}

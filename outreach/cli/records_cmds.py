@@ -33,8 +33,7 @@ def _open(ws: Workspace) -> Iterator[tuple[Session, Registry | None]]:
     if loaded is not None:
         engine = open_database(loaded)
     else:
-        engine = db.make_engine(ws.config.resolved_database_url())
-        db.upgrade(engine)
+        engine = db.open_migrated(ws.config.resolved_database_url())
     try:
         with db.session(engine) as s:
             yield s, loaded.registry if loaded is not None else None

@@ -6,7 +6,6 @@ import difflib
 import unicodedata
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import click
@@ -17,9 +16,6 @@ from outreach.errors import ScriptError, TextNormError
 from outreach.labels import SCRIPT_STATUS, TOPIC, label
 from outreach.scripts import approve_script, check_library, script_path
 from outreach.textnorm import load_lexicon
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
 
 APPROVER_ROLES = ("reviewer", "admin")
 
@@ -125,12 +121,13 @@ def check_approver(ws: Workspace, by: str) -> str:
 def approve(ws: Workspace, script_id: str, by: str, on_text: str | None) -> None:
     """批准草稿 ID 可以播出；--by 必须是已登记的审核人。"""
     from outreach import review
+    from outreach.db import open_migrated
     from outreach.records import check_name
 
     by = check_approver(ws, check_name(by, "--by"))
     day = cli_date(on_text, "--on") if on_text is not None else county_today()
     path = find_script(ws.config.scripts_dir, script_id)
-    engine = _review_database(ws)
+    engine = open_migrated(ws.config.resolved_database_url())  # it holds the review trail
     try:
         # The browser's rule: whoever drafted or last edited a script may not approve it.
         review.refuse_own(engine, path.stem, by, "批准")
@@ -140,12 +137,3 @@ def approve(ws: Workspace, script_id: str, by: str, on_text: str | None) -> None
     finally:
         engine.dispose()
     click.echo(f"已批准：{script.id}，批准人 {script.approved_by}，日期 {script.approved_on}")
-
-
-def _review_database(ws: Workspace) -> Engine:
-    """The workspace database, migrated: it holds the scripts' review trail (who drafted and edited what)."""
-    from outreach.db import make_engine, upgrade
-
-    engine = make_engine(ws.config.resolved_database_url())
-    upgrade(engine)
-    return engine

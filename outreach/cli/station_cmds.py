@@ -81,11 +81,10 @@ def station_run(ctx: click.Context) -> None:
 @with_workspace
 def stations_list(as_json: bool, ws: Workspace) -> None:
     """列出广播站：是否在线、最后联系时间、缓存到哪天、时钟偏差、版本和警告。"""
-    from outreach.db import make_engine, upgrade
+    from outreach.db import open_migrated
     from outreach.stations import list_stations
 
-    engine = make_engine(ws.config.resolved_database_url())
-    upgrade(engine)
+    engine = open_migrated(ws.config.resolved_database_url())
     rows = list_stations(engine, now=_now())
     if as_json:
         echo_json(rows)
@@ -136,10 +135,9 @@ def alert_send(script_id: str, county: bool, townships: tuple[str, ...], village
 def alert_status_cmd(alert_id: str, as_json: bool, ws: Workspace) -> None:
     """哪些广播站收到并播出了 ALERT_ID，用了多长时间。"""
     from outreach.alerts import alert_status
-    from outreach.db import make_engine, upgrade
+    from outreach.db import open_migrated
 
-    engine = make_engine(ws.config.resolved_database_url())
-    upgrade(engine)
+    engine = open_migrated(ws.config.resolved_database_url())
     out = alert_status(engine, alert_id)
     if as_json:
         echo_json(out)

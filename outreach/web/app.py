@@ -167,11 +167,10 @@ def create_app(config: Config, *, now: Callable[[], datetime] | None = None,
     `slot_starts` is a rehearsal file moving chosen station slots (outreach.stations.read_slot_starts).
     Raises OutreachError if the database or secret cannot be set up.
     """
-    from outreach.db import make_engine, upgrade
+    from outreach.db import open_migrated
 
     if engine is None:
-        engine = make_engine(config.resolved_database_url())
-        upgrade(engine)
+        engine = open_migrated(config.resolved_database_url())
     secure = _https_only_setting(config) if https_only is None else https_only
     ctx = Context(
         config=config, engine=engine, users=UserStore(config.workspace / USERS_FILE),
