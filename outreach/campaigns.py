@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from outreach.registry import Registry
     from outreach.scripts import Script
 
-__all__ = ["Campaign", "Targets", "load_campaigns"]
+__all__ = ["Campaign", "CampaignProblem", "Targets", "load_campaigns"]
 
 
 class Targets(BaseModel):
@@ -150,9 +150,18 @@ def _model_problems(exc: ValidationError) -> list[tuple[str, str]]:
     return out
 
 
-def _field_line(where: str, field: str, message: str) -> str:
-    """One problem line: `path:LINE: 宣传活动 'x'，字段 'from'：message` (no field part for a whole-entry problem)."""
-    return f"{where}，字段 '{field}'：{message}" if field else f"{where}：{message}"
+class CampaignProblem(NamedTuple):
+    """One problem of campaigns.yaml, as load_campaigns reports it."""
+
+    campaign: str | None  # the campaign's id; None when the entry has none, or for the file as a whole
+    field: str | None     # e.g. "from" or "targets.townships"; None for the whole entry
+    message: str          # what is wrong and the fix
+    text: str             # the line shown to users: `path:LINE: 宣传活动 'x'，字段 'from'：message`
+
+
+def _problem(where: str, campaign: str | None, field: str | None, message: str) -> CampaignProblem:
+    text = f"{where}，字段 '{field}'：{message}" if field else f"{where}：{message}"
+    return CampaignProblem(campaign, field, message, text)
 
 
 def _cross_problems(c: Campaign, registry: Registry, scripts: Mapping[str, Script]) -> list[tuple[str, str]]:
@@ -190,37 +199,36 @@ def load_campaigns(path: Path, registry: Registry, scripts: Mapping[str, Script]
     """
     path = Path(path)
     entries, lines = _parse(path, _read_text(path))
-    problems: list[str] = []
+    problems: list[CampaignProblem] = []
     campaigns: list[Campaign] = []
     seen: dict[str, int] = {}
     for index, (entry, line) in enumerate(zip(entries, lines, strict=True)):
-        label = f"第 {index + 1} 个宣传活动"
-        if isinstance(entry, dict) and entry.get("id"):
-            label = f"宣传活动 '{entry['id']}'"
+        ident = str(entry["id"]) if isinstance(entry, dict) and entry.get("id") else None
+        label = f"宣传活动 '{ident}'" if ident else f"第 {index + 1} 个宣传活动"
         where = f"{path}:{line}: {label}"
         if not isinstance(entry, dict):
-            problems.append(f"{where}：须为“键: 值”的映射（id、name、scripts 等）")
+            problems.append(_problem(where, None, None, "须为“键: 值”的映射（id、name、scripts 等）"))
             continue
         try:
             campaign = Campaign.model_validate(entry)
         except ValidationError as exc:
-            problems.extend(_field_line(where, f, m) for f, m in _model_problems(exc))
+            problems.extend(_problem(where, ident, f, m) for f, m in _model_problems(exc))
             continue
-        problems.extend(_field_line(where, f, m) for f, m in _cross_problems(campaign, registry, scripts))
+        problems.extend(_problem(where, ident, f, m) for f, m in _cross_problems(campaign, registry, scripts))
         if campaign.id in seen:
-            problems.append(_field_line(where, "id", f"编号重复（第一次出现在第 {seen[campaign.id]} 行）；请改掉其中一个"))
+            problems.append(_problem(where, ident, "id",
+                                     f"编号重复（第一次出现在第 {seen[campaign.id]} 行）；请改掉其中一个"))
         seen.setdefault(campaign.id, line)
         campaigns.append(campaign)
     # Counted from the raw entries so a default campaign with another error still counts.
     defaults = [str(e.get("id", f"#{i + 1}")) for i, e in enumerate(entries)
                 if isinstance(e, dict) and e.get("default") is True]
-    if len(defaults) > 1:
-        problems.append(f"{path}: 字段 'default'：有 {len(defaults)} 个默认宣传活动（{'、'.join(defaults)}）；"
-                        "只能有一个写 `default: true`")
-    elif not defaults:
-        problems.append(f"{path}: 字段 'default'：没有默认宣传活动；请给一个常年播放的宣传活动"
-                        "加上 `default: true`")
+    message = (f"有 {len(defaults)} 个默认宣传活动（{'、'.join(defaults)}）；只能有一个写 `default: true`"
+               if len(defaults) > 1 else
+               "没有默认宣传活动；请给一个常年播放的宣传活动加上 `default: true`" if not defaults else "")
+    if message:
+        problems.append(CampaignProblem(None, "default", message, f"{path}: 字段 'default'：{message}"))
     if problems:
         head = f"{path}: 宣传活动有 {len(problems)} 处问题："
-        raise CampaignError("\n".join([head, *("  - " + p for p in problems)]))
+        raise CampaignError("\n".join([head, *("  - " + p.text for p in problems)]), problems)
     return campaigns

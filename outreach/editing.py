@@ -19,7 +19,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from outreach.campaigns import Campaign, load_campaigns
-from outreach.errors import OutreachError
+from outreach.errors import CampaignError, OutreachError
 from outreach.files import temp_dir, write_text_atomic
 from outreach.plan import build_programs
 from outreach.registry import FILES, SLOT_NAMES, Registry, load_registry
@@ -31,9 +31,6 @@ __all__ = [
 ]
 
 PREVIEW_MAX_DAYS = 14
-# A problem line of load_campaigns / load_registry: "path:LINE: 宣传活动 'c'，字段 'x'：message" or
-# "path:LINE: label.x：message".
-_FIELD = re.compile(r"字段\s*['「]([^'」]+)['」]\s*[:：]\s*(.*)$")
 # The planner's warning for a slot left silent.
 _SILENT = re.compile(r"没有可播")
 _VILLAGE_FIELD = re.compile(r"villages\[[^\]]+\]\.(\w+)(?:\.(\w+))?")
@@ -203,21 +200,12 @@ def _sort_problems(message: str, mine: Any, out: Checked, key_of: Any) -> None:
         out.other.append(line)
 
 
-def _about(ident: str) -> Any:
-    """Whether a problem line's label (the part before its field) names `ident`, quoted 'x' or 「x」."""
-    named = re.compile(rf"['「]{re.escape(ident)}['」]")
-    return lambda line: bool(named.search(re.split(r"(?:field|字段)\s*['「]", line, maxsplit=1)[0]))
-
-
-def _campaign_key(line: str) -> tuple[str, str] | None:
-    m = _FIELD.search(line)
-    if m is None:
-        return None
-    name = m[1].split(".")
+def _campaign_key(field: str | None) -> str | None:
+    """The form field of a campaigns.yaml field: targets.townships → townships, from → start; None: not on the form."""
+    name = (field or "").split(".")
     if name[0] == "targets" and len(name) > 1:
-        return name[1], m[2]
-    key = {"from": "start", "to": "end", "default": None}.get(name[0], name[0])
-    return (key, m[2]) if key else None
+        return name[1]
+    return {"from": "start", "to": "end", "default": None, "": None}.get(name[0], name[0])
 
 
 def check_campaigns(text: str, campaign_id: str, registry: Registry, scripts: Mapping[str, Any]) -> Checked:
@@ -229,8 +217,15 @@ def check_campaigns(text: str, campaign_id: str, registry: Registry, scripts: Ma
         try:
             out.campaigns = load_campaigns(path, registry, scripts)
         except OutreachError as exc:
-            _sort_problems(str(exc).replace(str(path), "campaigns.yaml"), _about(campaign_id), out,
-                           _campaign_key)
+            problems = exc.problems if isinstance(exc, CampaignError) else []
+            for p in problems:
+                key = _campaign_key(p.field) if p.campaign == campaign_id else None
+                if key:
+                    out.fields.setdefault(key, []).append(p.message)
+                else:
+                    out.other.append(p.text.replace(str(path), "campaigns.yaml"))
+            if not problems:  # a file-level error (YAML syntax, no list): it belongs to no field
+                _sort_problems(str(exc).replace(str(path), "campaigns.yaml"), lambda line: False, out, None)
     return out
 
 

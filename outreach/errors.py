@@ -4,6 +4,11 @@ Library code raises these; only the CLI and the web layer catch them. Every
 message names the file or field at fault and says what to do about it.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
 
 class OutreachError(Exception):
     """Base of every error that outreach reports to a user."""
@@ -46,7 +51,15 @@ class MarketRuleError(RegistryError):
 
 
 class CampaignError(OutreachError):
-    """A campaign refers to unknown ids or has invalid fields."""
+    """A campaign refers to unknown ids or has invalid fields.
+
+    `problems` holds them one by one (outreach.campaigns.CampaignProblem: campaign id, field,
+    message), so a form can put each beside its field; it is empty for a file-level error.
+    """
+
+    def __init__(self, message: str, problems: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
 
 
 class PlanError(OutreachError):
