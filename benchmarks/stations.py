@@ -88,7 +88,7 @@ def mqtt_benchmark(tmp: Path, n: int, rounds: int) -> None:
         ingest = time.perf_counter() - t0
         print(f"heartbeat ingest (listener -> database): {n * rounds} in {ingest:.2f} s = {n * rounds / ingest:,.0f}/s")
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-alert", protocol=mqtt.MQTTv5)
-        pub.username_pw_set(broker.settings.username, broker.settings.password)
+        pub.username_pw_set(broker.settings.alert_username, broker.settings.password)  # the listener has `username`
         pub.connect("127.0.0.1", broker.port)
         pub.loop_start()
         for sid in ids:

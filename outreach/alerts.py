@@ -101,7 +101,7 @@ def send_alert(engine: Engine, loaded: Loaded, broker: BrokerSettings, script_id
 @contextlib.contextmanager
 def _connected(broker: BrokerSettings) -> Iterator[Any]:
     """A connected paho client of the server, with its network loop running."""
-    client = server_client(broker, f"outreach-alert-{secrets.token_hex(4)}")
+    client = server_client(broker, role="alert")
     try:
         client.connect(broker.host, broker.port, keepalive=30)
     except OSError as exc:
@@ -133,8 +133,19 @@ def _publish(client: Any, broker: BrokerSettings, messages: Sequence[tuple[str, 
             raise StationError(f"紧急插播发布失败：{mqtt.error_string(info.rc)}")
 
 
+def alert_sent_to(s: Any, alert_id: str, station_id: str) -> Alert | None:
+    """The alert `alert_id` if it was sent to `station_id`, else None (a station acks only its own alerts)."""
+    alert = s.get(Alert, alert_id) if 0 < len(alert_id) <= 32 else None
+    if alert is None or station_id not in json.loads(alert.targets):
+        return None
+    return alert
+
+
 def record_alert_play(s: Any, alert_id: str, station_id: str, at: datetime) -> None:
-    """Note that `station_id` played `alert_id` at `at` (first report wins)."""
+    """Note that `station_id` played `alert_id` at `at` (first report wins); ignored for an alert not sent to it."""
+    if alert_sent_to(s, alert_id, station_id) is None:
+        log.warning("村广播站 %s 报告播出了没有发给它的紧急插播 %s，已忽略", station_id, alert_id[:40])
+        return
     row = s.get(AlertDelivery, (alert_id, station_id))
     if row is None:
         row = AlertDelivery(alert_id=alert_id, station_id=station_id, delivered_at=at, played_at=at)
@@ -146,7 +157,7 @@ def record_alert_play(s: Any, alert_id: str, station_id: str, at: datetime) -> N
 
 def record_delivered(engine: Engine, alert_id: str, station_id: str, at: datetime) -> None:
     with session(engine) as s:
-        if s.get(Alert, alert_id) is None:
+        if alert_sent_to(s, alert_id, station_id) is None:
             return
         row = s.get(AlertDelivery, (alert_id, station_id))
         if row is None:
@@ -189,7 +200,7 @@ class ControlListener:
     def start(self) -> None:
         import paho.mqtt.client as mqtt
 
-        client = server_client(self.broker, f"outreach-server-{secrets.token_hex(4)}")
+        client = server_client(self.broker)
         client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(
             [(f"{TOPIC_ROOT}/+/{leaf.value}", 1) for leaf in (Leaf.STATUS, Leaf.HEARTBEAT, Leaf.ACK)])
         client.on_message = self._on_message

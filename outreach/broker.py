@@ -7,6 +7,12 @@ On every registration or revocation the server rewrites both atomically,
 keeping the old files' owner and mode (Mosquitto drops to its own user and
 must still read them), then sends SIGHUP to the broker's pid file: Mosquitto
 reloads both files and disconnects clients whose credentials went away.
+
+The broker must run with `use_username_as_clientid true` on its listener: the
+client id is then the user name, so one station cannot take over another's
+session (Mosquitto drops the older client of a client id). The server
+therefore logs in under one user name per role (`alert_username` for the
+alert sender), so its listener and an alert being sent never share a client id.
 Any MQTT 3.1.1/5 broker with a file-based or dynamic-security backend can
 take the same role; only `reload_broker` is Mosquitto-specific.
 """
@@ -45,6 +51,15 @@ class BrokerSettings:
     pid_file: Path | None = None
 
     @property
+    def alert_username(self) -> str:
+        """The server's second account (same password), for alerts sent while the listener is connected.
+
+    With `use_username_as_clientid`, two clients of one user name would knock each
+    other off; tools that watch the broker by hand log in under this name too.
+    """
+        return f"{self.username}-alert"
+
+    @property
     def host(self) -> str:
         return urlsplit(self.url).hostname or "127.0.0.1"
 
@@ -63,7 +78,7 @@ def load_broker_settings(workspace: Path) -> BrokerSettings | None:
     if path.is_file():
         try:
             data = dict(tomllib.loads(path.read_text(encoding="utf-8")).get("broker", {}))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
             raise StationError(f"{path}：不是有效的 TOML（{exc}）；请修正语法") from exc
         unknown = sorted(set(data) - set(_ENV))
         if unknown:
@@ -90,7 +105,8 @@ def mosquitto_hash(password: str, *, salt: bytes | None = None) -> str:
 def acl_text(server_user: str) -> str:
     """The ACL: the server reads and writes every station topic; each station only its own leaves."""
     lines = ["# 由 outreach（outreach/broker.py）生成；手工修改会被覆盖。",
-             f"user {server_user}", f"topic readwrite {TOPIC_ROOT}/#", ""]
+             f"user {server_user}", f"topic readwrite {TOPIC_ROOT}/#", "",
+             f"user {server_user}-alert", f"topic readwrite {TOPIC_ROOT}/#", ""]
     lines += [f"pattern write {TOPIC_ROOT}/%u/{leaf.value}" for leaf in STATION_WRITES]
     lines += [f"pattern read {TOPIC_ROOT}/%u/{leaf.value}" for leaf in STATION_READS]
     return "\n".join(lines) + "\n"
@@ -118,7 +134,8 @@ def write_auth_files(settings: BrokerSettings, stations: Iterable[tuple[str, str
     """
     if settings.password_file is None or settings.acl_file is None:
         return False
-    lines = [f"{settings.username}:{server_hash}"] + [f"{sid}:{h}" for sid, h in sorted(stations)]
+    lines = [f"{settings.username}:{server_hash}", f"{settings.alert_username}:{server_hash}"]
+    lines += [f"{sid}:{h}" for sid, h in sorted(stations)]
     _write_keeping_owner(settings.password_file, "\n".join(lines) + "\n")
     _write_keeping_owner(settings.acl_file, acl_text(settings.username))
     return True
@@ -137,10 +154,15 @@ def reload_broker(settings: BrokerSettings) -> bool:
     return True
 
 
-def server_client(settings: BrokerSettings, client_id: str, *, clean: bool = True):  # type: ignore[no-untyped-def]
-    """A paho-mqtt (MQTT 5) client logged in as the server; not yet connected."""
+def server_client(settings: BrokerSettings, *, role: str = "listener"):  # type: ignore[no-untyped-def]
+    """A paho-mqtt (MQTT 5) client logged in as the server; not yet connected.
+
+    `role` "listener" (the one long-lived subscriber of `outreach serve`) or "alert"
+    (a short-lived publisher). The client id is the user name, as the broker enforces it.
+    """
     import paho.mqtt.client as mqtt
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.username_pw_set(settings.username, settings.password)
+    username = settings.alert_username if role == "alert" else settings.username
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5)
+    client.username_pw_set(username, settings.password)
     return client

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from outreach.dates import TextDate
 from outreach.errors import CampaignError
-from outreach.yamlread import construct_timestamp, describe_error, yaml_problem
+from outreach.yamlread import GuardedLoader, construct_timestamp, describe_error, yaml_problem
 
 if TYPE_CHECKING:
     from outreach.registry import Registry
@@ -85,7 +85,7 @@ def _read_text(path: Path) -> str:
         ) from exc
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(GuardedLoader):
     """SafeLoader that keeps an impossible date such as 2026-02-30 as text, so validation names its campaign."""
 
 
@@ -96,7 +96,7 @@ def _parse(path: Path, text: str) -> tuple[list[Any], list[int]]:
     """Return the campaign entries and the line number of each."""
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
-        root = yaml.compose(text)
+        root = yaml.compose(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""

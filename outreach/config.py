@@ -6,9 +6,12 @@ import os
 import re
 import tomllib
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
+)
 
 from outreach.errors import ConfigError
 from outreach.yamlread import describe_error
@@ -108,10 +111,38 @@ MAX_PLAYER_TIMEOUT_S = 4 * 3600
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
+# Programs that run an argument as code (sh -c '...', python -c, perl -e), with the option letters that do it.
+# A player's placeholders carry names typed by people (village names); they must never become code.
+_INLINE_CODE = (
+    (re.compile(r"(?:ba|da|z|k|mk|a|c|tc|ya|rba|lk)?sh|fish|busybox|toybox"), "c"),
+    (re.compile(r"(?:python|pypy)[0-9.]*"), "c"),
+    (re.compile(r"(?:perl|ruby|lua|luajit)[0-9.]*|node(?:js)?|deno|bun"), "eE"),
+    (re.compile(r"php[0-9.]*"), "r"),
+    (re.compile(r"env"), "S"),  # env -S 'sh -c …' splits one argument into a command line
+)
+_SCRIPT_FIX = ('请把命令写进一个脚本文件（如 /usr/local/bin/play-horn.sh，脚本里用 "$1" 取节目文件，'
+               'chmod +x 后），再写 ["/usr/local/bin/play-horn.sh", "{file}"]')
+
+
+def _runs_code(value: list[str]) -> str | None:
+    """The 'program option' pair that would run a later argument as code, if any (e.g. 'sh -c')."""
+    for i, arg in enumerate(value):
+        program = arg.rsplit("/", 1)[-1]
+        for pattern, letters in _INLINE_CODE:
+            if pattern.fullmatch(program):
+                flag = next((j for j in range(i + 1, len(value)) if re.fullmatch(
+                    rf"-[A-Za-z]*[{letters}][A-Za-z]*|--(?:command|eval|split-string)(?:=.*)?", value[j])), None)
+                if flag is not None:
+                    return " ".join([program, *value[i + 1:flag + 1]])
+    return None
+
+
 def check_player(value: Any) -> list[str]:
     """A player command: a non-empty list of non-empty strings naming {file}, no unknown placeholders.
 
-    Raises ValueError with the fix; used for [deliver] player and per-village/township overrides.
+    The program (the first item) holds no placeholder, and no item makes a shell or interpreter run
+    a later item as code (`sh -c`, `bash -ec`, `python -c`), so a placeholder's value is only ever
+    an argument. Raises ValueError with the fix; used for [deliver] player and each [players] entry.
     """
     example = '["ffplay", "-nodisp", "-autoexit", "{file}"]'
     if not isinstance(value, list) or not value:
@@ -124,17 +155,61 @@ def check_player(value: Any) -> list[str]:
     if unknown:
         allowed = "、".join("{" + f + "}" for f in PLAYER_FIELDS)
         raise ValueError(f"未知的占位符 {{{unknown[0]}}}；只能用 {allowed}")
+    if _PLACEHOLDER.search(value[0]):
+        raise ValueError(f"第一项 {value[0]!r} 是要运行的程序，不能含占位符；请写程序的名字或完整路径，"
+                         f"占位符写在后面的参数里，如 {example}")
+    shell = _runs_code(value)
+    if shell is not None:
+        raise ValueError(f"不能用 '{shell}' 把文字当命令执行（村名等占位符会变成命令）；{_SCRIPT_FIX}")
     return value
 
 
 PlayerCommand = Annotated[list[str], BeforeValidator(check_player)]
+
+_PLAYER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+_NAME_EXAMPLE = ('在 outreach.toml 的 [players] 里给命令起个名字（如 ipcast = ["/opt/ipcast/bin/play", "{file}"]），'
+                 "这里只写名字（如 `player: ipcast`）")
+
+
+def check_player_name(value: Any) -> str:
+    """A player's name (a key of [players]): lowercase letters, digits, '-' and '_'.
+
+    Raises ValueError with the fix; a list (a command written in place) is refused, since commands
+    are defined only in outreach.toml, which no web form writes.
+    """
+    if isinstance(value, list):
+        raise ValueError(f"不能在这里直接写播放命令；请由管理员{_NAME_EXAMPLE}")
+    if not isinstance(value, str) or not _PLAYER_NAME.fullmatch(value):
+        raise ValueError(f"{value!r} 不是播放程序的名称；名称只能用小写字母、数字、'-' 和 '_'，"
+                         f"须是 outreach.toml 的 [players] 里定义过的（{_NAME_EXAMPLE}）")
+    return value
+
+
+PlayerName = Annotated[str, BeforeValidator(check_player_name)]
+
+
+def _default_player(value: Any) -> Any:
+    """[deliver] player: a command, or the name of one in [players]."""
+    return check_player_name(value) if isinstance(value, str) else check_player(value)
+
+
+def unknown_player(name: str, known: Iterable[str]) -> str:
+    """Why `name` is not a player, and the names there are (for messages)."""
+    names = sorted(known)
+    if not names:
+        return (f"播放程序名称 '{name}' 没有定义：outreach.toml 里还没有 [players]；请由管理员在那里定义，"
+                '如 [players] 下写 ffplay = ["ffplay", "-nodisp", "-autoexit", "{file}"]，或删掉这一项用默认的')
+    return (f"未知的播放程序名称 '{name}'；outreach.toml 的 [players] 里有：{'、'.join(names)}。"
+            "请写其中一个，或删掉这一项用默认的（所属乡镇的，或 [deliver] player）")
 
 
 class DeliverSettings(_Strict):
     """How programs reach loudspeakers: played at slot time or exported."""
 
     mode: Literal["play", "export"] = "play"
-    player: PlayerCommand = ["ffplay", "-nodisp", "-autoexit", "-loglevel", "error", "{file}"]
+    # The default player: a command, or the name of one in [players].
+    player: Annotated[list[str] | str, BeforeValidator(_default_player)] = [
+        "ffplay", "-nodisp", "-autoexit", "-loglevel", "error", "{file}"]
     player_timeout_s: float = Field(1800, gt=0, le=MAX_PLAYER_TIMEOUT_S, allow_inf_nan=False)
     grace_s: int = Field(900, ge=0, le=6 * 3600)
     export_hour: int = Field(20, ge=0, le=23)
@@ -174,8 +249,32 @@ class Config(_Strict):
     build_dir: str = "build"
     render: RenderSettings = RenderSettings()
     profile: MasteringProfile = MasteringProfile()
+    # Named players: the only commands county.yaml (and so the village form) may pick, by name.
+    players: dict[PlayerName, PlayerCommand] = Field(default_factory=dict)
     deliver: DeliverSettings = DeliverSettings()
     web: WebSettings = WebSettings()
+
+    @field_validator("deliver")
+    @classmethod
+    def _default_player_is_defined(cls, v: DeliverSettings, info: ValidationInfo) -> DeliverSettings:
+        players = info.data.get("players")
+        if isinstance(v.player, str) and players is not None and v.player not in players:
+            names = "、".join(sorted(players)) or "（还没有定义任何名称）"
+            raise ValueError(f"player = \"{v.player}\"：[players] 里没有这个名称（有：{names}）；"
+                             "请写其中一个，在 [players] 里定义它，或直接写命令列表")
+        return v
+
+    @property
+    def default_player(self) -> list[str]:
+        """[deliver] player as a command (a name there is looked up in [players])."""
+        p = self.deliver.player
+        return list(self.players[p]) if isinstance(p, str) else list(p)
+
+    def player_command(self, name: str) -> list[str]:
+        """The command of the player called `name` in [players]; ConfigError listing the names if unknown."""
+        if name not in self.players:
+            raise ConfigError(f"{self.workspace / CONFIG_NAME}: {unknown_player(name, self.players)}")
+        return list(self.players[name])
 
     @property
     def scripts_dir(self) -> Path:
@@ -212,15 +311,7 @@ def load_config(workspace: Path) -> Config:
     if not workspace.is_dir():
         raise ConfigError(f"{workspace}: 工作区文件夹不存在；请用 -w 目录 指定工作区，或运行 `outreach init 目录` 新建一个")
     path = workspace / CONFIG_NAME
-    data: dict = {}
-    if path.exists():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path}: 不是 UTF-8 编码（偏移 {exc.start} 处的字节无法识别）；请把文件另存为 UTF-8") \
-                from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(_toml_problem(path, exc)) from exc
+    data = read_toml(path) if path.exists() else {}
     try:
         return Config(workspace=workspace, **data)
     except ValidationError as exc:
@@ -229,6 +320,28 @@ def load_config(workspace: Path) -> Config:
         if first["type"] == "extra_forbidden":
             raise ConfigError(f"{path}: 键 '{field}'：未知的键；请删除它或检查拼写（见示例 outreach.toml）") from exc
         raise ConfigError(f"{path}: 键 '{field}'：{describe_error(first)}") from exc
+
+
+MAX_TOML_CHARS = 1_000_000  # outreach.toml is a page of settings; more is a mistake or an attack
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A hand-edited TOML file as a dict; too large, too deeply nested or broken files raise ConfigError with the fix."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: 不是 UTF-8 编码（偏移 {exc.start} 处的字节无法识别）；请把文件另存为 UTF-8") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: 无法读取（{exc.strerror}）；请检查文件权限") from exc
+    if len(text) > MAX_TOML_CHARS:
+        raise ConfigError(f"{path}: 文件太大（{len(text):,} 个字符，最多 {MAX_TOML_CHARS:,}）；请删减内容")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_toml_problem(path, exc)) from exc
+    except RecursionError as exc:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"{path}: 不是有效的 TOML：方括号或花括号嵌套得太深；请检查括号是否成对，设置文件不需要这么深") \
+            from exc
 
 
 # tomllib's complaints, and what they mean for a person editing outreach.toml.

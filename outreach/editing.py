@@ -8,11 +8,11 @@ import io
 import re
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -22,12 +22,12 @@ from outreach.campaigns import Campaign, load_campaigns
 from outreach.errors import CampaignError, OutreachError
 from outreach.files import temp_dir, write_text_atomic
 from outreach.plan import build_programs
-from outreach.registry import FILES, SLOT_NAMES, Registry, load_registry
+from outreach.registry import FILES, SLOT_NAMES, Registry, Village, load_registry
 
 __all__ = [
     "StaleFile", "CampaignValues", "VillageValues", "Checked", "PlanPreview", "stamp", "campaign_values",
     "village_values", "apply_campaign", "apply_village", "check_campaigns", "check_county", "preview_plan",
-    "save", "PREVIEW_MAX_DAYS", "campaign_entry", "village_entry",
+    "save", "PREVIEW_MAX_DAYS", "campaign_entry", "village_entry", "village_field_errors", "SPEAKERS",
 ]
 
 PREVIEW_MAX_DAYS = 14
@@ -276,18 +276,46 @@ def preview_plan(registry: Registry, campaigns: Sequence[Campaign], campaign_id:
 
 @dataclass
 class VillageValues:
-    """The editable part of a village: its own slot start times, speaker kind and player command."""
+    """The editable part of a village: its own slot start times, speaker kind and the name of its player."""
 
     slots: dict[str, str] = field(default_factory=dict)  # slot name -> "HH:MM" or "" for the county time
     speaker: str = "networked"
-    player: str = ""  # one command line; {file} marks the MP3
+    player: str = ""  # a name from outreach.toml [players]; "" for the township's or [deliver] player
+
+
+SPEAKERS: tuple[str, ...] = get_args(Village.model_fields["speaker"].annotation)
+_FORM_HHMM = re.compile(r"[0-9]{1,2}:[0-9]{2}")
 
 
 def village_values(registry: Registry, village_id: str) -> VillageValues:
     v = registry.villages[village_id]
     return VillageValues(slots={n: (v.slot_overrides[n].strftime("%H:%M") if n in v.slot_overrides else "")
                                 for n in SLOT_NAMES},
-                         speaker=v.speaker, player=" ".join(v.player or []))
+                         speaker=v.speaker, player=v.player or "")
+
+
+def village_field_errors(v: VillageValues, players: Collection[str]) -> dict[str, list[str]]:
+    """Form values outside their closed sets, by field, before any YAML is built from them.
+
+    The player must be one of `players` (outreach.toml [players]) or "" (the default): a form never
+    carries a command. The speaker must be a known kind; a slot time is HH:MM or "".
+    """
+    errors: dict[str, list[str]] = {}
+    if v.player and v.player not in players:
+        names = "、".join(sorted(players))
+        choices = f"「默认」或 {names}" if names else "「默认」（outreach.toml 里还没有定义 [players]）"
+        errors["player"] = [f"{v.player[:60]!r} 不是已定义的播放程序；只能从下拉框里选{choices}。"
+                            "播放命令只能由管理员在 outreach.toml 的 [players] 里定义"]
+    if v.speaker not in SPEAKERS:
+        errors["speaker"] = [f"未知的喇叭类型 {v.speaker[:40]!r}；只能是 {'、'.join(SPEAKERS)} 之一"]
+    for name in SLOT_NAMES:
+        t = v.slots.get(name, "").strip()
+        if t and not _FORM_HHMM.fullmatch(t):
+            errors[f"slot_{name}"] = [f"{t[:20]!r} 不是时刻；请写成 HH:MM，如 06:30，或留空用全县统一时间"]
+    unknown = sorted(set(v.slots) - set(SLOT_NAMES))
+    if unknown:
+        errors["slots"] = [f"未知的时段 {unknown[0][:20]!r}；只有 morning（早间）和 evening（晚间）"]
+    return errors
 
 
 def apply_village(text: str, village_id: str, v: VillageValues) -> str:
@@ -313,12 +341,8 @@ def apply_village(text: str, village_id: str, v: VillageValues) -> str:
             node["slots"] = target
     else:
         node.pop("slots", None)
-    player = v.player.split()
-    if player:
-        seq = CommentedSeq(player)
-        seq.fa.set_flow_style()
-        if list(node.get("player") or []) != player:
-            node["player"] = seq
+    if v.player.strip():
+        node["player"] = v.player.strip()  # a name; village_field_errors and check_county refuse anything else
     else:
         node.pop("player", None)
     return _dump(doc)
@@ -332,8 +356,12 @@ def _village_key(line: str) -> tuple[str, str] | None:
     return (f"slot_{m[2]}" if m[1] == "slots" and m[2] else m[1]), text
 
 
-def check_county(schedules_dir: Path, county_text: str, village_id: str) -> Checked:
-    """Validate would-be county.yaml with the CLI's registry loader, next to the other registry files."""
+def check_county(schedules_dir: Path, county_text: str, village_id: str, *,
+                 players: Collection[str] | None = None) -> Checked:
+    """Validate would-be county.yaml with the CLI's registry loader, next to the other registry files.
+
+    `players` are outreach.toml's player names; pass them so a `player:` naming another is refused.
+    """
     out = Checked()
     with temp_dir("edit") as tmp:
         for name in FILES:
@@ -341,7 +369,7 @@ def check_county(schedules_dir: Path, county_text: str, village_id: str) -> Chec
                 shutil.copy2(Path(schedules_dir) / name, Path(tmp) / name)
         (Path(tmp) / "county.yaml").write_text(county_text, encoding="utf-8")
         try:
-            out.registry = load_registry(Path(tmp))
+            out.registry = load_registry(Path(tmp), players=players)
         except OutreachError as exc:
             _sort_problems(str(exc).replace(str(tmp), str(schedules_dir)),
                            lambda line: f"villages[{village_id}]" in line, out, _village_key)

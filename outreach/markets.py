@@ -37,7 +37,7 @@ from borax.calendars.lunardate import MAX_SOLAR_DATE, MIN_SOLAR_DATE, LunarDate
 from outreach.dates import days
 from outreach.errors import MarketRuleError
 
-__all__ = ["Calendar", "MarketRule", "parse_rule", "lunar_day", "lunar_label", "ACCEPTED_FORMS"]
+__all__ = ["Calendar", "MarketRule", "parse_rule", "lunar_day", "lunar_label", "has_lunar_date", "ACCEPTED_FORMS"]
 
 Calendar = Literal["lunar", "gregorian"]
 
@@ -68,6 +68,11 @@ def lunar_day(day: date) -> int:
 def lunar_label(day: date) -> str:
     """The lunar month and day in Chinese, e.g. 闰六月初三 for 2025-07-27."""
     return _lunar(day).cn_md
+
+
+def has_lunar_date(day: date) -> bool:
+    """Whether the lunar calendar (borax) covers `day`; a Gregorian rule works on any date."""
+    return MIN_SOLAR_DATE <= day <= MAX_SOLAR_DATE
 
 
 def _lunar(day: date) -> LunarDate:

@@ -283,15 +283,33 @@ class Station(Base, table=True):
 
 
 class StationEvent(Base, table=True):
-    """An as-run event already ingested from a station: its id makes a repeated upload change nothing."""
+    """An as-run event already ingested from a station: its (station, id) makes a repeated upload change nothing.
+
+    Event ids are made on each station, so they are unique per station only.
+    """
 
     __tablename__ = "station_event"
 
     event_id: str = Field(primary_key=True, max_length=64)
-    station_id: str = Field(index=True, max_length=64)
+    station_id: str = Field(primary_key=True, index=True, max_length=64)
     kind: str = Field(max_length=16)
     at: dt.datetime = _utc()
     received_at: dt.datetime = _utc()
+
+
+class StationEventRejected(Base, table=True):
+    """A station event the server refused (unknown slot, campaign or alert, impossible time, malformed)."""
+
+    __tablename__ = "station_event_rejected"
+    __table_args__ = (sa.Index("ix_station_event_rejected_station", "station_id", "received_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    station_id: str = Field(max_length=64)
+    event_id: str = Field(default="", max_length=64)  # "" when the payload had no usable id
+    status: int = 400
+    reason: str = Field(sa_type=sa.Text)
+    received_at: dt.datetime = _utc()
+    payload: str = Field(default="", sa_type=sa.Text)  # a bounded copy of what was sent
 
 
 class Alert(Base, table=True):

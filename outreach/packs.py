@@ -278,6 +278,18 @@ def readme_text(item: PackItem, entries: Sequence[PackFile]) -> str:
     return "\ufeff" + "\r\n".join(lines) + "\r\n"
 
 
+def blocking_file(out_dir: Path, folder: str) -> str | None:
+    """Why `folder` cannot hold a pack: a file stands where it or a parent folder should be; else None."""
+    parts = PurePosixPath(folder).parts
+    for n in range(1, len(parts) + 1):
+        rel = "/".join(parts[:n])
+        path = out_dir / rel
+        if path.exists() and not path.is_dir():
+            return (f"这里应该是文件夹，但 {out_dir} 里的 {rel} 是一个文件，这个村的节目没有写入；"
+                    "请删除或改名这个文件后重新导出")
+    return None
+
+
 def _prune(out_dir: Path, folder: str, keep: set[str]) -> list[str]:
     """Delete program files in one village folder that this export did not write or keep."""
     removed = []
@@ -285,6 +297,8 @@ def _prune(out_dir: Path, folder: str, keep: set[str]) -> list[str]:
         names = sorted(p.name for p in inside(out_dir, folder).iterdir())
     except FileNotFoundError:
         return removed
+    except OSError as exc:
+        raise OutputError(describe_os_error(out_dir / folder, exc)) from exc
     for name in names:
         rel = f"{folder}/{name}"
         if _PACK_FILE.fullmatch(name) and rel not in keep:
@@ -294,6 +308,18 @@ def _prune(out_dir: Path, folder: str, keep: set[str]) -> list[str]:
                 raise OutputError(describe_os_error(out_dir / rel, exc)) from exc
             removed.append(rel)
     return removed
+
+
+def _write_sheets(here: Path, mine: list[PackFile], items: Sequence[PackItem] | None) -> None:
+    """A village folder's playlist.m3u and 播放说明.txt for its files; both removed when it has none."""
+    if not mine or not items:
+        for name in (PLAYLIST, README):
+            (here / name).unlink(missing_ok=True)
+        return
+    write_text_if_changed(here / PLAYLIST, playlist_text(mine))
+    readme = readme_text(items[0], mine).encode("utf-8")
+    if not (here / README).is_file() or (here / README).read_bytes() != readme:
+        write_bytes_atomic(here / README, readme)
 
 
 def export_pack(items: Sequence[PackItem], out_dir: Path, *, folders: Iterable[str] = (),
@@ -318,6 +344,11 @@ def export_pack(items: Sequence[PackItem], out_dir: Path, *, folders: Iterable[s
     by_folder: dict[str, list[PackItem]] = {}
     for item in sorted(items, key=lambda i: i.rel_path):
         by_folder.setdefault(str(PurePosixPath(item.rel_path).parent), []).append(item)
+    # A village whose folder is blocked by a file is reported once; every other village is still written.
+    blocked = {f: why for f in sorted(set(by_folder) | set(folders)) if (why := blocking_file(out_dir, f))}
+    report.failures += sorted(blocked.items())
+    by_folder = {f: group for f, group in by_folder.items() if f not in blocked}
+    folders = [f for f in folders if f not in blocked]
     todo = [(item, n + 1, len(group)) for group in by_folder.values() for n, item in enumerate(group)]
     bar = tqdm(todo, desc="export", unit="file", file=sys.stderr, disable=not progress)
     for item, track, total in bar:
@@ -340,16 +371,12 @@ def export_pack(items: Sequence[PackItem], out_dir: Path, *, folders: Iterable[s
               if str(PurePosixPath(p).parent) not in touched and (out_dir / p).is_file()}
     merged.update(ok)
     for folder in sorted(touched):
-        mine = [f for p, f in ok.items() if str(PurePosixPath(p).parent) == folder]
-        here = out_dir / folder
-        if not mine:
-            for name in (PLAYLIST, README):
-                (here / name).unlink(missing_ok=True)
-            continue
-        write_text_if_changed(here / PLAYLIST, playlist_text(mine))
-        readme = readme_text(by_folder[folder][0], mine).encode("utf-8")
-        if not (here / README).is_file() or (here / README).read_bytes() != readme:
-            write_bytes_atomic(here / README, readme)
+        try:
+            _write_sheets(out_dir / folder, [f for p, f in ok.items() if str(PurePosixPath(p).parent) == folder],
+                          by_folder.get(folder))
+        except (OutputError, OSError) as exc:
+            report.failures.append((folder, str(exc) if isinstance(exc, OutputError)
+                                    else describe_os_error(out_dir / folder, exc)))
     if merged:
         manifest = {"files": [vars(f) for f in sorted(merged.values(), key=lambda f: f.path)]}
         write_text_if_changed(out_dir / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")

@@ -1,5 +1,9 @@
 """Player processes: route the command per village, start it in its own process group, stop the whole group.
 
+Commands live only in outreach.toml (`[deliver] player` and the named `[players]`); county.yaml
+(and so the village form) only picks a name. A command always runs as an argv list, never
+through a shell, so a placeholder's value ({village_name} …) is only ever one argument.
+
 A player runs in a new session, so its process group holds every process it
 forks (a wrapper script and its child). A timeout, a clean stop, or a restart
 that finds an orphaned play stops the whole group, never only the direct child.
@@ -18,18 +22,27 @@ from datetime import date
 from pathlib import Path
 from typing import IO
 
-from outreach.config import PLAYER_FIELDS
+from outreach.config import CONFIG_NAME, PLAYER_FIELDS, Config
 from outreach.errors import ConfigError, DeliveryError
 from outreach.registry import Registry
 
 STOP_GRACE_S = 2.0
 
 
-def player_for(registry: Registry, default: Sequence[str], village_id: str) -> list[str]:
-    """The village's own player, else its township's, else [deliver] player."""
+def player_name(registry: Registry, village_id: str) -> str | None:
+    """The name of the village's own player, else its township's; None means [deliver] player."""
     village = registry.villages[village_id]
     township = registry.townships.get(village.township_id)
-    return list(village.player or (township.player if township else None) or default)
+    return village.player or (township.player if township else None)
+
+
+def player_for(registry: Registry, config: Config, village_id: str) -> list[str]:
+    """The command of the village's named player, else its township's, else [deliver] player.
+
+    Raises ConfigError listing the defined names if the name is not in outreach.toml [players].
+    """
+    name = player_name(registry, village_id)
+    return config.player_command(name) if name else config.default_player
 
 
 def fill(player: Sequence[str], values: Mapping[str, str]) -> list[str]:
@@ -42,10 +55,10 @@ def fill(player: Sequence[str], values: Mapping[str, str]) -> list[str]:
     return out
 
 
-def route(registry: Registry, default: Sequence[str], village_id: str, slot: str, day: date, audio: Path) -> list[str]:
-    """The command that plays `audio` on one village's loudspeaker."""
+def route(registry: Registry, config: Config, village_id: str, slot: str, day: date, audio: Path) -> list[str]:
+    """The argv that plays `audio` on one village's loudspeaker (run without a shell)."""
     village = registry.villages[village_id]
-    return fill(player_for(registry, default, village_id), {
+    return fill(player_for(registry, config, village_id), {
         "file": str(audio), "village": village.id, "village_name": village.name,
         "township": village.township_id, "slot": slot, "date": day.isoformat()})
 
@@ -56,28 +69,30 @@ def _found(program: str) -> bool:
     return shutil.which(program) is not None
 
 
-def check_players(registry: Registry, default: Sequence[str], village_ids: Sequence[str]) -> None:
-    """Refuse to start when a networked village's player program does not exist.
+def check_players(registry: Registry, config: Config, village_ids: Sequence[str]) -> None:
+    """Refuse to start when a networked village's player is not defined or its program does not exist.
 
-    Raises ConfigError naming the program, where it is set, the villages it serves and the fix.
+    Raises ConfigError naming the player, the program, where it is chosen, the villages it serves and the fix.
     """
-    missing: dict[str, list[str]] = {}
+    missing: dict[tuple[str | None, str], list[str]] = {}
     for vid in village_ids:
-        program = route(registry, default, vid, "morning", date(2000, 1, 1), Path("x.mp3"))[0]
+        name = player_name(registry, vid)
+        program = route(registry, config, vid, "morning", date(2000, 1, 1), Path("x.mp3"))[0]
         if not _found(program):
-            missing.setdefault(program, []).append(vid)
+            missing.setdefault((name, program), []).append(vid)
     if missing:
         lines = []
-        for program, vids in missing.items():
+        for (name, program), vids in missing.items():
             village = registry.villages[vids[0]]
             township = registry.townships.get(village.township_id)
-            where = (f"schedules/county.yaml 的村 {village.id}" if village.player else
-                     f"schedules/county.yaml 的乡镇 {township.id}" if township and township.player else
-                     "outreach.toml 的 [deliver] player")
+            chosen = (f"schedules/county.yaml 的村 {village.id}" if village.player else
+                      f"schedules/county.yaml 的乡镇 {township.id}" if township and township.player else "")
+            where = (f"{CONFIG_NAME} 的 [players] {name}，由 {chosen} 选用" if name else
+                     f"{CONFIG_NAME} 的 [deliver] player")
             shown = "、".join(vids[:5]) + (f" 等 {len(vids)} 个村" if len(vids) > 5 else "")
-            lines.append(f"找不到播放程序 '{program}'（在 {where} 里设置；用到它的村：{shown}）")
-        raise ConfigError("；".join(lines) + "；请安装它，或把播放程序写成广播命令的完整路径"
-                          "（如 player = [\"/usr/bin/ffplay\", \"-nodisp\", \"-autoexit\", \"{file}\"]）")
+            lines.append(f"找不到播放程序 '{program}'（在 {where}；用到它的村：{shown}）")
+        raise ConfigError("；".join(lines) + f"；请安装它，或在 {CONFIG_NAME} 里把播放程序写成完整路径"
+                          "（如 [\"/usr/bin/ffplay\", \"-nodisp\", \"-autoexit\", \"{file}\"]）")
 
 
 def start_time(pid: int) -> int | None:
@@ -126,8 +141,8 @@ def spawn(cmd: Sequence[str], stderr_dir: Path, timeout_s: float) -> Player:
         except OSError as exc:
             err_path.unlink(missing_ok=True)
             what = "找不到" if isinstance(exc, FileNotFoundError) else f"无法启动（{exc.strerror}）"
-            raise DeliveryError(f"播放程序 '{cmd[0]}' {what}；请检查 outreach.toml 里的 deliver.player，"
-                                "或 schedules/county.yaml 里该村的 player") from exc
+            raise DeliveryError(f"播放程序 '{cmd[0]}' {what}；请检查 outreach.toml 里的 [deliver] player "
+                                "和 [players]（schedules/county.yaml 里该村或乡镇的 player 选的是其中的名字）") from exc
     return Player(proc, start_time(proc.pid), err_path, time.monotonic() + timeout_s)
 
 

@@ -213,7 +213,7 @@ class Runtime:
                 ended.append((prep, BroadcastStatus.FAILED, NO_CLIP))
                 continue
             try:
-                cmd = players.route(self.loaded.registry, deliver.player, k[0], k[1], k[2], prep.audio)
+                cmd = players.route(self.loaded.registry, self.loaded.config, k[0], k[1], k[2], prep.audio)
                 player = players.spawn(cmd, self.loaded.config.build_path / "players", deliver.player_timeout_s)
             except Exception as exc:
                 ended.append((prep, BroadcastStatus.FAILED, str(exc)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PlainValidator, model_validator
 
-from outreach.config import PlayerCommand
+from outreach.config import PlayerName, unknown_player
 from outreach.dates import TextDate
 from outreach.errors import MarketRuleError, RegistryError
 from outreach.markets import MarketRule, parse_rule
@@ -124,8 +124,8 @@ class Township(_Model):
 
     id: Id
     name: Name
-    # Player command for this township's networked villages (overrides [deliver] player).
-    player: PlayerCommand | None = None
+    # Name of the player (outreach.toml [players]) for this township's networked villages (overrides [deliver] player).
+    player: PlayerName | None = None
     # TTS voice for this township's villages, e.g. an edge dialect voice (see village_voice).
     voice: VoiceName | None = None
 
@@ -140,8 +140,8 @@ class Village(_Model):
     # networked: played centrally at slot time; station: a village station plays its own buffer; offline: USB.
     speaker: Literal["networked", "station", "offline"]
     slot_overrides: dict[SlotName, Clock] = Field(default_factory=dict, alias="slots")
-    # Player command for this village (overrides its township's and [deliver] player).
-    player: PlayerCommand | None = None
+    # Name of the player (outreach.toml [players]) for this village (overrides its township's and [deliver] player).
+    player: PlayerName | None = None
     # TTS voice for this village's clips (overrides its township's voice).
     voice: VoiceName | None = None
 
@@ -305,9 +305,11 @@ def _load_slots(doc: YamlMap | None, path: Path, problems: Problems) -> dict[Slo
     return slots
 
 
-def load_registry(schedules_dir: Path) -> Registry:
+def load_registry(schedules_dir: Path, *, players: Collection[str] | None = None) -> Registry:
     """Load and validate county.yaml, markets.yaml and slots.yaml from `schedules_dir`.
 
+    `players` are the player names outreach.toml defines ([players]); when given, a township's or
+    village's `player:` naming another is a problem too (workspace.load and the village form pass them).
     Raises RegistryError listing every problem found, one per line, each naming
     the file (and line), the key or id, and how to fix it.
     """
@@ -329,9 +331,13 @@ def load_registry(schedules_dir: Path) -> Registry:
             if key in county_doc and not county_doc[key]:
                 problems.add(county_path, county_doc.line, key, f"是空的；请至少写一个{_KINDS[key]}")
         known_townships, known_villages = declared_ids(county_doc, "townships"), declared_ids(county_doc, "villages")
-    townships = _unique(validate_items(county_doc, "townships", Township, county_path, problems), county_path, problems)
+    township_entries = validate_items(county_doc, "townships", Township, county_path, problems)
+    townships = _unique(township_entries, county_path, problems)
     village_entries = validate_items(county_doc, "villages", Village, county_path, problems)
     villages = _unique(village_entries, county_path, problems)
+    for e in [*township_entries, *village_entries] if players is not None else []:
+        if e.item.player is not None and e.item.player not in players:
+            problems.add(county_path, e.line, f"{e.label}.player", unknown_player(e.item.player, players))
     for e in village_entries:
         _refs([e.item.township_id], known_townships, "township", county_path, e, "township", problems)
 

@@ -25,7 +25,8 @@ from outreach.db import session
 from outreach.errors import ScriptError
 from outreach.files import sha256_file, write_text_atomic
 from outreach.models import ScriptEvent
-from outreach.scripts import ID_PATTERN, Problem, Script, approve_script, check_content, split_front_matter, yaml_scalar
+from outreach.scripts import (ID_PATTERN, Problem, Script, ScriptChanged, approve_script, check_content, script_lock,
+                              split_front_matter, yaml_scalar)
 
 __all__ = ["FORM_FIELDS", "ReviewError", "StaleForm", "Preview", "check_form", "compose", "form_of", "save_draft",
            "spoken_segments", "render_preview", "find_preview", "record", "trail", "authors", "refuse_own", "approve",
@@ -34,6 +35,8 @@ __all__ = ["FORM_FIELDS", "ReviewError", "StaleForm", "Preview", "check_form", "
 # The form's fields, in the order they are written to the front matter.
 FORM_FIELDS = ("id", "topic", "title", "engine", "voice", "rate", "repeat", "priority", "valid_from", "valid_until")
 _NUMBER = re.compile(r"\d+(\.\d+)?")
+# Kept on a draft saved over an approved script: the record of the approval the edit voided.
+_APPROVAL_RECORD = ("approved_by", "approved_on", "approval_hash")
 MAX_COMMENT = 500
 
 
@@ -58,17 +61,24 @@ def _scalar(key: str, value: str) -> str:
 def compose(fields: Mapping[str, str], text: str, existing: str | None = None) -> str:
     """The `.md` content of a draft from form values; comment lines of `existing`'s front matter are kept.
 
-    The result is always a draft: an edit voids any approval, so review lines are dropped.
+    The result is always a draft: an edit voids any approval. When `existing` was approved (or is
+    a draft that an edit took back from approval), its approved_by/approved_on/approval_hash lines
+    are kept under `status: draft`: the script is then "draft after edit", which keeps its place
+    in campaigns as a blocked item (it never airs) instead of stopping every plan.
     """
     comments: list[str] = []
+    record: list[str] = []
     if existing is not None:
         split = split_front_matter(existing)
         if not isinstance(split, str):
             lines, end = split
             comments = [ln for ln in lines[1:end] if ln.lstrip().startswith("#")]
+            found = {key: ln for ln in lines[1:end] for key in _APPROVAL_RECORD if re.match(rf"{key}\s*:", ln)}
+            if "approved_by" in found and "approved_on" in found:
+                record = [found[key].rstrip() for key in _APPROVAL_RECORD if key in found]
     front = [f"{k}: {_scalar(k, v.strip())}" for k in FORM_FIELDS if (v := str(fields.get(k) or "")).strip()]
     body = text.replace("\r\n", "\n").replace("\r", "\n").strip()
-    return "\n".join(["---", *comments, *front, "status: draft", "---", body]) + "\n"
+    return "\n".join(["---", *comments, *front, "status: draft", *record, "---", body]) + "\n"
 
 
 def check_form(scripts_dir: Path, content: str, script_id: str, max_chars: int) -> tuple[Script | None, dict[str, list[str]]]:
@@ -113,20 +123,22 @@ def save_draft(engine: Engine, config: Config, content: str, script_id: str, *, 
     if script is None:
         raise ScriptError("；".join(m for ms in problems.values() for m in ms))
     path = config.scripts_dir / f"{script.id}.md"
-    current = _read(path)
-    if base is None and current is not None:
-        raise ReviewError(f"编号「{script.id}」已经有稿件了（{path.name}）；请换一个编号，或打开那篇稿件修改。")
-    if base is not None:
-        if current is None:
-            raise StaleForm(f"{path.name} 在您打开表单后被删除了；没有保存。", diff(base, ""))
-        if current.replace("\r\n", "\n") != base.replace("\r\n", "\n"):
-            raise StaleForm(f"{path.name} 在您打开表单后被别人（或命令行）改过了；为免覆盖，没有保存。"
-                            "请看下面的差异，重新打开稿件后再改。", diff(base, current, "您打开时", "现在的文件"))
-        if current.replace("\r\n", "\n") == content:
-            raise ReviewError("稿件没有任何改动，没有保存。")
-    write_text_atomic(path, content)
-    record(engine, script.id, "drafted" if base is None else "edited", actor, now, content_hash=script.content_hash,
-           detail="" if base is None else diff(base, content))
+    # The same lock as approval: a save and an approval never interleave their read and write.
+    with script_lock(path):
+        current = _read(path)
+        if base is None and current is not None:
+            raise ReviewError(f"编号「{script.id}」已经有稿件了（{path.name}）；请换一个编号，或打开那篇稿件修改。")
+        if base is not None:
+            if current is None:
+                raise StaleForm(f"{path.name} 在您打开表单后被删除了；没有保存。", diff(base, ""))
+            if current.replace("\r\n", "\n") != base.replace("\r\n", "\n"):
+                raise StaleForm(f"{path.name} 在您打开表单后被别人（或命令行）改过了；为免覆盖，没有保存。"
+                                "请看下面的差异，重新打开稿件后再改。", diff(base, current, "您打开时", "现在的文件"))
+            if current.replace("\r\n", "\n") == content:
+                raise ReviewError("稿件没有任何改动，没有保存。")
+        write_text_atomic(path, content)
+        record(engine, script.id, "drafted" if base is None else "edited", actor, now,
+               content_hash=script.content_hash, detail="" if base is None else diff(base, content))
     return script
 
 
@@ -187,11 +199,28 @@ def render_preview(config: Config, script: Script) -> Preview:
         synth = get_synthesizer(job.engine, config.render, cache_dir=config.build_path / "models")
         render_clip(job, config, synth)
         meta = json.loads(job.meta_path.read_text(encoding="utf-8"))
-        meta |= {"preview": True, "content_hash": script.content_hash}
+        meta |= {"preview": True, "content_hash": script.content_hash, "version": version_text(script)}
         write_text_atomic(job.meta_path, json.dumps(meta, ensure_ascii=False, indent=1))
     meta = json.loads(job.meta_path.read_text(encoding="utf-8"))
     return Preview(script.id, script.content_hash, job.path, meta["sha256"], meta["engine"], meta["voice"], job.rate,
                    meta["duration_s"])
+
+
+def version_text(script: Script) -> str:
+    """What an approval seals (title, engine, voice, rate, text) as lines, for showing how two versions differ."""
+    rate = "" if script.rate is None else f"{script.rate:g}"
+    return (f"标题：{script.title}\n引擎：{script.engine or ''}\n音色：{script.voice or ''}\n语速：{rate}\n"
+            f"正文：\n{script.text}\n")
+
+
+def _heard_version(clip: Path) -> str | None:
+    """The version text stored with a preview clip (None for a clip made before it was stored)."""
+    try:
+        meta = json.loads(clip.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    version = meta.get("version")
+    return version if isinstance(version, str) else None
 
 
 def find_preview(config: Config, script_id: str, audio_sha256: str) -> Path | None:
@@ -253,22 +282,45 @@ def refuse_own(engine: Engine, script_id: str, reviewer: str, verb: str) -> None
 
 
 def approve(engine: Engine, config: Config, script: Script, *, reviewer: str, heard_sha256: str, today: date,
-            now: datetime) -> Script:
-    """签发: approve `script` after hearing its preview; records who, when and the hash of what they heard.
+            now: datetime, version: str | None = None) -> Script:
+    """签发: approve the version of `script` whose preview the reviewer heard; records who, when and what.
 
-    Raises ReviewError for the author or last editor, or when the clip heard is not a
-    preview of the script as it is now; ScriptError from scripts.approve_script.
+    The seal is a compare-and-swap under `script_lock`: it is written only if the file still is
+    the version heard (and `version`, the approval hash the page showed, when given), so an edit
+    saved while the reviewer clicks can never be sealed in place of the text they heard.
+
+    Raises ReviewError for the author or last editor, or when the clip heard is not a preview of
+    that version; StaleForm (with the difference) when the file is no longer that version;
+    ScriptError from scripts.approve_script.
     """
-    refuse_own(engine, script.id, reviewer, "签发")
-    clip = find_preview(config, script.id, heard_sha256) if heard_sha256 else None
-    heard = next((e for e in trail(engine, script.id)
-                  if e.action == "previewed" and e.audio_sha256 == heard_sha256), None) if clip else None
-    if clip is None or heard is None or heard.content_hash != script.content_hash:
-        raise ReviewError("签发前要先试听稿件现在的版本；请点「试听」，听完后再签发。")
-    approved = approve_script(script.path, by=reviewer, on=today)
-    record(engine, script.id, "approved", reviewer, now, content_hash=approved.content_hash,
-           audio_sha256=heard_sha256)
+    with script_lock(script.path):
+        refuse_own(engine, script.id, reviewer, "签发")
+        clip = find_preview(config, script.id, heard_sha256) if heard_sha256 else None
+        heard = next((e for e in trail(engine, script.id)
+                      if e.action == "previewed" and e.audio_sha256 == heard_sha256), None) if clip else None
+        if clip is None or heard is None:
+            raise ReviewError("签发前要先试听稿件现在的版本；请点「试听」，听完后再签发。")
+        if version is not None and version != heard.content_hash:
+            raise ReviewError(f"页面上的版本（{version or '没有写明'}）和您试听的录音（版本 {heard.content_hash}）对不上；"
+                              "请刷新稿件页面，试听现在的版本后再签发。")
+        heard_text = _heard_version(clip) or ""
+        if script.content_hash != heard.content_hash:
+            raise StaleForm(_changed_message(script.path.name),
+                            diff(heard_text, version_text(script), "您试听的版本", "现在的文件"))
+        try:
+            approved = approve_script(script.path, by=reviewer, on=today, expect=heard.content_hash)
+        except ScriptChanged as exc:
+            now_text = version_text(exc.current) if exc.current is not None else exc.content
+            raise StaleForm(_changed_message(script.path.name),
+                            diff(heard_text, now_text, "您试听的版本", "现在的文件")) from None
+        record(engine, script.id, "approved", reviewer, now, content_hash=approved.content_hash,
+               audio_sha256=heard_sha256)
     return approved
+
+
+def _changed_message(name: str) -> str:
+    return (f"{name} 在您试听之后被改过了，签发没有完成，现在的文字没有被签发。"
+            "请看下面的差异，试听现在的版本后再签发。")
 
 
 def reject(engine: Engine, script: Script, *, reviewer: str, comment: str, now: datetime) -> None:

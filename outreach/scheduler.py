@@ -329,7 +329,7 @@ def run(config: Config, mode: str) -> dict[str, int]:
     deliver = config.deliver
     if mode == "play":
         networked = sorted(v.id for v in loaded.registry.villages.values() if v.speaker == "networked")
-        players.check_players(loaded.registry, deliver.player, networked)
+        players.check_players(loaded.registry, loaded.config, networked)
     engine = open_database(loaded)
     owner = claims.new_owner()
     leadership = claims.Leadership(engine, owner, deliver.stale_s)

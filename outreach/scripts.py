@@ -8,10 +8,16 @@ raises `ScriptError` when anything is wrong, so nothing half-checked goes on air
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import re
+import threading
+import time
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -22,12 +28,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from outreach.config import RATE_RANGE
 from outreach.errors import ScriptError
-from outreach.files import write_text_atomic
+from outreach.files import atomic_path
 from outreach.tts.voices import ALL_VOICES, engine_of_voice, is_known_voice
-from outreach.yamlread import yaml_problem
+from outreach.yamlread import GuardedLoader, yaml_problem
 
-__all__ = ["FIELDS", "MIN_HANZI", "REQUIRED", "TOPICS", "Problem", "Script", "approval_hash", "approve_script",
-           "check_content", "check_library", "load_library", "script_path", "split_front_matter", "yaml_scalar"]
+__all__ = ["FIELDS", "MAX_TITLE", "MIN_HANZI", "REQUIRED", "TOPICS", "Problem", "Script", "ScriptChanged",
+           "approval_hash", "approve_script", "check_content", "check_library", "load_library", "read_script",
+           "script_lock", "script_path", "split_front_matter", "yaml_scalar"]
 
 Topic = Literal["traffic", "anti_fraud"]
 Engine = Literal["neural", "espeak", "edge", "offline"]  # offline: render.offline_engine
@@ -53,6 +60,8 @@ _MARKUP = re.compile(r"[#*`<>\[\]|]")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # A body needs this much spoken Chinese: a body of emoji or digits renders only a chime.
 MIN_HANZI = 5
+# One cap for a title everywhere (the `scripts check` rules, the browser form, `scripts approve`).
+MAX_TITLE = 100
 _HANZI = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _HASH = re.compile(r"[0-9a-f]{16}")
 
@@ -103,8 +112,17 @@ class Script(BaseModel):
 
     @property
     def edited_after_approval(self) -> bool:
-        """True when the text, title, voice, engine or rate changed since the recorded approval."""
-        return self.status == "approved" and self.approval_hash is not None and self.approval_hash != self.content_hash
+        """True when the script was approved and has been changed since, so the approval no longer holds.
+
+        Either the text, title, voice, engine or rate no longer match the recorded approval_hash,
+        or the browser editor saved it as a draft and kept the record of the approval it voided
+        (`status: draft` with approved_by and approved_on).
+        """
+        if self.approved_by is None or self.approved_on is None:
+            return False
+        if self.status == "draft":
+            return True
+        return self.approval_hash is not None and self.approval_hash != self.content_hash
 
     @property
     def approved(self) -> bool:
@@ -151,7 +169,7 @@ class Problem:
         return f"{where}: 字段 '{self.field}'：{self.message}"
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(GuardedLoader):
     """SafeLoader that keeps dates as text (we parse them with a clear message) and rejects repeated keys."""
 
 
@@ -180,10 +198,11 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _decode(path: Path) -> tuple[str | None, list[Problem]]:
-    """Read a file as UTF-8 (a BOM is allowed); report unreadable or non-UTF-8 bytes."""
+def _decode(path: Path, raw: bytes | None = None) -> tuple[str | None, list[Problem]]:
+    """Read a file (or its bytes `raw`) as UTF-8 (a BOM is allowed); report unreadable or non-UTF-8 bytes."""
     try:
-        raw = path.read_bytes()
+        if raw is None:
+            raw = path.read_bytes()
     except OSError as exc:
         return None, [Problem(path, "", f"无法读取文件（{exc.strerror}）；请检查文件权限")]
     try:
@@ -276,6 +295,8 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
                 v[key] = given[key].strip()
             else:
                 bad(key, f"{given[key]!r} 不是文字；请写成文字，必要时加引号")
+    if "title" in v and len(v["title"]) > MAX_TITLE:
+        bad("title", f"标题有 {len(v.pop('title'))} 个字，超过 {MAX_TITLE} 个字的上限；请缩短标题，详细内容写在正文里")
     if "voice" in v and not is_known_voice(v["voice"]):
         names = ", ".join(voice.name for voice in ALL_VOICES)
         bad("voice", f"未知音色 '{v.pop('voice')}'；请从以下音色中选一个：{names}")
@@ -321,10 +342,13 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
         else:
             bad("approval_hash", f"{str(raw_hash)!r} 不是有效的批准校验值；请删掉这一行，再用 "
                                  "`outreach scripts approve 编号 --by 姓名` 重新批准")
-    if v.get("status") == "draft":
+    # A draft may keep the record of an approval that an edit voided (approved_by and approved_on
+    # together, approval_hash if it had one): it is then "draft after edit", blocked but planned.
+    if v.get("status") == "draft" and not ("approved_by" in given and "approved_on" in given):
         for key in ("approved_by", "approved_on", "approval_hash"):
             if key in given:
-                bad(key, "草稿不应有此字段；请删掉，或用 `outreach scripts approve 编号 --by 姓名` 批准")
+                bad(key, "草稿不应有此字段（只有批准后又被修改的草稿才同时保留 approved_by 和 approved_on）；"
+                         "请删掉，或用 `outreach scripts approve 编号 --by 姓名` 批准")
 
     if not body:
         bad("text", "正文是空的；请在结尾的 '---' 行下面写要播的普通话内容")
@@ -427,15 +451,118 @@ def yaml_scalar(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid YAML double-quoted scalar
 
 
-def approve_script(path: Path, *, by: str, on: date) -> Script:
+class ScriptChanged(ScriptError):
+    """The file is no longer the version that was to be approved; nothing was written.
+
+    `current` is the script as the file holds it now (None when it does not parse) and
+    `content` the file's text, so the caller can show the difference.
+    """
+
+    def __init__(self, message: str, current: Script | None, content: str) -> None:
+        super().__init__(message)
+        self.current = current
+        self.content = content
+
+
+LOCK_TIMEOUT_S = 10.0
+_held = threading.local()
+
+
+@contextlib.contextmanager
+def script_lock(path: Path, *, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Exclusive, across threads and processes, for one read-check-write of the script file `path`.
+
+    Every writer of script files takes it: `approve_script` (CLI and browser approval) and the
+    browser editor's save. The lock is an flock on the script's folder itself, so every writer
+    agrees on it whoever runs it, and no lock file is left in the library. It is re-entrant
+    within one thread (approval holds it while it also records the trail).
+
+    Raises ScriptError when the folder cannot be opened or another writer holds it for `timeout_s`.
+    """
+    folder = Path(path).parent
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        raise ScriptError(f"{_display(folder)}: 无法锁定广播稿文件夹（{exc.strerror}）；"
+                          "请确认文件夹存在并且可以读取") from exc
+    held: set[tuple[int, int]] = getattr(_held, "keys", None) or set()
+    _held.keys = held
+    try:
+        st = os.fstat(fd)
+        key = (st.st_dev, st.st_ino)
+        if key in held:  # this thread already holds it
+            yield
+            return
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ScriptError(f"{_display(folder)}: 别人正在保存或批准广播稿，{timeout_s:.0f} 秒内没有等到；"
+                                      "请稍后再试") from None
+                time.sleep(0.005)
+        held.add(key)
+        try:
+            yield
+        finally:
+            held.discard(key)
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def read_script(path: Path, max_chars: int | None = None) -> tuple[Script | None, list[Problem], str | None]:
+    """Read and check one script file: the script (None when invalid), its problems and its text."""
+    content, problems = _decode(Path(path))
+    if content is None:
+        return None, problems, None
+    script, problems, _ = check_content(Path(path), content, max_chars)
+    return script, problems, content
+
+
+_BOM = b"\xef\xbb\xbf"
+_EOL = re.compile(r"(\r\n|\r|\n)")
+
+
+def _set_review_lines(content: str, values: list[tuple[str, str]]) -> str:
+    """`content` with the front matter lines of `values` replaced or added; every other byte is kept.
+
+    Each line keeps its own line ending; an added line takes the ending of the opening '---'.
+    """
+    parts = _EOL.split(content)
+    lines, seps = parts[0::2], [*parts[1::2], ""]
+    split = split_front_matter(content)
+    assert not isinstance(split, str)  # the caller checked the file
+    end = split[1]  # the same line numbering: both split at \r\n, \r and \n
+    eol = seps[0] or "\n"
+    for key, value in values:
+        line = f"{key}: {value}"
+        at = next((i for i in range(1, end) if re.match(rf"{key}\s*:", lines[i])), None)
+        if at is None:
+            lines.insert(end, line)
+            seps.insert(end, eol)
+            end += 1
+        else:
+            lines[at] = line
+    return "".join(line + sep for line, sep in zip(lines, seps, strict=True))
+
+
+def approve_script(path: Path, *, by: str, on: date, expect: str | None = None) -> Script:
     """Mark a draft approved by `by` on `on`, rewriting only its review lines, atomically.
 
     The approval records `approval_hash` of the text, title, voice, engine and rate, so any
     later edit makes the script a draft again; such a script can be approved again.
 
-    Other front matter lines (comments included) and the text are kept as they are.
+    With `expect` (the approval hash of the version the reviewer read or heard), the file is
+    sealed only if it still is that version: the check and the write happen under
+    `script_lock`, and the file must not have changed between reading and renaming.
+
+    Other front matter lines (comments included), the text, a UTF-8 BOM and the line endings
+    are kept as they are.
 
     Raises:
+        ScriptChanged: the file is not the `expect` version, or changed while it was sealed.
         ScriptError: the file is invalid, already approved, or `by` is empty.
         OutputError: the file could not be written.
     """
@@ -443,35 +570,43 @@ def approve_script(path: Path, *, by: str, on: date) -> Script:
     by = by.strip()
     if not by:
         raise ScriptError(f"{_display(path)}: 批准人姓名是空的；请用 --by 姓名 指定")
-    content, problems = _decode(path)
-    script = None
-    if content is not None:
-        script, problems, _ = check_content(path, content, None)
-    if script is None or problems:
-        raise ScriptError("\n".join(str(p) for p in problems))
-    if script.approved:
-        raise ScriptError(
-            f"{_display(path)}: 已由 {script.approved_by} 于 {script.approved_on} 批准，无需再批准")
-    seal = script.content_hash
+    with script_lock(path):
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ScriptError(f"{_display(path)}: 无法读取文件（{exc.strerror}）；请检查文件是否还在") from exc
+        content, problems = _decode(path, raw)
+        script = None
+        if content is not None:
+            script, problems, _ = check_content(path, content, None)
+        if expect is not None and (script is None or script.content_hash != expect):
+            now = f"现在的版本是 {script.content_hash}" if script is not None else "现在的文件有问题"
+            raise ScriptChanged(f"{_display(path)}: 要批准的版本 {expect} 已经被改过了（{now}）；没有批准。"
+                                "请重新查看现在的稿件，确认后再批准", script, content or "")
+        if script is None or problems:
+            raise ScriptError("\n".join(str(p) for p in problems))
+        if script.approved:
+            raise ScriptError(
+                f"{_display(path)}: 已由 {script.approved_by} 于 {script.approved_on} 批准，无需再批准")
+        seal = script.content_hash
+        new_content = _set_review_lines(content, [
+            ("status", "approved"), ("approved_by", yaml_scalar(by)), ("approved_on", on.isoformat()),
+            ("approval_hash", seal)])
 
-    split = split_front_matter(content)
-    assert not isinstance(split, str)  # the file parsed above
-    lines, end = split
-    front = lines[1:end]
-    for key, value in (("status", "approved"), ("approved_by", yaml_scalar(by)), ("approved_on", on.isoformat()),
-                       ("approval_hash", seal)):
-        line = f"{key}: {value}"
-        at = next((i for i, old in enumerate(front) if re.match(rf"{key}\s*:", old)), None)
-        if at is None:
-            front.append(line)
-        else:
-            front[at] = line
-    eol = "\r\n" if "\r\n" in content else "\n"
-    new_content = eol.join([lines[0], *front, *lines[end:]])
-
-    approved, problems, _ = check_content(path, new_content, None)
-    if approved is None or problems or not approved.approved or approved.approval_hash != seal:
-        detail = "；".join(str(p) for p in problems) or "状态没有改变"
-        raise ScriptError(f"{_display(path)}: 无法改写审核字段（{detail}）；请手工修改")
-    write_text_atomic(path, new_content)
-    return approved
+        approved, problems, _ = check_content(path, new_content, None)
+        if approved is None or problems or not approved.approved or approved.approval_hash != seal:
+            detail = "；".join(str(p) for p in problems) or "状态没有改变"
+            raise ScriptError(f"{_display(path)}: 无法改写审核字段（{detail}）；请手工修改")
+        data = (_BOM if raw.startswith(_BOM) else b"") + new_content.encode("utf-8")
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+            # A writer that ignores the lock (an editor on the server, a copy) must not be overwritten.
+            try:
+                unchanged = path.read_bytes() == raw
+            except OSError:
+                unchanged = False
+            if not unchanged:
+                current, _, now_content = read_script(path)
+                raise ScriptChanged(f"{_display(path)}: 批准的同时文件被别的程序改写了；没有批准。"
+                                    "请重新查看现在的稿件，确认后再批准", current, now_content or "")
+        return approved

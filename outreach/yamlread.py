@@ -16,7 +16,7 @@ import yaml
 from yaml.constructor import ConstructorError
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["YamlMap", "Problems", "construct_timestamp", "Entry", "read_yaml", "check_keys", "validate_entry", "validate_items",
+__all__ = ["GuardedLoader", "LimitError", "YamlMap", "Problems", "construct_timestamp", "Entry", "read_yaml", "check_keys", "validate_entry", "validate_items",
            "declared_ids", "describe_error", "yaml_problem"]
 
 
@@ -26,7 +26,80 @@ class YamlMap(dict[Any, Any]):
     line = 0
 
 
-class _Loader(yaml.SafeLoader):
+# Hand-edited files are read by the scheduler and the web server: a YAML alias bomb ("billion
+# laughs"), a merge-key bomb or deep nesting must be refused while composing, before anything
+# expands it. Real workspace files use few aliases and nest a handful of levels.
+MAX_YAML_CHARS = 5_000_000
+MAX_YAML_DEPTH = 64
+MAX_ALIAS_EXPANSION = 10_000  # nodes that aliases add beyond those written in the file
+
+
+class LimitError(yaml.MarkedYAMLError):
+    """A document over one of the limits above; its problem text is Chinese and says what to fix."""
+
+
+class GuardedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses huge documents, deep nesting and aliases that expand beyond a small budget."""
+
+    def __init__(self, stream: Any) -> None:
+        if isinstance(stream, (str, bytes)) and len(stream) > MAX_YAML_CHARS:
+            raise LimitError(problem=f"文件太大（{len(stream):,} 个字符，最多 {MAX_YAML_CHARS:,}）；请拆分或删减内容")
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise LimitError(problem=f"嵌套超过 {MAX_YAML_DEPTH} 层；请检查缩进和括号，工作区文件不需要这么深",
+                                 problem_mark=self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        if node is not None:
+            _check_expansion(node)
+        return node
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a node graph whose aliases add more than MAX_ALIAS_EXPANSION nodes (or that refers to itself)."""
+    sizes: dict[int, int] = {}
+    distinct = 0
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in _children(node))
+            if sizes[key] - distinct > MAX_ALIAS_EXPANSION:
+                raise LimitError(problem=f"别名（*名字）展开后超过 {MAX_ALIAS_EXPANSION:,} 项；"
+                                         "请直接写出内容，不要层层引用别名", problem_mark=node.start_mark)
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise LimitError(problem="别名（*名字）引用了包含它自己的内容；请直接写出内容",
+                             problem_mark=node.start_mark)
+        on_path.add(key)
+        distinct += 1
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+class _Loader(GuardedLoader):
     """SafeLoader with line-aware mappings, HH:MM kept as text and repeated keys refused."""
 
 
@@ -139,8 +212,8 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
 
     A problem PyYAML words in a way not known here is quoted after （YAML 原文：…）.
     """
-    if isinstance(exc, ConstructorError) and re.search(r"[\u4e00-\u9fff]", exc.problem or ""):
-        return str(exc.problem)  # our own, already Chinese (a repeated key)
+    if isinstance(exc, (ConstructorError, LimitError)) and re.search(r"[\u4e00-\u9fff]", exc.problem or ""):
+        return str(exc.problem)  # our own, already Chinese (a repeated key, a limit)
     if isinstance(exc, yaml.reader.ReaderError):
         return f"第 {exc.position + 1} 个字符是不能出现在 YAML 里的控制字符（#x{exc.character:04x}），请删除它" \
             if isinstance(exc.character, int) else "文件里有不能出现在 YAML 里的字符，请删除它"

@@ -87,7 +87,8 @@ class Broker(_Child):
         self.settings = BrokerSettings(self.url, SERVER_USER, SERVER_PASSWORD, self.pw, self.acl, self.pid_file)
         write_auth_files(self.settings, [], server_hash=mosquitto_hash(SERVER_PASSWORD))
         (folder / "mosquitto.conf").write_text(
-            f"user root\nlistener {self.port} 127.0.0.1\nallow_anonymous false\npassword_file {self.pw}\n"
+            f"user root\nlistener {self.port} 127.0.0.1\nuse_username_as_clientid true\nallow_anonymous false\n"
+            f"password_file {self.pw}\n"
             f"acl_file {self.acl}\npid_file {self.pid_file}\npersistence false\n")
 
     @property

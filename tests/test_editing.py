@@ -145,14 +145,14 @@ def test_village_edit_keeps_comments_and_validates_like_the_cli(workspace: Path)
     v = editing.village_values(reg, "dazhuang-04")
     assert v.slots == {"morning": "06:00", "evening": ""}
     v.slots = {"morning": "06:10", "evening": ""}
-    v.speaker, v.player = "offline", "mpv --no-video {file}"
+    v.speaker, v.player = "offline", "card2"
     new = editing.apply_village(text, "dazhuang-04", v)
     assert '    slots: {morning: "06:10"}    # 菜农六点半前就下地' in new
-    checked = editing.check_county(sched, new, "dazhuang-04")
+    checked = editing.check_county(sched, new, "dazhuang-04", players=load_config(workspace).players)
     assert checked.ok, (checked.fields, checked.other)
     village = checked.registry.villages["dazhuang-04"]
     assert (village.speaker, village.player, village.slot_overrides["morning"].strftime("%H:%M")) == \
-        ("offline", ["mpv", "--no-video", "{file}"], "06:10")
+        ("offline", "card2", "06:10")
     # A flow-style village gains a key and stays on one line.
     v2 = editing.village_values(reg, "dazhuang-02")
     v2.slots = {"morning": "", "evening": "25:00"}

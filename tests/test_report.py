@@ -127,6 +127,7 @@ def test_unknown_campaign(engine: sa.Engine) -> None:
 def test_report_command(engine: sa.Engine, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", database_url)
     out = tmp_path / "out" / "report.html"
+    out.parent.mkdir()  # --out's folder must exist: a mistyped path creates no folders
     (tmp_path / "outreach.toml").write_text("", encoding="utf-8")
     args = ["report", "-w", str(tmp_path), "--today", "2026-05-20", "--out", str(out)]
     result = CliRunner().invoke(cli, [*args, "--campaign", "nope"])

@@ -279,7 +279,7 @@ def test_a_station_cannot_read_or_write_another_stations_topics(county: dict) ->
     with urllib.request.urlopen(req, timeout=30) as resp:
         assert json.loads(resp.read())["station_id"] == a.station_id
     # MQTT: A publishes on B's heartbeat and on its own; only its own arrives
-    spy = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-u", "outreach-server",
+    spy = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-u", "outreach-server-alert",
                             "-P", "server-secret-for-tests", "-t", f"outreach/station/{b.station_id}/heartbeat",
                             "-t", f"outreach/station/{a.station_id}/ack", "-v", "-W", "6"],
                            stdout=subprocess.PIPE, text=True)
@@ -295,7 +295,7 @@ def test_a_station_cannot_read_or_write_another_stations_topics(county: dict) ->
                               "-P", a.reg["token"], "-t", f"outreach/station/{b.station_id}/alert", "-W", "5"],
                              stdout=subprocess.PIPE, text=True)
     time.sleep(1)
-    _mosquitto("mosquitto_pub", broker, "outreach-server", "server-secret-for-tests", "-t",
+    _mosquitto("mosquitto_pub", broker, "outreach-server-alert", "server-secret-for-tests", "-t",
                f"outreach/station/{b.station_id}/alert", "-m", "secret-for-b", "-q", "1")
     got, _ = snoop.communicate(timeout=15)
     assert "secret-for-b" not in got
@@ -323,6 +323,10 @@ def test_buffer_run_out_plays_the_fallback_program_at_the_slot(county: dict) -> 
              slots={"morning": slot_at.strftime("%H:%M:%S")})
     (st.data / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
     st.server_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    # The server checks each reported play against the slot's time: tell it the slot moved too.
+    county["overrides"].append({"village_id": "dazhuang-03", "date": TODAY(), "slot": "morning",
+                                "start": slot_at.isoformat()})
+    set_slots(county["slots"], county["overrides"])
     st.start()
     label = f"fallback/{TODAY()}/morning"
     start = wait_for("the fallback to start at the slot", lambda: _starts(st, label), 30)

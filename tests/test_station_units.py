@@ -69,7 +69,7 @@ def test_auth_files_keep_owner_and_mode_and_acl_confines_each_station(tmp_path: 
     pw.chmod(0o600)
     s = BrokerSettings("mqtt://127.0.0.1:1", "srv", "p", pw, acl)
     assert write_auth_files(s, [("v1-abc", "$7$hash")], server_hash="$7$srv")
-    assert pw.read_text().splitlines() == ["srv:$7$srv", "v1-abc:$7$hash"]
+    assert pw.read_text().splitlines() == ["srv:$7$srv", "srv-alert:$7$srv", "v1-abc:$7$hash"]
     assert pw.stat().st_mode & 0o777 == 0o600
     text = acl_text("srv")
     assert "pattern write outreach/station/%u/heartbeat" in text and "pattern read outreach/station/%u/alert" in text

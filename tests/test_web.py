@@ -490,10 +490,13 @@ def test_draft_preview_review_approve_and_an_edit_voids_it(site: Site, editor: T
     assert reviewer.post("/scripts/traffic-test-draft/preview", data={"csrf_token": csrf_r}).status_code == 303
     page = reviewer.get("/scripts/traffic-test-draft").text
     heard = re.search(r'name="heard" value="([0-9a-f]{64})"', page).group(1)
+    version = re.search(r'name="version" value="([0-9a-f]{16})"', page).group(1)  # the version the page showed
     assert reviewer.get(f"/audio/previews/traffic-test-draft/{heard}").status_code == 200
-    wrong = reviewer.post("/scripts/traffic-test-draft/approve", data={"csrf_token": csrf_r, "heard": "0" * 64})
+    wrong = reviewer.post("/scripts/traffic-test-draft/approve",
+                          data={"csrf_token": csrf_r, "heard": "0" * 64, "version": version})
     assert wrong.status_code == 403 and "试听" in wrong.text
-    ok = reviewer.post("/scripts/traffic-test-draft/approve", data={"csrf_token": csrf_r, "heard": heard})
+    ok = reviewer.post("/scripts/traffic-test-draft/approve",
+                       data={"csrf_token": csrf_r, "heard": heard, "version": version})
     assert ok.status_code == 303
     text = path.read_text("utf-8")
     assert "status: approved" in text and "approved_by: li" in text and "approved_on: 2026-12-10" in text
@@ -506,7 +509,8 @@ def test_draft_preview_review_approve_and_an_edit_voids_it(site: Site, editor: T
     form = _form(editor, "/scripts/traffic-test-draft/edit")
     form["text"] = form["text"].replace("戴好头盔", "戴好安全头盔")
     assert editor.post("/scripts/save", data={**form, "action": "save"}).status_code == 303
-    assert "status: draft" in path.read_text("utf-8") and "approved_by" not in path.read_text("utf-8")
+    # It stays a draft that keeps the record of the voided approval ("draft after edit": planned, never aired).
+    assert "status: draft\napproved_by: li\napproved_on: 2026-12-10\napproval_hash: " in path.read_text("utf-8")
     edited = [e for e in rows(site.engine, ScriptEvent, ScriptEvent.script_id == "traffic-test-draft")
               if e.action == "edited"]
     assert len(edited) == 1 and "+村民朋友们，骑电动车一定要戴好安全头盔" in edited[0].detail
@@ -520,7 +524,8 @@ def test_draft_preview_review_approve_and_an_edit_voids_it(site: Site, editor: T
     csrf_r = token(reviewer, "/scripts/traffic-test-draft")
     reviewer.post("/scripts/traffic-test-draft/preview", data={"csrf_token": csrf_r})
     heard = [e for e in rows(site.engine, ScriptEvent, ScriptEvent.action == "previewed")][-1].audio_sha256
-    own = reviewer.post("/scripts/traffic-test-draft/approve", data={"csrf_token": csrf_r, "heard": heard})
+    own = reviewer.post("/scripts/traffic-test-draft/approve",
+                        data={"csrf_token": csrf_r, "heard": heard, "version": version})
     assert own.status_code == 403 and "不能由您自己签发" in own.text
     assert "status: draft" in path.read_text("utf-8")
 
@@ -861,7 +866,9 @@ def test_bad_input_is_400_or_404_never_500(editor: TestClient, path: str, status
 ])
 def test_bad_posts_are_400_or_404(site: Site, editor: TestClient, path: str, form: dict[str, str],
                                   status: int) -> None:
-    response = editor.post(path, data={**form, "csrf_token": token(editor, "/campaigns")})
+    # Approving is a reviewer's action: an editor is refused (403) before the script is looked up.
+    client = client_as(site, "li", "reviewer") if path.endswith("/approve") else editor
+    response = client.post(path, data={**form, "csrf_token": token(client, "/campaigns")})
     assert response.status_code == status
     assert not rows(site.engine, Broadcast, Broadcast.status == S("confirmed"))
 

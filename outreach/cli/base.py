@@ -113,6 +113,13 @@ def cli_date(text: str, field: str, *, today: date | None = None) -> date:
     return found
 
 
+def existing_folder(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Callback for --out FILE: the folder must exist, so a mistyped path creates no folders."""
+    if value is not None and not value.parent.is_dir():
+        raise click.BadParameter(f"文件夹 {value.parent} 不存在；请先建好它，或换一个位置", ctx, param)
+    return value
+
+
 def warn(message: object) -> None:
     """One `警告：` line on stderr."""
     click.echo(f"{WARNING}{message}", err=True)

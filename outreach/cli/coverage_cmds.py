@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import click
 from sqlmodel import Session
 
-from outreach.cli.base import Workspace, cli, cli_date, echo_json, warn, with_workspace
+from outreach.cli.base import Workspace, cli, cli_date, echo_json, existing_folder, warn, with_workspace
 from outreach.config import TIMEZONE
 
 COVERAGE_HEADERS = ("村编号", "村", "乡镇", "活动编号", "活动", "计划", "播出", "确认", "待确认", "漏播", "失败",
@@ -175,7 +175,8 @@ def _date(d: dt.date | None) -> str:
 @click.option("--township", "township_id", metavar="乡镇", help="只看这个乡镇的村（编号或名称）。")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "xlsx"]), default="table",
               show_default=True, help="输出格式；csv 带 BOM，Excel 可直接打开；xlsx 需要 --out。")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="写入这个文件，而不是打印到屏幕。")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), callback=existing_folder,
+              help="写入这个文件，而不是打印到屏幕。")
 @click.option("--today", "today_text", metavar="日期", help="把这一天当作今天（默认：县里的今天）。")
 @with_workspace
 def coverage_cmd(campaign_id: str | None, start_text: str | None, end_text: str | None, township_id: str | None,
@@ -234,7 +235,8 @@ def coverage_cmd(campaign_id: str | None, start_text: str | None, end_text: str 
 @click.option("--township", "township_id", metavar="乡镇", help="只看这个乡镇的村（编号或名称）。")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
               help="输出格式；csv 带 BOM，Excel 可直接打开。")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="写入这个文件，而不是打印到屏幕。")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), callback=existing_folder,
+              help="写入这个文件，而不是打印到屏幕。")
 @click.option("--today", "today_text", metavar="日期", help="把这一天当作今天（默认：县里的今天）。")
 @with_workspace
 def gaps_cmd(campaign_id: str, days: int, township_id: str | None, fmt: str, out: Path | None,
@@ -303,7 +305,8 @@ def gaps_cmd(campaign_id: str, days: int, township_id: str | None, fmt: str, out
 
 @cli.command("report")
 @click.option("--campaign", "campaign_id", required=True, metavar="ID", help="要出报告的活动。")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="要写入的 HTML 文件。")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), callback=existing_folder,
+              help="要写入的 HTML 文件。")
 @click.option("--from", "start_text", metavar="日期", help="第一天（默认：--to 所在月的 1 日）。")
 @click.option("--to", "end_text", metavar="日期", help="最后一天，含当天（默认：今天）。")
 @click.option("--days", type=int, default=7, show_default=True, help="盲区窗口：连续这么多天没播出算沉默。")

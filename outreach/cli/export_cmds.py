@@ -27,9 +27,16 @@ def _now() -> datetime:
 @click.argument("directory", type=click.Path(path_type=Path))
 def init(directory: Path) -> None:
     """用自带的示例县在 DIRECTORY 新建一个工作区。"""
-    if directory.exists() and any(directory.iterdir()):
-        raise OutputError(f"{directory}：文件夹不是空的；请为工作区选一个新文件夹")
-    directory.mkdir(parents=True, exist_ok=True)
+    if directory.is_symlink() and not directory.exists():
+        raise OutputError(f"{directory}：是一个指向不存在位置的链接；请为工作区选一个新文件夹")
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"{directory}：已经是一个文件，不是文件夹；请为工作区选一个新文件夹")
+    try:
+        if directory.exists() and any(directory.iterdir()):
+            raise OutputError(f"{directory}：文件夹不是空的；请为工作区选一个新文件夹")
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{directory}：不能在这里建工作区（{exc.strerror}）；请选一个自己有写权限的新文件夹") from exc
     for name in ("audio_scripts", "schedules", "samples"):
         shutil.copytree(SAMPLE_ROOT / name, directory / name)
     shutil.copy2(SAMPLE_ROOT / "outreach.toml", directory / "outreach.toml")

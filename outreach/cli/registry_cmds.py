@@ -35,7 +35,7 @@ def _table(rows: list[tuple[str, ...]]) -> None:
 def markets_cmd(rule: str | None, start_text: str, end_text: str, as_json: bool, ws: Workspace) -> None:
     """列出一条集日规则的集市日，或 schedules/markets.yaml 里每个集市的集市日。"""
     from outreach.dates import check_range
-    from outreach.markets import lunar_label, parse_rule
+    from outreach.markets import has_lunar_date, lunar_label, parse_rule
     from outreach.registry import load_registry
 
     start, end = cli_date(start_text, "--from"), cli_date(end_text, "--to")
@@ -46,7 +46,8 @@ def markets_cmd(rule: str | None, start_text: str, end_text: str, as_json: bool,
             echo_json([d.isoformat() for d in found])
             return
         for d in found:
-            click.echo(f"{d.isoformat()}  周{WEEKDAYS[d.weekday()]}  农历{lunar_label(d)}")
+            lunar = f"  农历{lunar_label(d)}" if has_lunar_date(d) else ""  # a Gregorian rule may leave its range
+            click.echo(f"{d.isoformat()}  周{WEEKDAYS[d.weekday()]}{lunar}")
         click.echo(f"共 {len(found)} 天", err=True)
         return
 
@@ -73,7 +74,7 @@ def registry_cmd(as_json: bool, ws: Workspace) -> None:
     """检查 schedules/，列出全县的村、播出时段和集市。"""
     from outreach.registry import load_registry
 
-    registry = load_registry(ws.config.schedules_dir)
+    registry = load_registry(ws.config.schedules_dir, players=ws.config.players)
     if as_json:
         echo_json({
             "county": registry.county,

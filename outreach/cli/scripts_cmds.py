@@ -14,7 +14,7 @@ from outreach.cli.base import ERROR, Workspace, cli, cli_date, county_today, ech
 from outreach.config import TIMEZONE
 from outreach.errors import ScriptError, TextNormError
 from outreach.labels import SCRIPT_STATUS, TOPIC, label
-from outreach.scripts import approve_script, check_library, script_path
+from outreach.scripts import approve_script, check_library, script_lock, script_path
 from outreach.textnorm import load_lexicon
 
 APPROVER_ROLES = ("reviewer", "admin")
@@ -117,8 +117,10 @@ def check_approver(ws: Workspace, by: str) -> str:
               help="批准人：users.json 里角色为 reviewer 或 admin 的用户（用 outreach user add 添加）。")
 @click.option("--on", "on_text", default=None, metavar="日期",
               help="批准日期，如 2026-12-01、2026/12/01 或 12月1日。  [默认：北京时间今天]")
+@click.option("--hash", "expect", default=None, metavar="版本",
+              help="只在稿件仍是这个版本（16 位批准校验值，网页审核记录里的「版本」）时批准；不是就不批准。")
 @with_workspace
-def approve(ws: Workspace, script_id: str, by: str, on_text: str | None) -> None:
+def approve(ws: Workspace, script_id: str, by: str, on_text: str | None, expect: str | None) -> None:
     """批准草稿 ID 可以播出；--by 必须是已登记的审核人。"""
     from outreach import review
     from outreach.db import open_migrated
@@ -129,11 +131,14 @@ def approve(ws: Workspace, script_id: str, by: str, on_text: str | None) -> None
     path = find_script(ws.config.scripts_dir, script_id)
     engine = open_migrated(ws.config.resolved_database_url())  # it holds the review trail
     try:
-        # The browser's rule: whoever drafted or last edited a script may not approve it.
-        review.refuse_own(engine, path.stem, by, "批准")
-        script = approve_script(path, by=by, on=day)
-        review.record(engine, script.id, "approved", by, datetime.now(ZoneInfo(TIMEZONE)),
-                      content_hash=script.content_hash)
+        # The same lock as the browser's save and approval: who last edited it and what is sealed
+        # are read and written as one step.
+        with script_lock(path):
+            # The browser's rule: whoever drafted or last edited a script may not approve it.
+            review.refuse_own(engine, path.stem, by, "批准")
+            script = approve_script(path, by=by, on=day, expect=expect.strip().lower() if expect else None)
+            review.record(engine, script.id, "approved", by, datetime.now(ZoneInfo(TIMEZONE)),
+                          content_hash=script.content_hash)
     finally:
         engine.dispose()
     click.echo(f"已批准：{script.id}，批准人 {script.approved_by}，日期 {script.approved_on}")

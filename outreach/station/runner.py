@@ -333,10 +333,13 @@ class Runtime:
             batch = self.store.pending_events(100)
             if not batch:
                 break
-            accepted = self.client.upload(batch)
+            accepted, refused = self.client.upload(batch)
             self.store.mark_uploaded(accepted)
+            self.store.mark_refused(refused)
+            for event_id, reason in refused.items():
+                log.warning("县服务器拒收了播出记录 %s：%s；本地保留并标记为被拒，不再上传", event_id, reason)
             sent += len(accepted)
-            if len(accepted) < len(batch):
+            if len(set(accepted) | set(refused)) < len(batch):
                 break
         return sent
 

@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS plays (
     entry_id TEXT PRIMARY KEY, event_id TEXT NOT NULL, state TEXT NOT NULL,
     started_at TEXT NOT NULL, position_s REAL NOT NULL DEFAULT 0, payload TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
-    event_id TEXT PRIMARY KEY, payload TEXT NOT NULL, uploaded INTEGER NOT NULL DEFAULT 0, seq INTEGER);
+    event_id TEXT PRIMARY KEY, payload TEXT NOT NULL, uploaded INTEGER NOT NULL DEFAULT 0, seq INTEGER,
+    refused TEXT);  -- uploaded: 0 waiting, 1 held by the server, 2 refused by it (reason in refused)
 CREATE INDEX IF NOT EXISTS events_pending ON events (uploaded, seq);
 CREATE TABLE IF NOT EXISTS alerts (alert_id TEXT PRIMARY KEY, state TEXT NOT NULL, payload TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,6 +39,9 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(events)")}
+        if "refused" not in columns:  # a store from before refusals were kept
+            self._db.execute("ALTER TABLE events ADD COLUMN refused TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -129,6 +133,18 @@ class Store:
     def mark_uploaded(self, event_ids: list[str]) -> None:
         if event_ids:
             self._tx([("UPDATE events SET uploaded = 1 WHERE event_id = ?", (e,)) for e in event_ids])
+
+    def mark_refused(self, refused: dict[str, str]) -> None:
+        """The server refused these events ({event_id: reason}): keep them, marked, and never send them again."""
+        if refused:
+            self._tx([("UPDATE events SET uploaded = 2, refused = ? WHERE event_id = ?", (reason[:1000], e))
+                      for e, reason in refused.items()])
+
+    def refused_events(self) -> list[tuple[str, str]]:
+        """(event_id, the server's reason) of every refused event, oldest first."""
+        with self._lock:
+            return [(r[0], r[1] or "") for r in self._db.execute(
+                "SELECT event_id, refused FROM events WHERE uploaded = 2 ORDER BY seq")]
 
     def events(self) -> list[tuple[AsRunEvent, bool]]:
         with self._lock:

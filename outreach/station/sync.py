@@ -103,10 +103,21 @@ class Client:
         os.replace(part, target)
         return target
 
-    def upload(self, events: list[AsRunEvent]) -> list[str]:
-        """POST a batch of events; the ids the server now holds."""
+    def upload(self, events: list[AsRunEvent]) -> tuple[list[str], dict[str, str]]:
+        """POST a batch of events; (ids the server now holds, {id: reason} of the ones it refused for good).
+
+        A refusal is final when the server answers the event with a 4xx status:
+        the event is wrong (not in this station's manifest, impossible time), so
+        sending it again would change nothing. A 5xx leaves it to be sent again.
+        """
         with self._request("/api/station/events", body={"events": [e.to_dict() for e in events]}) as resp:
-            return [str(e) for e in json.loads(resp.read())["accepted"]]
+            reply = json.loads(resp.read())
+        accepted = [str(e) for e in reply["accepted"]]
+        refused = {}
+        for r in reply.get("results", []):  # a server from before per-event results sends none
+            if isinstance(r, dict) and isinstance(r.get("status"), int) and 400 <= r["status"] < 500 and r.get("event_id"):
+                refused[str(r["event_id"])] = str(r.get("reason", ""))
+        return accepted, refused
 
 
 def read_manifest(data: Path) -> Manifest | None:

@@ -134,6 +134,56 @@ def _origin_check(app: FastAPI) -> None:
         return response
 
 
+MAX_FORM_BYTES = 1_000_000  # every dashboard form is a few KB; more is a mistake or an attack
+
+
+class FormBodyLimit:
+    """Pure ASGI: refuse (413) a dashboard request body over MAX_FORM_BYTES, by Content-Length or while read.
+
+    The station API (/api/) caps its own bodies with per-endpoint limits and JSON replies.
+    A body without a length is read up to the cap here and replayed to the app.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] != "http" or scope["method"] in _SAFE_METHODS or scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > MAX_FORM_BYTES:
+                await self._refuse(send)
+                return
+            await self.app(scope, receive, send)
+            return
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            size += len(message.get("body", b""))
+            if size > MAX_FORM_BYTES:
+                await self._refuse(send)
+                return
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+
+        async def replay() -> Any:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(send: Callable[..., Any]) -> None:
+        body = (f"<!doctype html><meta charset=utf-8><title>内容太大</title><p>提交的内容超过 "
+                f"{MAX_FORM_BYTES // 1000} KB，没有保存。请删减后重新提交。").encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"text/html; charset=utf-8"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
 def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     env = templates.env
@@ -184,6 +234,7 @@ def create_app(config: Config, *, now: Callable[[], datetime] | None = None,
     _security_headers(app, https_only=secure)
     app.add_middleware(SessionMiddleware, secret_key=load_secret(config.workspace), session_cookie=SESSION_COOKIE,
                        max_age=SESSION_MAX_AGE_S, same_site="lax", https_only=secure)
+    app.add_middleware(FormBodyLimit)  # outermost: nothing reads an oversized body
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(daily.router)
     app.include_router(review_routes.router)

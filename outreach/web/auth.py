@@ -15,7 +15,6 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from outreach.errors import OutreachError
 from outreach.files import write_text_atomic
+from outreach.web.permissions import Action, Role, allows
 
 __all__ = [
     "Role", "User", "UserError", "UserStore", "LoginLimiter", "Attempt", "Refusal", "load_secret", "new_csrf_token", "csrf_ok",
@@ -41,15 +41,6 @@ class UserError(OutreachError):
     """A dashboard user name, role, password or users.json is invalid."""
 
 
-class Role(StrEnum):
-    """What a dashboard user may do: viewers read; editors draft and record; reviewers also approve; admins also manage users."""
-
-    VIEWER = "viewer"
-    EDITOR = "editor"
-    REVIEWER = "reviewer"
-    ADMIN = "admin"
-
-
 @dataclass(frozen=True)
 class User:
     """One dashboard account as stored in users.json."""
@@ -61,20 +52,24 @@ class User:
     # Bumped by every logout; a session cookie carrying an older number is dead.
     session_version: int = 0
 
+    def may(self, action: Action) -> bool:
+        """Whether this user's role may do `action` (the table in outreach.web.permissions)."""
+        return allows(self.role, action)
+
     @property
     def can_edit(self) -> bool:
-        """Draft and edit scripts, confirm broadcasts, log handouts."""
-        return self.role in (Role.EDITOR, Role.REVIEWER, Role.ADMIN)
+        """Draft and edit scripts, confirm broadcasts, log handouts (the editor's work)."""
+        return self.may(Action.DRAFT_SCRIPT)
 
     @property
     def can_review(self) -> bool:
         """Approve or reject scripts (never one they wrote or last edited)."""
-        return self.role in (Role.REVIEWER, Role.ADMIN)
+        return self.may(Action.REVIEW_SCRIPT)
 
     @property
     def can_admin(self) -> bool:
         """Add and remove users and change their roles."""
-        return self.role is Role.ADMIN
+        return self.may(Action.MANAGE_USERS)
 
 
 def normalize_name(name: str) -> str:

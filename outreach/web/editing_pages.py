@@ -22,7 +22,8 @@ from outreach.errors import OutreachError
 from outreach.registry import SLOT_NAMES, Registry, load_registry
 from outreach.scripts import Script, load_library
 from outreach.web.auth import User
-from outreach.web.pages import ctx_of, flash, not_found, post_form, redirect, render, require_editor, stale_diff
+from outreach.web.pages import ctx_of, flash, not_found, post_form, redirect, render, require_role, stale_diff
+from outreach.web.permissions import Action
 
 log = logging.getLogger("outreach.web")
 router = APIRouter()
@@ -31,8 +32,8 @@ COUNTY = "county.yaml"
 SPEAKERS = {"networked": "联网播放（到点由服务器播放）", "station": "村广播站（本地缓存播放）", "offline": "U盘离线"}
 
 
-def _editor(request: Request) -> User:
-    return require_editor(request, "不能修改宣传活动或村庄设置。")
+def _editor(request: Request, action: Action = Action.EDIT_CAMPAIGN) -> User:
+    return require_role(request, action, "不能修改宣传活动或村庄设置。", "请联系管理员开通编辑员账号。")
 
 
 def _read(path: Path) -> str:
@@ -194,14 +195,28 @@ async def save_campaign(request: Request) -> Response:
 def _village_form(request: Request, *, user: User, village_id: str, v: editing.VillageValues, base: str,
                   opened: str, status: int = 200, checked: editing.Checked | None = None, message: str = "",
                   stale: str | None = None) -> Response:
-    registry = load_registry(ctx_of(request).config.schedules_dir)
+    config = ctx_of(request).config
+    registry = load_registry(config.schedules_dir)
     village = registry.villages.get(village_id)
     if village is None:
         raise not_found("村庄", village_id, "请从「村庄」列表点进要修改的村庄。")
+    township = registry.townships[village.township_id]
     return render(request, "village_edit.html", status=status, user=user, village=village, v=v, base=base,
                   opened=opened, errors=checked.fields if checked else {}, other=checked.other if checked else [],
                   message=message, stale=stale, county_slots=registry.slots, slot_names=SLOT_NAMES, speakers=SPEAKERS,
-                  township=registry.townships[village.township_id])
+                  township=township, players=_player_choices(config, township.player, village.player))
+
+
+def _player_choices(config: Config, township_player: str | None, saved: str | None) -> list[tuple[str, str]]:
+    """The village form's player options: (value, label); "" is the default. Names come only from
+    outreach.toml [players]; a name county.yaml has (`saved`) that is not defined there is shown so it can be changed."""
+    system = config.deliver.player if isinstance(config.deliver.player, str) else config.default_player[0]
+    default = f"乡镇设置：{township_player}" if township_player else f"系统设置：{system}"
+    choices = [("", f"默认（{default}）")]
+    choices += [(name, f"{name}（{cmd[0]}）") for name, cmd in sorted(config.players.items())]
+    if saved and saved not in config.players:
+        choices.append((saved, f"{saved}（outreach.toml 里没有定义，请改选）"))
+    return choices
 
 
 def _stale_village(request: Request, page: dict[str, Any], current: str) -> Response:
@@ -215,7 +230,7 @@ def _stale_village(request: Request, page: dict[str, Any], current: str) -> Resp
 
 @router.get("/villages/{village_id}/edit", response_class=HTMLResponse)
 def edit_village(request: Request, village_id: str) -> Response:
-    user = _editor(request)
+    user = _editor(request, Action.EDIT_VILLAGE)
     config = ctx_of(request).config
     registry = load_registry(config.schedules_dir)
     if village_id not in registry.villages:
@@ -227,7 +242,7 @@ def edit_village(request: Request, village_id: str) -> Response:
 
 @router.post("/villages/{village_id}/edit", response_class=HTMLResponse)
 async def save_village(request: Request, village_id: str) -> Response:
-    user, form = await post_form(request, editor=True)
+    user, form = await post_form(request)  # permissions.FORM_ROUTES: EDIT_VILLAGE
     config = ctx_of(request).config
     path = config.schedules_dir / COUNTY
 
@@ -239,6 +254,10 @@ async def save_village(request: Request, village_id: str) -> Response:
                               player=one("player"))
     base = one("base")
     page: dict[str, Any] = dict(user=user, village_id=village_id, v=v, base=base, opened=_opened(form))
+    refused = editing.village_field_errors(v, config.players)
+    if refused:  # nothing is built from a value outside its closed set, let alone saved
+        return _village_form(request, **page, status=400, checked=editing.Checked(fields=refused),
+                             message="村庄设置有问题，没有保存；请按红字修改。")
     current = _read(path)
     if editing.stamp(current) != base:
         return _stale_village(request, page, current)
@@ -246,7 +265,7 @@ async def save_village(request: Request, village_id: str) -> Response:
         new_text = editing.apply_village(current, village_id, v)
     except OutreachError as exc:
         return _village_form(request, **page, status=409, message=str(exc))
-    checked = editing.check_county(config.schedules_dir, new_text, village_id)
+    checked = editing.check_county(config.schedules_dir, new_text, village_id, players=config.players)
     if not checked.ok:
         return _village_form(request, **page, status=400, checked=checked,
                              message="村庄设置有问题，没有保存；请按红字修改。")

@@ -20,6 +20,7 @@ from starlette.datastructures import FormData
 from outreach.config import TIMEZONE, Config
 from outreach import labels
 from outreach.web.auth import LoginLimiter, User, UserStore, csrf_ok, new_csrf_token
+from outreach.web.permissions import ACTION_LABEL, Action, action_of, roles_for
 
 TZ = ZoneInfo(TIMEZONE)
 CSRF_FIELD = "csrf_token"
@@ -136,27 +137,53 @@ def require_user(request: Request) -> User:
     return user
 
 
-def require_editor(request: Request, cannot: str, fix: str = "请联系管理员开通编辑员账号。") -> User:
-    """The logged-in user if an editor (or higher); else PageError 403 saying what a viewer `cannot` do."""
+def refusal(user: User, action: Action, cannot: str = "", fix: str = "") -> PageError:
+    """The 403 page for `user`, whose role may not do `action`: their role, and who may."""
+    roles = [labels.ROLE[r.value] for r in roles_for(action)]
+    who = "、".join(roles[:-1]) + "或" + roles[-1] if len(roles) > 1 else "".join(roles)
+    what = cannot or (f"{ACTION_LABEL[action]}只有{who}能做。" if roles else f"{ACTION_LABEL[action]}不对任何角色开放。")
+    return PageError(403, "没有权限", f"您的账号「{user.name}」是{labels.label(labels.ROLE, user.role)}，{what}",
+                     fix or "请联系管理员调整账号角色。")
+
+
+def require_role(request: Request, action: Action, cannot: str = "", fix: str = "") -> User:
+    """The logged-in user if their role may do `action` (permissions.ALLOWED); else PageError 403.
+
+    `cannot` words the refusal for this page ("不能发送紧急插播。"); by default it says who may.
+    """
     user = require_user(request)
-    if not user.can_edit:
-        raise PageError(403, "没有权限", f"您的账号「{user.name}」是查看员，{cannot}", fix)
+    if not user.may(action):
+        raise refusal(user, action, cannot, fix)
     return user
 
 
-async def post_form(request: Request, *, editor: bool) -> tuple[User, FormData]:
-    """The user and form of a POST: logged in, CSRF token valid and, if `editor`, an editor.
+def require_editor(request: Request, cannot: str, fix: str = "请联系管理员开通编辑员账号。") -> User:
+    """The logged-in user if their role may do the editor's work (drafting); else PageError 403 with what they `cannot` do."""
+    return require_role(request, Action.DRAFT_SCRIPT, cannot, fix)
 
-    Raises LoginRequired, or PageError 403 for a missing/wrong token or a viewer.
+
+async def post_form(request: Request, *, editor: bool = True) -> tuple[User, FormData]:
+    """The user and form of a POST: logged in, CSRF token valid, and the role allowed the route's action.
+
+    The action is the route's entry in permissions.FORM_ROUTES; a route not listed there is refused
+    for everyone. `editor` is ignored (kept for older call sites): the table decides.
+    Raises LoginRequired, or PageError 403 for a missing/wrong token or a role not allowed.
     """
+    del editor
     user = require_user(request)
     form = await request.form()
     token = form.get(CSRF_FIELD)
     if not csrf_ok(request.session, token if isinstance(token, str) else None):
         raise csrf_error()
-    if editor:
-        require_editor(request, "只能查看，不能确认广播、登记发放或批准广播稿。",
-                       "如需修改数据，请联系管理员用 outreach user add 为您开通编辑员账号。")
+    route = getattr(request.scope.get("route"), "path", "")
+    action = action_of(route)
+    if action is None:
+        raise PageError(403, "没有权限", f"操作 {route or request.url.path} 没有登记在权限表里，系统不执行它。",
+                        "请把这个情况告诉技术人员：要在 outreach/web/permissions.py 的 FORM_ROUTES 里登记。")
+    if not user.may(action):
+        fix = ("如需修改数据，请联系管理员用 outreach user add 为您开通编辑员账号。" if not user.can_edit
+               else "请联系管理员调整账号角色。")
+        raise refusal(user, action, fix=fix)
     return user, form
 
 

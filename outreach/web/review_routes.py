@@ -13,7 +13,7 @@ from starlette.datastructures import FormData
 
 from outreach import review
 from outreach.errors import OutreachError
-from outreach.scripts import ENGINES, ID_PATTERN, TOPICS, Script, split_front_matter
+from outreach.scripts import ENGINES, ID_PATTERN, MAX_TITLE, TOPICS, Script, split_front_matter
 from outreach.textnorm import load_lexicon
 from outreach.tts.voices import ALL_VOICES
 from outreach.web import data
@@ -76,7 +76,7 @@ def _editor(request: Request, *, user: User, fields: dict[str, str], text: str, 
                   errors=errors or {}, preview=preview, stale=stale, message=message, topics=TOPICS,
                   engines=[e for e in ENGINES], voices=ALL_VOICES, id_pattern=ID_PATTERN,
                   spoken=review.spoken_segments(text, lexicon) if text else [],
-                  max_chars=ctx.config.render.max_chars)
+                  max_chars=ctx.config.render.max_chars, max_title=MAX_TITLE)
 
 
 @router.get("/spoken")
@@ -141,12 +141,21 @@ async def save_script(request: Request) -> Response:
     except OutreachError as exc:
         return _editor(request, user=user, fields=fields, text=text, base=base, status=400, message=str(exc))
     log.info("广播稿 %s 已由 %s 保存", saved.id, user.name)
-    flash(request, f"已保存「{saved.title}」（草稿）。请试听后交审核员签发。")
+    if saved.edited_after_approval:
+        flash(request, f"已保存「{saved.title}」（草稿）。原来的签发已作废：这篇稿件在宣传活动里照常排着，"
+                       "但重新签发之前不会播出。请试听后交审核员签发。")
+    else:
+        flash(request, f"已保存「{saved.title}」（草稿）。请试听后交审核员签发。")
     return redirect(f"/scripts/{quote(saved.id)}")
 
 
 @router.get("/scripts/{script_id}", response_class=HTMLResponse)
 def script_page(request: Request, script_id: str) -> Response:
+    return _script_page(request, script_id)
+
+
+def _script_page(request: Request, script_id: str, *, status: int = 200, stale: str | None = None,
+                 message: str = "") -> Response:
     user = require_user(request)
     ctx = ctx_of(request)
     script = _script(request, script_id)
@@ -160,7 +169,7 @@ def script_page(request: Request, script_id: str) -> Response:
         has_clip = False
     return render(request, "script.html", user=user, s=script, spoken=review.spoken_segments(script.text, lexicon),
                   trail=review.trail(ctx.engine, script.id), preview=_latest_preview(request, script),
-                  has_clip=has_clip, own=user.name in (drafted, last))
+                  has_clip=has_clip, own=user.name in (drafted, last), status=status, stale=stale, message=message)
 
 
 @router.post("/scripts/{script_id}/preview")
@@ -185,12 +194,20 @@ async def approve_script(request: Request, script_id: str) -> Response:
         flash(request, f"「{script.title}」已经由{script.approved_by}于 {script.approved_on} 签发，无需再签发。", "error")
         return redirect(f"/scripts/{quote(script.id)}")
     heard = form.get("heard")
+    # The version (approval hash) the page showed: the seal is written only if the file still is it.
+    version = form.get("version")
     try:
         approved = await run_in_threadpool(lambda: review.approve(
             ctx.engine, ctx.config, script, reviewer=user.name, heard_sha256=heard if isinstance(heard, str) else "",
-            today=ctx.today(), now=ctx.now()))
+            version=version if isinstance(version, str) else "", today=ctx.today(), now=ctx.now()))
+    except review.StaleForm as exc:
+        diff, message = exc.diff, str(exc)
+        return await run_in_threadpool(lambda: _script_page(request, script_id, status=409, stale=diff,
+                                                            message=message))
     except review.ReviewError as exc:
         raise PageError(403, "不能签发", str(exc), "请回到稿件页面。") from None
+    except OutreachError as exc:
+        raise PageError(409, "没有签发", str(exc), "请回到稿件页面，看清现在的稿件后再签发。") from None
     flash(request, f"已签发「{approved.title}」（{approved.id}），签发人：{user.name}。下次生成节目时开始播出。")
     return redirect(f"/scripts/{quote(script.id)}")
 

@@ -9,8 +9,10 @@ alert acks when a broker is configured.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
@@ -19,15 +21,18 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from outreach.broker import load_broker_settings
 from outreach.models import Station
 from outreach.plan import TZ
-from outreach.station.protocol import AsRunEvent, StationError, check_sha
-from outreach.stations import authenticate, blob_path, build_manifests, ingest_events, read_slot_starts
+from outreach.station.protocol import StationError, check_sha
+from outreach.stations import authenticate, blob_path, build_manifests, ingest_batch, read_slot_starts
 
 log = logging.getLogger("outreach.station_api")
 MAX_EVENTS = 500
+MAX_EVENTS_BODY = 1024 * 1024  # bytes of one upload
+MAX_DEPTH = 20  # JSON nesting of one upload
 _CHUNK = 64 * 1024
 
 
@@ -116,16 +121,30 @@ def manifest(request: Request, days: int = 7) -> Response:
 
 
 def _range(header: str | None, size: int) -> tuple[int, int] | None:
-    if not header or not header.startswith("bytes="):
+    """The (first, last) byte of a `Range: bytes=...` header, per RFC 9110 14.1.2; None to send the whole file.
+
+    `N-M` and `N-` (open) ranges, `-N` suffix ranges (the last N bytes). Only the
+    first range of a list is served. ValueError when unsatisfiable (416).
+    A header that is not a bytes range is ignored, as the RFC allows.
+    """
+    if not header or not header.strip().lower().startswith("bytes="):
         return None
-    first, _, last = header[6:].split(",")[0].strip().partition("-")
-    if not first.isdigit():
-        raise ValueError(header)
+    spec = header.strip()[6:].split(",")[0].strip()
+    first, dash, last = spec.partition("-")
+    first, last = first.strip(), last.strip()
+    if not dash or (first and not first.isdigit()) or (last and not last.isdigit()) or not (first or last):
+        return None  # not a valid range: ignore it and send the whole representation
+    if not first:  # suffix range: the last N bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            raise ValueError(header)
+        return max(0, size - n), size - 1
     start = int(first)
-    end = int(last) if last.isdigit() else size - 1
-    if start >= size or end < start:
+    if last and int(last) < start:
+        return None  # an invalid range-spec: ignored
+    if start >= size:
         raise ValueError(header)
-    return start, min(end, size - 1)
+    return start, min(int(last) if last else size - 1, size - 1)
 
 
 def _stream(path: Path, start: int, length: int) -> Iterator[bytes]:
@@ -142,7 +161,7 @@ def _stream(path: Path, start: int, length: int) -> Iterator[bytes]:
 
 @router.get("/blobs/{sha256}")
 def blob(sha256: str, request: Request) -> Response:
-    """One program or alert MP3 by its sha256; `Range: bytes=N-` resumes a download."""
+    """One program or alert MP3 by its sha256; `Range` (`N-M`, `N-`, `-N`) resumes a download."""
     if _station(request) is None:
         return _error(401, _DENIED)
     try:
@@ -167,25 +186,93 @@ def blob(sha256: str, request: Request) -> Response:
                              headers=headers)
 
 
+class BodyError(Exception):
+    """A request body refused before it is parsed: (status, Chinese reason)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) by Content-Length before reading and while streaming when there is none."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.strip().isdigit():
+            raise BodyError(400, "请求头里的内容长度不是数字")
+        if int(length) > limit:
+            raise BodyError(413, f"请求体太大（{int(length)} 字节），最多 {limit} 字节；请分批上传")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise BodyError(413, f"请求体超过 {limit} 字节；请分批上传")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text (strings skipped), without recursion.
+
+    At most MAX_DEPTH, it may be an upper bound (the count of brackets) rather than the exact depth.
+    """
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+        return body.count(b"[") + body.count(b"{")
+    depth = deepest = 0
+    for m in _TOKENS.finditer(body):
+        c = m.group()
+        if c in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """A JSON body of at most `limit` bytes and MAX_DEPTH levels; BodyError (4xx) otherwise, never a 500."""
+    body = await read_body(request, limit)
+    if json_depth(body) > MAX_DEPTH:
+        raise BodyError(400, f"JSON 嵌套超过 {MAX_DEPTH} 层")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise BodyError(400, f"请求体不是有效的 JSON（{exc}）") from None
+
+
 @router.post("/events")
 async def events(request: Request) -> Response:
-    """Upload a batch of as-run events: {"events": [...]} -> {"accepted": [event ids]} (idempotent)."""
+    """Upload as-run events: {"events": [...]} -> {"accepted": [ids held], "results": [per event], "server_time"}.
+
+    Each event is checked on its own against what the server sent this station;
+    a refused one gets its status and reason in `results` and never blocks the others.
+    """
     station = _station(request)
     if station is None:
         return _error(401, _DENIED)
     try:
-        body = await request.json()
-        raw = body["events"]
-        if not isinstance(raw, list) or len(raw) > MAX_EVENTS:
-            return _error(400, f"'events' 必须是列表，最多 {MAX_EVENTS} 条事件")
-        parsed = [AsRunEvent.from_dict(e) for e in raw]
-    except (ValueError, KeyError, TypeError, StationError) as exc:
-        return _error(400, f"播出记录批次有误：{exc}")
+        body = await read_json(request, MAX_EVENTS_BODY)
+    except BodyError as exc:
+        return _error(exc.status, exc.reason)
+    raw = body.get("events") if isinstance(body, dict) else None
+    if not isinstance(raw, list) or len(raw) > MAX_EVENTS:
+        return _error(400, f"请求体须是 {{\"events\": [...]}}，最多 {MAX_EVENTS} 条事件")
+    ctx = request.app.state.ctx
     try:
-        accepted = ingest_events(request.app.state.ctx.engine, station, parsed, now=_clock())
-    except (StationError, ValueError) as exc:
+        loaded = await run_in_threadpool(_cache.get, ctx.config)
+        starts = read_slot_starts(ctx.slot_starts)
+        results = await run_in_threadpool(lambda: ingest_batch(ctx.engine, loaded, station, raw, now=_clock(),
+                                                               slot_starts=starts))
+    except StationError as exc:
         return _error(400, str(exc))
-    return JSONResponse({"accepted": accepted, "server_time": _clock().isoformat()},
+    for r in results:
+        if r.status not in (200, 503):
+            log.warning("村广播站 %s 的播出记录 %s 被拒绝（%s）：%s", station.id, r.event_id or "-", r.status, r.reason)
+    return JSONResponse({"accepted": [r.event_id for r in results if r.status == 200],
+                         "results": [r.to_dict() for r in results], "server_time": _clock().isoformat()},
                         headers={"Cache-Control": "no-store"})
 
 

@@ -29,6 +29,7 @@ WARNING = {"offline": "离线", "low_buffer": "缓存不足", "clock_skew": "时
 EXPIRY = {"10m": "10 分钟", "30m": "30 分钟", "1h": "1 小时", "2h": "2 小时", "6h": "6 小时", "1d": "1 天", "2d": "2 天"}
 REFRESH_S = 2
 RECENT_ALERTS = 10
+RECENT_REFUSED = 5  # the latest refused station events shown
 
 
 @dataclass
@@ -88,8 +89,13 @@ def stations_page(request: Request) -> Response:
     stations, towns = _presence(request)
     active = [s for s in stations if not s["revoked"]]
     online = sum(1 for s in active if s["online"])
+    from outreach.stations import rejected_events
+
+    refused = rejected_events(ctx_of(request).engine, limit=RECENT_REFUSED)
+    for r in refused["latest"]:
+        r["received_local"] = datetime.fromisoformat(r["received_at"]).astimezone(TZ).strftime("%m-%d %H:%M:%S")
     return render(request, "stations.html", user=user, stations=stations, towns=towns, active=len(active),
-                  online=online, alerts=_recent_alerts(request), WARNING=WARNING)
+                  online=online, alerts=_recent_alerts(request), WARNING=WARNING, refused=refused)
 
 
 
