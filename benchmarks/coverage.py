@@ -276,7 +276,7 @@ def run(path: Path, sample: int) -> None:
         print(f"  {secs:7.3f} s  {label}  -> {size} rows")
 
     def whole_report() -> str:
-        from outreach import report
+        from outreach.coverage import report
 
         with session(engine) as s:
             data = report.collect(s, campaign_id="anti-fraud", start=month[0], end=month[1], today=TODAY,

@@ -31,9 +31,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from outreach.audio.ffmpeg import decode_to_pcm, run_ffmpeg  # noqa: E402
 from outreach.config import RenderSettings  # noqa: E402
-from outreach.media import decode_to_pcm, run_ffmpeg  # noqa: E402
-from outreach.textnorm import load_lexicon, normalize  # noqa: E402
+from outreach.content.textnorm import load_lexicon, normalize  # noqa: E402
 from outreach.tts import get_synthesizer  # noqa: E402
 
 ASR_RATE = 16000
@@ -146,7 +146,7 @@ def band_pass(src: Path, fmt: str, out: Path) -> Path:
 
 def sample_sentences(count: int) -> list[str]:
     """`count` digit-free sentences, the first of each approved script in name order, then the seconds."""
-    from outreach.scripts import load_library
+    from outreach.content.scripts import load_library
 
     scripts = [s for s in load_library(REPO / "audio_scripts", max_chars=RenderSettings().max_chars) if s.approved]
     per_script = [[x for x in re.split(r"(?<=[。！？])", s.text) if x.strip() and not re.search(r"\d", x)]

@@ -22,14 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from county import make_workspace  # noqa: E402
 
-from outreach.config import load_config  # noqa: E402
+from outreach.audio.ffmpeg import AudioSegment, configure_pydub  # noqa: E402
+from outreach.audio.programs import program_audio  # noqa: E402
+from outreach.audio.render import render_library, verified_clip  # noqa: E402
+from outreach.config import (
+    TZ,  # noqa: E402
+    load_config,  # noqa: E402
+)
+from outreach.delivery.usb.export import export_days  # noqa: E402
 from outreach.files import temp_dir  # noqa: E402
-from outreach.export import export_days  # noqa: E402
-from outreach.media import AudioSegment, configure_pydub  # noqa: E402
-from outreach.plan import TZ  # noqa: E402
-from outreach.programs import program_audio  # noqa: E402
-from outreach.render import render_library, verified_clip  # noqa: E402
-from outreach.workspace import GAP_S, load, open_database, plan  # noqa: E402
+from outreach.planning.workspace import GAP_S, load, open_database, plan  # noqa: E402
 
 START = date(2026, 12, 1)
 SAMPLE = 12

@@ -17,12 +17,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from outreach.audio import TP_MARGIN_DB, finish, load_segment, master_to_mp3, measure, shape  # noqa: E402
+from outreach.audio.ffmpeg import AudioSegment, configure_pydub  # noqa: E402
+from outreach.audio.mastering import TP_MARGIN_DB, finish, load_segment, master_to_mp3, measure, shape  # noqa: E402
+from outreach.audio.render import render_library  # noqa: E402
 from outreach.config import load_config  # noqa: E402
-from outreach.media import AudioSegment, configure_pydub  # noqa: E402
-from outreach.render import render_library  # noqa: E402
-from outreach.scripts import load_library  # noqa: E402
-from outreach.textnorm import normalize  # noqa: E402
+from outreach.content.scripts import load_library  # noqa: E402
+from outreach.content.textnorm import normalize  # noqa: E402
 from outreach.tts import get_synthesizer  # noqa: E402
 
 SPEECH_MINUTES = 10

@@ -22,17 +22,19 @@ sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tests")]
 from county import make_workspace  # noqa: E402
 from station_harness import Broker, wait_for  # noqa: E402
 
-from outreach.alerts import ControlListener, latency_summary  # noqa: E402
-from outreach.broker import mosquitto_hash, write_auth_files  # noqa: E402
-from outreach.config import load_config  # noqa: E402
+from outreach.audio.render import render_library  # noqa: E402
+from outreach.config import (
+    TZ,  # noqa: E402
+    load_config,  # noqa: E402
+)
 from outreach.db import session  # noqa: E402
+from outreach.delivery.stations.alerts import ControlListener, latency_summary  # noqa: E402
+from outreach.delivery.stations.broker import mosquitto_hash, write_auth_files  # noqa: E402
+from outreach.delivery.stations.manifests import build_manifests  # noqa: E402
 from outreach.files import temp_dir  # noqa: E402
 from outreach.models import Station  # noqa: E402
-from outreach.plan import TZ  # noqa: E402
-from outreach.render import render_library  # noqa: E402
+from outreach.planning.workspace import load, open_database, plan  # noqa: E402
 from outreach.station.protocol import Leaf, topic  # noqa: E402
-from outreach.stations import build_manifests  # noqa: E402
-from outreach.workspace import load, open_database, plan  # noqa: E402
 
 
 async def _clients(broker: Broker, ids: list[str], token: str, rounds: int) -> dict[str, float]:

@@ -5,12 +5,20 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import (
-    BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
 )
 
 from outreach.errors import ConfigError
@@ -18,6 +26,8 @@ from outreach.yamlread import describe_error
 
 CONFIG_NAME = "outreach.toml"
 TIMEZONE = "Asia/Shanghai"
+# The villages' clock; the machines run on UTC. The one definition (the station box keeps its own copy).
+TZ = ZoneInfo(TIMEZONE)
 
 
 class _Strict(BaseModel):

@@ -261,7 +261,7 @@ class ImportRecord(Base, table=True):
     rows_bad: int = 0
 
 
-# --- village stations (outreach/stations.py, outreach/alerts.py) -----------------
+# --- village stations (outreach/delivery/stations/) -----------------
 
 
 class Station(Base, table=True):
@@ -334,7 +334,7 @@ class AlertDelivery(Base, table=True):
     played_at: dt.datetime | None = _utc(nullable=True)
 
 
-# --- browser review of scripts (outreach/review.py) -------------------------------
+# --- browser review of scripts (outreach/authoring/review.py) -------------------------------
 
 
 class ScriptEvent(Base, table=True):

@@ -66,9 +66,9 @@ def copy_workspace(dest: Path) -> Path:
 @pytest.fixture(scope="session")
 def rendered_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample library rendered once per test session (the default neural engine + ffmpeg, on every core)."""
+    from outreach.audio.render import render_library
     from outreach.config import load_config
-    from outreach.render import render_library
-    from outreach.scripts import load_library
+    from outreach.content.scripts import load_library
 
     ws = copy_workspace(tmp_path_factory.mktemp("rendered") / "ws")
     config = load_config(ws)

@@ -26,7 +26,7 @@ from html import unescape
 
 from aiohttp import web
 
-from outreach.media import ffmpeg_exe
+from outreach.audio.ffmpeg import ffmpeg_exe
 
 BEHAVIOURS = ("ok", "no_audio", "close_early", "abort", "reject", "stall")
 PATH = "/consumer/speech/synthesize/readaloud/edge/v1"

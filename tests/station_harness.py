@@ -82,7 +82,7 @@ class Broker(_Child):
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.pw, self.acl, self.pid_file = folder / "passwd", folder / "acl", folder / "mosquitto.pid"
-        from outreach.broker import BrokerSettings, mosquitto_hash, write_auth_files
+        from outreach.delivery.stations.broker import BrokerSettings, mosquitto_hash, write_auth_files
 
         self.settings = BrokerSettings(self.url, SERVER_USER, SERVER_PASSWORD, self.pw, self.acl, self.pid_file)
         write_auth_files(self.settings, [], server_hash=mosquitto_hash(SERVER_PASSWORD))

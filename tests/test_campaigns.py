@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from outreach.campaigns import Campaign, Targets, load_campaigns
 from outreach.errors import CampaignError
+from outreach.planning.campaigns import Campaign, Targets, load_campaigns
 
 
 @dataclass(frozen=True)
@@ -216,8 +216,8 @@ def test_missing_file_and_wrong_shape(tmp_path):
 def test_real_sample_loads(repo_root):
     """The bundled schedules/campaigns.yaml loads against the real registry and script library."""
     from outreach.config import load_config
-    from outreach.registry import load_registry
-    from outreach.scripts import load_library
+    from outreach.content.scripts import load_library
+    from outreach.planning.registry import load_registry
 
     config = load_config(repo_root)
     registry = load_registry(config.schedules_dir)

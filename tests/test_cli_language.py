@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from outreach.cli import cli
 from outreach.dates import nearest_date, read_date
 from outreach.errors import PlanError, RegistryError
-from outreach.registry import load_registry, resolve_market, resolve_township, resolve_village
+from outreach.planning.registry import load_registry, resolve_market, resolve_township, resolve_village
 
 CLI_DIR = Path(__file__).resolve().parents[1] / "outreach" / "cli"
 CJK = re.compile(r"[\u3400-\u9fff]")

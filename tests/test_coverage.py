@@ -431,7 +431,7 @@ def test_failed_and_interrupted_show_in_every_format(cli_ws: Path, engine: sa.En
     """A village with failures once showed 播出 8 / 漏播 0 and no 失败 column at all."""
     import openpyxl
 
-    from outreach import report
+    from outreach.coverage import report
 
     _add(engine, [(D(2026, 3, 4), "morning", "interrupted"), (D(2026, 3, 6), "evening", "interrupted"),
                   (D(2026, 3, 7), "morning", "failed")])

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from outreach.config import load_config
+from outreach.audio.render import verified_clip
+from outreach.config import TZ, load_config
 from outreach.db import session
-from outreach.deliver import mark_missed, null_player, play_program, program_for, slot_day, urgent_carry
+from outreach.delivery.live.play import mark_missed, null_player, play_program
+from outreach.delivery.prepare import program_for, slot_day, urgent_carry
 from outreach.models import Broadcast, BroadcastStatus
-from outreach.plan import TZ
-from outreach.render import verified_clip
-from outreach.workspace import load, open_database
+from outreach.planning.workspace import load, open_database
 
 DAY = date(2026, 12, 1)
 NOW = datetime(2026, 12, 1, 6, 30, 5, tzinfo=TZ)

@@ -12,7 +12,7 @@ from outreach.cli import cli
 from outreach.config import load_config
 from outreach.db import session
 from outreach.models import Broadcast
-from outreach.workspace import load, open_database
+from outreach.planning.workspace import load, open_database
 
 
 @pytest.mark.slow

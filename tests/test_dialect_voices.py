@@ -15,17 +15,17 @@ import pytest
 from click.testing import CliRunner
 from fake_edge_server import FakeEdgeServer, make_tone_mp3
 
-from outreach.audio import read_tags
+from outreach.audio.ffmpeg import decode_to_pcm
+from outreach.audio.mastering import read_tags
+from outreach.audio.render import plan_clip, render_library
 from outreach.cli import cli
 from outreach.config import load_config
-from outreach.deliver import prepare_programs, program_clips
+from outreach.content.textnorm import load_lexicon
+from outreach.delivery.prepare import prepare_programs, program_clips
+from outreach.delivery.usb.packs import _audio_offset
 from outreach.errors import RegistryError
-from outreach.media import decode_to_pcm
-from outreach.packs import _audio_offset
-from outreach.registry import load_registry, village_voice
-from outreach.render import plan_clip, render_library
-from outreach.textnorm import load_lexicon
-from outreach.workspace import load, plan
+from outreach.planning.registry import load_registry, village_voice
+from outreach.planning.workspace import load, plan
 
 LIAONING = "zh-CN-liaoning-XiaobeiNeural"
 SHAANXI = "zh-CN-shaanxi-XiaoniNeural"

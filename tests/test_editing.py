@@ -1,4 +1,4 @@
-"""Campaigns and villages edited in the browser (outreach/editing.py and its pages) and the schedule calendar."""
+"""Campaigns and villages edited in the browser (outreach/authoring/editing.py and its pages) and the schedule calendar."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-
-from outreach import editing
-from outreach.campaigns import load_campaigns
-from outreach.config import load_config
-from outreach.registry import load_registry
-from outreach.render import clip_durations
-from outreach.workspace import load
 from test_web import CSRF, Site, editor, login, seeded_db, site, token, viewer  # noqa: F401  (fixtures)
+
+from outreach.audio.render import clip_durations
+from outreach.authoring import editing
+from outreach.config import load_config
+from outreach.planning.campaigns import load_campaigns
+from outreach.planning.registry import load_registry
+from outreach.planning.workspace import load
 
 D = date
 

@@ -14,17 +14,17 @@ from click.testing import CliRunner
 from mutagen.id3 import ID3
 from sqlmodel import select
 
-from outreach.audio import measure
+from outreach.audio.mastering import measure
+from outreach.audio.render import plan_clip
 from outreach.cli import cli
 from outreach.config import load_config
+from outreach.content.textnorm import load_lexicon
 from outreach.db import session
+from outreach.delivery.usb.packs import README, inside, pack_rel_path
 from outreach.errors import OutputError
 from outreach.files import process_start
 from outreach.models import Broadcast, BroadcastStatus
-from outreach.packs import README, inside, pack_rel_path
-from outreach.render import plan_clip
-from outreach.textnorm import load_lexicon
-from outreach.workspace import load
+from outreach.planning.workspace import load
 
 OFFLINE = "dazhuang-05"  # 李家洼村, fed by USB stick
 EARLY = "dazhuang-04"  # 王家庄村: its morning slot starts at 06:00
@@ -171,7 +171,7 @@ def test_edited_urgent_script_is_left_out_reported_and_not_credited(rendered_wor
     assert "警告：“fraud-96110”没有放进" in result.stderr
     assert all("96110来电，一定要接" not in f["scripts"] for f in manifest(out))
     loaded = load(load_config(rendered_workspace))
-    from outreach.workspace import open_database
+    from outreach.planning.workspace import open_database
 
     with session(open_database(loaded)) as s:
         rows = s.exec(select(Broadcast).where(Broadcast.status == BroadcastStatus.EXPORTED)).all()
@@ -231,7 +231,7 @@ def test_each_distinct_program_is_built_once_and_stick_files_differ_only_by_thei
     """
     import hashlib
 
-    from outreach.packs import _audio_offset
+    from outreach.delivery.usb.packs import _audio_offset
 
     out = tmp_path / "usb"
     villages = ["hexi-04", "hexi-07"]  # on Dec 1 morning and Dec 2 evening they air the same program

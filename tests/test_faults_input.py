@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from outreach import db, records
 from outreach.config import load_config
 from outreach.models import Broadcast, BroadcastStatus, Handout
-from outreach.workspace import load, open_database
+from outreach.planning.workspace import load, open_database
 
 pytestmark = pytest.mark.faults
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from outreach.config import load_config
 from outreach.db import make_engine
 from outreach.models import Campaign, Market, MarketVillage, Township, Village
-from outreach.workspace import load, open_database
+from outreach.planning.workspace import load, open_database
 
 pytestmark = pytest.mark.faults
 
@@ -26,7 +26,7 @@ PROCESSES = 16
 LAUNCHER = """
 import json, multiprocessing, sys, traceback
 from outreach.config import load_config
-from outreach.workspace import load, open_database
+from outreach.planning.workspace import load, open_database
 
 loaded = load(load_config(sys.argv[1]))
 n = int(sys.argv[2])

@@ -20,10 +20,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from outreach.config import load_config
+from outreach.config import TZ, load_config
 from outreach.db import make_engine, session
 from outreach.models import Broadcast, BroadcastStatus
-from outreach.plan import TZ
 
 pytestmark = pytest.mark.faults
 
@@ -178,11 +177,11 @@ def test_two_schedulers_play_each_slot_once_and_the_standby_takes_over(rendered_
 CLAIM_RACE = textwrap.dedent("""
     import sys, time
     from datetime import datetime
-    from outreach import claims
+    from outreach.delivery.live import claims
     from outreach.config import load_config
-    from outreach.plan import TZ
-    from outreach.playout import Runtime
-    from outreach.workspace import load, open_database
+    from outreach.config import TZ
+    from outreach.delivery.live.runtime import Runtime
+    from outreach.planning.workspace import load, open_database
 
     def main():
         loaded = load(load_config(sys.argv[1]))
@@ -254,7 +253,7 @@ def test_kill_9_mid_slot_stops_orphans_logs_interrupted_and_replays_whole(render
 @pytest.mark.slow
 def test_three_day_outage_logs_every_missed_slot_day_by_day(rendered_workspace: Path, env,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from outreach.scheduler import prepare, stop_scheduler
+    from outreach.delivery.scheduler import prepare, stop_scheduler
 
     ws, log = rendered_workspace, rendered_workspace.parent / "starts.jsonl"
     fast(ws, log, 0.2)
@@ -283,8 +282,8 @@ def test_three_day_outage_logs_every_missed_slot_day_by_day(rendered_workspace: 
 
 def test_player_timeout_stops_a_forking_wrapper_and_its_child(rendered_workspace: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch, database_url) -> None:
-    from outreach.deliver import play_program
-    from outreach.workspace import load, open_database
+    from outreach.delivery.live.play import play_program
+    from outreach.planning.workspace import load, open_database
 
     monkeypatch.setenv("DATABASE_URL", database_url)
     log = tmp_path / "starts.jsonl"

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from outreach.config import RenderSettings, load_config
-from outreach.scripts import load_library
-from outreach.textnorm import load_lexicon, normalize
+from outreach.content.scripts import load_library
+from outreach.content.textnorm import load_lexicon, normalize
 from outreach.tts import get_synthesizer
 
 REPO = Path(__file__).resolve().parent.parent

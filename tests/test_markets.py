@@ -1,4 +1,4 @@
-"""Tests for outreach/markets.py (market-day rules) and the `outreach markets` command."""
+"""Tests for outreach/planning/market_days.py (market-day rules) and the `outreach markets` command."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from outreach.cli import cli
 from outreach.errors import MarketRuleError
-from outreach.markets import MarketRule, lunar_day, lunar_label, parse_rule
+from outreach.planning.market_days import MarketRule, lunar_day, lunar_label, parse_rule
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -250,7 +250,7 @@ def test_a_bad_day_number_in_markets_yaml_names_file_line_and_market(tmp_path: P
     import shutil
 
     from outreach.errors import RegistryError
-    from outreach.registry import load_registry
+    from outreach.planning.registry import load_registry
 
     shutil.copytree(Path(__file__).resolve().parents[1] / "schedules", tmp_path / "schedules")
     path = tmp_path / "schedules" / "markets.yaml"

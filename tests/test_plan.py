@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from outreach.campaigns import Campaign, Targets
 from outreach.errors import PlanError
-from outreach.plan import DRAFT_AFTER_EDIT, Program, ProgramItem, build_programs, rotation
+from outreach.planning.campaigns import Campaign, Targets
+from outreach.planning.plan import DRAFT_AFTER_EDIT, Program, ProgramItem, build_programs, rotation
 
 
 @dataclass(frozen=True)
@@ -371,7 +371,7 @@ def test_cli_plan_shows_blocked_items_and_an_alert(workspace):
     assert "批准后又被修改，已退回草稿" in res.stderr
     # `run` asks the same question through the workspace.
     from outreach.config import load_config
-    from outreach.workspace import load, urgent_draft_alerts
+    from outreach.planning.workspace import load, urgent_draft_alerts
 
     loaded = load(load_config(workspace))
     [alert] = urgent_draft_alerts(loaded, date(2026, 12, 1), date(2026, 12, 7))

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from outreach.config import load_config
+from outreach.delivery.live.players import check_players, route
 from outreach.errors import ConfigError
-from outreach.players import check_players, route
-from outreach.registry import load_registry
+from outreach.planning.registry import load_registry
 
 DEFAULT = ["true", "{file}"]
 

@@ -11,16 +11,15 @@ import pytest
 from click.testing import CliRunner
 from sqlmodel import select
 
-from outreach.audio import measure
+from outreach.audio.mastering import measure
+from outreach.audio.programs import program_audio
+from outreach.audio.render import verified_clip
 from outreach.cli import cli
-from outreach.config import load_config
+from outreach.config import TZ, load_config
 from outreach.db import session
-from outreach.export import export_days
+from outreach.delivery.usb.export import export_days
 from outreach.models import Broadcast, BroadcastStatus
-from outreach.plan import TZ
-from outreach.programs import program_audio
-from outreach.render import verified_clip
-from outreach.workspace import load, open_database, plan
+from outreach.planning.workspace import load, open_database, plan
 
 DAY = "2026-12-01"
 

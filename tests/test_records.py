@@ -655,7 +655,7 @@ def test_the_tour_sample_confirmations_import_cleanly_and_a_slot_still_to_come_w
     """samples/confirmations.csv, as the README tour runs it after exporting 11-28 and 12-01 (on 11-30):
     it imports with no error; a row for 12-01 evening added to it is refused until that slot starts."""
     from outreach.config import load_config
-    from outreach.workspace import load, open_database
+    from outreach.planning.workspace import load, open_database
 
     sample = Path(__file__).resolve().parents[1] / "samples" / "confirmations.csv"
     engine = open_database(load(load_config(workspace)), f"sqlite:///{tmp_path / 'tour.db'}")

@@ -1,4 +1,4 @@
-"""Tests for outreach/registry.py: the bundled sample county, look-ups and validation messages."""
+"""Tests for outreach/planning/registry.py: the bundled sample county, look-ups and validation messages."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from outreach.cli import cli
 from outreach.errors import RegistryError
-from outreach.markets import MarketRule
-from outreach.registry import Registry, load_registry
+from outreach.planning.market_days import MarketRule
+from outreach.planning.registry import Registry, load_registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 D = date.fromisoformat

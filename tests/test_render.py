@@ -11,16 +11,16 @@ import edge_tts
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from fake_edge_server import FakeEdgeServer, make_tone_mp3
 from mutagen.mp3 import MP3
 
-import outreach.render
-from outreach.audio import measure, read_tags
+import outreach.audio.render
+from outreach.audio.ffmpeg import decode_to_pcm
+from outreach.audio.mastering import measure, read_tags
+from outreach.audio.render import render_library
 from outreach.cli import cli
 from outreach.config import load_config
-from outreach.media import decode_to_pcm
-from outreach.render import render_library
-from outreach.scripts import load_library
-from fake_edge_server import FakeEdgeServer, make_tone_mp3
+from outreach.content.scripts import load_library
 
 JSON_KEYS = {"script_id", "path", "engine", "lufs", "true_peak_db", "duration_s", "cached"}
 
@@ -80,7 +80,7 @@ def test_every_approved_script_is_mastered_to_spec(rendered_workspace: Path) -> 
 
 def _lufs_of(path: Path, start: float, length: float | None) -> float:
     """Integrated loudness of a stretch of an MP3, measured as `measure` does (ebur128)."""
-    from outreach.media import run_ffmpeg
+    from outreach.audio.ffmpeg import run_ffmpeg
 
     cut = ["-ss", f"{start}"] + (["-t", f"{length}"] if length else [])
     proc = run_ffmpeg(["-f", "mp3", *cut, "-i", str(path), "-af", "ebur128", "-f", "null", "-"], what="measure")
@@ -89,7 +89,7 @@ def _lufs_of(path: Path, start: float, length: float | None) -> float:
 
 @pytest.mark.slow
 def test_chime_sits_at_least_6_lu_under_the_speech(rendered_build: Path) -> None:
-    from outreach.audio import chime
+    from outreach.audio.mastering import chime
 
     chime_s = chime(22050).duration_seconds
     for clip in sorted((rendered_build / "clips").glob("*.mp3")):
@@ -134,7 +134,7 @@ def test_warm_rerender_synthesises_nothing(rendered_workspace: Path, monkeypatch
     def no_synthesis(*_a: object, **_k: object) -> None:
         raise AssertionError("an unchanged library must not be synthesised again")
 
-    monkeypatch.setattr(outreach.render, "get_synthesizer", no_synthesis)
+    monkeypatch.setattr(outreach.audio.render, "get_synthesizer", no_synthesis)
     config, scripts = library(rendered_workspace)
     report = render_library(config, scripts)
     assert not report.failures and all(r.cached for r in report.results)

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 import outreach.cli.coverage_cmds  # noqa: F401  (registers the commands)
-from outreach import report
 from outreach.cli.base import cli
+from outreach.coverage import report
 from outreach.db import make_engine, session, sync_registry, upgrade
 from outreach.errors import CoverageError
 from outreach.records import BroadcastPlan, mark_program, record_handout, record_planned

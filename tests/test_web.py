@@ -28,11 +28,11 @@ with warnings.catch_warnings():  # starlette 1.x warns that httpx should become 
 from outreach.config import load_config
 from outreach.db import make_engine, session
 from outreach.models import Broadcast, BroadcastStatus, Handout
-from outreach.records import mark_program, record_handout, record_planned
+from outreach.planning.workspace import load, open_database, plan
+from outreach.records import broadcast_plans, mark_program, record_handout, record_planned
 from outreach.records.limits import MAX_LEAFLETS
 from outreach.web import create_app
 from outreach.web.auth import SECRET_FILE, USERS_FILE, LoginLimiter, Refusal, UserStore
-from outreach.workspace import broadcast_plans, load, open_database, plan
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 12, 10, 9, 30, tzinfo=TZ)
@@ -450,10 +450,10 @@ DRAFT = {"id": "traffic-test-draft", "title": "测试：戴好头盔", "topic": 
 
 
 def test_draft_preview_review_approve_and_an_edit_voids_it(site: Site, editor: TestClient) -> None:
+    from outreach.audio.render import verified_clip
+    from outreach.content.scripts import load_library
     from outreach.errors import DeliveryError
     from outreach.models import ScriptEvent
-    from outreach.render import verified_clip
-    from outreach.scripts import load_library
 
     csrf = token(editor, "/scripts/new")
     bad = editor.post("/scripts/save", data={**DRAFT, "repeat": "9", "text": "ab#", "csrf_token": csrf})

@@ -80,9 +80,9 @@ def server(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     from argon2 import PasswordHasher
 
     from outreach.config import load_config
+    from outreach.planning.workspace import load, open_database
     from outreach.web import create_app
     from outreach.web.auth import USERS_FILE, UserStore
-    from outreach.workspace import load, open_database
 
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'browser.db'}")
     config = load_config(workspace)

@@ -11,7 +11,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-
 from test_web_browser import CHROMIUM_ARGS, chromium_path, live_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.browser
@@ -26,11 +25,11 @@ PHONE_PAGES = ["/today", "/campaigns", "/villages", "/villages/hexi-04", "/marke
 
 def _seed(engine, loaded, workspace: Path) -> None:  # type: ignore[no-untyped-def]
     """Today's programs for two townships: hexi-04's morning failed, dazhuang-01's morning played; one pack."""
+    from outreach.audio.programs import gap_clip
     from outreach.db import session
     from outreach.models import BroadcastStatus as S
-    from outreach.programs import gap_clip
-    from outreach.records import mark_program, record_planned
-    from outreach.workspace import broadcast_plans, plan
+    from outreach.planning.workspace import plan
+    from outreach.records import broadcast_plans, mark_program, record_planned
 
     day = NOW.date()
     programs = plan(loaded, day - timedelta(days=1), day, village_ids=["dazhuang-01", "dazhuang-05", "hexi-04"]).programs
@@ -63,9 +62,9 @@ def site(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     from argon2 import PasswordHasher
 
     from outreach.config import load_config
+    from outreach.planning.workspace import load, open_database
     from outreach.web import create_app
     from outreach.web.auth import USERS_FILE, UserStore
-    from outreach.workspace import load, open_database
 
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'journeys.db'}")
     config = load_config(workspace)

@@ -26,15 +26,16 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2", category=UserWarning)
     from fastapi.testclient import TestClient
 
+from station_harness import Broker, free_port, mark_station_villages, wait_for
+
 from outreach.config import load_config
 from outreach.db import session
+from outreach.delivery.stations.accounts import add_station, hash_token
 from outreach.models import Alert, Station
+from outreach.planning.workspace import load, open_database
 from outreach.station.protocol import Leaf, topic
-from outreach.stations import add_station, hash_token
 from outreach.web import create_app
 from outreach.web.auth import USERS_FILE, UserStore
-from outreach.workspace import load, open_database
-from station_harness import Broker, free_port, mark_station_villages, wait_for
 
 TZ = ZoneInfo("Asia/Shanghai")
 PASSWORD = "qinghe-2026"

@@ -66,7 +66,7 @@ def _iso(text: str | None, field: str, today: dt.date) -> str | None:
 def _township(ws: Workspace, text: str | None) -> str | None:
     """--township as an id or a name; taken as it is when the registry cannot be read."""
     from outreach.errors import OutreachError
-    from outreach.registry import load_registry, resolve_township
+    from outreach.planning.registry import load_registry, resolve_township
 
     if text is None:
         return None
@@ -87,7 +87,7 @@ def _open(ws: Workspace, campaign_id: str | None) -> Iterator[_Context]:
     """
     from outreach import db
     from outreach.errors import OutreachError
-    from outreach.workspace import load, open_database
+    from outreach.planning.workspace import load, open_database
 
     config = ws.config
     try:
@@ -319,7 +319,7 @@ def report_cmd(campaign_id: str, out: Path, start_text: str | None, end_text: st
     图表以图片嵌在页面里，文件离线可打开，可直接拷贝或发送。
     """
     from outreach import coverage as cov
-    from outreach import report
+    from outreach.coverage import report
 
     today = _today(today_text)
     start, end = cov.parse_period(_iso(start_text, "--from", today), _iso(end_text, "--to", today), today=today)

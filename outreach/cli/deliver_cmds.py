@@ -16,7 +16,7 @@ class ShanghaiFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         from datetime import datetime
 
-        from outreach.plan import TZ
+        from outreach.config import TZ
 
         return datetime.fromtimestamp(record.created, TZ).isoformat(timespec="milliseconds")
 
@@ -26,7 +26,7 @@ class ShanghaiFormatter(logging.Formatter):
 @with_workspace
 def run_cmd(mode: str | None, ws: Workspace) -> None:
     """运行定时播出调度（北京时间），直到收到 SIGTERM 或按 Ctrl+C。"""
-    from outreach.scheduler import describe_counts, run
+    from outreach.delivery.scheduler import describe_counts, run
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(ShanghaiFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -40,7 +40,7 @@ def run_cmd(mode: str | None, ws: Workspace) -> None:
 @with_workspace
 def jobs_cmd(as_json: bool, ws: Workspace) -> None:
     """列出调度保存的任务和下次运行时间。"""
-    from outreach.scheduler import list_jobs
+    from outreach.delivery.scheduler import list_jobs
 
     jobs = list_jobs(ws.config)
     if as_json:

@@ -18,7 +18,7 @@ MAX_EXPORT_DAYS = 31
 
 
 def _now() -> datetime:
-    from outreach.plan import TZ
+    from outreach.config import TZ
 
     return datetime.now(TZ)
 
@@ -62,9 +62,9 @@ def export_cmd(start_text: str, end_text: str | None, out_dir: Path, village_ids
     用U盘的村（离线的村；deliver.mode 为 "export" 时为所有村）导出。
     """
     from outreach.dates import check_range
-    from outreach.export import export_days
-    from outreach.registry import resolve_village
-    from outreach.workspace import load, open_database
+    from outreach.delivery.usb.export import export_days
+    from outreach.planning.registry import resolve_village
+    from outreach.planning.workspace import load, open_database
 
     start = cli_date(start_text, "--date")
     end = cli_date(end_text, "--to") if end_text else start
@@ -151,17 +151,17 @@ def demo(days: int, day_text: str | None, ws: Workspace) -> None:
     演示用自己的数据库和节目包，放在 build/demo/（每次重建），从不写入工作区
     的播出记录，所以运行两次汇总相同。
     """
+    from outreach.audio.render import render_library
     from outreach.db import session
-    from outreach.deliver import null_player, play_program
-    from outreach.export import export_days
-    from outreach.records import record_planned
-    from outreach.render import render_library
-    from outreach.workspace import broadcast_plans, load, open_database, plan
+    from outreach.delivery.live.play import null_player, play_program
+    from outreach.delivery.usb.export import export_days
+    from outreach.planning.workspace import load, open_database, plan
+    from outreach.records import broadcast_plans, record_planned
 
     now = _now()
     today: date = cli_date(day_text, "--date", today=now.date()) if day_text else now.date()
     if day_text:
-        from outreach.plan import TZ
+        from outreach.config import TZ
         now = datetime.combine(today, datetime.min.time(), tzinfo=TZ) + timedelta(hours=23, minutes=59)
     config = ws.config
     root, url, out_dir = demo_sandbox(config)

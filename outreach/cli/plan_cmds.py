@@ -32,8 +32,8 @@ def plan_cmd(start_text: str, end_text: str, village_ids: tuple[str, ...], as_js
     日期可写成 2026-12-01、2026/12/01 或 12月1日（离今天最近的那一天）。
     """
     from outreach.dates import check_range
-    from outreach.registry import resolve_village
-    from outreach.workspace import load, plan
+    from outreach.planning.registry import resolve_village
+    from outreach.planning.workspace import load, plan
 
     start, end = cli_date(start_text, "--from"), cli_date(end_text, "--to")
     check_range(start, end, max_days=MAX_PLAN_DAYS, what="--from/--to")

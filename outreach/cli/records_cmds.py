@@ -14,14 +14,14 @@ from sqlmodel import Session
 from outreach import db, records
 from outreach.cli.base import Workspace, cli, cli_date, warn, with_workspace
 from outreach.config import TIMEZONE
-from outreach.registry import Registry
+from outreach.planning.registry import Registry
 
 
 @contextlib.contextmanager
 def _open(ws: Workspace) -> Iterator[tuple[Session, Registry | None]]:
     """The database, with the registry mirrored in when the workspace loads (else as it is, with a warning)."""
     from outreach.errors import OutreachError
-    from outreach.workspace import load, open_database
+    from outreach.planning.workspace import load, open_database
 
     loaded = None
     if (ws.config.schedules_dir / "county.yaml").is_file():
@@ -128,7 +128,7 @@ def handout(ws: Workspace, market_id: str | None, day_text: str | None, leaflets
     when: date = cli_date(day_text, "--date", today=county_day) if day_text else county_day
     with _open(ws) as (s, registry):
         if registry is not None:
-            from outreach.registry import resolve_market
+            from outreach.planning.registry import resolve_market
 
             market_id = resolve_market(registry, market_id)
         h = records.record_handout(s, market_id=market_id, day=when, leaflets=leaflets, people=people,

@@ -35,8 +35,8 @@ def _table(rows: list[tuple[str, ...]]) -> None:
 def markets_cmd(rule: str | None, start_text: str, end_text: str, as_json: bool, ws: Workspace) -> None:
     """列出一条集日规则的集市日，或 schedules/markets.yaml 里每个集市的集市日。"""
     from outreach.dates import check_range
-    from outreach.markets import has_lunar_date, lunar_label, parse_rule
-    from outreach.registry import load_registry
+    from outreach.planning.market_days import has_lunar_date, lunar_label, parse_rule
+    from outreach.planning.registry import load_registry
 
     start, end = cli_date(start_text, "--from"), cli_date(end_text, "--to")
     check_range(start, end, max_days=MAX_MARKET_DAYS, what="--from/--to")
@@ -72,7 +72,7 @@ def markets_cmd(rule: str | None, start_text: str, end_text: str, as_json: bool,
 @with_workspace
 def registry_cmd(as_json: bool, ws: Workspace) -> None:
     """检查 schedules/，列出全县的村、播出时段和集市。"""
-    from outreach.registry import load_registry
+    from outreach.planning.registry import load_registry
 
     registry = load_registry(ws.config.schedules_dir, players=ws.config.players)
     if as_json:

@@ -18,7 +18,7 @@ GENDER = {"Female": "女声", "Male": "男声"}
 @with_workspace
 def tn(text: str, ws: Workspace) -> None:
     """打印语音引擎实际会把 TEXT 念成什么（口语化文本）。"""
-    from outreach.textnorm import load_lexicon, normalize
+    from outreach.content.textnorm import load_lexicon, normalize
 
     click.echo(normalize(text, load_lexicon(ws.config.lexicon_path)))
 
@@ -50,15 +50,15 @@ def voices(as_json: bool, ws: Workspace) -> None:
 @with_workspace
 def render(engine: str | None, script_ids: tuple[str, ...], force: bool, as_json: bool, ws: Workspace) -> None:
     """把已批准的稿件生成适合大喇叭的 MP3 音频（已做响度处理）。"""
-    from outreach.render import render_library, require_approved
-    from outreach.scripts import load_library
+    from outreach.audio.render import render_library, require_approved
+    from outreach.content.scripts import load_library
 
     config = ws.config
     scripts = load_library(config.scripts_dir, max_chars=config.render.max_chars)
     if script_ids:
         scripts = require_approved(scripts, list(script_ids))
     from outreach.errors import RegistryError
-    from outreach.registry import load_registry, village_voice
+    from outreach.planning.registry import load_registry, village_voice
 
     # Townships or villages with their own (dialect) voice air their own clip of each script too.
     try:

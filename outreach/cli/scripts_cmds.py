@@ -12,10 +12,10 @@ import click
 
 from outreach.cli.base import ERROR, Workspace, cli, cli_date, county_today, echo_json, warn, with_workspace
 from outreach.config import TIMEZONE
+from outreach.content.scripts import approve_script, check_library, script_lock, script_path
+from outreach.content.textnorm import load_lexicon
 from outreach.errors import ScriptError, TextNormError
 from outreach.labels import SCRIPT_STATUS, TOPIC, label
-from outreach.scripts import approve_script, check_library, script_lock, script_path
-from outreach.textnorm import load_lexicon
 
 APPROVER_ROLES = ("reviewer", "admin")
 
@@ -122,7 +122,7 @@ def check_approver(ws: Workspace, by: str) -> str:
 @with_workspace
 def approve(ws: Workspace, script_id: str, by: str, on_text: str | None, expect: str | None) -> None:
     """批准草稿 ID 可以播出；--by 必须是已登记的审核人。"""
-    from outreach import review
+    from outreach.authoring import review
     from outreach.db import open_migrated
     from outreach.records import check_name
 

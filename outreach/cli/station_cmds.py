@@ -9,8 +9,7 @@ from datetime import datetime
 import click
 
 from outreach.cli.base import Workspace, cli, echo_json, with_workspace
-from outreach.plan import TZ
-
+from outreach.config import TZ
 
 _WARNING = {"offline": "离线", "low_buffer": "缓存不足", "clock_skew": "时钟偏差"}
 
@@ -20,8 +19,8 @@ def _now() -> datetime:
 
 
 def _open(ws: Workspace):  # type: ignore[no-untyped-def]
-    from outreach.broker import load_broker_settings
-    from outreach.workspace import load, open_database
+    from outreach.delivery.stations.broker import load_broker_settings
+    from outreach.planning.workspace import load, open_database
 
     loaded = load(ws.config)
     return loaded, open_database(loaded), load_broker_settings(ws.config.workspace)
@@ -40,8 +39,8 @@ def station() -> None:
 @with_workspace
 def station_add(village_id: str, server_url: str, as_json: bool, ws: Workspace) -> None:
     """为一个村（编号或名称）登记广播站；打印站点编号和令牌（令牌只显示这一次）。"""
-    from outreach.registry import resolve_village
-    from outreach.stations import add_station
+    from outreach.delivery.stations.accounts import add_station
+    from outreach.planning.registry import resolve_village
 
     loaded, engine, broker = _open(ws)
     village_id = resolve_village(loaded.registry, village_id)
@@ -58,7 +57,7 @@ def station_add(village_id: str, server_url: str, as_json: bool, ws: Workspace) 
 @with_workspace
 def station_revoke(station_id: str, ws: Workspace) -> None:
     """吊销 STATION_ID 的令牌（HTTP 立即生效；消息服务器（Mosquitto）重新加载密码文件后也生效）。"""
-    from outreach.stations import revoke_station
+    from outreach.delivery.stations.accounts import revoke_station
 
     _loaded, engine, broker = _open(ws)
     revoke_station(engine, station_id, now=_now(), broker=broker)
@@ -82,7 +81,7 @@ def station_run(ctx: click.Context) -> None:
 def stations_list(as_json: bool, ws: Workspace) -> None:
     """列出广播站：是否在线、最后联系时间、缓存到哪天、时钟偏差、版本和警告。"""
     from outreach.db import open_migrated
-    from outreach.stations import list_stations
+    from outreach.delivery.stations.accounts import list_stations
 
     engine = open_migrated(ws.config.resolved_database_url())
     rows = list_stations(engine, now=_now())
@@ -111,8 +110,8 @@ def alert() -> None:
 def alert_send(script_id: str, county: bool, townships: tuple[str, ...], villages: tuple[str, ...], expires: str,
                as_json: bool, ws: Workspace) -> None:
     """立即把一份已批准的广播稿发给村广播站；广播站会打断正在播的节目。"""
-    from outreach.alerts import parse_duration, send_alert, target_stations
-    from outreach.registry import resolve_township, resolve_village
+    from outreach.delivery.stations.alerts import parse_duration, send_alert, target_stations
+    from outreach.planning.registry import resolve_township, resolve_village
     from outreach.station.protocol import StationError
 
     loaded, engine, broker = _open(ws)
@@ -134,8 +133,8 @@ def alert_send(script_id: str, county: bool, townships: tuple[str, ...], village
 @with_workspace
 def alert_status_cmd(alert_id: str, as_json: bool, ws: Workspace) -> None:
     """哪些广播站收到并播出了 ALERT_ID，用了多长时间。"""
-    from outreach.alerts import alert_status
     from outreach.db import open_migrated
+    from outreach.delivery.stations.alerts import alert_status
 
     engine = open_migrated(ws.config.resolved_database_url())
     out = alert_status(engine, alert_id)

@@ -36,8 +36,8 @@ def serve(host: str, port: int, https_only: bool | None, slot_starts: Path | Non
     import uvicorn
 
     from outreach.errors import OutreachError
+    from outreach.planning.workspace import load, open_database
     from outreach.web import create_app
-    from outreach.workspace import load, open_database
 
     config = ws.config
     try:

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from outreach.models import Broadcast, BroadcastScript, BroadcastStatus
+from outreach.planning.plan import Program
 
 __all__ = ["BroadcastPlan", "TRANSITIONS", "record_planned", "record_exported", "mark_program", "program_status"]
 
@@ -51,6 +52,21 @@ class BroadcastPlan:
     campaign_id: str
     script_ids: tuple[str, ...]
     scheduled_at: dt.datetime
+
+
+def broadcast_plans(programs: Iterable[Program], *, airable_only: bool = False) -> list[BroadcastPlan]:
+    """One as-run row per program and campaign, with that campaign's scripts.
+
+    With `airable_only`, items blocked at plan time are left out (what a pack really carries).
+    """
+    rows: list[BroadcastPlan] = []
+    for p in programs:
+        items = p.airable_items if airable_only else p.items
+        for campaign_id in dict.fromkeys(i.campaign_id for i in items):
+            scripts = tuple(i.script_id for i in items if i.campaign_id == campaign_id)
+            rows.append(BroadcastPlan(day=p.date, slot=p.slot, village_id=p.village_id, township_id=p.township_id,
+                                      campaign_id=campaign_id, script_ids=scripts, scheduled_at=p.start))
+    return rows
 
 
 def record_planned(session: Session, plans: Iterable[BroadcastPlan], *, now: dt.datetime) -> int:

@@ -16,10 +16,10 @@ from outreach.dates import date_note, nearest_date
 from outreach.errors import RecordError
 from outreach.labels import SLOT, STATUS, label
 from outreach.models import Broadcast, BroadcastStatus, ImportKind, Village
+from outreach.planning.registry import SLOT_NAMES
 from outreach.records.broadcasts import _PROGRESS, _aware, _program, mark_program
 from outreach.records.csvread import ImportReport, run_import
 from outreach.records.limits import MIN_RECORD_DATE, check_name, check_note
-from outreach.registry import SLOT_NAMES
 
 __all__ = ["CONFIRMATION_COLUMNS", "SLOT_ALIASES", "NO_REGISTRY", "import_confirmations", "confirm_program",
            "parse_day", "row_day"]

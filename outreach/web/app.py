@@ -18,13 +18,21 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
+from outreach import labels
 from outreach.config import Config
 from outreach.errors import OutreachError
-from outreach import labels
 from outreach.web import daily, review_routes, routes
 from outreach.web.auth import USERS_FILE, LoginLimiter, UserStore, load_secret
 from outreach.web.pages import (
-    TZ, Context, LoginRequired, PageError, cross_site_error, ctx_of, redirect, render, same_origin,
+    TZ,
+    Context,
+    LoginRequired,
+    PageError,
+    cross_site_error,
+    ctx_of,
+    redirect,
+    render,
+    same_origin,
 )
 
 log = logging.getLogger("outreach.web")
@@ -176,10 +184,9 @@ class FormBodyLimit:
 
     @staticmethod
     async def _refuse(send: Callable[..., Any]) -> None:
-        body = (f"<!doctype html><meta charset=utf-8><title>内容太大</title><p>提交的内容超过 "
-                f"{MAX_FORM_BYTES // 1000} KB，没有保存。请删减后重新提交。").encode()
+        body = f"内容太大：提交的内容超过 {MAX_FORM_BYTES // 1000} KB，没有保存。请删减后重新提交。\n".encode()
         await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"text/html; charset=utf-8"),
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 

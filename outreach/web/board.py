@@ -17,7 +17,7 @@ from outreach.config import Config
 from outreach.db import session
 from outreach.errors import DeliveryError, OutreachError
 from outreach.models import Broadcast, BroadcastStatus, Township, Village
-from outreach.web.data import PackEntry, packs_dir, pack_file
+from outreach.web.data import PackEntry, pack_file, packs_dir
 
 # Problems first, then what is still to come, then what went well.
 PROBLEMS = ("failed", "missed", "interrupted")
@@ -72,8 +72,8 @@ def _status(value: Any) -> str:
 
 def today_board(engine: Engine, config: Config, day: date, now: datetime, township: str = "") -> Board:
     """Every village's programs on `day` with their as-run status, failures and misses first."""
-    from outreach.stations import list_stations
-    from outreach.workspace import load, plan
+    from outreach.delivery.stations.accounts import list_stations
+    from outreach.planning.workspace import load, plan
 
     with session(engine) as s:
         villages = {v.id: v for v in s.scalars(sa.select(Village))}
@@ -154,9 +154,9 @@ def program_clip(config: Config, village_id: str, day: date, slot: str) -> Path:
 
     Raises DeliveryError when there is no such program or a clip is not rendered.
     """
-    from outreach.programs import program_audio
-    from outreach.render import verified_clip
-    from outreach.workspace import load, plan
+    from outreach.audio.programs import program_audio
+    from outreach.audio.render import verified_clip
+    from outreach.planning.workspace import load, plan
 
     loaded = load(config)
     program = next((p for p in plan(loaded, day, day, village_ids=[village_id]).programs if p.slot == slot), None)

@@ -14,9 +14,9 @@ from fastapi.responses import HTMLResponse, Response
 
 from outreach.errors import OutreachError
 from outreach.labels import SLOT
-from outreach.markets import lunar_label
-from outreach.plan import Program
-from outreach.registry import Registry
+from outreach.planning.market_days import lunar_label
+from outreach.planning.plan import Program
+from outreach.planning.registry import Registry
 from outreach.web.pages import bad_request, ctx_of, not_found, render, require_user
 from outreach.web.params import parse_day
 
@@ -85,7 +85,7 @@ def _query(**values: str) -> str:
 def calendar_page(request: Request) -> Response:
     user = require_user(request)
     ctx = ctx_of(request)
-    from outreach.workspace import load, plan
+    from outreach.planning.workspace import load, plan
 
     q = request.query_params
     view = q.get("view") or "month"

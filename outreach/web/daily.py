@@ -8,10 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from outreach import review
+from outreach.authoring import review
 from outreach.errors import OutreachError
-from outreach.web import board, data
 from outreach.labels import SLOT, STATUS
+from outreach.web import board, data
 from outreach.web.pages import TZ, ctx_of, not_found, render, require_user
 from outreach.web.params import parse_day
 
@@ -59,7 +59,7 @@ def clip_audio(request: Request, script_id: str) -> Response:
     """The rendered library clip of a script (what airs)."""
     require_user(request)
     ctx = ctx_of(request)
-    from outreach.render import verified_clip
+    from outreach.audio.render import verified_clip
 
     scripts, _ = data.script_library(ctx.config)
     script = next((s for s in scripts if s.id == script_id), None)

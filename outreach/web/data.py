@@ -12,16 +12,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from outreach import coverage
+from outreach import coverage, records
 from outreach.config import Config
+from outreach.content.scripts import Problem, Script, approve_script, check_library, script_path
 from outreach.db import session
+from outreach.delivery.usb.packs import PackFile, read_manifest
 from outreach.errors import OutputError, OutreachError, RecordError
 from outreach.models import Broadcast, BroadcastStatus, Campaign, Handout, Market, MarketVillage, Township, Village
-from outreach.plan import PlanResult
-from outreach.packs import PackFile, read_manifest
-from outreach import records
+from outreach.planning.plan import PlanResult
 from outreach.records import record_handout
-from outreach.scripts import Problem, Script, approve_script, check_library, script_path
 
 log = logging.getLogger("outreach.web")
 
@@ -87,7 +86,7 @@ class Targets:
 
 def campaign_targets(config: Config) -> Targets:
     """Which villages each campaign targets; on a broken workspace, none and the reason."""
-    from outreach.workspace import load
+    from outreach.planning.workspace import load
 
     try:
         loaded = load(config)
@@ -113,7 +112,7 @@ def week_plan(config: Config, start: date, end: date, village_ids: Sequence[str]
 
     Raises OutreachError when the workspace files are invalid.
     """
-    from outreach.workspace import load, plan
+    from outreach.planning.workspace import load, plan
 
     loaded = load(config)
     result = plan(loaded, start, end, village_ids=village_ids)
@@ -130,7 +129,7 @@ def week_plan(config: Config, start: date, end: date, village_ids: Sequence[str]
 
 def registry_village_ids(config: Config) -> set[str] | None:
     """Village ids in schedules/county.yaml, or None if the registry cannot be read."""
-    from outreach.registry import load_registry
+    from outreach.planning.registry import load_registry
 
     try:
         return set(load_registry(config.schedules_dir).villages)
@@ -140,7 +139,7 @@ def registry_village_ids(config: Config) -> set[str] | None:
 
 def market_days(config: Config, market_id: str, start: date, end: date) -> list[date]:
     """The market's days in start..end by its rule; empty if the registry cannot be read."""
-    from outreach.registry import load_registry
+    from outreach.planning.registry import load_registry
 
     try:
         reg = load_registry(config.schedules_dir)

@@ -15,12 +15,12 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from outreach import editing
+from outreach.authoring import editing
 from outreach.config import Config
+from outreach.content.scripts import Script, load_library
 from outreach.db import session, sync_registry
 from outreach.errors import OutreachError
-from outreach.registry import SLOT_NAMES, Registry, load_registry
-from outreach.scripts import Script, load_library
+from outreach.planning.registry import SLOT_NAMES, Registry, load_registry
 from outreach.web.auth import User
 from outreach.web.pages import ctx_of, flash, not_found, post_form, redirect, render, require_role, stale_diff
 from outreach.web.permissions import Action
@@ -50,7 +50,7 @@ def _world(config: Config) -> tuple[Registry, list[Script]]:
 
 def _sync(request: Request, config: Config) -> None:
     """Mirror the saved files into the database, so the lists and reports show the change at once."""
-    from outreach.workspace import load
+    from outreach.planning.workspace import load
 
     try:
         loaded = load(config)
@@ -171,8 +171,8 @@ async def save_campaign(request: Request) -> Response:
         return _campaign_form(request, **page, status=400, checked=checked,
                               message="活动设置有问题，没有保存；请按红字修改。")
     if form.get("action") != "save":
-        from outreach.render import clip_durations
-        from outreach.workspace import GAP_S
+        from outreach.audio.render import clip_durations
+        from outreach.planning.workspace import GAP_S
 
         preview = await run_in_threadpool(lambda: editing.preview_plan(
             registry, checked.campaigns, v.id, scripts, clip_durations(config, library), today=ctx.today(),

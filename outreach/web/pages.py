@@ -9,7 +9,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -17,12 +16,11 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
 from starlette.datastructures import FormData
 
-from outreach.config import TIMEZONE, Config
 from outreach import labels
+from outreach.config import TZ, Config
 from outreach.web.auth import LoginLimiter, User, UserStore, csrf_ok, new_csrf_token
 from outreach.web.permissions import ACTION_LABEL, Action, action_of, roles_for
 
-TZ = ZoneInfo(TIMEZONE)
 CSRF_FIELD = "csrf_token"
 
 
@@ -43,7 +41,7 @@ class LoginRequired(Exception):
 def stale_diff(opened: str, now: str) -> str:
     """How a file (or one entry of it) changed since a form was opened: the script editor's unified diff,
     shown by the `stale_diff` macro of templates/_diff.html. Empty when nothing differs."""
-    from outreach.review import diff
+    from outreach.authoring.review import diff
 
     def norm(text: str) -> str:
         text = text.replace("\r\n", "\n")

@@ -11,10 +11,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from outreach import review
+from outreach.authoring import review
+from outreach.content.scripts import ENGINES, ID_PATTERN, MAX_TITLE, TOPICS, Script, split_front_matter
+from outreach.content.textnorm import load_lexicon
 from outreach.errors import OutreachError
-from outreach.scripts import ENGINES, ID_PATTERN, MAX_TITLE, TOPICS, Script, split_front_matter
-from outreach.textnorm import load_lexicon
 from outreach.tts.voices import ALL_VOICES
 from outreach.web import data
 from outreach.web.auth import Role, User
@@ -161,7 +161,7 @@ def _script_page(request: Request, script_id: str, *, status: int = 200, stale: 
     script = _script(request, script_id)
     lexicon = load_lexicon(ctx.config.lexicon_path)
     drafted, last = review.authors(ctx.engine, script.id)
-    from outreach.render import verified_clip
+    from outreach.audio.render import verified_clip
     try:
         verified_clip(ctx.config, script)
         has_clip = True

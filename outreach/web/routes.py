@@ -13,14 +13,25 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from outreach.errors import OutreachError, RecordError
+from outreach.labels import SLOT, TOPIC
 from outreach.records.limits import MAX_LEAFLETS, MAX_NAME_CHARS, MAX_NOTE_CHARS, MAX_PEOPLE, MIN_RECORD_DATE
 from outreach.web import data
 from outreach.web.auth import csrf_ok
 from outreach.web.pages import (
-    CSRF_FIELD, PageError, csrf_error, ctx_of, flash, not_found, post_form, redirect, render, require_user,
-    safe_next, session_user, start_session,
+    CSRF_FIELD,
+    PageError,
+    csrf_error,
+    ctx_of,
+    flash,
+    not_found,
+    post_form,
+    redirect,
+    render,
+    require_user,
+    safe_next,
+    session_user,
+    start_session,
 )
-from outreach.labels import SLOT, TOPIC
 from outreach.web.params import check_range, days_back, parse_day, parse_int, parse_range, text_field
 
 log = logging.getLogger("outreach.web")
@@ -347,7 +358,7 @@ def scripts_page(request: Request) -> Response:
     ctx = ctx_of(request)
     scripts, problems = data.script_library(ctx.config)
     scripts = sorted(scripts, key=lambda s: (s.approved, s.topic, s.id))
-    from outreach.render import verified_clip
+    from outreach.audio.render import verified_clip
 
     rendered = set()
     for s in scripts:

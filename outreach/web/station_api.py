@@ -23,11 +23,13 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from outreach.broker import load_broker_settings
+from outreach.config import TZ
+from outreach.delivery.stations.accounts import authenticate
+from outreach.delivery.stations.asrun import ingest_batch
+from outreach.delivery.stations.broker import load_broker_settings
+from outreach.delivery.stations.manifests import blob_path, build_manifests, read_slot_starts
 from outreach.models import Station
-from outreach.plan import TZ
 from outreach.station.protocol import StationError, check_sha
-from outreach.stations import authenticate, blob_path, build_manifests, ingest_batch, read_slot_starts
 
 log = logging.getLogger("outreach.station_api")
 MAX_EVENTS = 500
@@ -49,7 +51,7 @@ class _LoadedCache:
         self._loaded: Any = None
 
     def get(self, config: Any) -> Any:
-        from outreach.workspace import load
+        from outreach.planning.workspace import load
 
         files = [p for d in (config.schedules_dir, config.scripts_dir, config.clips_dir) if d.is_dir()
                  for p in d.iterdir()]
@@ -71,7 +73,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             broker = load_broker_settings(ctx.config.workspace)
             if broker is not None:
-                from outreach.alerts import ControlListener
+                from outreach.delivery.stations.alerts import ControlListener
 
                 listener = ControlListener(ctx.engine, broker, _clock)
                 listener.start()

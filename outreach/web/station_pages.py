@@ -18,7 +18,17 @@ from outreach.db import session
 from outreach.models import Alert
 from outreach.web import data
 from outreach.web.pages import (
-    TZ, PageError, bad_request, ctx_of, flash, not_found, post_form, redirect, render, require_editor, require_user,
+    TZ,
+    PageError,
+    bad_request,
+    ctx_of,
+    flash,
+    not_found,
+    post_form,
+    redirect,
+    render,
+    require_editor,
+    require_user,
 )
 
 log = logging.getLogger("outreach.web")
@@ -49,7 +59,7 @@ class TownshipPresence:
 
 
 def _presence(request: Request) -> tuple[list[dict[str, Any]], list[TownshipPresence]]:
-    from outreach.stations import list_stations
+    from outreach.delivery.stations.accounts import list_stations
 
     ctx = ctx_of(request)
     stations = list_stations(ctx.engine, now=ctx.now())
@@ -89,7 +99,7 @@ def stations_page(request: Request) -> Response:
     stations, towns = _presence(request)
     active = [s for s in stations if not s["revoked"]]
     online = sum(1 for s in active if s["online"])
-    from outreach.stations import rejected_events
+    from outreach.delivery.stations.asrun import rejected_events
 
     refused = rejected_events(ctx_of(request).engine, limit=RECENT_REFUSED)
     for r in refused["latest"]:
@@ -121,9 +131,9 @@ def _strings(form: Any, name: str) -> list[str]:
 @router.post("/alerts")
 async def send_alert_form(request: Request) -> Response:
     """Send an approved script to the chosen county / townships / villages, then show its delivery page."""
-    from outreach.alerts import parse_duration, send_alert, target_stations
-    from outreach.broker import load_broker_settings
-    from outreach.workspace import load
+    from outreach.delivery.stations.alerts import parse_duration, send_alert, target_stations
+    from outreach.delivery.stations.broker import load_broker_settings
+    from outreach.planning.workspace import load
 
     user, form = await post_form(request, editor=True)
     ctx = ctx_of(request)
@@ -161,7 +171,7 @@ async def send_alert_form(request: Request) -> Response:
 
 
 def _status(request: Request, alert_id: str) -> dict[str, Any]:
-    from outreach.alerts import alert_status
+    from outreach.delivery.stations.alerts import alert_status
     from outreach.station.protocol import StationError
 
     if not alert_id.isalnum() or len(alert_id) > 32:

@@ -15,10 +15,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from outreach.audio.ffmpeg import AudioSegment, Sine, configure_pydub, decode_to_pcm, run_ffmpeg
 from outreach.config import MasteringProfile
 from outreach.errors import AudioError
 from outreach.files import atomic_path
-from outreach.media import AudioSegment, Sine, configure_pydub, decode_to_pcm, run_ffmpeg
 
 # Headroom kept below the profile's true-peak limit before encoding: the
 # limiter sees sample peaks, and MP3 encoding adds inter-sample peaks.

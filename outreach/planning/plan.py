@@ -7,21 +7,20 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
+from outreach.config import TZ
 from outreach.errors import PlanError
-from outreach.registry import village_voice
+from outreach.planning.registry import village_voice
 
 if TYPE_CHECKING:
-    from outreach.campaigns import Campaign
-    from outreach.registry import Registry
-    from outreach.scripts import Script
+    from outreach.content.scripts import Script
+    from outreach.planning.campaigns import Campaign
+    from outreach.planning.registry import Registry
 
 __all__ = [
-    "DRAFT_AFTER_EDIT", "TZ", "PlanResult", "Program", "ProgramItem", "build_programs", "rotation", "village_offset",
+    "DRAFT_AFTER_EDIT", "PlanResult", "Program", "ProgramItem", "build_programs", "rotation", "village_offset",
 ]
 
-TZ = ZoneInfo("Asia/Shanghai")
 # The `blocked` reason of a script edited after its approval: it keeps its place so delivery logs it.
 DRAFT_AFTER_EDIT = "批准后又被修改，已退回草稿"
 

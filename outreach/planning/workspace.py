@@ -6,20 +6,19 @@ plan helpers here turn the pure planner's programs into as-run log rows.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 
 from sqlalchemy import Engine
 
-from outreach.campaigns import Campaign, load_campaigns
+from outreach.audio.render import clip_durations
 from outreach.config import Config
+from outreach.content.scripts import Script, load_library
 from outreach.db import open_migrated, session, sync_registry
-from outreach.plan import PlanResult, Program, build_programs
-from outreach.records import BroadcastPlan
-from outreach.registry import Registry, load_registry
-from outreach.render import clip_durations
-from outreach.scripts import Script, load_library
+from outreach.planning.campaigns import Campaign, load_campaigns
+from outreach.planning.plan import PlanResult, build_programs
+from outreach.planning.registry import Registry, load_registry
 
 CAMPAIGNS_FILE = "campaigns.yaml"
 # Silence between clips of a program, in seconds.
@@ -61,21 +60,6 @@ def urgent_draft_alerts(loaded: Loaded, start: date, end: date) -> list[str]:
     if not any(s.edited_after_approval for s in loaded.library):
         return []
     return plan(loaded, start, end).alerts
-
-
-def broadcast_plans(programs: Iterable[Program], *, airable_only: bool = False) -> list[BroadcastPlan]:
-    """One as-run row per program and campaign, with that campaign's scripts.
-
-    With `airable_only`, items blocked at plan time are left out (what a pack really carries).
-    """
-    rows: list[BroadcastPlan] = []
-    for p in programs:
-        items = p.airable_items if airable_only else p.items
-        for campaign_id in dict.fromkeys(i.campaign_id for i in items):
-            scripts = tuple(i.script_id for i in items if i.campaign_id == campaign_id)
-            rows.append(BroadcastPlan(day=p.date, slot=p.slot, village_id=p.village_id, township_id=p.township_id,
-                                      campaign_id=campaign_id, script_ids=scripts, scheduled_at=p.start))
-    return rows
 
 
 def open_database(loaded: Loaded, url: str | None = None) -> Engine:

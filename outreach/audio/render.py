@@ -23,14 +23,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from outreach.audio import layout_clip, load_segment, master_to_mp3
+from outreach.audio.mastering import layout_clip, load_segment, master_to_mp3
 from outreach.config import Config
+from outreach.content.scripts import Script
+from outreach.content.textnorm import Lexicon, load_lexicon, normalize
 from outreach.errors import DeliveryError, OutreachError, ScriptError
 from outreach.files import sha256_file, temp_dir, write_text_atomic
-from outreach.scripts import Script
-from outreach.textnorm import Lexicon, load_lexicon, normalize
-from outreach.tts import Synthesizer, get_synthesizer
-from outreach.tts import neural
+from outreach.tts import Synthesizer, get_synthesizer, neural
 from outreach.tts.voices import engine_of_voice
 
 # Bump when clip layout or mastering code changes, so old clips are redone.

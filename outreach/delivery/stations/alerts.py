@@ -24,14 +24,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from outreach.broker import BrokerSettings, server_client
+from outreach.audio.render import clip_durations, verified_clip
 from outreach.db import session
+from outreach.delivery.stations.accounts import record_presence
+from outreach.delivery.stations.broker import BrokerSettings, server_client
+from outreach.delivery.stations.manifests import blob_dir, store_blob
 from outreach.files import sha256_file
 from outreach.models import Alert, AlertDelivery, Station
-from outreach.render import clip_durations, verified_clip
+from outreach.planning.workspace import Loaded
 from outreach.station.protocol import TOPIC_ROOT, AlertMessage, Leaf, StationError, parse_topic, topic
-from outreach.stations import blob_dir, record_presence, store_blob
-from outreach.workspace import Loaded
 
 log = logging.getLogger("outreach.alerts")
 MAX_EXPIRY = timedelta(days=2)

@@ -15,16 +15,16 @@ import secrets
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
+from outreach.delivery.prepare import Key
 from outreach.models import SchedulerLeader, SlotClaim
 
-Key = tuple[str, str, date]
 """(village_id, slot, day): one village's slot on one day."""
 
 CLAIMED, PLAYING, DONE = "claimed", "playing", "done"

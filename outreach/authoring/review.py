@@ -19,14 +19,23 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from outreach import textnorm as _tn
 from outreach.config import Config
+from outreach.content import textnorm as _tn
+from outreach.content.scripts import (
+    ID_PATTERN,
+    Problem,
+    Script,
+    ScriptChanged,
+    approve_script,
+    check_content,
+    script_lock,
+    split_front_matter,
+    yaml_scalar,
+)
 from outreach.db import session
 from outreach.errors import ScriptError
 from outreach.files import sha256_file, write_text_atomic
 from outreach.models import ScriptEvent
-from outreach.scripts import (ID_PATTERN, Problem, Script, ScriptChanged, approve_script, check_content, script_lock,
-                              split_front_matter, yaml_scalar)
 
 __all__ = ["FORM_FIELDS", "ReviewError", "StaleForm", "Preview", "check_form", "compose", "form_of", "save_draft",
            "spoken_segments", "render_preview", "find_preview", "record", "trail", "authors", "refuse_own", "approve",
@@ -187,8 +196,8 @@ def render_preview(config: Config, script: Script) -> Preview:
 
     Raises SynthesisFailed / AudioError when the engine cannot speak it.
     """
-    from outreach.render import plan_clip, render_clip
-    from outreach.textnorm import load_lexicon
+    from outreach.audio.render import plan_clip, render_clip
+    from outreach.content.textnorm import load_lexicon
     from outreach.tts import get_synthesizer
 
     marked = script.model_copy(update={"title": f"【试听，不播出】{script.title}"})

@@ -20,21 +20,18 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from outreach import claims, players
-from outreach.labels import STATUS, label
+from outreach.audio.render import clip_durations, render_library
+from outreach.config import TZ
 from outreach.db import session
-from outreach.deliver import (
-    DONE, NO_CLIP, Prepared, fail_rows, finish_player, interrupt_rows, plan_programs, prepare_programs, record_outcome,
-    urgent_carries, with_carry,
-)
+from outreach.delivery.live import claims, players
+from outreach.delivery.live.play import DONE, NO_CLIP, fail_rows, finish_player, interrupt_rows, record_outcome
+from outreach.delivery.prepare import Key, Prepared, plan_programs, prepare_programs, urgent_carries, with_carry
+from outreach.labels import STATUS, label
 from outreach.models import Broadcast, BroadcastStatus
-from outreach.plan import TZ
-from outreach.records import record_planned
-from outreach.render import clip_durations, render_library
-from outreach.workspace import Loaded, broadcast_plans, plan
+from outreach.planning.workspace import Loaded, plan
+from outreach.records import broadcast_plans, record_planned
 
 log = logging.getLogger("outreach.playout")
-Key = claims.Key
 _BATCH_WINDOW_S = 0.05
 
 

@@ -104,7 +104,7 @@ def mosquitto_hash(password: str, *, salt: bytes | None = None) -> str:
 
 def acl_text(server_user: str) -> str:
     """The ACL: the server reads and writes every station topic; each station only its own leaves."""
-    lines = ["# 由 outreach（outreach/broker.py）生成；手工修改会被覆盖。",
+    lines = ["# 由 outreach（outreach/delivery/stations/broker.py）生成；手工修改会被覆盖。",
              f"user {server_user}", f"topic readwrite {TOPIC_ROOT}/#", "",
              f"user {server_user}-alert", f"topic readwrite {TOPIC_ROOT}/#", ""]
     lines += [f"pattern write {TOPIC_ROOT}/%u/{leaf.value}" for leaf in STATION_WRITES]

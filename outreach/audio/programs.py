@@ -13,10 +13,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from outreach.audio.ffmpeg import run_ffmpeg
 from outreach.config import Config
 from outreach.errors import DeliveryError
 from outreach.files import atomic_path, temp_dir
-from outreach.media import run_ffmpeg
 
 
 def gap_clip(config: Config, gap_s: float) -> Path:

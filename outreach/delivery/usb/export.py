@@ -8,16 +8,16 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from outreach.audio.programs import program_audio
+from outreach.audio.render import render_library, verified_clip, voice_label
 from outreach.db import session
-from outreach.deliver import program_engines
+from outreach.delivery.prepare import program_engines
+from outreach.delivery.usb.packs import ExportReport, PackItem, export_pack, pack_rel_path, slot_label, village_folder
 from outreach.errors import OutreachError
-from outreach.packs import ExportReport, PackItem, export_pack, pack_rel_path, slot_label, village_folder
-from outreach.plan import PlanResult, Program
-from outreach.programs import program_audio
 from outreach.models import BroadcastStatus
-from outreach.records import mark_program, record_exported, record_planned
-from outreach.render import render_library, verified_clip, voice_label
-from outreach.workspace import GAP_S, Loaded, broadcast_plans, plan
+from outreach.planning.plan import PlanResult, Program
+from outreach.planning.workspace import GAP_S, Loaded, plan
+from outreach.records import broadcast_plans, mark_program, record_exported, record_planned
 
 
 def usb_villages(loaded: Loaded) -> list[str]:

@@ -24,7 +24,7 @@ from typing import IO
 
 from outreach.config import CONFIG_NAME, PLAYER_FIELDS, Config
 from outreach.errors import ConfigError, DeliveryError
-from outreach.registry import Registry
+from outreach.planning.registry import Registry
 
 STOP_GRACE_S = 2.0
 

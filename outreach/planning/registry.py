@@ -21,11 +21,18 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 from outreach.config import PlayerName, unknown_player
 from outreach.dates import TextDate
 from outreach.errors import MarketRuleError, RegistryError
-from outreach.markets import MarketRule, parse_rule
 from outreach.labels import SLOT
+from outreach.planning.market_days import MarketRule, parse_rule
 from outreach.tts.voices import EDGE_VOICES, is_known_voice
 from outreach.yamlread import (
-    Entry, Problems, YamlMap, check_keys, declared_ids, read_yaml, validate_entry, validate_items,
+    Entry,
+    Problems,
+    YamlMap,
+    check_keys,
+    declared_ids,
+    read_yaml,
+    validate_entry,
+    validate_items,
 )
 
 __all__ = [

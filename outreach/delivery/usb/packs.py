@@ -26,9 +26,15 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from outreach.errors import OutputError
+from outreach.files import (
+    atomic_path,
+    describe_os_error,
+    remove_stale_parts,
+    sha256_file,
+    write_bytes_atomic,
+    write_text_if_changed,
+)
 from outreach.labels import SLOT, label
-from outreach.files import (atomic_path, describe_os_error, remove_stale_parts, sha256_file, write_bytes_atomic,
-                            write_text_if_changed)
 
 MANIFEST = "manifest.json"
 PLAYLIST = "playlist.m3u"

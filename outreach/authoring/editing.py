@@ -18,11 +18,11 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-from outreach.campaigns import Campaign, load_campaigns
 from outreach.errors import CampaignError, OutreachError
 from outreach.files import temp_dir, write_text_atomic
-from outreach.plan import build_programs
-from outreach.registry import FILES, SLOT_NAMES, Registry, Village, load_registry
+from outreach.planning.campaigns import Campaign, load_campaigns
+from outreach.planning.plan import build_programs
+from outreach.planning.registry import FILES, SLOT_NAMES, Registry, Village, load_registry
 
 __all__ = [
     "StaleFile", "CampaignValues", "VillageValues", "Checked", "PlanPreview", "stamp", "campaign_values",

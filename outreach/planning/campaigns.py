@@ -15,8 +15,8 @@ from outreach.errors import CampaignError
 from outreach.yamlread import GuardedLoader, construct_timestamp, describe_error, yaml_problem
 
 if TYPE_CHECKING:
-    from outreach.registry import Registry
-    from outreach.scripts import Script
+    from outreach.content.scripts import Script
+    from outreach.planning.registry import Registry
 
 __all__ = ["Campaign", "CampaignProblem", "Targets", "load_campaigns"]
 

@@ -1,0 +1,1 @@
+"""Authoring: script review and approval, and browser edits of campaigns and villages."""

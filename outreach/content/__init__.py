@@ -1,0 +1,1 @@
+"""Content: the scripts, their spoken form and the pronunciation lexicon."""

@@ -1,0 +1,1 @@
+"""Delivery: resolved programs reach loudspeakers by channel: live play, USB packs, village stations."""

@@ -1,0 +1,1 @@
+"""Live play: the scheduler's runtime, exactly-once claims and player processes."""

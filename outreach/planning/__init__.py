@@ -1,0 +1,1 @@
+"""Planning: the county registry, market days, campaigns and the pure planner."""
