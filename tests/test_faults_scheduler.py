@@ -189,7 +189,9 @@ CLAIM_RACE = textwrap.dedent("""
         rt = Runtime(loaded, engine, claims.new_owner())
         rt.start()
         now = datetime.now(TZ)
-        keys = [(v, s, now.date()) for v, s in rt.villages_at(now.strftime("%H:%M"))]
+        # The slot's own minute and day (argv), not the clock's: a slow start-up may cross a minute.
+        day = datetime.strptime(sys.argv[4], "%Y-%m-%d").date()
+        keys = [(v, s, day) for v, s in rt.villages_at(sys.argv[3])]
         while time.time() < float(sys.argv[2]):
             time.sleep(0.005)
         print(len(rt.start_batch(keys, now)), flush=True)
@@ -207,10 +209,12 @@ def test_racing_players_without_a_leader_still_play_each_slot_once(rendered_work
     """The claim alone guards exactly-once: two runtimes started at the same instant on one database."""
     ws, log = rendered_workspace, rendered_workspace.parent / "starts.jsonl"
     fast(ws, log, 0.5)
-    slot_now(ws)
+    slot = slot_now(ws)
+    start = re.search(rf'{slot}: {{start: "([0-9:]+)"', (ws / "schedules" / "slots.yaml").read_text(encoding="utf-8"))[1]
+    day = datetime.now(TZ).date()
     go = time.time() + 8
-    procs = [subprocess.Popen([sys.executable, "-c", CLAIM_RACE, str(ws), str(go)], stdout=subprocess.PIPE,
-                              text=True, env=env) for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIM_RACE, str(ws), str(go), start, day.isoformat()],
+                              stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
     won = [int(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs]
     assert sum(won) == N_NETWORKED, won
     assert len(starts(log)) == N_NETWORKED
