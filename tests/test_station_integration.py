@@ -17,11 +17,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
+from conftest import copy_workspace
 from station_harness import (
     TZ, Broker, Server, StationProc, at, cli, db_rows, mark_station_villages, set_slots, wait_for,
 )
-from conftest import copy_workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults,
               pytest.mark.skipif(shutil.which("mosquitto") is None and not os.path.exists("/usr/sbin/mosquitto"),

@@ -15,12 +15,7 @@ from outreach.audio.ffmpeg import decode_to_pcm
 from outreach.config import RenderSettings
 from outreach.errors import OutputError, SynthesisFailed, UnknownVoice
 from outreach.tts import (
-    EspeakSynthesizer,
-    FallbackSynthesizer,
-    SynthesisResult,
-    Synthesizer,
-    get_synthesizer,
-    list_voices,
+    EspeakSynthesizer, FallbackSynthesizer, SynthesisResult, Synthesizer, get_synthesizer, list_voices,
 )
 
 SHORT = "村民朋友们，请注意防范电信诈骗。"

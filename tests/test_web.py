@@ -28,7 +28,7 @@ with warnings.catch_warnings():  # starlette 1.x warns that httpx should become 
 from outreach.config import load_config
 from outreach.db import make_engine, session
 from outreach.models import Broadcast, BroadcastStatus, Handout
-from outreach.planning.workspace import load, open_database, plan
+from outreach.planning.workspace import load, open_database, plan_days
 from outreach.records import broadcast_plans, mark_program, record_handout, record_planned
 from outreach.records.limits import MAX_LEAFLETS
 from outreach.web import create_app
@@ -66,7 +66,7 @@ class Site:
 def _seed(engine: sa.Engine, loaded) -> None:  # type: ignore[no-untyped-def]
     """Plan Dec 1-9 for a few villages and give them outcomes; add one handout."""
     villages = ["dazhuang-01", "dazhuang-05", "hexi-04"]
-    programs = plan(loaded, date(2026, 12, 1), date(2026, 12, 9), village_ids=villages).programs
+    programs = plan_days(loaded, date(2026, 12, 1), date(2026, 12, 9), village_ids=villages).programs
     at = datetime(2026, 12, 1, tzinfo=TZ)
     with session(engine) as s:
         record_planned(s, broadcast_plans(programs), now=at)
@@ -348,7 +348,7 @@ def test_confirming_a_program_that_has_not_started_is_refused(site: Site, editor
     loaded = load(load_config(site.workspace))
     day = date(2026, 12, 11)  # NOW is 12-10 09:30: tomorrow's pack is on the stick, not yet on air
     with session(site.engine) as s:
-        programs = [p for p in plan(loaded, day, day, village_ids=["dazhuang-05"]).programs
+        programs = [p for p in plan_days(loaded, day, day, village_ids=["dazhuang-05"]).programs
                     if p.slot == "morning"]
         record_planned(s, broadcast_plans(programs), now=NOW)
         mark_program(s, day=day, slot="morning", village_id="dazhuang-05", status=S("exported"), at=NOW)

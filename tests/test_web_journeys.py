@@ -28,11 +28,11 @@ def _seed(engine, loaded, workspace: Path) -> None:  # type: ignore[no-untyped-d
     from outreach.audio.programs import gap_clip
     from outreach.db import session
     from outreach.models import BroadcastStatus as S
-    from outreach.planning.workspace import plan
+    from outreach.planning.workspace import plan_days
     from outreach.records import broadcast_plans, mark_program, record_planned
 
     day = NOW.date()
-    programs = plan(loaded, day - timedelta(days=1), day, village_ids=["dazhuang-01", "dazhuang-05", "hexi-04"]).programs
+    programs = plan_days(loaded, day - timedelta(days=1), day, village_ids=["dazhuang-01", "dazhuang-05", "hexi-04"]).programs
     with session(engine) as s:
         record_planned(s, broadcast_plans(programs), now=NOW - timedelta(days=2))
         mark_program(s, day=day, slot="morning", village_id="hexi-04", status=S("failed"),

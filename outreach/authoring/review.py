@@ -22,14 +22,7 @@ from sqlalchemy import Engine
 from outreach.config import Config
 from outreach.content import textnorm as _tn
 from outreach.content.scripts import (
-    ID_PATTERN,
-    Problem,
-    Script,
-    ScriptChanged,
-    approve_script,
-    check_content,
-    script_lock,
-    split_front_matter,
+    ID_PATTERN, Problem, Script, ScriptChanged, approve_script, check_content, script_lock, split_front_matter,
     yaml_scalar,
 )
 from outreach.db import session

@@ -153,9 +153,10 @@ def demo(days: int, day_text: str | None, ws: Workspace) -> None:
     """
     from outreach.audio.render import render_library
     from outreach.db import session
+    from outreach.delivery import Channel, served_by
     from outreach.delivery.live.play import null_player, play_program
     from outreach.delivery.usb.export import export_days
-    from outreach.planning.workspace import load, open_database, plan
+    from outreach.planning.workspace import load, open_database, plan_days
     from outreach.records import broadcast_plans, record_planned
 
     now = _now()
@@ -174,7 +175,7 @@ def demo(days: int, day_text: str | None, ws: Workspace) -> None:
 
     engine = open_database(loaded, url)
     last = today + timedelta(days=days - 1)
-    week = plan(loaded, today, last)
+    week = plan_days(loaded, today, last)
     with session(engine) as s:
         record_planned(s, broadcast_plans(week.programs), now=now)
     click.echo(f"[2/5] 排播 {today} 至 {last}：{len(week.programs)} 个节目")
@@ -188,9 +189,7 @@ def demo(days: int, day_text: str | None, ws: Workspace) -> None:
     echo_report_details(exported)
 
     outcomes = []
-    for village in loaded.registry.villages.values():
-        if village.speaker != "networked":
-            continue
+    for village in served_by(loaded.registry, Channel.LIVE):
         for slot in loaded.registry.village_slots(village.id):
             outcomes.append(play_program(loaded, engine, village.id, slot.name, today, now=now,
                                          player=null_player(), timeout_s=config.deliver.player_timeout_s))

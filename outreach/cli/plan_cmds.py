@@ -33,14 +33,14 @@ def plan_cmd(start_text: str, end_text: str, village_ids: tuple[str, ...], as_js
     """
     from outreach.dates import check_range
     from outreach.planning.registry import resolve_village
-    from outreach.planning.workspace import load, plan
+    from outreach.planning.workspace import load, plan_days
 
     start, end = cli_date(start_text, "--from"), cli_date(end_text, "--to")
     check_range(start, end, max_days=MAX_PLAN_DAYS, what="--from/--to")
     loaded = load(ws.config)
     registry = loaded.registry
     village_ids = tuple(dict.fromkeys(resolve_village(registry, v) for v in village_ids))
-    result = plan(loaded, start, end, village_ids=village_ids or None)
+    result = plan_days(loaded, start, end, village_ids=village_ids or None)
     for warning in result.warnings:
         warn(warning)
     for alert in result.alerts:  # last, so it is what stays on screen

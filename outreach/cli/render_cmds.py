@@ -8,6 +8,7 @@ from dataclasses import asdict
 import click
 
 from outreach.cli.base import Workspace, cli, echo_json, warn, with_workspace
+from outreach.config import ENGINE_CHOICES
 
 # The voices table's words for the catalogue's genders (JSON keeps "Female"/"Male").
 GENDER = {"Female": "女声", "Male": "男声"}
@@ -42,7 +43,7 @@ def voices(as_json: bool, ws: Workspace) -> None:
 
 
 @cli.command()
-@click.option("--engine", type=click.Choice(["neural", "espeak", "edge", "offline"]),
+@click.option("--engine", type=click.Choice(ENGINE_CHOICES),
               help="本次改用这个引擎（offline 即 render.offline_engine）。")
 @click.option("--script", "script_ids", multiple=True, help="只生成这些稿件编号（可重复）。")
 @click.option("--force", is_flag=True, help="即使缓存里有相同的音频也重新生成。")

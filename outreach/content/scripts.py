@@ -17,8 +17,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -26,18 +25,18 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from outreach.config import RATE_RANGE
+from outreach.config import ENGINE_CHOICES, RATE_RANGE
 from outreach.errors import ScriptError
 from outreach.files import atomic_path
 from outreach.tts.voices import ALL_VOICES, engine_of_voice, is_known_voice
-from outreach.yamlread import GuardedLoader, yaml_problem
+from outreach.yamlread import Problem, YamlOptions, load_yaml, yaml_problem
 
 __all__ = ["FIELDS", "MAX_TITLE", "MIN_HANZI", "REQUIRED", "TOPICS", "Problem", "Script", "ScriptChanged",
            "approval_hash", "approve_script", "check_content", "check_library", "load_library", "read_script",
            "script_lock", "script_path", "split_front_matter", "yaml_scalar"]
 
 Topic = Literal["traffic", "anti_fraud"]
-Engine = Literal["neural", "espeak", "edge", "offline"]  # offline: render.offline_engine
+Engine = Literal[ENGINE_CHOICES]  # type: ignore[valid-type]  # offline: render.offline_engine
 Status = Literal["draft", "approved"]
 
 TOPICS: tuple[str, ...] = get_args(Topic)
@@ -152,50 +151,22 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a script file or the library folder: where, which field, the fix."""
-
-    path: Path
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = _display(self.path)
-        if not self.field:
-            return f"{where}: {self.message}"
-        if self.field in _FILE_LEVEL:
-            return f"{where}: {_FILE_LEVEL_LABEL[self.field]}：{self.message}"
-        return f"{where}: 字段 '{self.field}'：{self.message}"
+def _problem(path: Path, field: str, message: str) -> Problem:
+    """One thing wrong with a script file or the library folder, worded `path: 字段 'x'：message`."""
+    where = _display(path)
+    if not field:
+        text = f"{where}: {message}"
+    elif field in _FILE_LEVEL:
+        text = f"{where}: {_FILE_LEVEL_LABEL[field]}：{message}"
+    else:
+        text = f"{where}: 字段 '{field}'：{message}"
+    return Problem(path, field, message, text=text)
 
 
-class _Loader(GuardedLoader):
-    """SafeLoader that keeps dates as text (we parse them with a clear message) and rejects repeated keys."""
-
-
-# PyYAML would turn 2026-13-01 into a ValueError with no line; we parse dates ourselves.
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        try:
-            repeated = key in seen
-        except TypeError:  # unhashable key: construct_mapping reports it
-            continue
-        if repeated:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"键 '{key}' 出现了两次；只保留一个", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# Dates stay text (PyYAML would turn 2026-13-01 into a ValueError with no line; we parse dates
+# ourselves with a clear message), and a repeated key is refused.
+_OPTIONS = YamlOptions(clock_text=False, dates="text", repeated_key="键 '{key}' 出现了两次；只保留一个",
+                       refuse_unhashable=False)
 
 
 def _decode(path: Path, raw: bytes | None = None) -> tuple[str | None, list[Problem]]:
@@ -204,12 +175,12 @@ def _decode(path: Path, raw: bytes | None = None) -> tuple[str | None, list[Prob
         if raw is None:
             raw = path.read_bytes()
     except OSError as exc:
-        return None, [Problem(path, "", f"无法读取文件（{exc.strerror}）；请检查文件权限")]
+        return None, [_problem(path, "", f"无法读取文件（{exc.strerror}）；请检查文件权限")]
     try:
         return raw.decode("utf-8-sig"), []
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        return None, [Problem(path, "encoding", (
+        return None, [_problem(path, "encoding", (
             f"第 {line} 行（字节偏移 {exc.start}，字节 0x{raw[exc.start]:02x}）不是 UTF-8 编码；"
             "请把文件另存为 UTF-8"))]
 
@@ -239,10 +210,10 @@ def _parse(path: Path, content: str) -> tuple[dict[Any, Any] | None, str, list[P
     """Split `content` into its front matter fields and its body text."""
     split = split_front_matter(content)
     if isinstance(split, str):
-        return None, "", [Problem(path, "front_matter", split)]
+        return None, "", [_problem(path, "front_matter", split)]
     lines, end = split
     try:
-        data = yaml.load("\n".join(lines[1:end]), Loader=_Loader)
+        data = load_yaml("\n".join(lines[1:end]), _OPTIONS)
     except yaml.YAMLError as exc:
         mark, context = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
         at = f"第 {mark.line + 2} 行" if mark is not None else ""  # +2: 0-based, after '---'
@@ -250,11 +221,11 @@ def _parse(path: Path, content: str) -> tuple[dict[Any, Any] | None, str, list[P
             at += f"（在从第 {context.line + 2} 行开始的值里）"
         # Our own complaints (a repeated key) carry their fix; PyYAML's get the general one.
         fix = "" if _HANZI.search(getattr(exc, "problem", None) or "") else "；每行写一个 '字段名: 值'，值里有 ': ' 或 ' #' 时请加引号"
-        return None, "", [Problem(path, "front_matter", f"YAML 格式有误{'，' + at if at else ''}：{yaml_problem(exc)}{fix}")]
+        return None, "", [_problem(path, "front_matter", f"YAML 格式有误{'，' + at if at else ''}：{yaml_problem(exc)}{fix}")]
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        return None, "", [Problem(path, "front_matter", "必须是 '字段名: 值' 的格式，每行一个字段")]
+        return None, "", [_problem(path, "front_matter", "必须是 '字段名: 值' 的格式，每行一个字段")]
     return data, "\n".join(lines[end + 1:]).strip(), []
 
 
@@ -264,8 +235,27 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
     problems: list[Problem] = []
 
     def bad(field: str, message: str) -> None:
-        problems.append(Problem(path, field, message))
+        problems.append(_problem(path, field, message))
 
+    given = _check_keys(data, bad)
+    v: dict[str, Any] = {}
+    _check_id(given, path, v, bad)
+    _check_words(given, v, bad)
+    _check_numbers(given, v, bad)
+    _check_dates(given, v, bad)
+    _check_review(given, v, bad)
+    _check_body(body, max_chars, body_line, bad)
+
+    if problems:
+        return None, problems
+    try:
+        return Script(**v, text=body, path=path), []
+    except ValidationError as exc:  # a safety net: the checks above should catch everything first
+        return None, [_problem(path, "", f"广播稿无效（{exc.errors()[0]['msg']}）；请改正文件头")]
+
+
+def _check_keys(data: dict[Any, Any], bad: Callable[[str, str], None]) -> dict[str, Any]:
+    """Unknown and missing fields; the fields given a value."""
     for key in data:
         if key not in FIELDS:
             bad(str(key), f"未知字段；请删除或改正字段名（可用字段：{', '.join(FIELDS)}）")
@@ -273,8 +263,11 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
     for key in REQUIRED:
         if key not in given:
             bad(key, f"缺少此字段；请在文件头里加上 '{key}: ...'")
+    return given
 
-    v: dict[str, Any] = {}
+
+def _check_id(given: dict[str, Any], path: Path, v: dict[str, Any], bad: Callable[[str, str], None]) -> None:
+    """The id: well formed and the file's own name."""
     if "id" in given:
         sid = given["id"]
         if not isinstance(sid, str) or not re.fullmatch(ID_PATTERN, sid):
@@ -283,6 +276,10 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
             bad("id", f"'{sid}' 与文件名不一致；请把文件改名为 {sid}.md，或改成 id: {path.stem}")
         else:
             v["id"] = sid
+
+
+def _check_words(given: dict[str, Any], v: dict[str, Any], bad: Callable[[str, str], None]) -> None:
+    """topic, engine and status from their lists; title, voice and approved_by as text; the voice's engine."""
     for key, allowed in (("topic", TOPICS), ("engine", ENGINES), ("status", STATUSES)):
         if key in given:
             if given[key] in allowed:
@@ -304,6 +301,10 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
         owner = engine_of_voice(v["voice"])
         bad("voice", (f"'{v['voice']}' 是 {owner} 引擎的音色，但 engine 是 {v['engine']}；"
                       f"请改成 engine: {owner}，或删掉 engine，或换一个 {v['engine']} 引擎的音色"))
+
+
+def _check_numbers(given: dict[str, Any], v: dict[str, Any], bad: Callable[[str, str], None]) -> None:
+    """repeat and priority (integers in range) and rate."""
     for key, (lo, hi) in (("repeat", REPEAT_RANGE), ("priority", PRIORITY_RANGE)):
         if key in given:
             n = given[key]
@@ -319,6 +320,10 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
             bad("rate", f"{n!r} 不是有效的语速；请用每秒 {lo} 到 {hi} 字，如 rate: 3.5")
         else:
             v["rate"] = float(n)
+
+
+def _check_dates(given: dict[str, Any], v: dict[str, Any], bad: Callable[[str, str], None]) -> None:
+    """valid_from, valid_until and approved_on as YYYY-MM-DD, in order."""
     for key in ("valid_from", "valid_until", "approved_on"):
         if key in given:
             raw = given[key]
@@ -330,6 +335,10 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
                 bad(key, f"{str(raw)!r} 不是日期；请写成 YYYY-MM-DD，如 2026-11-20")
     if "valid_from" in v and "valid_until" in v and v["valid_from"] > v["valid_until"]:
         bad("valid_until", f"{v['valid_until']} 早于 valid_from {v['valid_from']}；请对调或改正日期")
+
+
+def _check_review(given: dict[str, Any], v: dict[str, Any], bad: Callable[[str, str], None]) -> None:
+    """The review fields an approved script needs and a draft may keep."""
     if v.get("status") == "approved":
         if "approved_by" not in given:
             bad("approved_by", "缺少此字段；已批准的广播稿要写审核员姓名，如 approved_by: 王秀兰")
@@ -350,6 +359,9 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
                 bad(key, "草稿不应有此字段（只有批准后又被修改的草稿才同时保留 approved_by 和 approved_on）；"
                          "请删掉，或用 `outreach scripts approve 编号 --by 姓名` 批准")
 
+
+def _check_body(body: str, max_chars: int | None, body_line: int, bad: Callable[[str, str], None]) -> None:
+    """The spoken text: present, not too long, nothing a voice would read out, enough Chinese."""
     if not body:
         bad("text", "正文是空的；请在结尾的 '---' 行下面写要播的普通话内容")
     elif max_chars is not None and len(body) > max_chars:
@@ -364,13 +376,6 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
             break
     if body and (hanzi := len(_HANZI.findall(body))) < MIN_HANZI:
         bad("text", f"只有 {hanzi} 个汉字；广播稿是要念的普通话，至少要 {MIN_HANZI} 个汉字")
-
-    if problems:
-        return None, problems
-    try:
-        return Script(**v, text=body, path=path), []
-    except ValidationError as exc:  # a safety net: the checks above should catch everything first
-        return None, [Problem(path, "", f"广播稿无效（{exc.errors()[0]['msg']}）；请改正文件头")]
 
 
 def check_content(path: Path, content: str, max_chars: int | None) -> tuple[Script | None, list[Problem], str | None]:
@@ -391,10 +396,10 @@ def check_library(scripts_dir: Path, *, max_chars: int) -> tuple[list[Script], l
     """
     scripts_dir = Path(scripts_dir)
     if not scripts_dir.is_dir():
-        return [], [Problem(scripts_dir, "", "广播稿文件夹不存在；请新建它，每篇广播稿放一个 .md 文件")]
+        return [], [_problem(scripts_dir, "", "广播稿文件夹不存在；请新建它，每篇广播稿放一个 .md 文件")]
     files = sorted(p for p in scripts_dir.glob("*.md") if p.is_file() and not p.name.startswith("."))
     if not files:
-        return [], [Problem(scripts_dir, "", "这个文件夹里没有广播稿（*.md 文件）；每篇广播稿放一个 .md 文件")]
+        return [], [_problem(scripts_dir, "", "这个文件夹里没有广播稿（*.md 文件）；每篇广播稿放一个 .md 文件")]
 
     checked: list[tuple[Script | None, list[Problem]]] = []
     first_with_id: dict[str, Path] = {}
@@ -405,7 +410,7 @@ def check_library(scripts_dir: Path, *, max_chars: int) -> tuple[list[Script], l
             script, problems, raw_id = check_content(path, content, max_chars)
         if raw_id is not None:
             if raw_id in first_with_id:
-                problems.append(Problem(path, "id", (
+                problems.append(_problem(path, "id", (
                     f"'{raw_id}' 已被 {_display(first_with_id[raw_id])} 使用；每篇广播稿要有自己的编号")))
             else:
                 first_with_id[raw_id] = path
@@ -444,7 +449,7 @@ def script_path(scripts_dir: Path, script_id: str) -> Path:
 def yaml_scalar(value: str) -> str:
     """`value` as a YAML scalar: bare when it reads back unchanged, else double-quoted."""
     try:
-        if yaml.load(f"k: {value}", Loader=_Loader) == {"k": value}:
+        if load_yaml(f"k: {value}", _OPTIONS) == {"k": value}:
             return value
     except yaml.YAMLError:
         pass
@@ -597,16 +602,24 @@ def approve_script(path: Path, *, by: str, on: date, expect: str | None = None) 
         if approved is None or problems or not approved.approved or approved.approval_hash != seal:
             detail = "；".join(str(p) for p in problems) or "状态没有改变"
             raise ScriptError(f"{_display(path)}: 无法改写审核字段（{detail}）；请手工修改")
-        data = (_BOM if raw.startswith(_BOM) else b"") + new_content.encode("utf-8")
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-            # A writer that ignores the lock (an editor on the server, a copy) must not be overwritten.
-            try:
-                unchanged = path.read_bytes() == raw
-            except OSError:
-                unchanged = False
-            if not unchanged:
-                current, _, now_content = read_script(path)
-                raise ScriptChanged(f"{_display(path)}: 批准的同时文件被别的程序改写了；没有批准。"
-                                    "请重新查看现在的稿件，确认后再批准", current, now_content or "")
+        _replace_unchanged(path, raw, new_content)
         return approved
+
+
+def _replace_unchanged(path: Path, raw: bytes, new_content: str) -> None:
+    """Write `new_content` over `path` (keeping a BOM) atomically, only if the file still holds `raw`.
+
+    Raises ScriptChanged when it does not: a writer that ignores the lock (an editor on the
+    server, a copy) must not be overwritten.
+    """
+    data = (_BOM if raw.startswith(_BOM) else b"") + new_content.encode("utf-8")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+        try:
+            unchanged = path.read_bytes() == raw
+        except OSError:
+            unchanged = False
+        if not unchanged:
+            current, _, now_content = read_script(path)
+            raise ScriptChanged(f"{_display(path)}: 批准的同时文件被别的程序改写了；没有批准。"
+                                "请重新查看现在的稿件，确认后再批准", current, now_content or "")

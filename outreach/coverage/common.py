@@ -9,32 +9,26 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from outreach import models
 from outreach.dates import check_range, parse_date
 from outreach.errors import CoverageError, OutreachError
-from outreach.models import (
-    Broadcast,
-    BroadcastScript,
-    BroadcastStatus,
-    Campaign,
-    Handout,
-    Market,
-    Township,
-    Village,
-)
+from outreach.models import Broadcast, BroadcastScript, BroadcastStatus, Campaign, Handout, Market, Township, Village
 
 MAX_DAYS = 366
 """Longest date range a coverage query accepts."""
 
-REACHED = (BroadcastStatus.PLAYED.value, BroadcastStatus.CONFIRMED.value)
+# models.REACHED as plain strings, for SQL `IN (...)` on the status column and on subqueries of it.
+REACHED = tuple(status.value for status in models.REACHED)
 PENDING = (BroadcastStatus.PLANNED.value, BroadcastStatus.EXPORTED.value)
 
-_B = Broadcast.__table__.c  # type: ignore[attr-defined]
-_BS = BroadcastScript.__table__.c  # type: ignore[attr-defined]
-_H = Handout.__table__.c  # type: ignore[attr-defined]
-_V = Village.__table__.c  # type: ignore[attr-defined]
-_T = Township.__table__.c  # type: ignore[attr-defined]
-_M = Market.__table__.c  # type: ignore[attr-defined]
-_C = Campaign.__table__.c  # type: ignore[attr-defined]
+# The columns of each table the queries read, named like the table: BROADCASTS.village_id.
+BROADCASTS = Broadcast.__table__.c  # type: ignore[attr-defined]
+BROADCAST_SCRIPTS = BroadcastScript.__table__.c  # type: ignore[attr-defined]
+HANDOUTS = Handout.__table__.c  # type: ignore[attr-defined]
+VILLAGES = Village.__table__.c  # type: ignore[attr-defined]
+TOWNSHIPS = Township.__table__.c  # type: ignore[attr-defined]
+MARKETS = Market.__table__.c  # type: ignore[attr-defined]
+CAMPAIGNS = Campaign.__table__.c  # type: ignore[attr-defined]
 
 
 # --- validation -----------------------------------------------------------------
@@ -89,15 +83,16 @@ def _named(session: Session, table: Any, kind: str, key: str, source: str) -> st
 
 def check_campaign(session: Session, campaign_id: str) -> str:
     """Return the campaign's name; raise CoverageError if the Campaign table lacks it."""
-    return _named(session, _C, "宣传活动", campaign_id, "schedules/campaigns.yaml")
+    return _named(session, CAMPAIGNS, "宣传活动", campaign_id, "schedules/campaigns.yaml")
 
 
 def check_township(session: Session, township_id: str) -> str:
     """Return the township's name; raise CoverageError if the Township table lacks it."""
-    return _named(session, _T, "乡镇", township_id, "schedules/county.yaml")
+    return _named(session, TOWNSHIPS, "乡镇", township_id, "schedules/county.yaml")
 
 
-def _check_days(days: int) -> None:
+def check_days(days: int) -> None:
+    """Raise CoverageError unless `days` (a --days option) lies within 1..MAX_DAYS."""
     if not 1 <= days <= MAX_DAYS:
         raise CoverageError(f"--days：{days} 超出范围；请给 1 到 {MAX_DAYS} 之间的天数")
 
@@ -105,15 +100,19 @@ def _check_days(days: int) -> None:
 # --- SQL helpers ----------------------------------------------------------------
 
 
-def _run(session: Session, stmt: sa.Executable) -> Sequence[Any]:
+def fetch_all(session: Session, stmt: sa.Executable) -> Sequence[Any]:
+    """Every row of `stmt`."""
     return session.exec(stmt).all()  # type: ignore[call-overload]
 
 
-def _script_join() -> Any:
-    return BroadcastScript.__table__.join(Broadcast.__table__, _B.id == _BS.broadcast_id)  # type: ignore[attr-defined]
+def scripts_join() -> Any:
+    """BroadcastScript joined to its Broadcast row (which script aired in which program)."""
+    return BroadcastScript.__table__.join(  # type: ignore[attr-defined]
+        Broadcast.__table__, BROADCASTS.id == BROADCAST_SCRIPTS.broadcast_id)  # type: ignore[attr-defined]
 
 
-def _as_date(value: Any) -> dt.date | None:
+def as_date(value: Any) -> dt.date | None:
+    """A date column's value as a date (or None)."""
     # MAX over a CASE comes back as text from SQLite on some paths; normalise.
     if value is None or isinstance(value, dt.date):
         return value

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from outreach.coverage.common import (
-    REACHED, _as_date, _B, _BS, _check_days, _run, _script_join, _T, _V, check_campaign, check_period, check_township,
+    BROADCAST_SCRIPTS, BROADCASTS, REACHED, TOWNSHIPS, VILLAGES, as_date, check_campaign, check_days, check_period,
+    check_township, fetch_all, scripts_join,
 )
 from outreach.errors import CoverageError
 from outreach.models import BroadcastStatus, Township, Village
@@ -84,45 +85,45 @@ def village_gaps(
 
     Raises CoverageError for an unknown campaign or township or a bad day count.
     """
-    _check_days(days)
+    check_days(days)
     check_campaign(session, campaign_id)
     if township_id is not None:
         check_township(session, township_id)
     since = today - dt.timedelta(days=days - 1)
     hist = (
         sa.select(
-            _B.village_id.label("village_id"),
-            sa.func.max(sa.case((_B.status.in_(REACHED) & (_B.date <= today), _B.date))).label("last_reached"),
+            BROADCASTS.village_id.label("village_id"),
+            sa.func.max(sa.case((BROADCASTS.status.in_(REACHED) & (BROADCASTS.date <= today), BROADCASTS.date))).label("last_reached"),
         )
-        .where(_B.campaign_id == campaign_id)
-        .group_by(_B.village_id)
+        .where(BROADCASTS.campaign_id == campaign_id)
+        .group_by(BROADCASTS.village_id)
         .cte("hist")
     )
     sources = [sa.select(hist.c.village_id.label("village_id"))]
     targets = sorted(set(target_village_ids))
     if targets:
-        sources.append(sa.select(_V.id.label("village_id")).where(_V.id.in_(targets)))
+        sources.append(sa.select(VILLAGES.id.label("village_id")).where(VILLAGES.id.in_(targets)))
     keys = sa.union(*sources).subquery("keys")
-    township_col = sa.func.coalesce(_V.township_id, "")
+    township_col = sa.func.coalesce(VILLAGES.township_id, "")
     stmt = (
         sa.select(
-            keys.c.village_id, sa.func.coalesce(_V.name, keys.c.village_id).label("village_name"),
-            township_col.label("township_id"), sa.func.coalesce(_T.name, township_col).label("township_name"),
+            keys.c.village_id, sa.func.coalesce(VILLAGES.name, keys.c.village_id).label("village_name"),
+            township_col.label("township_id"), sa.func.coalesce(TOWNSHIPS.name, township_col).label("township_name"),
             hist.c.last_reached,
         )
         .select_from(
             keys.outerjoin(hist, hist.c.village_id == keys.c.village_id)
-            .outerjoin(Village.__table__, _V.id == keys.c.village_id)  # type: ignore[attr-defined]
-            .outerjoin(Township.__table__, _T.id == _V.township_id)  # type: ignore[attr-defined]
+            .outerjoin(Village.__table__, VILLAGES.id == keys.c.village_id)  # type: ignore[attr-defined]
+            .outerjoin(Township.__table__, TOWNSHIPS.id == VILLAGES.township_id)  # type: ignore[attr-defined]
         )
         .where(sa.or_(hist.c.last_reached.is_(None), hist.c.last_reached < since))
         .order_by(township_col, keys.c.village_id)
     )
     if township_id is not None:
-        stmt = stmt.where(_V.township_id == township_id)
+        stmt = stmt.where(VILLAGES.township_id == township_id)
     out = []
-    for r in _run(session, stmt):
-        last = _as_date(r.last_reached)
+    for r in fetch_all(session, stmt):
+        last = as_date(r.last_reached)
         out.append(VillageGap(r.village_id, r.village_name, r.township_id, r.township_name,
                               last, (today - last).days if last else None))
     return out
@@ -154,34 +155,34 @@ def script_gaps(
     wanted = sorted(sid for sid in set(script_ids) if end is None or valid_on(valid, sid, end))
     if not wanted:
         return []
-    has_rows = sa.exists().where(_B.campaign_id == campaign_id, _B.village_id == _V.id)
+    has_rows = sa.exists().where(BROADCASTS.campaign_id == campaign_id, BROADCASTS.village_id == VILLAGES.id)
     candidates = has_rows
     targets = sorted(set(target_village_ids))
     if targets:
-        candidates = sa.or_(_V.id.in_(targets), has_rows)
-    towns = sa.select(_V.township_id.label("township_id")).where(candidates).distinct().subquery("towns")
+        candidates = sa.or_(VILLAGES.id.in_(targets), has_rows)
+    towns = sa.select(VILLAGES.township_id.label("township_id")).where(candidates).distinct().subquery("towns")
     # A short literal list (SQLite cannot name the columns of a VALUES list).
     scripts = sa.union_all(*(sa.select(sa.literal(sid, sa.String).label("script_id")) for sid in wanted))
     scripts_sq = scripts.subquery("scripts")
     aired = (
-        sa.select(sa.literal(1)).select_from(_script_join())
-        .where(_BS.script_id == scripts_sq.c.script_id, _B.township_id == towns.c.township_id,
-               _B.campaign_id == campaign_id, _B.status.in_(REACHED))
+        sa.select(sa.literal(1)).select_from(scripts_join())
+        .where(BROADCAST_SCRIPTS.script_id == scripts_sq.c.script_id, BROADCASTS.township_id == towns.c.township_id,
+               BROADCASTS.campaign_id == campaign_id, BROADCASTS.status.in_(REACHED))
     )
     if start is not None:
-        aired = aired.where(_B.date >= start)
+        aired = aired.where(BROADCASTS.date >= start)
     if end is not None:
-        aired = aired.where(_B.date <= end)
+        aired = aired.where(BROADCASTS.date <= end)
     stmt = (
-        sa.select(towns.c.township_id, sa.func.coalesce(_T.name, towns.c.township_id).label("township_name"),
+        sa.select(towns.c.township_id, sa.func.coalesce(TOWNSHIPS.name, towns.c.township_id).label("township_name"),
                   scripts_sq.c.script_id)
         .select_from(towns.join(scripts_sq, sa.true())
-                     .outerjoin(Township.__table__, _T.id == towns.c.township_id))  # type: ignore[attr-defined]
+                     .outerjoin(Township.__table__, TOWNSHIPS.id == towns.c.township_id))  # type: ignore[attr-defined]
         .where(~aired.exists())
         .order_by(towns.c.township_id, scripts_sq.c.script_id)
     )
     # NOT EXISTS stops at the first airing found, through ix_broadcast_script_script_id.
-    return [ScriptGap(r.township_id, r.township_name, r.script_id) for r in _run(session, stmt)]
+    return [ScriptGap(r.township_id, r.township_name, r.script_id) for r in fetch_all(session, stmt)]
 
 
 def unconfirmed_exports(
@@ -202,28 +203,28 @@ def unconfirmed_exports(
     if campaign_id is not None:
         check_campaign(session, campaign_id)
     cutoff = today - dt.timedelta(days=grace_days)
-    where = [_B.status == BroadcastStatus.EXPORTED.value, _B.date < cutoff]
+    where = [BROADCASTS.status == BroadcastStatus.EXPORTED.value, BROADCASTS.date < cutoff]
     if campaign_id is not None:
-        where.append(_B.campaign_id == campaign_id)
+        where.append(BROADCASTS.campaign_id == campaign_id)
     if township_id is not None:
-        where.append(_B.township_id == township_id)
+        where.append(BROADCASTS.township_id == township_id)
     # One program (date+slot) carries several campaign rows; count programs, not rows.
-    slot_key = sa.func.count(sa.distinct(sa.cast(_B.date, sa.String) + "/" + _B.slot))
+    slot_key = sa.func.count(sa.distinct(sa.cast(BROADCASTS.date, sa.String) + "/" + BROADCASTS.slot))
     agg = (
         sa.select(
-            _B.village_id.label("village_id"), sa.func.max(_B.township_id).label("township_id"),
-            slot_key.label("slots"), sa.func.min(_B.date).label("first_date"),
-            sa.func.max(_B.date).label("last_date"),
+            BROADCASTS.village_id.label("village_id"), sa.func.max(BROADCASTS.township_id).label("township_id"),
+            slot_key.label("slots"), sa.func.min(BROADCASTS.date).label("first_date"),
+            sa.func.max(BROADCASTS.date).label("last_date"),
         )
-        .where(*where).group_by(_B.village_id).subquery("agg")
+        .where(*where).group_by(BROADCASTS.village_id).subquery("agg")
     )
     stmt = (
-        sa.select(agg, sa.func.coalesce(_V.name, agg.c.village_id).label("village_name"))
-        .select_from(agg.outerjoin(Village.__table__, _V.id == agg.c.village_id))  # type: ignore[attr-defined]
+        sa.select(agg, sa.func.coalesce(VILLAGES.name, agg.c.village_id).label("village_name"))
+        .select_from(agg.outerjoin(Village.__table__, VILLAGES.id == agg.c.village_id))  # type: ignore[attr-defined]
         .order_by(agg.c.first_date, agg.c.village_id)
     )
     return [
         UnconfirmedExport(r.village_id, r.village_name, r.township_id, int(r.slots),
-                          _as_date(r.first_date), _as_date(r.last_date))  # type: ignore[arg-type]
-        for r in _run(session, stmt)
+                          as_date(r.first_date), as_date(r.last_date))  # type: ignore[arg-type]
+        for r in fetch_all(session, stmt)
     ]

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from outreach.coverage.common import PENDING, REACHED, _as_date, _B, _run, _T, _V, check_campaign, check_period
+from outreach.coverage.common import (
+    BROADCASTS, PENDING, REACHED, TOWNSHIPS, VILLAGES, as_date, check_campaign, check_period, fetch_all,
+)
 from outreach.models import Township, Village
 
 
@@ -52,30 +54,30 @@ def village_day_matrix(
     """
     check_period(start, end)
     check_campaign(session, campaign_id)
-    where = [_B.campaign_id == campaign_id, _B.date >= start, _B.date <= end]
+    where = [BROADCASTS.campaign_id == campaign_id, BROADCASTS.date >= start, BROADCASTS.date <= end]
     if township_id is not None:
-        where.append(_B.township_id == township_id)
+        where.append(BROADCASTS.township_id == township_id)
     cells_stmt = (
         sa.select(
-            _B.village_id, _B.date,
-            sa.func.sum(sa.case((_B.status.in_(REACHED), 1), else_=0)).label("reached"),
-            sa.func.sum(sa.case((_B.status.in_(PENDING), 1), else_=0)).label("pending"),
+            BROADCASTS.village_id, BROADCASTS.date,
+            sa.func.sum(sa.case((BROADCASTS.status.in_(REACHED), 1), else_=0)).label("reached"),
+            sa.func.sum(sa.case((BROADCASTS.status.in_(PENDING), 1), else_=0)).label("pending"),
             sa.func.count().label("scheduled"),
         )
-        .where(*where).group_by(_B.village_id, _B.date)
+        .where(*where).group_by(BROADCASTS.village_id, BROADCASTS.date)
     )
-    cells = _run(session, cells_stmt)
+    cells = fetch_all(session, cells_stmt)
     dates = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     index = {d: i for i, d in enumerate(dates)}
     ids = {c.village_id for c in cells} | set(target_village_ids)
     names: dict[str, tuple[str, str, str]] = {}
     if ids:
         known = (
-            sa.select(_V.id, _V.name, _V.township_id, sa.func.coalesce(_T.name, _V.township_id).label("township_name"))
-            .select_from(Village.__table__.outerjoin(Township.__table__, _T.id == _V.township_id))  # type: ignore[attr-defined]
-            .where(_V.id.in_(sorted(ids)))
+            sa.select(VILLAGES.id, VILLAGES.name, VILLAGES.township_id, sa.func.coalesce(TOWNSHIPS.name, VILLAGES.township_id).label("township_name"))
+            .select_from(Village.__table__.outerjoin(Township.__table__, TOWNSHIPS.id == VILLAGES.township_id))  # type: ignore[attr-defined]
+            .where(VILLAGES.id.in_(sorted(ids)))
         )
-        names = {r.id: (r.name, r.township_id, r.township_name) for r in _run(session, known)}
+        names = {r.id: (r.name, r.township_id, r.township_name) for r in fetch_all(session, known)}
     if township_id is not None:
         ids = {i for i in ids if i in names and names[i][1] == township_id}
     rows = {
@@ -85,7 +87,7 @@ def village_day_matrix(
     for c in cells:  # one per village-day, already aggregated
         row = rows.get(c.village_id)
         if row is not None:
-            j = index[_as_date(c.date)]  # type: ignore[index]
+            j = index[as_date(c.date)]  # type: ignore[index]
             row.reached[j] = int(c.reached)
             row.pending[j] = int(c.pending)
             row.scheduled[j] = int(c.scheduled)

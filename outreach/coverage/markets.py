@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from outreach.coverage.common import _as_date, _H, _M, _run, check_period
+from outreach.coverage.common import HANDOUTS, MARKETS, as_date, check_period, fetch_all
 from outreach.errors import CoverageError
 from outreach.models import Market, Topic
 
@@ -44,27 +44,27 @@ def market_coverage(
     market in the handout log that has since left the registry.
     """
     check_period(start, end)
-    where = [_H.date >= start, _H.date <= end]
+    where = [HANDOUTS.date >= start, HANDOUTS.date <= end]
     if topic is not None:
         known = [t.value for t in Topic]
         if topic not in known:
             raise CoverageError(f"未知的主题 {topic!r}；已有：{'、'.join(known)}")
         # topics is comma-joined; match a whole item (LIKE wildcards escaped).
-        where.append(("," + _H.topics + ",").contains(f",{topic},", autoescape=True))
+        where.append(("," + HANDOUTS.topics + ",").contains(f",{topic},", autoescape=True))
     agg = (
         sa.select(
-            _H.market_id.label("market_id"),
-            sa.func.count(sa.distinct(_H.date)).label("days"),
-            sa.func.coalesce(sa.func.sum(_H.leaflets), 0).label("leaflets"),
-            sa.func.coalesce(sa.func.sum(_H.people), 0).label("people"),
-            sa.func.max(_H.date).label("last_date"),
+            HANDOUTS.market_id.label("market_id"),
+            sa.func.count(sa.distinct(HANDOUTS.date)).label("days"),
+            sa.func.coalesce(sa.func.sum(HANDOUTS.leaflets), 0).label("leaflets"),
+            sa.func.coalesce(sa.func.sum(HANDOUTS.people), 0).label("people"),
+            sa.func.max(HANDOUTS.date).label("last_date"),
         )
-        .where(*where).group_by(_H.market_id).subquery("agg")
+        .where(*where).group_by(HANDOUTS.market_id).subquery("agg")
     )
-    keys = sa.union(sa.select(_M.id.label("market_id")), sa.select(agg.c.market_id)).subquery("keys")
+    keys = sa.union(sa.select(MARKETS.id.label("market_id")), sa.select(agg.c.market_id)).subquery("keys")
     stmt = (
         sa.select(
-            keys.c.market_id, sa.func.coalesce(_M.name, keys.c.market_id).label("market_name"),
+            keys.c.market_id, sa.func.coalesce(MARKETS.name, keys.c.market_id).label("market_name"),
             sa.func.coalesce(agg.c.days, 0).label("days"),
             sa.func.coalesce(agg.c.leaflets, 0).label("leaflets"),
             sa.func.coalesce(agg.c.people, 0).label("people"),
@@ -72,13 +72,13 @@ def market_coverage(
         )
         .select_from(
             keys.outerjoin(agg, agg.c.market_id == keys.c.market_id)
-            .outerjoin(Market.__table__, _M.id == keys.c.market_id)  # type: ignore[attr-defined]
+            .outerjoin(Market.__table__, MARKETS.id == keys.c.market_id)  # type: ignore[attr-defined]
         )
         .order_by(keys.c.market_id)
     )
     return [
-        MarketCoverage(r.market_id, r.market_name, int(r.days), int(r.leaflets), int(r.people), _as_date(r.last_date))
-        for r in _run(session, stmt)
+        MarketCoverage(r.market_id, r.market_name, int(r.days), int(r.leaflets), int(r.people), as_date(r.last_date))
+        for r in fetch_all(session, stmt)
     ]
 
 
@@ -86,11 +86,11 @@ def handout_timeline(session: Session, *, start: dt.date, end: dt.date) -> list[
     """Leaflets and people per market and day in the range, by date."""
     check_period(start, end)
     stmt = (
-        sa.select(_H.date, _H.market_id, sa.func.sum(_H.leaflets).label("leaflets"),
-                  sa.func.sum(_H.people).label("people"))
-        .where(_H.date >= start, _H.date <= end)
-        .group_by(_H.date, _H.market_id)
-        .order_by(_H.date, _H.market_id)
+        sa.select(HANDOUTS.date, HANDOUTS.market_id, sa.func.sum(HANDOUTS.leaflets).label("leaflets"),
+                  sa.func.sum(HANDOUTS.people).label("people"))
+        .where(HANDOUTS.date >= start, HANDOUTS.date <= end)
+        .group_by(HANDOUTS.date, HANDOUTS.market_id)
+        .order_by(HANDOUTS.date, HANDOUTS.market_id)
     )
-    return [HandoutDay(_as_date(r.date), r.market_id, int(r.leaflets), int(r.people))  # type: ignore[arg-type]
-            for r in _run(session, stmt)]
+    return [HandoutDay(as_date(r.date), r.market_id, int(r.leaflets), int(r.people))  # type: ignore[arg-type]
+            for r in fetch_all(session, stmt)]

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from outreach.coverage.common import (
-    REACHED, _as_date, _B, _BS, _C, _run, _script_join, _T, _V, check_campaign, check_period, check_township,
+    BROADCAST_SCRIPTS, BROADCASTS, CAMPAIGNS, REACHED, TOWNSHIPS, VILLAGES, as_date, check_campaign, check_period,
+    check_township, fetch_all, scripts_join,
 )
 from outreach.errors import CoverageError
 from outreach.models import BroadcastStatus, Campaign, Township, Village
@@ -159,26 +160,33 @@ def village_coverage(
     if township_id is not None:
         check_township(session, township_id)
 
-    where = [_B.date >= start, _B.date <= end]
+    agg = _counts_per_village(start, end, campaign_id, township_id)
+    stmt = _coverage_query(agg, targets, campaign_id, township_id)
+    return [_village_row(r, share) for r in fetch_all(session, stmt)]
+
+
+def _counts_per_village(start: dt.date, end: dt.date, campaign_id: str | None, township_id: str | None) -> Any:
+    """The CTE of slot counts per (campaign, village) by status, and the last day each was reached."""
+    where = [BROADCASTS.date >= start, BROADCASTS.date <= end]
     if campaign_id is not None:
-        where.append(_B.campaign_id == campaign_id)
+        where.append(BROADCASTS.campaign_id == campaign_id)
     if township_id is not None:
-        where.append(_B.village_id.in_(sa.select(_V.id).where(_V.township_id == township_id)))
+        where.append(BROADCASTS.village_id.in_(sa.select(VILLAGES.id).where(VILLAGES.township_id == township_id)))
     # Count per (campaign, village, status) first: that is exactly the prefix of
     # ix_broadcast_coverage, so SQLite streams it without evaluating a CASE per row;
     # the pivot to one row per village then runs over a few rows per village.
     per_status = (
-        sa.select(_B.campaign_id, _B.village_id, _B.status, sa.func.count().label("n"),
-                  sa.func.max(_B.date).label("last"))
+        sa.select(BROADCASTS.campaign_id, BROADCASTS.village_id, BROADCASTS.status, sa.func.count().label("n"),
+                  sa.func.max(BROADCASTS.date).label("last"))
         .where(*where)
-        .group_by(_B.campaign_id, _B.village_id, _B.status)
+        .group_by(BROADCASTS.campaign_id, BROADCASTS.village_id, BROADCASTS.status)
         .cte("per_status")
     )
 
     def n_of(status: BroadcastStatus) -> sa.ColumnElement[int]:
         return sa.func.sum(sa.case((per_status.c.status == status, per_status.c.n), else_=0))
 
-    agg = (
+    return (
         sa.select(
             per_status.c.campaign_id.label("campaign_id"),
             per_status.c.village_id.label("village_id"),
@@ -197,33 +205,36 @@ def village_coverage(
         .cte("agg")
     )
 
+
+def _coverage_query(agg: Any, targets: list[str], campaign_id: str | None, township_id: str | None) -> Any:
+    """One row per village (and campaign): the counts of `agg` with names, population, and zeros for targets."""
     if targets:
         # Targets come from the registry, which is mirrored into the village table.
         keys_sel = sa.union(
             sa.select(agg.c.village_id.label("village_id")),
-            sa.select(_V.id.label("village_id")).where(_V.id.in_(targets)),
+            sa.select(VILLAGES.id.label("village_id")).where(VILLAGES.id.in_(targets)),
         ).subquery("keys")
         base: Any = keys_sel.outerjoin(agg, agg.c.village_id == keys_sel.c.village_id)
         key_col = keys_sel.c.village_id
     else:
         base = agg
         key_col = agg.c.village_id
-    base = base.outerjoin(Village.__table__, _V.id == key_col)  # type: ignore[attr-defined]
+    base = base.outerjoin(Village.__table__, VILLAGES.id == key_col)  # type: ignore[attr-defined]
     # The township comes from the registry mirror, not from broadcast.township_id: that keeps
     # the aggregate inside ix_broadcast_coverage (an index-only scan, ~10x faster on 5M rows).
-    township_col = sa.func.coalesce(_V.township_id, "")
-    base = base.outerjoin(Township.__table__, _T.id == _V.township_id)  # type: ignore[attr-defined]
+    township_col = sa.func.coalesce(VILLAGES.township_id, "")
+    base = base.outerjoin(Township.__table__, TOWNSHIPS.id == VILLAGES.township_id)  # type: ignore[attr-defined]
     campaign_col = sa.func.coalesce(agg.c.campaign_id, campaign_id or "")
-    base = base.outerjoin(Campaign.__table__, _C.id == campaign_col)  # type: ignore[attr-defined]
+    base = base.outerjoin(Campaign.__table__, CAMPAIGNS.id == campaign_col)  # type: ignore[attr-defined]
 
     zero = sa.literal(0)
     stmt = sa.select(
         key_col.label("village_id"),
-        sa.func.coalesce(_V.name, key_col).label("village_name"),
+        sa.func.coalesce(VILLAGES.name, key_col).label("village_name"),
         township_col.label("township_id"),
-        sa.func.coalesce(_T.name, township_col).label("township_name"),
+        sa.func.coalesce(TOWNSHIPS.name, township_col).label("township_name"),
         campaign_col.label("campaign_id"),
-        sa.func.coalesce(_C.name, campaign_col).label("campaign_name"),
+        sa.func.coalesce(CAMPAIGNS.name, campaign_col).label("campaign_name"),
         sa.func.coalesce(agg.c.planned, zero).label("planned"),
         sa.func.coalesce(agg.c.played, zero).label("played"),
         sa.func.coalesce(agg.c.confirmed, zero).label("confirmed"),
@@ -232,26 +243,26 @@ def village_coverage(
         sa.func.coalesce(agg.c.failed, zero).label("failed"),
         sa.func.coalesce(agg.c.interrupted, zero).label("interrupted"),
         agg.c.last_reached,
-        sa.func.coalesce(_V.population, zero).label("population"),
+        sa.func.coalesce(VILLAGES.population, zero).label("population"),
     ).select_from(base)
     if township_id is not None:
         stmt = stmt.where(township_col == township_id)
-    stmt = stmt.order_by(township_col, key_col, campaign_col)
+    return stmt.order_by(township_col, key_col, campaign_col)
 
-    out = []
-    for r in _run(session, stmt):
-        played, confirmed = int(r.played), int(r.confirmed)
-        population = int(r.population)
-        out.append(VillageCoverage(
-            village_id=r.village_id, village_name=r.village_name,
-            township_id=r.township_id, township_name=r.township_name,
-            campaign_id=r.campaign_id, campaign_name=r.campaign_name,
-            planned=int(r.planned), played=played, confirmed=confirmed,
-            exported=int(r.exported), missed=int(r.missed), failed=int(r.failed),
-            last_reached=_as_date(r.last_reached), population=population,
-            listeners=estimate_listeners(population, played + confirmed, share), interrupted=int(r.interrupted),
-        ))
-    return out
+
+def _village_row(r: Any, share: float) -> VillageCoverage:
+    """A row of _coverage_query as a VillageCoverage, with its estimated listeners."""
+    played, confirmed = int(r.played), int(r.confirmed)
+    population = int(r.population)
+    return VillageCoverage(
+        village_id=r.village_id, village_name=r.village_name,
+        township_id=r.township_id, township_name=r.township_name,
+        campaign_id=r.campaign_id, campaign_name=r.campaign_name,
+        planned=int(r.planned), played=played, confirmed=confirmed,
+        exported=int(r.exported), missed=int(r.missed), failed=int(r.failed),
+        last_reached=as_date(r.last_reached), population=population,
+        listeners=estimate_listeners(population, played + confirmed, share), interrupted=int(r.interrupted),
+    )
 
 
 def township_rollup(villages: Iterable[VillageCoverage]) -> list[TownshipCoverage]:
@@ -297,30 +308,30 @@ def scripts_aired(
     check_period(start, end)
     if campaign_id is not None:
         check_campaign(session, campaign_id)
-    where = [_B.date >= start, _B.date <= end, _B.status.in_(REACHED)]
+    where = [BROADCASTS.date >= start, BROADCASTS.date <= end, BROADCASTS.status.in_(REACHED)]
     if campaign_id is not None:
-        where.append(_B.campaign_id == campaign_id)
+        where.append(BROADCASTS.campaign_id == campaign_id)
     if township_id is not None:
-        where.append(_B.township_id == township_id)
+        where.append(BROADCASTS.township_id == township_id)
     agg = (
         sa.select(
-            _B.township_id.label("township_id"), _BS.script_id.label("script_id"),
+            BROADCASTS.township_id.label("township_id"), BROADCAST_SCRIPTS.script_id.label("script_id"),
             sa.func.count().label("airings"),
-            sa.func.count(sa.distinct(_B.village_id)).label("villages"),
-            sa.func.max(_B.date).label("last_aired"),
+            sa.func.count(sa.distinct(BROADCASTS.village_id)).label("villages"),
+            sa.func.max(BROADCASTS.date).label("last_aired"),
         )
-        .select_from(_script_join())
+        .select_from(scripts_join())
         .where(*where)
-        .group_by(_B.township_id, _BS.script_id)
+        .group_by(BROADCASTS.township_id, BROADCAST_SCRIPTS.script_id)
         .subquery("agg")
     )
     stmt = (
-        sa.select(agg, sa.func.coalesce(_T.name, agg.c.township_id).label("township_name"))
-        .select_from(agg.outerjoin(Township.__table__, _T.id == agg.c.township_id))  # type: ignore[attr-defined]
+        sa.select(agg, sa.func.coalesce(TOWNSHIPS.name, agg.c.township_id).label("township_name"))
+        .select_from(agg.outerjoin(Township.__table__, TOWNSHIPS.id == agg.c.township_id))  # type: ignore[attr-defined]
         .order_by(agg.c.township_id, agg.c.script_id)
     )
     return [
         ScriptAiring(r.township_id, r.township_name, r.script_id, int(r.airings), int(r.villages),
-                     _as_date(r.last_aired))
-        for r in _run(session, stmt)
+                     as_date(r.last_aired))
+        for r in fetch_all(session, stmt)
     ]

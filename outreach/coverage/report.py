@@ -283,105 +283,11 @@ def timeline_png(timeline: Sequence[cov.HandoutDay], markets: Sequence[cov.Marke
 # --- page -------------------------------------------------------------------------
 
 
-_TEMPLATE = """<!DOCTYPE html>
-<html lang="zh-CN">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }}</title>
-<style>
-body { font-family: "Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", "WenQuanYi Zen Hei", sans-serif;
-       margin: 1.5em auto; max-width: 1100px; padding: 0 1em; color: #212529; }
-h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.15em; margin-top: 1.8em; border-bottom: 2px solid #dee2e6; }
-.meta { color: #6c757d; } .note { background: #fff3cd; padding: .4em .8em; border-radius: 4px; }
-.cards { display: flex; flex-wrap: wrap; gap: .8em; margin: 1em 0; }
-.card { border: 1px solid #dee2e6; border-radius: 6px; padding: .6em 1em; min-width: 8em; }
-.card b { display: block; font-size: 1.4em; }
-table { border-collapse: collapse; width: 100%; font-size: .92em; }
-th, td { border: 1px solid #dee2e6; padding: .3em .5em; text-align: left; }
-th { background: #f1f3f5; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
-tr.zero td { color: #c92a2a; }
-img.chart { max-width: 100%; height: auto; }
-.empty { color: #6c757d; font-style: italic; }
-@media print { h2 { break-after: avoid; } table, img { break-inside: avoid; } }
-</style>
-</head>
-<body>
-<h1>{{ title }}</h1>
-<p class="meta">统计期间：{{ d.start }} 至 {{ d.end }}　·　缺口统计截至 {{ d.as_of }}（近 {{ d.gap_days }} 天）　·　生成时间：{{ generated_at }}</p>
-{% for n in notes %}<p class="note">{{ n }}</p>{% endfor %}
-<div class="cards">
-  <div class="card">目标村<b>{{ total.targeted }}</b></div>
-  <div class="card">已覆盖村<b>{{ total.reached }}</b></div>
-  <div class="card">播出/确认次数<b>{{ total.slots }}</b></div>
-  <div class="card">漏播<b>{{ total.missed }}</b></div>
-  <div class="card">失败<b>{{ total.failed }}</b>{% if total.interrupted %}含中断 {{ total.interrupted }}{% endif %}</div>
-  <div class="card">估计听众<b>{{ total.listeners }}</b>占人口 {{ total.share }}</div>
-  <div class="card">发放传单<b>{{ total.leaflets }}</b>份</div>
-</div>
-
-<h2>村庄覆盖热力图（村 × 日）</h2>
-{% if charts.heatmap %}<img class="chart" alt="村庄覆盖热力图" src="{{ charts.heatmap }}">
-<p class="meta">灰色：无播出安排；红色：漏播或失败；黄色：尚未播出或U盘已导出待确认；浅绿：播出1次；深绿：播出2次及以上（确认的U盘播放计入播出）。</p>
-{% else %}<p class="empty">本期没有该活动的播出安排。</p>{% endif %}
-
-<h2>乡镇汇总</h2>
-{% if charts.townships %}<img class="chart" alt="各乡镇覆盖村数" src="{{ charts.townships }}">{% endif %}
-<table>
-<tr><th>乡镇</th><th>目标村</th><th>已覆盖村</th><th>播出</th><th>确认</th><th>待确认</th><th>漏播</th><th>失败</th><th>人口</th><th>估计听众</th><th>最近覆盖</th></tr>
-{% for t in d.townships %}<tr{% if not t.villages_reached %} class="zero"{% endif %}><td>{{ t.township_name }}</td>
-<td class="n">{{ t.villages_targeted }}</td><td class="n">{{ t.villages_reached }}</td><td class="n">{{ t.played }}</td>
-<td class="n">{{ t.confirmed }}</td><td class="n">{{ t.exported }}</td><td class="n">{{ t.missed }}</td><td class="n">{{ t.failed }}</td>
-<td class="n">{{ t.population }}</td><td class="n">{{ t.listeners }}</td><td>{{ t.last_reached or "从未" }}</td></tr>
-{% else %}<tr><td colspan="11" class="empty">无数据</td></tr>{% endfor %}
-</table>
-<p class="meta">估计听众：每次播出（或经确认的U盘播放）按全村人口的 {{ share_pct }}% 收听估算，多次播出按独立收听累计、不超过全村人口。仅供比较，不是实测。</p>
-
-<h2>未覆盖村庄（近 {{ d.gap_days }} 天未播出）</h2>
-<table>
-<tr><th>乡镇</th><th>村</th><th>最近覆盖</th><th>已沉默天数</th></tr>
-{% for g in d.village_gaps %}<tr><td>{{ g.township_name }}</td><td>{{ g.village_name }}</td>
-<td>{{ g.last_reached or "从未" }}</td><td class="n">{{ g.days_silent if g.days_silent is not none else "—" }}</td></tr>
-{% else %}<tr><td colspan="4" class="empty">所有村近 {{ d.gap_days }} 天内都已覆盖。</td></tr>{% endfor %}
-</table>
-
-<h2>未播出的稿件</h2>
-<table>
-<tr><th>乡镇</th><th>稿件</th></tr>
-{% for g in d.script_gaps %}<tr><td>{{ g.township_name }}</td><td>{{ g.script_id }}</td></tr>
-{% else %}<tr><td colspan="2" class="empty">无</td></tr>{% endfor %}
-</table>
-
-<h2>未确认的U盘导出（超过 {{ grace }} 天）</h2>
-<table>
-<tr><th>村</th><th>乡镇</th><th>节目数</th><th>最早日期</th><th>最近日期</th></tr>
-{% for u in d.unconfirmed %}<tr><td>{{ u.village_name }}</td><td>{{ u.township_id }}</td><td class="n">{{ u.slots }}</td>
-<td>{{ u.first_date }}</td><td>{{ u.last_date }}</td></tr>
-{% else %}<tr><td colspan="5" class="empty">无</td></tr>{% endfor %}
-</table>
-
-<h2>集市发放</h2>
-{% if charts.timeline %}<img class="chart" alt="集市发放时间线" src="{{ charts.timeline }}">
-<p class="meta">每个点是一次赶集发放：高度为传单份数，点越大接触人数越多。</p>
-{% else %}<p class="empty">本期没有集市发放记录。</p>{% endif %}
-<table>
-<tr><th>集市</th><th>发放天数</th><th>传单（份）</th><th>接触人数</th><th>最近发放</th></tr>
-{% for m in d.markets %}<tr{% if not m.days %} class="zero"{% endif %}><td>{{ m.market_name }}</td><td class="n">{{ m.days }}</td>
-<td class="n">{{ m.leaflets }}</td><td class="n">{{ m.people }}</td><td>{{ m.last_date or "—" }}</td></tr>
-{% else %}<tr><td colspan="5" class="empty">无</td></tr>{% endfor %}
-</table>
-
-<h2>各村明细</h2>
-<table>
-<tr><th>乡镇</th><th>村</th><th>计划</th><th>播出</th><th>确认</th><th>待确认</th><th>漏播</th><th>失败</th><th>最近覆盖</th><th>估计听众</th></tr>
-{% for v in d.villages %}<tr{% if not v.reached %} class="zero"{% endif %}><td>{{ v.township_name }}</td><td>{{ v.village_name }}</td>
-<td class="n">{{ v.planned }}</td><td class="n">{{ v.played }}</td><td class="n">{{ v.confirmed }}</td><td class="n">{{ v.exported }}</td>
-<td class="n">{{ v.missed }}</td><td class="n">{{ v.failed }}</td><td>{{ v.last_reached or "—" }}</td><td class="n">{{ v.listeners }}</td></tr>
-{% else %}<tr><td colspan="10" class="empty">无数据</td></tr>{% endfor %}
-</table>
-</body>
-</html>
-"""
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """The page's template, templates/report.html, loaded from the package."""
+    return jinja2.Environment(loader=jinja2.PackageLoader("outreach.coverage", "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined)
 
 
 def render_html(data: ReportData, *, generated_at: str, font: str | None = None) -> str:
@@ -408,8 +314,7 @@ def render_html(data: ReportData, *, generated_at: str, font: str | None = None)
     if font is None:
         notes.append("本机未安装中文字体，图中以编号代替中文名称（安装 fonts-noto-cjk 或 fonts-wqy-zenhei 后重新生成）。")
     title = f"{data.county_name}「{data.campaign_name}」宣传覆盖报告"
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return env.from_string(_TEMPLATE).render(
+    return _environment().get_template("report.html").render(
         title=title, d=data, total=total, charts=charts, generated_at=generated_at,
         share_pct=round(cov.LISTEN_SHARE * 100), grace=cov.EXPORT_GRACE_DAYS, notes=notes,
     )

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -18,14 +19,15 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from outreach.audio.programs import program_audio
-from outreach.audio.render import clip_engine, verified_clip
+from outreach.audio.render import render_workers, verified_clip, verified_clip_engine
 from outreach.config import TZ
+from outreach.content.textnorm import Lexicon, load_lexicon
 from outreach.db import session
 from outreach.errors import OutreachError
 from outreach.files import sha256_file
 from outreach.models import Broadcast, BroadcastStatus
 from outreach.planning.plan import Program, ProgramItem
-from outreach.planning.workspace import GAP_S, Loaded, plan
+from outreach.planning.workspace import GAP_S, Loaded, plan_days
 
 log = logging.getLogger("outreach.deliver")
 
@@ -53,7 +55,7 @@ def plan_programs(loaded: Loaded, keys: Iterable[Key]) -> dict[Key, Program]:
         by_day.setdefault(d, set()).add(v)
     out: dict[Key, Program] = {}
     for day, villages in sorted(by_day.items()):
-        for p in plan(loaded, day, day, village_ids=sorted(villages)).programs:
+        for p in plan_days(loaded, day, day, village_ids=sorted(villages)).programs:
             if (p.village_id, p.slot, p.date) in wanted:
                 out[(p.village_id, p.slot, p.date)] = p
     return out
@@ -118,14 +120,33 @@ def program_clips(loaded: Loaded, program: Program) -> tuple[list[Path], list[st
     return clips, problems
 
 
-def program_engines(loaded: Loaded, program: Program) -> str:
-    """Which TTS engines made the clips of a program, from their sidecars."""
-    found = {clip_engine(loaded.config, loaded.scripts[sid], voice=program.voice)
-             for sid in program.script_ids if sid in loaded.scripts}
-    return ",".join(sorted(e for e in found if e)) or "unknown"
-
-
 # --- resolving programs for air ---------------------------------------------------------
+
+# A clip is checked once per (script, voice): a village with its own voice airs its own clips.
+ClipKey = tuple[str, str | None]
+
+
+def audio_key(script_ids: Iterable[str], voice: str | None) -> tuple[str, ...]:
+    """The key of a distinct program's audio: its clips in order, and the voice when a village has its own.
+
+    The same scheme as `Program.content_key`: programs with equal keys share one joined MP3.
+    """
+    ids = tuple(script_ids)
+    return ids if voice is None else (*ids, f"@{voice}")
+
+
+@dataclass
+class Resolved:
+    """What a resolver has checked and joined so far, by clip and by distinct program.
+
+    Pass the same one to `prepare_programs` again to reuse it: the live runtime keeps the
+    pre-flight's, so a program changed at slot time (urgent items carried in) neither
+    re-plans nor re-verifies a clip the pre-flight already checked.
+    """
+
+    clips: dict[ClipKey, tuple[Path, str | None] | str] = field(default_factory=dict)
+    audio: dict[tuple[str, ...], tuple[Path, str] | str] = field(default_factory=dict)
+    lexicon: Lexicon | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +159,9 @@ class Prepared:
     engine: str
     aired: tuple[ProgramItem, ...]
     not_aired: tuple[tuple[ProgramItem, str], ...]
+    # Of `not_aired`: the items whose clip is missing or corrupt (a pack is not written without them).
+    clip_problems: tuple[tuple[ProgramItem, str], ...] = ()
+    join_error: str | None = None  # why the aired clips could not be joined into one program
 
     @property
     def key(self) -> Key:
@@ -147,52 +171,75 @@ class Prepared:
         return "；".join(f"{i.script_id}：{why}" for i, why in self.not_aired)
 
 
-def prepare_programs(loaded: Loaded, programs: Iterable[Program]) -> dict[Key, Prepared]:
-    """Resolve programs for air: check each clip once, join each distinct program once."""
-    # Keyed by (script, voice): a village with its own voice airs its own clips.
-    clip_of: dict[tuple[str, str | None], Path | str] = {}
-    engine_of: dict[tuple[str, str | None], str | None] = {}
-    audio_of: dict[tuple[str, ...], tuple[Path, str] | str] = {}
-    out: dict[Key, Prepared] = {}
+def _clip(loaded: Loaded, r: Resolved, script_id: str, voice: str | None) -> tuple[Path, str | None] | str:
+    """The checked clip of one script in one voice and its engine, or why it cannot air (checked once)."""
+    ck = (script_id, voice)
+    if ck not in r.clips:
+        if r.lexicon is None:
+            r.lexicon = load_lexicon(loaded.config.lexicon_path)
+        try:
+            r.clips[ck] = verified_clip_engine(loaded.config, loaded.scripts[script_id], voice, r.lexicon)
+        except KeyError:
+            r.clips[ck] = "广播稿已不在 audio_scripts/ 里"
+        except OutreachError as exc:
+            r.clips[ck] = str(exc)
+    return r.clips[ck]
+
+
+def _join(loaded: Loaded, clips: list[Path]) -> tuple[Path, str] | str:
+    try:
+        joined = program_audio(loaded.config, clips, gap_s=GAP_S)
+        return joined, sha256_file(joined)
+    except OutreachError as exc:
+        return str(exc)
+
+
+def _join_distinct(loaded: Loaded, r: Resolved, wanted: Mapping[tuple[str, ...], list[Path]]) -> None:
+    """Join every distinct program not joined yet; ffmpeg runs in parallel, one per core."""
+    todo = [k for k in wanted if k not in r.audio]
+    if len(todo) < 2:
+        r.audio |= {k: _join(loaded, wanted[k]) for k in todo}
+        return
+    with ThreadPoolExecutor(render_workers(len(todo))) as pool:
+        r.audio |= dict(zip(todo, pool.map(lambda k: _join(loaded, wanted[k]), todo)))
+
+
+def prepare_programs(loaded: Loaded, programs: Iterable[Program], *,
+                     resolved: Resolved | None = None) -> dict[Key, Prepared]:
+    """Resolve programs for air: check each clip once, join each distinct program once.
+
+    `resolved` carries clips checked and programs joined by an earlier call (see Resolved).
+    """
+    r = resolved if resolved is not None else Resolved()
+    split: list[tuple[Program, list[ProgramItem], list[tuple[ProgramItem, str]], int]] = []
+    wanted: dict[tuple[str, ...], list[Path]] = {}
     for p in programs:
         aired: list[ProgramItem] = []
         not_aired: list[tuple[ProgramItem, str]] = []
         for item in p.items:
-            if item.blocked:
-                not_aired.append((item, item.blocked))
-                continue
-            ck = (item.script_id, p.voice)
-            if ck not in clip_of:
-                try:
-                    script = loaded.scripts[item.script_id]
-                    clip_of[ck] = verified_clip(loaded.config, script, voice=p.voice)
-                    engine_of[ck] = clip_engine(loaded.config, script, voice=p.voice)
-                except KeyError:
-                    clip_of[ck] = "广播稿已不在 audio_scripts/ 里"
-                except OutreachError as exc:
-                    clip_of[ck] = str(exc)
-            found = clip_of[ck]
-            (aired.append(item) if isinstance(found, Path) else not_aired.append((item, found)))
+            found = item.blocked or _clip(loaded, r, item.script_id, p.voice)
+            (aired.append(item) if isinstance(found, tuple) else not_aired.append((item, found)))
+        if aired:
+            wanted[audio_key((i.script_id for i in aired), p.voice)] = [
+                r.clips[(i.script_id, p.voice)][0] for i in aired]  # type: ignore[index]
+        split.append((p, aired, not_aired, len(not_aired)))
+    _join_distinct(loaded, r, wanted)
+    out: dict[Key, Prepared] = {}
+    for p, aired, not_aired, n_clip in split:
         content = tuple(i.script_id for i in aired)
-        joined_key = content if p.voice is None else (*content, f"@{p.voice}")
-        audio = sha = None
+        audio = sha = join_error = None
         if content:
-            if joined_key not in audio_of:
-                try:
-                    parts = [clip_of[(s, p.voice)] for s in content]
-                    joined = program_audio(loaded.config, parts, gap_s=GAP_S)  # type: ignore[arg-type]
-                    audio_of[joined_key] = (joined, sha256_file(joined))
-                except OutreachError as exc:
-                    audio_of[joined_key] = str(exc)
-            made = audio_of[joined_key]
+            made = r.audio[audio_key(content, p.voice)]
             if isinstance(made, tuple):
                 audio, sha = made
             else:
+                join_error = made
                 not_aired += [(i, made) for i in aired]
                 aired = []
-        engines = sorted({e for s in content if (e := engine_of.get((s, p.voice)))})
+        engines = sorted({e for s in content if (e := r.clips[(s, p.voice)][1])})  # type: ignore[misc]
+        clip_problems = tuple((i, why) for i, why in not_aired[:n_clip] if i.blocked is None)
         out[(p.village_id, p.slot, p.date)] = Prepared(p, audio, sha, ",".join(engines) or "unknown",
-                                                       tuple(aired), tuple(not_aired))
+                                                       tuple(aired), tuple(not_aired), clip_problems, join_error)
     return out
 
 

@@ -32,9 +32,10 @@ from apscheduler.triggers.cron import CronTrigger
 
 from outreach.config import TZ, Config, load_config
 from outreach.db import make_engine, open_migrated, session
+from outreach.delivery import Channel, served_by
 from outreach.delivery.live import claims, players
 from outreach.delivery.live.play import mark_missed_programs
-from outreach.delivery.live.runtime import Runtime, clock
+from outreach.delivery.live.runtime import LiveRuntime, live_clock
 from outreach.delivery.prepare import Key, plan_programs, slot_day
 from outreach.delivery.usb.export import export_days
 from outreach.models import Broadcast, BroadcastStatus
@@ -52,8 +53,8 @@ PREFLIGHT_JOB_ID = "preflight"
 _COUNT_LABELS = {"added": "新增任务", "updated": "更新任务", "removed": "删除任务", "kept": "保留任务",
                  "replayed": "重播", "late": "晚播", "missed": "漏播"}
 
-_RUNTIMES: dict[str, Runtime] = {}
-_BY_SCHEDULER: dict[int, Runtime] = {}
+_RUNTIMES: dict[str, LiveRuntime] = {}
+_BY_SCHEDULER: dict[int, LiveRuntime] = {}
 
 
 def describe_counts(counts: dict[str, int]) -> str:
@@ -79,7 +80,7 @@ def play_due_job(workspace: str, hhmm: str) -> None:
         if runtime is None:
             log.error("播出 %s：本进程里没有运行播出模块（本调度器是主调度器吗？）", hhmm)
             return
-        now = clock()
+        now = live_clock()
         keys = [(v, s, slot_day(datetime.strptime(hhmm, "%H:%M").time(), now)) for v, s in runtime.villages_at(hhmm)]
         runtime.submit(keys, now)
     except Exception:  # a job must never take the scheduler down
@@ -91,7 +92,7 @@ def play_slot_job(workspace: str, village_id: str, slot: str) -> None:
     runtime = _RUNTIMES.get(workspace)
     if runtime is not None:
         spec = next(s for s in runtime.loaded.registry.village_slots(village_id) if s.name == slot)
-        now = clock()
+        now = live_clock()
         runtime.submit([(village_id, slot, slot_day(spec.start, now))], now)
 
 
@@ -100,7 +101,7 @@ def preflight_job(workspace: str) -> None:
     try:
         runtime = _RUNTIMES.get(workspace)
         if runtime is not None:
-            runtime.preflight(clock())
+            runtime.preflight(live_clock())
     except Exception:
         log.exception("预检失败")
 
@@ -111,7 +112,7 @@ def export_job(workspace: str) -> None:
         config = load_config(Path(workspace))
         loaded = load(config)
         engine = make_engine(config.resolved_database_url())
-        now = clock()
+        now = live_clock()
         tomorrow = now.date() + timedelta(days=1)
         out = config.workspace / config.deliver.export_dir
         report = export_days(loaded, engine, tomorrow, tomorrow, out, now=now)
@@ -121,7 +122,7 @@ def export_job(workspace: str) -> None:
         log.exception("导出失败")
 
 
-def _on_missed(runtime: Runtime, event: JobExecutionEvent) -> None:
+def _on_missed(runtime: LiveRuntime, event: JobExecutionEvent) -> None:
     """Listener: a play occurrence past its grace time (machine suspended) is logged missed."""
     if not event.job_id.startswith("play@"):
         return
@@ -129,7 +130,7 @@ def _on_missed(runtime: Runtime, event: JobExecutionEvent) -> None:
         hhmm = event.job_id.removeprefix("play@")
         day = event.scheduled_run_time.astimezone(TZ).date()
         keys = [(v, s, day) for v, s in runtime.villages_at(hhmm)]
-        log_missed(runtime, keys, clock())
+        log_missed(runtime, keys, live_clock())
     except Exception:
         log.exception("无法记录错过的任务 %s", event.job_id)
 
@@ -156,8 +157,8 @@ def wanted_jobs(loaded: Loaded, mode: str) -> list[JobSpec]:
     deliver = loaded.config.deliver
     specs = [JobSpec(EXPORT_JOB_ID, EXPORT_FUNC, (ws,), deliver.export_hour, 0)]
     if mode == "play":
-        times = sorted({s.start.strftime("%H:%M") for v in loaded.registry.villages.values()
-                        if v.speaker == "networked" for s in loaded.registry.village_slots(v.id)})
+        times = sorted({s.start.strftime("%H:%M") for v in served_by(loaded.registry, Channel.LIVE)
+                        for s in loaded.registry.village_slots(v.id)})
         for hhmm in times:
             specs.append(JobSpec(f"play@{hhmm}", PLAY_FUNC, (ws, hhmm), int(hhmm[:2]), int(hhmm[3:])))
         if times:
@@ -213,7 +214,7 @@ def build_scheduler(config: Config, *, blocking: bool, engine: sa.Engine | None 
 # --- taking the lead -------------------------------------------------------------------
 
 
-def log_missed(runtime: Runtime, keys: list[Key], now: datetime) -> int:
+def log_missed(runtime: LiveRuntime, keys: list[Key], now: datetime) -> int:
     """Log village slots nobody played as `missed` (claimed ones are settled elsewhere)."""
     claimed = {c.key for c in claims.read_claims(runtime.engine, keys)}
     todo = [k for k in keys if k not in claimed]
@@ -225,7 +226,7 @@ def log_missed(runtime: Runtime, keys: list[Key], now: datetime) -> int:
     return changed
 
 
-def _untouched(runtime: Runtime, keys: list[Key]) -> list[Key]:
+def _untouched(runtime: LiveRuntime, keys: list[Key]) -> list[Key]:
     """Keys with no claim and no row past `planned` (nobody started them)."""
     if not keys:
         return []
@@ -238,7 +239,7 @@ def _untouched(runtime: Runtime, keys: list[Key]) -> list[Key]:
     return [k for k in keys if k not in claimed and k not in settled]
 
 
-def catch_up(scheduler: BaseScheduler, runtime: Runtime, now: datetime) -> dict[str, int]:
+def catch_up(scheduler: BaseScheduler, runtime: LiveRuntime, now: datetime) -> dict[str, int]:
     """Settle what happened while no scheduler led: orphaned plays, slots due in the gap."""
     deliver = runtime.loaded.config.deliver
     grace = timedelta(seconds=deliver.grace_s)
@@ -280,7 +281,7 @@ def prepare(config: Config, mode: str, *, blocking: bool, loaded: Loaded | None 
     loaded = loaded or load(config)
     engine = engine or open_database(loaded)
     owner = owner or claims.new_owner()
-    runtime = Runtime(loaded, engine, owner, leadership)
+    runtime = LiveRuntime(loaded, engine, owner, leadership)
     scheduler = build_scheduler(config, blocking=blocking, engine=engine)
     scheduler.add_listener(lambda event: _on_missed(runtime, event), EVENT_JOB_MISSED)
     scheduler.start(paused=True)
@@ -290,18 +291,18 @@ def prepare(config: Config, mode: str, *, blocking: bool, loaded: Loaded | None 
     _BY_SCHEDULER[id(scheduler)] = runtime
     runtime.start()
     if mode == "play":
-        counts |= catch_up(scheduler, runtime, clock())
+        counts |= catch_up(scheduler, runtime, live_clock())
         threading.Thread(target=_preflight_then_watch, args=(scheduler, runtime, mode), daemon=True,
                          name="outreach-preflight").start()
     return scheduler, counts
 
 
-def _preflight_then_watch(scheduler: BaseScheduler, runtime: Runtime, mode: str) -> None:
+def _preflight_then_watch(scheduler: BaseScheduler, runtime: LiveRuntime, mode: str) -> None:
     """Pre-flight at start-up, then again whenever a script, campaign or config file changes."""
     config = runtime.loaded.config
     stamp = _stamp(config)
     try:
-        runtime.preflight(clock())
+        runtime.preflight(live_clock())
     except Exception:
         log.exception("预检失败")
     stopped = runtime._stop
@@ -315,7 +316,7 @@ def _preflight_then_watch(scheduler: BaseScheduler, runtime: Runtime, mode: str)
             runtime.loaded, runtime.prepared = fresh, {}
             sync_jobs(scheduler, fresh, mode)
             log.info("工作区文件有改动：已重新加载，正在预检")
-            runtime.preflight(clock())
+            runtime.preflight(live_clock())
         except Exception:
             log.exception("工作区文件有改动，但无法加载；继续使用之前的版本")
 
@@ -328,7 +329,7 @@ def run(config: Config, mode: str) -> dict[str, int]:
     loaded = load(config)
     deliver = config.deliver
     if mode == "play":
-        networked = sorted(v.id for v in loaded.registry.villages.values() if v.speaker == "networked")
+        networked = sorted(v.id for v in served_by(loaded.registry, Channel.LIVE))
         players.check_players(loaded.registry, loaded.config, networked)
     engine = open_database(loaded)
     owner = claims.new_owner()
@@ -341,13 +342,13 @@ def run(config: Config, mode: str) -> dict[str, int]:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    if not leadership.try_acquire(clock()):
+    if not leadership.try_acquire(live_clock()):
         current = leadership.leader()
         log.warning("备用调度器：%s 是这个数据库的主调度器；本调度器（%s）热备等待，它停止后 %.0f 秒内接管",
                     current.owner if current else "（未知）", owner,
                     deliver.stale_s + deliver.standby_poll_s)
         while not stop.wait(deliver.standby_poll_s):
-            if leadership.try_acquire(clock()):
+            if leadership.try_acquire(live_clock()):
                 break
         if stop.is_set():
             return {"standby": 1}

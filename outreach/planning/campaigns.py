@@ -5,20 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from outreach.dates import TextDate
 from outreach.errors import CampaignError
-from outreach.yamlread import GuardedLoader, construct_timestamp, describe_error, yaml_problem
+from outreach.yamlread import Problem, YamlOptions, compose_yaml, describe_error, load_yaml, yaml_problem
 
 if TYPE_CHECKING:
     from outreach.content.scripts import Script
     from outreach.planning.registry import Registry
 
-__all__ = ["Campaign", "CampaignProblem", "Targets", "load_campaigns"]
+__all__ = ["Campaign", "Targets", "load_campaigns"]
 
 
 class Targets(BaseModel):
@@ -85,18 +85,16 @@ def _read_text(path: Path) -> str:
         ) from exc
 
 
-class _Loader(GuardedLoader):
-    """SafeLoader that keeps an impossible date such as 2026-02-30 as text, so validation names its campaign."""
-
-
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", construct_timestamp)
+# An impossible date such as 2026-02-30 stays text, so validation names its campaign; repeated keys
+# are kept here and listed all at once by _duplicate_keys.
+_OPTIONS = YamlOptions(clock_text=False, repeated_key=None)
 
 
 def _parse(path: Path, text: str) -> tuple[list[Any], list[int]]:
     """Return the campaign entries and the line number of each."""
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
-        root = yaml.compose(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
+        data = load_yaml(text, _OPTIONS)
+        root = compose_yaml(text, _OPTIONS)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
@@ -150,18 +148,15 @@ def _model_problems(exc: ValidationError) -> list[tuple[str, str]]:
     return out
 
 
-class CampaignProblem(NamedTuple):
-    """One problem of campaigns.yaml, as load_campaigns reports it."""
+def _problem(path: Path, line: int, label: str, campaign: str | None, field: str, message: str) -> Problem:
+    """A problem of one campaign entry, worded `path:LINE: 宣传活动 'x'，字段 'from'：message`.
 
-    campaign: str | None  # the campaign's id; None when the entry has none, or for the file as a whole
-    field: str | None     # e.g. "from" or "targets.townships"; None for the whole entry
-    message: str          # what is wrong and the fix
-    text: str             # the line shown to users: `path:LINE: 宣传活动 'x'，字段 'from'：message`
-
-
-def _problem(where: str, campaign: str | None, field: str | None, message: str) -> CampaignProblem:
+    `campaign` is the entry's id (None when it has none); `field` is e.g. "from" or
+    "targets.townships", "" for the whole entry.
+    """
+    where = f"{path}:{line}: {label}"
     text = f"{where}，字段 '{field}'：{message}" if field else f"{where}：{message}"
-    return CampaignProblem(campaign, field, message, text)
+    return Problem(path, field, message, line or None, campaign, text)
 
 
 def _cross_problems(c: Campaign, registry: Registry, scripts: Mapping[str, Script]) -> list[tuple[str, str]]:
@@ -199,24 +194,24 @@ def load_campaigns(path: Path, registry: Registry, scripts: Mapping[str, Script]
     """
     path = Path(path)
     entries, lines = _parse(path, _read_text(path))
-    problems: list[CampaignProblem] = []
+    problems: list[Problem] = []
     campaigns: list[Campaign] = []
     seen: dict[str, int] = {}
     for index, (entry, line) in enumerate(zip(entries, lines, strict=True)):
         ident = str(entry["id"]) if isinstance(entry, dict) and entry.get("id") else None
         label = f"宣传活动 '{ident}'" if ident else f"第 {index + 1} 个宣传活动"
-        where = f"{path}:{line}: {label}"
         if not isinstance(entry, dict):
-            problems.append(_problem(where, None, None, "须为“键: 值”的映射（id、name、scripts 等）"))
+            problems.append(_problem(path, line, label, None, "", "须为“键: 值”的映射（id、name、scripts 等）"))
             continue
         try:
             campaign = Campaign.model_validate(entry)
         except ValidationError as exc:
-            problems.extend(_problem(where, ident, f, m) for f, m in _model_problems(exc))
+            problems.extend(_problem(path, line, label, ident, f, m) for f, m in _model_problems(exc))
             continue
-        problems.extend(_problem(where, ident, f, m) for f, m in _cross_problems(campaign, registry, scripts))
+        problems.extend(_problem(path, line, label, ident, f, m)
+                        for f, m in _cross_problems(campaign, registry, scripts))
         if campaign.id in seen:
-            problems.append(_problem(where, ident, "id",
+            problems.append(_problem(path, line, label, ident, "id",
                                      f"编号重复（第一次出现在第 {seen[campaign.id]} 行）；请改掉其中一个"))
         seen.setdefault(campaign.id, line)
         campaigns.append(campaign)
@@ -227,8 +222,8 @@ def load_campaigns(path: Path, registry: Registry, scripts: Mapping[str, Script]
                if len(defaults) > 1 else
                "没有默认宣传活动；请给一个常年播放的宣传活动加上 `default: true`" if not defaults else "")
     if message:
-        problems.append(CampaignProblem(None, "default", message, f"{path}: 字段 'default'：{message}"))
+        problems.append(Problem(path, "default", message, text=f"{path}: 字段 'default'：{message}"))
     if problems:
         head = f"{path}: 宣传活动有 {len(problems)} 处问题："
-        raise CampaignError("\n".join([head, *("  - " + p.text for p in problems)]), problems)
+        raise CampaignError("\n".join([head, *("  - " + str(p) for p in problems)]), problems)
     return campaigns

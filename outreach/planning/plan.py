@@ -15,7 +15,7 @@ from outreach.planning.registry import village_voice
 if TYPE_CHECKING:
     from outreach.content.scripts import Script
     from outreach.planning.campaigns import Campaign
-    from outreach.planning.registry import Registry
+    from outreach.planning.registry import Registry, SlotSpec
 
 __all__ = [
     "DRAFT_AFTER_EDIT", "PlanResult", "Program", "ProgramItem", "build_programs", "rotation", "village_offset",
@@ -204,6 +204,60 @@ def _fit(
     return kept, total
 
 
+def _chosen_villages(registry: Registry, campaigns: Sequence[Campaign], scripts: Mapping[str, Script],
+                     start: date, end: date, village_ids: Collection[str] | None) -> list[str]:
+    """The villages to plan, sorted, after checking the range, the village ids and the campaigns' scripts."""
+    if end < start:
+        raise PlanError(f"安排的日期范围 {start.isoformat()}..{end.isoformat()} 前后颠倒了；"
+                        "结束日期不能早于开始日期")
+    known = registry.villages
+    if village_ids is None:
+        chosen = sorted(known)
+    else:
+        unknown = sorted(set(village_ids) - set(known))
+        if unknown:
+            raise PlanError(f"未知的村 {'、'.join(unknown)}；请使用 schedules/ 县名录里的编号")
+        chosen = sorted(set(village_ids))
+    for c in campaigns:
+        for sid in c.scripts:
+            if sid not in scripts:
+                raise PlanError(f"宣传活动 '{c.id}' 用到的广播稿 '{sid}' 不在 audio_scripts/ 里；"
+                                "请补上这篇广播稿，或从宣传活动里删掉它")
+    return chosen
+
+
+def _plan_slot(registry: Registry, vid: str, day: date, slot_index: int, slots: Sequence[SlotSpec],
+               groups: tuple[list[Campaign], list[Campaign]], reach: Mapping[str, set[str]],
+               eligible: Mapping[str, list[str]], boosted: bool, clip_durations: Mapping[str, float],
+               blocked: Mapping[str, str], gap_s: float, warnings: list[str]) -> Program | None:
+    """The program of one village slot on `day`, or None (with a warning) when nothing can go in it."""
+    slot = slots[slot_index]
+    where = f"{vid} {day.isoformat()} {slot.name}"
+    limit_s = slot.max_minutes * 60.0
+    kept: list[ProgramItem] = []
+    total = 0.0
+    # The default campaign is tried only when nothing else placed (and fitted) an airable item;
+    # blocked items stay in front so delivery logs them.
+    for group in groups:
+        items = _place(group, reach, eligible, vid, day, slot_index, len(slots), boosted,
+                       clip_durations, blocked)
+        fitted, total = _fit(items, clip_durations, limit_s, gap_s, where, slot.max_minutes, warnings)
+        kept += fitted
+        if any(i.blocked is None for i in kept):
+            break
+    if not any(i.blocked is None for i in kept) and kept:
+        warnings.append(f"{where}：排进来的只有批准后又被修改的广播稿；重新批准之前，"
+                        "这个时段不播")
+    if not kept:
+        warnings.append(f"{where}：没有可播的内容（默认宣传活动里没有有效的广播稿）；这个时段不播")
+        return None
+    return Program(
+        date=day, slot=slot.name, village_id=vid, township_id=registry.villages[vid].township_id,
+        start=datetime.combine(day, slot.start.replace(tzinfo=None), tzinfo=TZ),
+        items=tuple(kept), duration_s=round(total, 3), voice=village_voice(registry, vid),
+    )
+
+
 def build_programs(
     registry: Registry,
     campaigns: Sequence[Campaign],
@@ -222,23 +276,7 @@ def build_programs(
     unknown village, a campaign script missing from the library, a script with no duration, or an
     urgent clip longer than its slot.
     """
-    if end < start:
-        raise PlanError(f"安排的日期范围 {start.isoformat()}..{end.isoformat()} 前后颠倒了；"
-                        "结束日期不能早于开始日期")
-    known = registry.villages
-    if village_ids is None:
-        chosen = sorted(known)
-    else:
-        unknown = sorted(set(village_ids) - set(known))
-        if unknown:
-            raise PlanError(f"未知的村 {'、'.join(unknown)}；请使用 schedules/ 县名录里的编号")
-        chosen = sorted(set(village_ids))
-    for c in campaigns:
-        for sid in c.scripts:
-            if sid not in scripts:
-                raise PlanError(f"宣传活动 '{c.id}' 用到的广播稿 '{sid}' 不在 audio_scripts/ 里；"
-                                "请补上这篇广播稿，或从宣传活动里删掉它")
-
+    chosen = _chosen_villages(registry, campaigns, scripts, start, end, village_ids)
     ordered = sorted((c for c in campaigns if not c.default), key=lambda c: (not c.urgent, -c.priority, c.id))
     defaults = sorted((c for c in campaigns if c.default), key=lambda c: c.id)
     reach = {c.id: c.target_villages(registry) for c in campaigns}
@@ -259,30 +297,9 @@ def build_programs(
             for slot_index, slot in enumerate(slots):
                 if registry.is_blackout(vid, day, slot.name):
                     continue
-                where = f"{vid} {day.isoformat()} {slot.name}"
-                boosted = vid in market_villages
-                limit_s = slot.max_minutes * 60.0
-                kept: list[ProgramItem] = []
-                total = 0.0
-                # The default campaign is tried only when nothing else placed (and fitted) an airable item;
-                # blocked items stay in front so delivery logs them.
-                for group in (active, active_defaults):
-                    items = _place(group, reach, eligible, vid, day, slot_index, len(slots), boosted,
-                                   clip_durations, blocked)
-                    fitted, total = _fit(items, clip_durations, limit_s, gap_s, where, slot.max_minutes, warnings)
-                    kept += fitted
-                    if any(i.blocked is None for i in kept):
-                        break
-                if not any(i.blocked is None for i in kept) and kept:
-                    warnings.append(f"{where}：排进来的只有批准后又被修改的广播稿；重新批准之前，"
-                                    "这个时段不播")
-                if not kept:
-                    warnings.append(f"{where}：没有可播的内容（默认宣传活动里没有有效的广播稿）；这个时段不播")
-                    continue
-                programs.append(Program(
-                    date=day, slot=slot.name, village_id=vid, township_id=known[vid].township_id,
-                    start=datetime.combine(day, slot.start.replace(tzinfo=None), tzinfo=TZ),
-                    items=tuple(kept), duration_s=round(total, 3), voice=village_voice(registry, vid),
-                ))
+                program = _plan_slot(registry, vid, day, slot_index, slots, (active, active_defaults), reach,
+                                     eligible, vid in market_villages, clip_durations, blocked, gap_s, warnings)
+                if program is not None:
+                    programs.append(program)
     programs.sort(key=lambda p: (p.date, p.start, p.village_id, p.slot))
     return PlanResult(programs, warnings, _alerts(programs, scripts))

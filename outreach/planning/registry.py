@@ -13,10 +13,11 @@ import unicodedata
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PlainValidator, model_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, PlainValidator, model_validator
 
 from outreach.config import PlayerName, unknown_player
 from outreach.dates import TextDate
@@ -25,14 +26,7 @@ from outreach.labels import SLOT
 from outreach.planning.market_days import MarketRule, parse_rule
 from outreach.tts.voices import EDGE_VOICES, is_known_voice
 from outreach.yamlread import (
-    Entry,
-    Problems,
-    YamlMap,
-    check_keys,
-    declared_ids,
-    read_yaml,
-    validate_entry,
-    validate_items,
+    Entry, Problems, StrictModel, YamlMap, check_keys, declared_ids, read_yaml, validate_entry, validate_items,
 )
 
 __all__ = [
@@ -109,11 +103,7 @@ Rule = Annotated[MarketRule, PlainValidator(_to_rule), PlainSerializer(str)]
 VoiceName = Annotated[str, BeforeValidator(_check_voice)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class SlotSpec(_Model):
+class SlotSpec(StrictModel):
     """A daily broadcast slot: when it starts and how long a program may run."""
 
     name: SlotName
@@ -126,7 +116,7 @@ class SlotSpec(_Model):
         return self.start.hour * 60 + self.start.minute + self.max_minutes
 
 
-class Township(_Model):
+class Township(StrictModel):
     """A township (镇/乡)."""
 
     id: Id
@@ -137,15 +127,22 @@ class Township(_Model):
     voice: VoiceName | None = None
 
 
-class Village(_Model):
+class Speaker(StrEnum):
+    """A village loudspeaker's kind (YAML `speaker:`); outreach.delivery.CHANNELS names the channel serving each."""
+
+    NETWORKED = "networked"  # played centrally at slot time
+    STATION = "station"  # a village station plays its own buffer
+    OFFLINE = "offline"  # USB packs
+
+
+class Village(StrictModel):
     """A village and its loudspeaker; YAML keys `township` and `slots`."""
 
     id: Id
     name: Name
     township_id: str = Field(alias="township")
     population: int = Field(ge=1, le=100_000)
-    # networked: played centrally at slot time; station: a village station plays its own buffer; offline: USB.
-    speaker: Literal["networked", "station", "offline"]
+    speaker: Speaker
     slot_overrides: dict[SlotName, Clock] = Field(default_factory=dict, alias="slots")
     # Name of the player (outreach.toml [players]) for this village (overrides its township's and [deliver] player).
     player: PlayerName | None = None
@@ -153,7 +150,7 @@ class Village(_Model):
     voice: VoiceName | None = None
 
 
-class Market(_Model):
+class Market(StrictModel):
     """A market (集) with its market-day rule and the villages it serves."""
 
     id: Id
@@ -169,7 +166,7 @@ class Market(_Model):
         return self
 
 
-class Blackout(_Model):
+class Blackout(StrictModel):
     """Days on which some villages stay silent (all slots, or only those listed)."""
 
     dates: list[TextDate] = Field(min_length=1)

@@ -48,7 +48,7 @@ def load(config: Config) -> Loaded:
     return Loaded(config, registry, library, campaigns, scripts)
 
 
-def plan(loaded: Loaded, start: date, end: date, *, village_ids: Collection[str] | None = None) -> PlanResult:
+def plan_days(loaded: Loaded, start: date, end: date, *, village_ids: Collection[str] | None = None) -> PlanResult:
     """Programs for every village and slot from `start` to `end` (inclusive)."""
     durations = clip_durations(loaded.config, loaded.library)
     return build_programs(loaded.registry, loaded.campaigns, loaded.scripts, durations, start, end,
@@ -59,7 +59,7 @@ def urgent_draft_alerts(loaded: Loaded, start: date, end: date) -> list[str]:
     """Loud lines for urgent campaigns whose scripts were edited after approval (`run` shows them too)."""
     if not any(s.edited_after_approval for s in loaded.library):
         return []
-    return plan(loaded, start, end).alerts
+    return plan_days(loaded, start, end).alerts
 
 
 def open_database(loaded: Loaded, url: str | None = None) -> Engine:

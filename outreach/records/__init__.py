@@ -5,48 +5,25 @@ Split by record: `broadcasts` (the as-run log), `confirmations`, `handouts`,
 """
 
 from outreach.records.broadcasts import (
-    TRANSITIONS,
-    BroadcastPlan,
-    broadcast_plans,
-    mark_program,
-    program_status,
-    record_exported,
+    TRANSITIONS, BroadcastPlan, broadcast_plans, mark_program, program_status, record_exported, record_exported_many,
     record_planned,
 )
 from outreach.records.confirmations import (
-    CONFIRMATION_COLUMNS,
-    SLOT_ALIASES,
-    confirm_program,
-    import_confirmations,
-    parse_day,
+    CONFIRMATION_COLUMNS, SLOT_ALIASES, confirm_program, import_confirmations, parse_day,
 )
 from outreach.records.csvread import ImportReport, read_csv
 from outreach.records.handouts import (
-    HANDOUT_COLUMNS,
-    TOPIC_ALIASES,
-    MarketDays,
-    handout_key,
-    import_handouts,
-    market_day_warning,
-    parse_topics,
+    HANDOUT_COLUMNS, TOPIC_ALIASES, MarketDays, handout_key, import_handouts, market_day_warning, parse_topics,
     record_handout,
 )
 from outreach.records.limits import (
-    MAX_LEAFLETS,
-    MAX_NAME_CHARS,
-    MAX_NOTE_CHARS,
-    MAX_PEOPLE,
-    MIN_RECORD_DATE,
-    check_count,
-    check_name,
-    check_note,
-    check_record_day,
-    county_today,
-    parse_count,
+    MAX_LEAFLETS, MAX_NAME_CHARS, MAX_NOTE_CHARS, MAX_PEOPLE, MIN_RECORD_DATE, check_count, check_name, check_note,
+    check_record_day, county_today, parse_count,
 )
 
 __all__ = [
-    "TRANSITIONS", "BroadcastPlan", "broadcast_plans", "mark_program", "program_status", "record_exported", "record_planned",
+    "TRANSITIONS", "BroadcastPlan", "broadcast_plans", "mark_program", "program_status", "record_exported",
+    "record_exported_many", "record_planned",
     "CONFIRMATION_COLUMNS", "SLOT_ALIASES", "confirm_program", "import_confirmations", "parse_day",
     "ImportReport", "read_csv",
     "HANDOUT_COLUMNS", "TOPIC_ALIASES", "MarketDays", "handout_key", "import_handouts", "market_day_warning",

@@ -15,16 +15,15 @@ from outreach.config import TIMEZONE
 from outreach.dates import date_note, nearest_date
 from outreach.errors import RecordError
 from outreach.labels import SLOT, STATUS, label
-from outreach.models import Broadcast, BroadcastStatus, ImportKind, Village
+from outreach.models import STATUS_PROGRESS, Broadcast, BroadcastStatus, ImportKind, Village
 from outreach.planning.registry import SLOT_NAMES
-from outreach.records.broadcasts import _PROGRESS, _aware, _program, mark_program
+from outreach.records.broadcasts import mark_program, program_rows, require_aware
 from outreach.records.csvread import ImportReport, run_import
 from outreach.records.limits import MIN_RECORD_DATE, check_name, check_note
 
 __all__ = ["CONFIRMATION_COLUMNS", "SLOT_ALIASES", "NO_REGISTRY", "import_confirmations", "confirm_program",
            "parse_day", "row_day"]
 
-S = BroadcastStatus
 CONFIRMATION_COLUMNS = ("village_id", "date", "slot", "confirmed_by")
 SLOT_ALIASES = {"早": "morning", "早上": "morning", "上午": "morning", "早间": "morning",
                 "晚": "evening", "晚上": "evening", "傍晚": "evening", "晚间": "evening"}
@@ -66,11 +65,11 @@ def confirm_program(session: Session, *, village_id: str, day: dt.date, slot: st
     staff member recording it. Raises RecordError if the program does not
     exist, has not started yet at `now`, or is not exported or played.
     """
-    _aware("now", now)
+    require_aware("now", now)
     confirmed_by = check_name(confirmed_by, "confirmed_by")
     entered = check_name(entered_by, "entered_by", required=False) if entered_by is not None else None
     note = check_note(note or "") or None
-    where = _program(day, slot, village_id)
+    where = program_rows(day, slot, village_id)
     slot_zh = label(SLOT, slot)
     found = session.execute(sa.select(Broadcast.status, Broadcast.scheduled_at).where(*where)).all()
     if not found:
@@ -82,13 +81,13 @@ def confirm_program(session: Session, *, village_id: str, day: dt.date, slot: st
             f"村 '{village_id}' {day} 的{slot_zh}节目 {local:%Y-%m-%d %H:%M}（北京时间）才开始，还没有播出；"
             "请在播出之后再录入确认记录"
         )
-    if mark_program(session, day=day, slot=slot, village_id=village_id, status=S.CONFIRMED, at=now,
+    if mark_program(session, day=day, slot=slot, village_id=village_id, status=BroadcastStatus.CONFIRMED, at=now,
                     confirmed_by=confirmed_by, entered_by=entered or None, note=note):
         return True
     statuses = {status for status, _ in found}
-    if statuses == {S.CONFIRMED}:
+    if statuses == {BroadcastStatus.CONFIRMED}:
         return False
-    status = max(statuses - {S.CONFIRMED}, key=_PROGRESS.index)
+    status = max(statuses - {BroadcastStatus.CONFIRMED}, key=STATUS_PROGRESS.index)
     raise RecordError(
         f"村 '{village_id}' {day} 的{slot_zh}节目状态为“{label(STATUS, status)}”，"
         "既没有导出也没有播出，不能确认"
@@ -107,7 +106,7 @@ def import_confirmations(session: Session, csv_path: Path, *, now: dt.datetime,
     Raises RecordError if the file cannot be read, is not UTF-8, lacks a
     column, or no villages are loaded.
     """
-    _aware("now", now)
+    require_aware("now", now)
     path = Path(csv_path)
     if entered_by is not None:
         entered_by = check_name(entered_by, "--by")

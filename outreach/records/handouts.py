@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from outreach.errors import RecordError
 from outreach.models import Handout, ImportKind, Market, Topic
-from outreach.records.broadcasts import _aware
+from outreach.records.broadcasts import require_aware
 from outreach.records.confirmations import NO_REGISTRY, row_day
 from outreach.records.csvread import ImportReport, run_import
 from outreach.records.limits import check_count, check_name, check_note, check_record_day, parse_count
@@ -105,7 +105,7 @@ def record_handout(session: Session, *, market_id: str, day: dt.date, leaflets: 
     record already stored. Use market_day_warning() to tell the user when
     the day is not one of the market's days; such a record is kept.
     """
-    _aware("now", now)
+    require_aware("now", now)
     h = _new_handout(_markets(session), market_id=market_id, day=day, leaflets=leaflets, people=people,
                      topics=topics, staff=staff, note=note, now=now)
     new_id = _insert(session, h)
@@ -128,7 +128,7 @@ def import_handouts(session: Session, csv_path: Path, *, now: dt.datetime,
     Raises RecordError if the file cannot be read, is not UTF-8, lacks a
     column, or no markets are loaded.
     """
-    _aware("now", now)
+    require_aware("now", now)
     path = Path(csv_path)
 
     def prepare():  # type: ignore[no-untyped-def]

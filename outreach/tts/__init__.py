@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from outreach.config import RenderSettings
+from outreach.config import ENGINE_NAMES, OFFLINE_ENGINE_NAMES, RenderSettings
 from outreach.errors import SynthesisFailed
-from outreach.tts.base import FallbackSynthesizer, SynthesisResult, Synthesizer
+from outreach.tts import edge, espeak, neural
+from outreach.tts.base import EngineSpec, FallbackSynthesizer, SynthesisResult, Synthesizer
 from outreach.tts.edge import EdgeSynthesizer
 from outreach.tts.espeak import EspeakSynthesizer
 from outreach.tts.neural import NeuralSynthesizer
@@ -18,26 +19,43 @@ from outreach.tts.voices import ALL_VOICES, Voice
 
 __all__ = [
     "ENGINES",
+    "REGISTRY",
     "EdgeSynthesizer",
+    "EngineSpec",
     "EspeakSynthesizer",
     "FallbackSynthesizer",
     "NeuralSynthesizer",
     "SynthesisResult",
     "Synthesizer",
     "Voice",
+    "engine_spec",
     "get_synthesizer",
     "list_voices",
 ]
 
+# Every engine by name: a new engine is one module declaring its SPEC, one entry here, and its
+# name in config.ENGINE_NAMES (which the ground checks settings and scripts against).
+REGISTRY: dict[str, EngineSpec] = {spec.name: spec for spec in (neural.SPEC, espeak.SPEC, edge.SPEC)}
+if tuple(REGISTRY) != ENGINE_NAMES or tuple(n for n, s in REGISTRY.items() if s.offline) != OFFLINE_ENGINE_NAMES:
+    raise ImportError("tts.REGISTRY 与 config.ENGINE_NAMES / OFFLINE_ENGINE_NAMES 列出的引擎不一致；请两处一起改")
+
 # Real engines; "offline" is accepted too and means render.offline_engine.
-ENGINES = ("neural", "espeak", "edge")
+ENGINES = tuple(REGISTRY)
 
 
-def _offline(engine: str, settings: RenderSettings, cache_dir: Path | None) -> Synthesizer:
-    if engine == "espeak":
-        return EspeakSynthesizer(settings)
-    # The neural engine falls back to espeak: a hard-to-understand voice beats silence.
-    return FallbackSynthesizer(NeuralSynthesizer(settings, cache_dir), EspeakSynthesizer(settings))
+def engine_spec(engine: str) -> EngineSpec:
+    """The descriptor of a real engine.
+
+    Raises:
+        SynthesisFailed: `engine` is not one of the registered engines.
+    """
+    if engine not in REGISTRY:
+        raise _unknown(engine)
+    return REGISTRY[engine]
+
+
+def _unknown(engine: str) -> SynthesisFailed:
+    return SynthesisFailed(f"未知的语音引擎 '{engine}'；请从 {', '.join(ENGINES)}, offline 中选一个")
 
 
 def get_synthesizer(engine: str, settings: RenderSettings, cache_dir: Path | None = None) -> Synthesizer:
@@ -48,17 +66,17 @@ def get_synthesizer(engine: str, settings: RenderSettings, cache_dir: Path | Non
     (the build folder's models/; None: the user's cache folder).
 
     Raises:
-        SynthesisFailed: `engine` is not one of "neural", "espeak", "edge", "offline".
+        SynthesisFailed: `engine` is neither a registered engine nor "offline".
     """
     real = settings.resolve_engine(engine)
-    if real in ("neural", "espeak"):
-        return _offline(real, settings, cache_dir)
-    if real == "edge":
-        edge = EdgeSynthesizer(settings)
-        if settings.edge.fallback_to_offline:
-            return FallbackSynthesizer(edge, _offline(settings.offline_engine, settings, cache_dir))
-        return edge
-    raise SynthesisFailed(f"未知的语音引擎 '{engine}'；请从 {', '.join(ENGINES)}, offline 中选一个")
+    if real not in REGISTRY:
+        raise _unknown(engine)
+    spec = REGISTRY[real]
+    synthesizer = spec.factory(settings, cache_dir)
+    fallback = spec.fallback(settings)
+    if fallback is None:
+        return synthesizer
+    return FallbackSynthesizer(synthesizer, get_synthesizer(fallback, settings, cache_dir))
 
 
 def list_voices() -> list[Voice]:

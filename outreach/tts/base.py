@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from outreach.config import RenderSettings
 from outreach.errors import SynthesisFailed, UnknownVoice
 from outreach.tts.voices import voices_for
 
@@ -72,6 +73,26 @@ def check_voice(engine: str, voice: str, extra_ok: Callable[[str], bool] | None 
     raise UnknownVoice(
         f"{engine} 引擎没有音色 '{voice}'；请从以下音色中选一个：{', '.join(names)}"
     )
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What the rest of outreach may know about one engine; each engine module declares its own as SPEC.
+
+    `version` is what else changes the engine's sound for the same text and settings (model files,
+    seeds, pauses): it goes into every clip's cache key, so changing it re-renders that engine's clips.
+    `prosody` adds engine-only settings to the cache key's prosody. `fallback` names the engine that
+    speaks when this one fails (None: nobody). `prepare` makes slow shared state once (the neural
+    model) before a pool of worker processes renders in parallel.
+    """
+
+    name: str
+    offline: bool
+    factory: Callable[[RenderSettings, Path | None], Synthesizer]
+    version: str = ""
+    prosody: Callable[[RenderSettings, float], dict[str, object]] = lambda settings, rate: {}
+    fallback: Callable[[RenderSettings], str | None] = lambda settings: None
+    prepare: Callable[[Path], object] | None = None
 
 
 class FallbackSynthesizer:

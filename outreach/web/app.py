@@ -20,19 +20,12 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from outreach import labels
 from outreach.config import Config
+from outreach.db import open_migrated
 from outreach.errors import OutreachError
 from outreach.web import daily, review_routes, routes
 from outreach.web.auth import USERS_FILE, LoginLimiter, UserStore, load_secret
 from outreach.web.pages import (
-    TZ,
-    Context,
-    LoginRequired,
-    PageError,
-    cross_site_error,
-    ctx_of,
-    redirect,
-    render,
-    same_origin,
+    TZ, Context, LoginRequired, PageError, cross_site_error, ctx_of, redirect, render, same_origin,
 )
 
 log = logging.getLogger("outreach.web")
@@ -224,8 +217,6 @@ def create_app(config: Config, *, now: Callable[[], datetime] | None = None,
     `slot_starts` is a rehearsal file moving chosen station slots (outreach.stations.read_slot_starts).
     Raises OutreachError if the database or secret cannot be set up.
     """
-    from outreach.db import open_migrated
-
     if engine is None:
         engine = open_migrated(config.resolved_database_url())
     secure = _https_only_setting(config) if https_only is None else https_only

@@ -13,18 +13,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from outreach.audio.programs import program_audio
+from outreach.audio.render import verified_clip
 from outreach.config import Config
 from outreach.db import session
+from outreach.delivery.stations.accounts import list_stations
 from outreach.errors import DeliveryError, OutreachError
-from outreach.models import Broadcast, BroadcastStatus, Township, Village
+from outreach.models import ATTENTION_ORDER, PROBLEMS, REACHED, STATUS_PROGRESS, Broadcast, Township, Village
+from outreach.planning.workspace import load, plan_days
 from outreach.web.data import PackEntry, pack_file, packs_dir
 
-# Problems first, then what is still to come, then what went well.
-PROBLEMS = ("failed", "missed", "interrupted")
-_ORDER = {s: i for i, s in enumerate([*PROBLEMS, "planned", "exported", "played", "confirmed"])}
-# Which status a program shows when its campaign rows differ: the furthest along (as records.program_status).
-_PROGRESS = ["planned", "interrupted", "failed", "missed", "exported", "played", "confirmed"]
-SUCCESS = (BroadcastStatus.PLAYED, BroadcastStatus.CONFIRMED)
+_ORDER = {s: i for i, s in enumerate(ATTENTION_ORDER)}
 
 
 @dataclass
@@ -72,22 +71,19 @@ def _status(value: Any) -> str:
 
 def today_board(engine: Engine, config: Config, day: date, now: datetime, township: str = "") -> Board:
     """Every village's programs on `day` with their as-run status, failures and misses first."""
-    from outreach.delivery.stations.accounts import list_stations
-    from outreach.planning.workspace import load, plan
-
     with session(engine) as s:
         villages = {v.id: v for v in s.scalars(sa.select(Village))}
         towns = {t.id: t.name for t in s.scalars(sa.select(Township))}
         rows = list(s.scalars(sa.select(Broadcast).where(Broadcast.date == day)))
         last = dict(s.execute(
             sa.select(Broadcast.village_id, sa.func.max(sa.func.coalesce(Broadcast.played_at, Broadcast.confirmed_at)))
-            .where(Broadcast.status.in_(SUCCESS), Broadcast.date <= day).group_by(Broadcast.village_id)).all())
+            .where(Broadcast.status.in_(REACHED), Broadcast.date <= day).group_by(Broadcast.village_id)).all())
     slots: dict[tuple[str, str], Slot] = {}
     problem, titles = "", {}
     try:
         loaded = load(config)
         titles = {sc.id: sc.title for sc in loaded.library}
-        for p in plan(loaded, day, day).programs:
+        for p in plan_days(loaded, day, day).programs:
             v = villages.get(p.village_id)
             slots[(p.village_id, p.slot)] = Slot(
                 p.village_id, v.name if v else p.village_id, p.township_id, towns.get(p.township_id, p.township_id),
@@ -98,7 +94,9 @@ def today_board(engine: Engine, config: Config, day: date, now: datetime, townsh
     for b in rows:
         folded[(b.village_id, b.slot)].append(b)
     for key, group in folded.items():
-        status = max((_status(b.status) for b in group), key=lambda st: _PROGRESS.index(st) if st in _PROGRESS else -1)
+        # Which status a program shows when its campaign rows differ: the furthest along.
+        status = max((_status(b.status) for b in group),
+                     key=lambda st: STATUS_PROGRESS.index(st) if st in STATUS_PROGRESS else -1)
         found = slots.get(key)
         if found is None:
             v = villages.get(key[0])
@@ -154,12 +152,8 @@ def program_clip(config: Config, village_id: str, day: date, slot: str) -> Path:
 
     Raises DeliveryError when there is no such program or a clip is not rendered.
     """
-    from outreach.audio.programs import program_audio
-    from outreach.audio.render import verified_clip
-    from outreach.planning.workspace import load, plan
-
     loaded = load(config)
-    program = next((p for p in plan(loaded, day, day, village_ids=[village_id]).programs if p.slot == slot), None)
+    program = next((p for p in plan_days(loaded, day, day, village_ids=[village_id]).programs if p.slot == slot), None)
     if program is None or not program.airable_items:
         raise DeliveryError(f"{village_id} 在 {day} 这个时段没有要播的节目")
     clips = [verified_clip(config, loaded.scripts[i.script_id], voice=program.voice) for i in program.airable_items]

@@ -17,6 +17,7 @@ from outreach.labels import SLOT
 from outreach.planning.market_days import lunar_label
 from outreach.planning.plan import Program
 from outreach.planning.registry import Registry
+from outreach.planning.workspace import load, plan_days
 from outreach.web.pages import bad_request, ctx_of, not_found, render, require_user
 from outreach.web.params import parse_day
 
@@ -85,8 +86,6 @@ def _query(**values: str) -> str:
 def calendar_page(request: Request) -> Response:
     user = require_user(request)
     ctx = ctx_of(request)
-    from outreach.planning.workspace import load, plan
-
     q = request.query_params
     view = q.get("view") or "month"
     if view not in VIEWS:
@@ -106,7 +105,7 @@ def calendar_page(request: Request) -> Response:
     else:
         chosen = sorted(v.id for v in reg.villages.values() if not township or v.township_id == township)
     grid = period(view, anchor)
-    result = plan(loaded, grid[0], grid[1], village_ids=chosen)
+    result = plan_days(loaded, grid[0], grid[1], village_ids=chosen)
     days = summarize(reg, result.programs, grid, chosen, single=bool(village))
     step = timedelta(days=7) if view == "week" else timedelta(days=1)
     prev_day = grid[2] - step if view == "week" else (grid[2] - step).replace(day=1)

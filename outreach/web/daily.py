@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from outreach.audio.render import verified_clip
 from outreach.authoring import review
 from outreach.errors import OutreachError
 from outreach.labels import SLOT, STATUS
@@ -59,8 +60,6 @@ def clip_audio(request: Request, script_id: str) -> Response:
     """The rendered library clip of a script (what airs)."""
     require_user(request)
     ctx = ctx_of(request)
-    from outreach.audio.render import verified_clip
-
     scripts, _ = data.script_library(ctx.config)
     script = next((s for s in scripts if s.id == script_id), None)
     if script is None:

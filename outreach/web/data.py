@@ -18,8 +18,12 @@ from outreach.content.scripts import Problem, Script, approve_script, check_libr
 from outreach.db import session
 from outreach.delivery.usb.packs import PackFile, read_manifest
 from outreach.errors import OutputError, OutreachError, RecordError
-from outreach.models import Broadcast, BroadcastStatus, Campaign, Handout, Market, MarketVillage, Township, Village
+from outreach.models import (
+    STATUS_PROGRESS, Broadcast, BroadcastStatus, Campaign, Handout, Market, MarketVillage, Township, Village,
+)
 from outreach.planning.plan import PlanResult
+from outreach.planning.registry import load_registry
+from outreach.planning.workspace import load, plan_days
 from outreach.records import record_handout
 
 log = logging.getLogger("outreach.web")
@@ -86,8 +90,6 @@ class Targets:
 
 def campaign_targets(config: Config) -> Targets:
     """Which villages each campaign targets; on a broken workspace, none and the reason."""
-    from outreach.planning.workspace import load
-
     try:
         loaded = load(config)
     except OutreachError as exc:
@@ -112,10 +114,8 @@ def week_plan(config: Config, start: date, end: date, village_ids: Sequence[str]
 
     Raises OutreachError when the workspace files are invalid.
     """
-    from outreach.planning.workspace import load, plan
-
     loaded = load(config)
-    result = plan(loaded, start, end, village_ids=village_ids)
+    result = plan_days(loaded, start, end, village_ids=village_ids)
     reg = loaded.registry
     return WeekPlan(
         result=result,
@@ -129,8 +129,6 @@ def week_plan(config: Config, start: date, end: date, village_ids: Sequence[str]
 
 def registry_village_ids(config: Config) -> set[str] | None:
     """Village ids in schedules/county.yaml, or None if the registry cannot be read."""
-    from outreach.planning.registry import load_registry
-
     try:
         return set(load_registry(config.schedules_dir).villages)
     except OutreachError:
@@ -139,8 +137,6 @@ def registry_village_ids(config: Config) -> set[str] | None:
 
 def market_days(config: Config, market_id: str, start: date, end: date) -> list[date]:
     """The market's days in start..end by its rule; empty if the registry cannot be read."""
-    from outreach.planning.registry import load_registry
-
     try:
         reg = load_registry(config.schedules_dir)
         return reg.market_dates(market_id, start, end) if market_id in reg.markets else []
@@ -229,10 +225,6 @@ class ProgramRow:
         return self.status in (BroadcastStatus("played").value, BroadcastStatus("exported").value)
 
 
-# Which status a folded program shows: the furthest along, as records.program_status does.
-_PROGRESS = ["planned", "interrupted", "failed", "missed", "exported", "played", "confirmed"]
-
-
 def village_history(engine: Engine, village_id: str, start: date, end: date) -> list[ProgramRow]:
     """The village's as-run log from start to end, newest first, one row per program."""
     with session(engine) as s:
@@ -255,7 +247,9 @@ def village_history(engine: Engine, village_id: str, start: date, end: date) -> 
             return next((getattr(b, attr) for b in group if getattr(b, attr)), None)
 
         out.append(ProgramRow(
-            date=day, slot=slot, status=max(statuses, key=lambda st: _PROGRESS.index(st) if st in _PROGRESS else -1),
+            # A folded program shows the furthest-along status of its rows, as records.program_status does.
+            date=day, slot=slot,
+            status=max(statuses, key=lambda st: STATUS_PROGRESS.index(st) if st in STATUS_PROGRESS else -1),
             campaigns=[b.campaign_id for b in group], script_ids=scripts, scheduled_at=first("scheduled_at"),
             played_at=first("played_at"), exported_at=first("exported_at"), confirmed_at=first("confirmed_at"),
             confirmed_by=first("confirmed_by") or "", error=first("error") or "",

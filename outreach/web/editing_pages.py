@@ -15,12 +15,14 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from outreach.audio.render import clip_durations
 from outreach.authoring import editing
 from outreach.config import Config
 from outreach.content.scripts import Script, load_library
 from outreach.db import session, sync_registry
 from outreach.errors import OutreachError
 from outreach.planning.registry import SLOT_NAMES, Registry, load_registry
+from outreach.planning.workspace import GAP_S, load
 from outreach.web.auth import User
 from outreach.web.pages import ctx_of, flash, not_found, post_form, redirect, render, require_role, stale_diff
 from outreach.web.permissions import Action
@@ -50,8 +52,6 @@ def _world(config: Config) -> tuple[Registry, list[Script]]:
 
 def _sync(request: Request, config: Config) -> None:
     """Mirror the saved files into the database, so the lists and reports show the change at once."""
-    from outreach.planning.workspace import load
-
     try:
         loaded = load(config)
     except OutreachError as exc:  # the file is saved; the mirror catches up when the workspace is whole again
@@ -171,9 +171,6 @@ async def save_campaign(request: Request) -> Response:
         return _campaign_form(request, **page, status=400, checked=checked,
                               message="活动设置有问题，没有保存；请按红字修改。")
     if form.get("action") != "save":
-        from outreach.audio.render import clip_durations
-        from outreach.planning.workspace import GAP_S
-
         preview = await run_in_threadpool(lambda: editing.preview_plan(
             registry, checked.campaigns, v.id, scripts, clip_durations(config, library), today=ctx.today(),
             gap_s=GAP_S))

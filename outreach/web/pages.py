@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from starlette.datastructures import FormData
 
 from outreach import labels
+from outreach.authoring.review import diff
 from outreach.config import TZ, Config
 from outreach.web.auth import LoginLimiter, User, UserStore, csrf_ok, new_csrf_token
 from outreach.web.permissions import ACTION_LABEL, Action, action_of, roles_for
@@ -41,8 +42,6 @@ class LoginRequired(Exception):
 def stale_diff(opened: str, now: str) -> str:
     """How a file (or one entry of it) changed since a form was opened: the script editor's unified diff,
     shown by the `stale_diff` macro of templates/_diff.html. Empty when nothing differs."""
-    from outreach.authoring.review import diff
-
     def norm(text: str) -> str:
         text = text.replace("\r\n", "\n")
         return text if not text or text.endswith("\n") else text + "\n"

@@ -11,10 +11,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from outreach.audio.render import verified_clip
 from outreach.authoring import review
 from outreach.content.scripts import ENGINES, ID_PATTERN, MAX_TITLE, TOPICS, Script, split_front_matter
 from outreach.content.textnorm import load_lexicon
 from outreach.errors import OutreachError
+from outreach.labels import ROLE
 from outreach.tts.voices import ALL_VOICES
 from outreach.web import data
 from outreach.web.auth import Role, User
@@ -56,7 +58,6 @@ def _need(user: User, what: str) -> None:
 
 
 def _role(user: User) -> str:
-    from outreach.labels import ROLE
     return ROLE.get(user.role.value, user.role.value)
 
 
@@ -161,7 +162,6 @@ def _script_page(request: Request, script_id: str, *, status: int = 200, stale: 
     script = _script(request, script_id)
     lexicon = load_lexicon(ctx.config.lexicon_path)
     drafted, last = review.authors(ctx.engine, script.id)
-    from outreach.audio.render import verified_clip
     try:
         verified_clip(ctx.config, script)
         has_clip = True

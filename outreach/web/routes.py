@@ -12,25 +12,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from outreach.audio.render import verified_clip
+from outreach.delivery import CHANNELS, Channel
 from outreach.errors import OutreachError, RecordError
 from outreach.labels import SLOT, TOPIC
 from outreach.records.limits import MAX_LEAFLETS, MAX_NAME_CHARS, MAX_NOTE_CHARS, MAX_PEOPLE, MIN_RECORD_DATE
 from outreach.web import data
 from outreach.web.auth import csrf_ok
 from outreach.web.pages import (
-    CSRF_FIELD,
-    PageError,
-    csrf_error,
-    ctx_of,
-    flash,
-    not_found,
-    post_form,
-    redirect,
-    render,
-    require_user,
-    safe_next,
-    session_user,
-    start_session,
+    CSRF_FIELD, PageError, csrf_error, ctx_of, flash, not_found, post_form, redirect, render, require_user, safe_next,
+    session_user, start_session,
 )
 from outreach.web.params import check_range, days_back, parse_day, parse_int, parse_range, text_field
 
@@ -176,7 +167,8 @@ def village_page(request: Request, village_id: str) -> Response:
     towns = data.townships(ctx.engine)
     names = {c.id: c.name for c in data.campaigns(ctx.engine)}
     return render(request, "village.html", user=user, v=v, township=towns.get(v.township_id),
-                  history=history, start=start, end=end, campaign_names=names)
+                  history=history, start=start, end=end, campaign_names=names,
+                  by_usb=CHANNELS.get(v.speaker) is Channel.USB)  # type: ignore[call-overload]
 
 
 @router.post("/villages/{village_id}/confirm")
@@ -358,8 +350,6 @@ def scripts_page(request: Request) -> Response:
     ctx = ctx_of(request)
     scripts, problems = data.script_library(ctx.config)
     scripts = sorted(scripts, key=lambda s: (s.approved, s.topic, s.id))
-    from outreach.audio.render import verified_clip
-
     rendered = set()
     for s in scripts:
         try:

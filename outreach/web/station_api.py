@@ -25,10 +25,12 @@ from starlette.concurrency import run_in_threadpool
 
 from outreach.config import TZ
 from outreach.delivery.stations.accounts import authenticate
+from outreach.delivery.stations.alerts import ControlListener
 from outreach.delivery.stations.asrun import ingest_batch
 from outreach.delivery.stations.broker import load_broker_settings
 from outreach.delivery.stations.manifests import blob_path, build_manifests, read_slot_starts
 from outreach.models import Station
+from outreach.planning.workspace import load
 from outreach.station.protocol import StationError, check_sha
 
 log = logging.getLogger("outreach.station_api")
@@ -51,8 +53,6 @@ class _LoadedCache:
         self._loaded: Any = None
 
     def get(self, config: Any) -> Any:
-        from outreach.planning.workspace import load
-
         files = [p for d in (config.schedules_dir, config.scripts_dir, config.clips_dir) if d.is_dir()
                  for p in d.iterdir()]
         stamp = (max((p.stat().st_mtime for p in files), default=0.0), len(files))
@@ -73,8 +73,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             broker = load_broker_settings(ctx.config.workspace)
             if broker is not None:
-                from outreach.delivery.stations.alerts import ControlListener
-
                 listener = ControlListener(ctx.engine, broker, _clock)
                 listener.start()
                 app.state.station_listener = listener

@@ -15,20 +15,16 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from outreach.db import session
+from outreach.delivery.stations.accounts import list_stations
+from outreach.delivery.stations.alerts import alert_status, parse_duration, send_alert, target_stations
+from outreach.delivery.stations.asrun import rejected_events
+from outreach.delivery.stations.broker import load_broker_settings
 from outreach.models import Alert
+from outreach.planning.workspace import load
+from outreach.station.protocol import StationError
 from outreach.web import data
 from outreach.web.pages import (
-    TZ,
-    PageError,
-    bad_request,
-    ctx_of,
-    flash,
-    not_found,
-    post_form,
-    redirect,
-    render,
-    require_editor,
-    require_user,
+    TZ, PageError, bad_request, ctx_of, flash, not_found, post_form, redirect, render, require_editor, require_user,
 )
 
 log = logging.getLogger("outreach.web")
@@ -59,8 +55,6 @@ class TownshipPresence:
 
 
 def _presence(request: Request) -> tuple[list[dict[str, Any]], list[TownshipPresence]]:
-    from outreach.delivery.stations.accounts import list_stations
-
     ctx = ctx_of(request)
     stations = list_stations(ctx.engine, now=ctx.now())
     villages = {v.id: v for v in data.villages(ctx.engine)}
@@ -99,8 +93,6 @@ def stations_page(request: Request) -> Response:
     stations, towns = _presence(request)
     active = [s for s in stations if not s["revoked"]]
     online = sum(1 for s in active if s["online"])
-    from outreach.delivery.stations.asrun import rejected_events
-
     refused = rejected_events(ctx_of(request).engine, limit=RECENT_REFUSED)
     for r in refused["latest"]:
         r["received_local"] = datetime.fromisoformat(r["received_at"]).astimezone(TZ).strftime("%m-%d %H:%M:%S")
@@ -131,10 +123,6 @@ def _strings(form: Any, name: str) -> list[str]:
 @router.post("/alerts")
 async def send_alert_form(request: Request) -> Response:
     """Send an approved script to the chosen county / townships / villages, then show its delivery page."""
-    from outreach.delivery.stations.alerts import parse_duration, send_alert, target_stations
-    from outreach.delivery.stations.broker import load_broker_settings
-    from outreach.planning.workspace import load
-
     user, form = await post_form(request, editor=True)
     ctx = ctx_of(request)
     script_id = form.get("script")
@@ -171,9 +159,6 @@ async def send_alert_form(request: Request) -> Response:
 
 
 def _status(request: Request, alert_id: str) -> dict[str, Any]:
-    from outreach.delivery.stations.alerts import alert_status
-    from outreach.station.protocol import StationError
-
     if not alert_id.isalnum() or len(alert_id) > 32:
         raise not_found("紧急插播", alert_id[:40], "请从「播放盒」页面的最近插播列表点进去。")
     try:

@@ -27,7 +27,8 @@ from outreach.models import SchedulerLeader, SlotClaim
 
 """(village_id, slot, day): one village's slot on one day."""
 
-CLAIMED, PLAYING, DONE = "claimed", "playing", "done"
+# A claim's states; FINISHED ("done" in the table): its play ended one way or another, nobody takes it again.
+CLAIMED, PLAYING, FINISHED = "claimed", "playing", "done"
 LEADER_NAME = "scheduler"
 _PG_LEADER_LOCK = 0x6F757473  # any constant shared by every outreach process
 _T = SlotClaim.__table__
@@ -106,7 +107,7 @@ def read_claims(engine: Engine, keys: Iterable[Key] | None = None, *, open_only:
     """Claims of `keys` (all claims when None; only unfinished ones with `open_only`)."""
     stmt = sa.select(_T)
     if open_only:
-        stmt = stmt.where(_T.c.state != DONE)
+        stmt = stmt.where(_T.c.state != FINISHED)
     wanted = None if keys is None else set(keys)
     if wanted is not None:
         if not wanted:
@@ -154,7 +155,7 @@ def set_state(engine: Engine, owner: str, keys: Iterable[Key], state: str) -> No
 def beat(engine: Engine, owner: str, now: datetime) -> None:
     """Heartbeat of every unfinished claim of this owner."""
     with engine.begin() as conn:
-        conn.execute(sa.update(_T).where(_T.c.owner == owner, _T.c.state != DONE).values(heartbeat_at=now))
+        conn.execute(sa.update(_T).where(_T.c.owner == owner, _T.c.state != FINISHED).values(heartbeat_at=now))
 
 
 # --- leadership ---------------------------------------------------------------------

@@ -22,7 +22,7 @@ from outreach.db import session
 from outreach.delivery.live import claims, players
 from outreach.delivery.prepare import Key, Prepared, prepare_programs, program_for, urgent_carry, with_carry
 from outreach.errors import OutreachError
-from outreach.models import Broadcast, BroadcastScript, BroadcastStatus
+from outreach.models import REACHED, Broadcast, BroadcastScript, BroadcastStatus
 from outreach.planning.plan import Program
 from outreach.planning.workspace import Loaded
 from outreach.records import broadcast_plans, program_status, record_planned
@@ -30,7 +30,6 @@ from outreach.records import broadcast_plans, program_status, record_planned
 log = logging.getLogger("outreach.deliver")
 
 S = BroadcastStatus
-DONE = (S.PLAYED, S.CONFIRMED)
 NO_CLIP = "本节目没有可以播出的录音"
 # Rows a play outcome may overwrite: a replay after a failure or an interruption is allowed.
 _OPEN = (S.PLANNED, S.FAILED, S.INTERRUPTED)
@@ -133,13 +132,13 @@ def play_program(loaded: Loaded, engine: Engine, village_id: str, slot: str, day
         if program is None:
             return Outcome(village_id, slot, day, "silent", "停播日或没有安排节目")
         with session(engine) as s:
-            if program_status(s, day=day, slot=slot, village_id=village_id) in DONE:
+            if program_status(s, day=day, slot=slot, village_id=village_id) in REACHED:
                 return Outcome(village_id, slot, day, "skipped", "已播过")
         owner = claims.new_owner()
         if key not in claims.claim(engine, owner, [key], now):
             # A finished claim whose play failed may be retried; a live one belongs to someone else.
             old = claims.read_claims(engine, [key])
-            if not (old and old[0].state == claims.DONE and claims.take_over(engine, old[0], owner, now)):
+            if not (old and old[0].state == claims.FINISHED and claims.take_over(engine, old[0], owner, now)):
                 return Outcome(village_id, slot, day, "skipped", "已被另一个调度器认领")
         carry = urgent_carry(loaded, engine, village_id, slot, day)
         if carry:
@@ -150,7 +149,7 @@ def play_program(loaded: Loaded, engine: Engine, village_id: str, slot: str, day
         status, detail = play_prepared(loaded, engine, owner, prep, player, timeout_s, now)
         with session(engine) as s:
             record_outcome(s, prep, status, at=now, detail=detail)
-        claims.set_state(engine, owner, [key], claims.DONE)
+        claims.set_state(engine, owner, [key], claims.FINISHED)
     except Exception as exc:  # every started play ends with an outcome
         log.exception("%s %s %s 播出失败", village_id, day, slot)
         detail = f"程序出错（{type(exc).__name__}）：{exc}"

@@ -23,19 +23,23 @@ import sqlalchemy as sa
 from outreach.audio.render import clip_durations, render_library
 from outreach.config import TZ
 from outreach.db import session
+from outreach.delivery import Channel, served_by
 from outreach.delivery.live import claims, players
-from outreach.delivery.live.play import DONE, NO_CLIP, fail_rows, finish_player, interrupt_rows, record_outcome
-from outreach.delivery.prepare import Key, Prepared, plan_programs, prepare_programs, urgent_carries, with_carry
+from outreach.delivery.live.play import NO_CLIP, fail_rows, finish_player, interrupt_rows, record_outcome
+from outreach.delivery.prepare import (
+    Key, Prepared, Resolved, plan_programs, prepare_programs, urgent_carries, with_carry,
+)
 from outreach.labels import STATUS, label
-from outreach.models import Broadcast, BroadcastStatus
-from outreach.planning.workspace import Loaded, plan
+from outreach.models import REACHED, Broadcast, BroadcastStatus
+from outreach.planning.workspace import Loaded, plan_days
 from outreach.records import broadcast_plans, record_planned
 
 log = logging.getLogger("outreach.playout")
 _BATCH_WINDOW_S = 0.05
 
 
-def clock() -> datetime:
+def live_clock() -> datetime:
+    """The county's wall clock (Asia/Shanghai): read by the live channel and the scheduler's job functions."""
     return datetime.now(TZ)
 
 
@@ -49,13 +53,16 @@ class Playing:
     timeout_s: float
 
 
-class Runtime:
+class LiveRuntime:
     """Claims, starts and watches plays for one leading scheduler."""
 
     def __init__(self, loaded: Loaded, engine: sa.Engine, owner: str,
                  leadership: claims.Leadership | None = None) -> None:
         self.loaded, self.engine, self.owner, self.leadership = loaded, engine, owner, leadership
         self.prepared: dict[Key, Prepared] = {}
+        # What the pre-flight checked and joined, and its clip durations: slot time reuses them.
+        self.resolved = Resolved()
+        self.durations: dict[str, float] | None = None
         self.lost = threading.Event()  # set when leadership is lost: the scheduler must stop
         self._queue: queue.Queue[tuple[list[Key], datetime]] = queue.Queue()
         self._running: dict[Key, Playing] = {}
@@ -76,7 +83,7 @@ class Runtime:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=10)
-        now = clock()
+        now = live_clock()
         with self._lock:
             playing = list(self._running.values())
             self._running.clear()
@@ -99,7 +106,7 @@ class Runtime:
     def villages_at(self, hhmm: str) -> list[tuple[str, str]]:
         """(village, slot) of every networked village whose slot starts at HH:MM."""
         reg = self.loaded.registry
-        return [(v.id, s.name) for v in reg.villages.values() if v.speaker == "networked"
+        return [(v.id, s.name) for v in served_by(reg, Channel.LIVE)
                 for s in reg.village_slots(v.id) if s.start.strftime("%H:%M") == hhmm]
 
     def slot_start(self, key: Key) -> datetime:
@@ -133,12 +140,12 @@ class Runtime:
                 self._fail(keys, f"程序出错（{type(exc).__name__}）：{exc}")
 
     def _fail(self, keys: Iterable[Key], detail: str) -> None:
-        now = clock()
+        now = live_clock()
         try:
             with session(self.engine) as s:
                 for key in keys:
                     fail_rows(s, key, at=now, detail=detail)
-            claims.set_state(self.engine, self.owner, keys, claims.DONE)
+            claims.set_state(self.engine, self.owner, keys, claims.FINISHED)
         except Exception:
             log.exception("无法把 %d 个时段的失败写入数据库", len(list(keys)))
 
@@ -149,7 +156,7 @@ class Runtime:
         with session(self.engine) as s:
             rows = s.execute(sa.select(b.village_id, b.slot, b.date).where(
                 b.date.in_({d for _, _, d in keys}), b.village_id.in_({v for v, _, _ in keys}),
-                b.status.in_(DONE)).distinct()).all()
+                b.status.in_(REACHED)).distinct()).all()
         return {(v, sl, d) for v, sl, d in rows} & set(keys)
 
     def start_batch(self, keys: Sequence[Key], now: datetime) -> list[Key]:
@@ -169,7 +176,7 @@ class Runtime:
                 if c.state == claims.CLAIMED:  # taken over from a dead scheduler: replay it
                     won.add(c.key)
                 continue
-            if c.state == claims.DONE:
+            if c.state == claims.FINISHED:
                 log.info("%s %s %s：已播过，跳过（认领者 %s）", *c.key[::2], c.key[1], c.owner)
             elif claims.owner_alive(c.owner, c.heartbeat_at, now, self.loaded.config.deliver.stale_s):
                 log.info("%s %s %s：已被调度器 %s 认领，跳过", c.key[0], c.key[2], c.key[1], c.owner)
@@ -181,12 +188,14 @@ class Runtime:
     def _programs(self, keys: Sequence[Key]) -> dict[Key, Prepared]:
         out = {k: self.prepared[k] for k in keys if k in self.prepared}
         missing = [k for k in keys if k not in out]
-        if missing:
-            out |= prepare_programs(self.loaded, plan_programs(self.loaded, missing).values())
+        if missing:  # not in the pre-flight's window: planned now; clips it checked are not checked again
+            out |= prepare_programs(self.loaded, plan_programs(self.loaded, missing).values(), resolved=self.resolved)
         carries = urgent_carries(self.loaded, self.engine, [k for k in keys if k in out])
         if carries:
-            durations = clip_durations(self.loaded.config, self.loaded.library)
-            out |= prepare_programs(self.loaded, [with_carry(out[k].program, c, durations) for k, c in carries.items()])
+            if self.durations is None:
+                self.durations = clip_durations(self.loaded.config, self.loaded.library)
+            out |= prepare_programs(self.loaded, [with_carry(out[k].program, c, self.durations)
+                                                  for k, c in carries.items()], resolved=self.resolved)
         return out
 
     def _launch(self, keys: list[Key], now: datetime) -> list[Key]:
@@ -196,7 +205,7 @@ class Runtime:
         silent = [k for k in keys if k not in preps]
         for k in silent:
             log.info("%s %s %s：不播（停播日或没有安排节目）", k[0], k[2], k[1])
-        claims.set_state(self.engine, self.owner, silent, claims.DONE)
+        claims.set_state(self.engine, self.owner, silent, claims.FINISHED)
         with session(self.engine) as s:
             record_planned(s, broadcast_plans([preps[k].program for k in keys if k in preps]), now=now)
         deliver = self.loaded.config.deliver
@@ -230,7 +239,7 @@ class Runtime:
         with session(self.engine) as s:
             for prep, status, detail in ended:
                 record_outcome(s, prep, status, at=now, detail=detail)
-        claims.set_state(self.engine, self.owner, [p.key for p, _, _ in ended], claims.DONE)
+        claims.set_state(self.engine, self.owner, [p.key for p, _, _ in ended], claims.FINISHED)
         for prep, status, detail in ended:
             v, slot, day = prep.key
             text = "；".join(x for x in (detail, prep.problems()) if x)
@@ -257,7 +266,7 @@ class Runtime:
         if late <= self.loaded.config.deliver.grace_s:
             log.warning("%s %s %s：%s；从头完整重播（晚了 %.0f 秒）", c.key[0], c.key[2], c.key[1], detail, late)
             return True
-        claims.set_state(self.engine, self.owner, [c.key], claims.DONE)
+        claims.set_state(self.engine, self.owner, [c.key], claims.FINISHED)
         log.warning("%s %s %s：%s；已过宽限时间，不再重播", c.key[0], c.key[2], c.key[1], detail)
         return False
 
@@ -277,10 +286,10 @@ class Runtime:
                         ended.append((p.prep, *result))
                         with self._lock:
                             self._running.pop(key, None)
-                self._record(ended, clock())
+                self._record(ended, live_clock())
                 if time.monotonic() - last_beat >= deliver.heartbeat_s:
                     last_beat = time.monotonic()
-                    now = clock()
+                    now = live_clock()
                     claims.beat(self.engine, self.owner, now)
                     if self.leadership is not None and not self.leadership.beat(now):
                         log.critical("另一个调度器接管了这个数据库；本调度器停止")
@@ -296,7 +305,7 @@ class Runtime:
         loaded = self.loaded
         grace = timedelta(seconds=loaded.config.deliver.grace_s)
         end = now + timedelta(hours=hours)
-        result = plan(loaded, (now - grace).astimezone(TZ).date(), end.astimezone(TZ).date())
+        result = plan_days(loaded, (now - grace).astimezone(TZ).date(), end.astimezone(TZ).date())
         programs = [p for p in result.programs if now - grace <= p.start <= end]
         needed = sorted({i.script_id for p in programs for i in p.airable_items if i.script_id in loaded.scripts})
         report = render_library(loaded.config, [loaded.scripts[s] for s in needed],
@@ -305,9 +314,11 @@ class Runtime:
             log.error("预检：%s 的录音无法生成：%s", script_id, message)
         for line in result.alerts:  # one loud line per urgent campaign and edited script, not per program
             log.error("预检：%s", line)
-        networked = {v.id for v in loaded.registry.villages.values() if v.speaker == "networked"}
-        ready = prepare_programs(loaded, [p for p in programs if p.village_id in networked])
-        self.prepared = ready
+        networked = {v.id for v in served_by(loaded.registry, Channel.LIVE)}
+        resolved = Resolved()  # a new pre-flight checks every clip afresh
+        ready = prepare_programs(loaded, [p for p in programs if p.village_id in networked], resolved=resolved)
+        self.prepared, self.resolved = ready, resolved
+        self.durations = clip_durations(loaded.config, loaded.library)
         made = sum(not r.cached for r in report.results)
         cannot = sum(len(p.not_aired) for p in ready.values())
         log.info("预检：%d 个节目已就绪（未来 %d 小时），新生成录音 %d 条，%d 项无法播出",

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from outreach.config import TZ
 from outreach.db import session
+from outreach.delivery import Channel, channel_of
 from outreach.delivery.stations.broker import BrokerSettings, mosquitto_hash, reload_broker, write_auth_files
 from outreach.models import Broadcast, Station
 from outreach.planning.workspace import Loaded
@@ -45,7 +46,7 @@ def add_station(engine: Engine, loaded: Loaded, village_id: str, *, now: datetim
     village = loaded.registry.villages.get(village_id)
     if village is None:
         raise StationError(f"未知的村编号 {village_id!r}；请使用 schedules/county.yaml 里的编号")
-    if village.speaker != "station":
+    if channel_of(village) is not Channel.STATIONS:
         raise StationError(f"村 {village_id} 的设置是 `speaker: {village.speaker}`；请先在 schedules/county.yaml 里改为 "
                            "`speaker: station`（县里集中播放和村广播站不能同时播这个村）")
     station_id = f"{village_id}-{secrets.token_hex(3)}"

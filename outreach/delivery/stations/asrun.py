@@ -24,7 +24,7 @@ from outreach.db import session
 from outreach.delivery.stations.alerts import record_alert_play
 from outreach.delivery.stations.manifests import SlotStarts
 from outreach.models import Alert, Broadcast, BroadcastStatus, Station, StationEvent, StationEventRejected
-from outreach.planning.workspace import Loaded, plan
+from outreach.planning.workspace import Loaded, plan_days
 from outreach.records import BroadcastPlan, mark_program, record_planned
 from outreach.station.protocol import AsRunEvent, EventKind, StationError, check_sha, entry_id
 
@@ -92,7 +92,7 @@ class _Expected:
         village = self.station.village_id
         for d in todo:
             self._days[d] = {}
-        for p in plan(self.loaded, todo[0], todo[-1], village_ids=[village]).programs:
+        for p in plan_days(self.loaded, todo[0], todo[-1], village_ids=[village]).programs:
             if p.village_id != village or p.date not in self._days or p.slot not in self.slot_specs:
                 continue
             slot = self._slot(p.date, p.slot)

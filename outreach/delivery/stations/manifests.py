@@ -21,10 +21,10 @@ from sqlalchemy import Engine
 from outreach.audio.render import clip_durations
 from outreach.config import TZ
 from outreach.db import session
-from outreach.delivery.prepare import Prepared, prepare_programs
+from outreach.delivery.prepare import Prepared, Resolved, prepare_programs
 from outreach.planning.plan import Program, ProgramItem
 from outreach.planning.registry import village_voice
-from outreach.planning.workspace import Loaded, plan
+from outreach.planning.workspace import Loaded, plan_days
 from outreach.records import broadcast_plans, record_planned
 from outreach.station.protocol import CampaignPart, Manifest, ManifestEntry, StationError, entry_id
 
@@ -79,29 +79,43 @@ def read_slot_starts(path: Path | None) -> dict[tuple[str, str, str], datetime]:
     return found
 
 
-def _entry(prep: Prepared, start: datetime, store: Path, *, fallback: bool = False) -> ManifestEntry | None:
+def _entry(prep: Prepared, start: datetime, store: Path, sizes: dict[str, int], *,
+           fallback: bool = False) -> ManifestEntry | None:
+    """One manifest entry; `sizes` holds the blobs stored so far (each distinct program is stored once)."""
     if prep.audio is None or prep.sha256 is None:
         return None
-    store_blob(store, prep.audio, prep.sha256)
+    if prep.sha256 not in sizes:
+        sizes[prep.sha256] = store_blob(store, prep.audio, prep.sha256).stat().st_size
     p = prep.program
     parts = tuple(CampaignPart(c, tuple(i.script_id for i in prep.aired if i.campaign_id == c))
                   for c in dict.fromkeys(i.campaign_id for i in prep.aired))
     eid = entry_id(p.date, p.slot)
     return ManifestEntry(f"fallback/{eid}" if fallback else eid, p.date.isoformat(), p.slot,
-                         start.astimezone(TZ).isoformat(), prep.sha256, prep.audio.stat().st_size,
+                         start.astimezone(TZ).isoformat(), prep.sha256, sizes[prep.sha256],
                          round(p.duration_s, 3), prep.engine, parts)
 
 
-def _fallback_program(loaded: Loaded, village_id: str, day: date) -> Program | None:
-    """The always-on program: the default campaign's approved scripts that fit the shortest slot."""
+def _default_durations(loaded: Loaded) -> dict[str, float]:
+    """Seconds per clip of the default campaign's scripts ({} without a default campaign)."""
+    default = next((c for c in loaded.campaigns if c.default), None)
+    if default is None:
+        return {}
+    return clip_durations(loaded.config, [loaded.scripts[s] for s in default.scripts if s in loaded.scripts])
+
+
+def _fallback_program(loaded: Loaded, village_id: str, day: date,
+                      durations: Mapping[str, float] | None = None) -> Program | None:
+    """The always-on program: the default campaign's approved scripts that fit the shortest slot.
+
+    `durations` (`_default_durations`, computed once for many villages) saves reading the clips again.
+    """
     default = next((c for c in loaded.campaigns if c.default), None)
     if default is None:
         return None
     slots = loaded.registry.village_slots(village_id)
     limit = min(s.max_minutes for s in slots) * 60 if slots else 600
     items, total = [], 0.0
-
-    durations = clip_durations(loaded.config, [loaded.scripts[s] for s in default.scripts if s in loaded.scripts])
+    durations = _default_durations(loaded) if durations is None else durations
     for sid in default.scripts:
         d = durations.get(sid)
         if d is None or total + d > limit:
@@ -139,19 +153,23 @@ def build_manifests(loaded: Loaded, stations: Sequence[tuple[str, str]], *, now:
     today = now.astimezone(TZ).date()
     end = today + timedelta(days=days - 1)
     villages = sorted({v for _, v in stations})
-    result = plan(loaded, today, end, village_ids=villages)
+    result = plan_days(loaded, today, end, village_ids=villages)
     overrides = slot_starts or {}
     store = blob_dir(loaded)
-    prepared = prepare_programs(loaded, result.programs)
-    fallbacks = prepare_programs(loaded, [f for v in villages if (f := _fallback_program(loaded, v, today))])
+    resolved = Resolved()  # the fallbacks' clips are checked once with the programs'
+    prepared = prepare_programs(loaded, result.programs, resolved=resolved)
+    durations = _default_durations(loaded)
+    fallbacks = prepare_programs(loaded, [f for v in villages if (f := _fallback_program(loaded, v, today, durations))],
+                                 resolved=resolved)
+    sizes: dict[str, int] = {}
     by_village: dict[str, list[ManifestEntry]] = {v: [] for v in villages}
     for key, prep in prepared.items():
         p = prep.program
         start = overrides.get((p.village_id, p.date.isoformat(), p.slot), p.start)
-        entry = _entry(prep, start, store)
+        entry = _entry(prep, start, store, sizes)
         if entry is not None:
             by_village[p.village_id].append(entry)
-    fallback_of = {k[0]: _entry(prep, prep.program.start, store, fallback=True) for k, prep in fallbacks.items()}
+    fallback_of = {k[0]: _entry(prep, prep.program.start, store, sizes, fallback=True) for k, prep in fallbacks.items()}
     if engine is not None:
 
         with session(engine) as s:

@@ -2,8 +2,10 @@
 
 A pack folder per village holds exactly the exported days: `2026-12-01_0630_早间.mp3`
 names sort in airing order. Each file is the shared program audio with its own ID3v2.3
-tag in front, written to a temporary name, verified and renamed; manifest.json lists
-only files that were written and verified.
+tag in front, written to a temporary name, synced, read back from the disk (not the page
+cache: a stick that lies is caught) and compared, then renamed; manifest.json lists only
+files that were written and verified. Files are written a few at a time, each program's
+audio read once.
 
 The staged program audio (build/programs) is one file per distinct program. Pack
 files are copies, never hard links: each carries its own village/date title and
@@ -15,10 +17,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import stat
 import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path, PurePosixPath
@@ -26,14 +32,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from outreach.errors import OutputError
-from outreach.files import (
-    atomic_path,
-    describe_os_error,
-    remove_stale_parts,
-    sha256_file,
-    write_bytes_atomic,
-    write_text_if_changed,
-)
+from outreach.files import atomic_path, describe_os_error, remove_stale_parts, write_bytes_atomic, write_text_if_changed
 from outreach.labels import SLOT, label
 
 MANIFEST = "manifest.json"
@@ -166,12 +165,29 @@ def _audio_offset(path: Path) -> int:
     return 10 + size + (10 if head[5] & 0x10 else 0)
 
 
-def _place(item: PackItem, tag: bytes, out_dir: Path, existing: Mapping[str, PackFile]) -> tuple[PackFile, bool]:
-    """Write tag + program audio to the pack atomically and verify it, unless the same file is there."""
+class _Bodies:
+    """Program audio without its ID3 tag, read once per distinct program; the last few are kept in memory."""
+
+    def __init__(self, keep: int = 8) -> None:
+        self._kept: OrderedDict[Path, bytes] = OrderedDict()
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def get(self, audio: Path) -> bytes:
+        with self._lock:
+            if audio not in self._kept:
+                self._kept[audio] = audio.read_bytes()[_audio_offset(audio):]
+                while len(self._kept) > self._keep:
+                    self._kept.popitem(last=False)
+            self._kept.move_to_end(audio)
+            return self._kept[audio]
+
+
+def _place(item: PackItem, tag: bytes, body: bytes, out_dir: Path,
+           existing: Mapping[str, PackFile]) -> tuple[PackFile, bool]:
+    """Write tag + program audio (`body`) to the pack atomically and verify it, unless the same file is there."""
     target = inside(out_dir, item.rel_path)
-    offset = _audio_offset(item.audio)
-    body = item.audio.stat().st_size - offset
-    source = hashlib.sha256(tag + f"{item.audio.name}/{body}".encode()).hexdigest()[:24]
+    source = hashlib.sha256(tag + f"{item.audio.name}/{len(body)}".encode()).hexdigest()[:24]
 
     def entry(digest: str) -> PackFile:
         return PackFile(item.rel_path, digest, round(item.duration_s, 2), item.village_id, item.slot,
@@ -179,34 +195,54 @@ def _place(item: PackItem, tag: bytes, out_dir: Path, existing: Mapping[str, Pac
 
     known = existing.get(item.rel_path)
     if (known is not None and known.source == source and target.is_file()
-            and target.stat().st_size == len(tag) + body):
+            and target.stat().st_size == len(tag) + len(body)):
         if stat.S_IMODE(target.stat().st_mode) != FILE_MODE:
             target.chmod(FILE_MODE)  # packs written before files were made world-readable
         return entry(known.sha256), False
     digest = hashlib.sha256(tag)
+    digest.update(body)
     with atomic_path(target) as tmp:
-        with item.audio.open("rb") as src, tmp.open("wb") as dst:
-            dst.write(tag)
-            src.seek(offset)
-            while block := src.read(1 << 20):
-                digest.update(block)
-                dst.write(block)
-        _verify(tmp, item, len(tag) + body, digest.hexdigest())
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
+        try:
+            for part in (tag, body):
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fsync(fd)  # on the stick, so the read-back below reads what the stick kept
+        finally:
+            os.close(fd)
+        _verify(tmp, item, tag, body)
     return entry(digest.hexdigest()), True
 
 
-def _verify(path: Path, item: PackItem, size: int, digest: str) -> None:
-    """Read back a written pack file: size, checksum and title tag must be what was meant."""
+def _read_back(path: Path) -> bytes:
+    """The bytes of `path` as the disk has them: its cached pages are dropped first (it was fsynced)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if hasattr(os, "posix_fadvise"):  # not on macOS or Windows: there the read may come from the cache
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _verify(path: Path, item: PackItem, tag: bytes, body: bytes) -> None:
+    """Read back a written pack file from the disk: size, content and title tag must be what was meant."""
     from mutagen.id3 import ID3, ID3NoHeaderError
 
     problem = ""
-    if path.stat().st_size != size:
-        problem = f"大小是 {path.stat().st_size} 字节，应为 {size} 字节"
-    elif sha256_file(path) != digest:
+    size = len(tag) + len(body)
+    back = _read_back(path)
+    if len(back) != size:
+        problem = f"大小是 {len(back)} 字节，应为 {size} 字节"
+    elif back[:len(tag)] != tag or back[len(tag):] != body:  # bytes compare by memcmp (a memoryview would not)
         problem = "校验和与写入的内容不一致"
     else:
         try:
-            tags = ID3(path)
+            tags = ID3(io.BytesIO(back[:len(tag)]))
             if str(tags["TIT2"].text[0]) != item.title or tags.version[:2] != (2, 3):
                 problem = "标题标签不一致"
         except (ID3NoHeaderError, KeyError, OSError) as exc:
@@ -328,6 +364,35 @@ def _write_sheets(here: Path, mine: list[PackFile], items: Sequence[PackItem] | 
         write_bytes_atomic(here / README, readme)
 
 
+# Pack files written, synced and read back at once: the stick works while Python tags the next ones.
+_WRITERS = 4
+
+
+def _place_all(todo: Sequence[tuple[PackItem, int, int]], out_dir: Path, existing: Mapping[str, PackFile], *,
+               progress: bool) -> list[tuple[PackFile, bool] | str]:
+    """`_place` every (item, track, of tracks), in parallel; each outcome in `todo` order, a failure as its message.
+
+    Files of one program are placed one after another, so its audio is read once.
+    """
+    bodies = _Bodies()
+
+    def one(job: tuple[PackItem, int, int]) -> tuple[PackFile, bool] | str:
+        item, track, total = job
+        try:
+            return _place(item, id3_tag(item, track, total), bodies.get(item.audio), out_dir, existing)
+        except (OutputError, OSError) as exc:
+            return str(exc)
+
+    order = sorted(range(len(todo)), key=lambda n: (str(todo[n][0].audio), n))
+    out: list[tuple[PackFile, bool] | str] = [""] * len(todo)
+    with tqdm(total=len(todo), desc="export", unit="file", file=sys.stderr, disable=not progress) as bar, \
+            ThreadPoolExecutor(_WRITERS) as pool:
+        for n, placed in zip(order, pool.map(one, [todo[n] for n in order])):
+            out[n] = placed
+            bar.update()
+    return out
+
+
 def export_pack(items: Sequence[PackItem], out_dir: Path, *, folders: Iterable[str] = (),
                 progress: bool = False) -> ExportReport:
     """Write pack files, playlists, 播放说明 and manifest.json; idempotent and resumable.
@@ -356,15 +421,11 @@ def export_pack(items: Sequence[PackItem], out_dir: Path, *, folders: Iterable[s
     by_folder = {f: group for f, group in by_folder.items() if f not in blocked}
     folders = [f for f in folders if f not in blocked]
     todo = [(item, n + 1, len(group)) for group in by_folder.values() for n, item in enumerate(group)]
-    bar = tqdm(todo, desc="export", unit="file", file=sys.stderr, disable=not progress)
-    for item, track, total in bar:
-        try:
-            entry, wrote = _place(item, id3_tag(item, track, total), out_dir, existing)
-        except (OutputError, OSError) as exc:
-            report.failures.append((item.rel_path, str(exc)))
-            continue
-        (report.written if wrote else report.unchanged).append(entry)
-    bar.close()
+    for (item, _, _), placed in zip(todo, _place_all(todo, out_dir, existing, progress=progress)):
+        if isinstance(placed, str):
+            report.failures.append((item.rel_path, placed))
+        else:
+            (report.written if placed[1] else report.unchanged).append(placed[0])
 
     ok = {f.path: f for f in report.files}
     touched = set(by_folder) | set(folders)
