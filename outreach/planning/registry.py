@@ -309,6 +309,20 @@ def _load_slots(doc: YamlMap | None, path: Path, problems: Problems) -> dict[Slo
     return slots
 
 
+def _county_header(doc: Any, path: Path, problems: Problems) -> tuple[str, list[str] | None, list[str] | None]:
+    """county.yaml's county name and the township and village ids it declares (None: unreadable file)."""
+    if doc is None:
+        return "", None, None
+    check_keys(doc, path, ("county", "townships", "villages"), (), problems)
+    county = doc.get("county") or ""
+    if "county" in doc and (not isinstance(county, str) or not county.strip()):
+        problems.add(path, doc.line, "county", "须为县名，如 槐川县")
+    for key in ("townships", "villages"):
+        if key in doc and not doc[key]:
+            problems.add(path, doc.line, key, f"是空的；请至少写一个{_KINDS[key]}")
+    return county, declared_ids(doc, "townships"), declared_ids(doc, "villages")
+
+
 def load_registry(schedules_dir: Path, *, players: Collection[str] | None = None) -> Registry:
     """Load and validate county.yaml, markets.yaml and slots.yaml from `schedules_dir`.
 
@@ -323,18 +337,7 @@ def load_registry(schedules_dir: Path, *, players: Collection[str] | None = None
     markets_doc = read_yaml(markets_path, problems)
     slots_doc = read_yaml(slots_path, problems)
 
-    county = ""
-    known_townships: list[str] | None = None
-    known_villages: list[str] | None = None
-    if county_doc is not None:
-        check_keys(county_doc, county_path, ("county", "townships", "villages"), (), problems)
-        county = county_doc.get("county") or ""
-        if "county" in county_doc and (not isinstance(county, str) or not county.strip()):
-            problems.add(county_path, county_doc.line, "county", "须为县名，如 槐川县")
-        for key in ("townships", "villages"):
-            if key in county_doc and not county_doc[key]:
-                problems.add(county_path, county_doc.line, key, f"是空的；请至少写一个{_KINDS[key]}")
-        known_townships, known_villages = declared_ids(county_doc, "townships"), declared_ids(county_doc, "villages")
+    county, known_townships, known_villages = _county_header(county_doc, county_path, problems)
     township_entries = validate_items(county_doc, "townships", Township, county_path, problems)
     townships = _unique(township_entries, county_path, problems)
     village_entries = validate_items(county_doc, "villages", Village, county_path, problems)

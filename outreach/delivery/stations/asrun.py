@@ -245,6 +245,31 @@ def _keep_payload(raw: Any) -> str:
     return text[:PAYLOAD_KEEP]
 
 
+def _batch_days(parsed: Sequence[AsRunEvent | _Refused], now: datetime) -> set[date]:
+    """The program dates of a batch's events within the window the server accepts."""
+    today = now.astimezone(TZ).date()
+    days = set()
+    for ev in parsed:
+        if isinstance(ev, AsRunEvent) and ev.kind is not EventKind.ALERT_PLAYED:
+            with contextlib.suppress(ValueError):
+                d = date.fromisoformat(ev.date)
+                if today - timedelta(days=MAX_EVENT_AGE_DAYS) <= d <= today + timedelta(days=1):
+                    days.add(d)
+    return days
+
+
+def _checked_time(raw: Any, ev: AsRunEvent, station: Station, now: datetime) -> datetime:
+    """The event's instant, refused when it names another village, lies ahead of the server or is too old."""
+    if isinstance(raw, dict) and "village_id" in raw and raw["village_id"] != station.village_id:
+        raise _Refused(403, f"本广播站属于村 {station.village_id}，不能上报别的村的播出")
+    at = _instant(ev.at, "at")
+    if at > now + timedelta(seconds=FUTURE_S):
+        raise _Refused(422, f"时间 {at.isoformat()} 晚于县服务器的当前时间；请校准广播站的时钟（NTP）")
+    if at < now - timedelta(days=MAX_EVENT_AGE_DAYS + 1):
+        raise _Refused(422, f"时间 {at.isoformat()} 是 {MAX_EVENT_AGE_DAYS} 天以前，不再接收")
+    return at
+
+
 def ingest_batch(engine: Engine, loaded: Loaded, station: Station, raw_events: Sequence[Any], *, now: datetime,
                  slot_starts: SlotStarts | None = None) -> list[EventResult]:
     """Check each uploaded event against what the server sent this station, apply the good ones, keep the rest.
@@ -266,15 +291,7 @@ def ingest_batch(engine: Engine, loaded: Loaded, station: Station, raw_events: S
                 parsed.append(_parse_event(raw))
             except _Refused as exc:
                 parsed.append(exc)
-        today = now.astimezone(TZ).date()
-        days = set()
-        for ev in parsed:  # plan the batch's dates in one go
-            if isinstance(ev, AsRunEvent) and ev.kind is not EventKind.ALERT_PLAYED:
-                with contextlib.suppress(ValueError):
-                    d = date.fromisoformat(ev.date)
-                    if today - timedelta(days=MAX_EVENT_AGE_DAYS) <= d <= today + timedelta(days=1):
-                        days.add(d)
-        expected.load(days)
+        expected.load(_batch_days(parsed, now))  # plan the batch's dates in one go
         seen: set[str] = set()
         for index, (raw, ev) in enumerate(zip(raw_events, parsed)):
             event_id = ev.event_id if isinstance(ev, AsRunEvent) else _event_id_of(raw)
@@ -287,13 +304,7 @@ def ingest_batch(engine: Engine, loaded: Loaded, station: Station, raw_events: S
                 if s.get(StationEvent, (ev.event_id, station.id)) is not None:
                     results.append(EventResult(index, event_id, 200))
                     continue
-                if isinstance(raw, dict) and "village_id" in raw and raw["village_id"] != station.village_id:
-                    raise _Refused(403, f"本广播站属于村 {station.village_id}，不能上报别的村的播出")
-                at = _instant(ev.at, "at")
-                if at > now + timedelta(seconds=FUTURE_S):
-                    raise _Refused(422, f"时间 {at.isoformat()} 晚于县服务器的当前时间；请校准广播站的时钟（NTP）")
-                if at < now - timedelta(days=MAX_EVENT_AGE_DAYS + 1):
-                    raise _Refused(422, f"时间 {at.isoformat()} 是 {MAX_EVENT_AGE_DAYS} 天以前，不再接收")
+                at = _checked_time(raw, ev, station, now)
                 if ev.kind is EventKind.ALERT_PLAYED:
                     _check_alert(s, ev, at, station)
                     scheduled = at
