@@ -40,7 +40,7 @@ def county(tmp_path_factory: pytest.TempPathFactory, rendered_build: Path):
     slots = root / "slots.json"
     set_slots(slots, [])
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | broker.env() | {
-        "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     server = Server(ws, env, "--slot-starts", str(slots))
     server.start()
     state = {"ws": ws, "root": root, "broker": broker, "server": server, "env": env, "slots": slots,

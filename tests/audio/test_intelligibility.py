@@ -23,7 +23,7 @@ from outreach.content.scripts import load_library
 from outreach.content.textnorm import load_lexicon, normalize
 from outreach.tts import get_synthesizer
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MEAN_LIMIT = 0.12
 CLIP_LIMIT = 0.25
 # Sentences whose espeak rendering the recogniser must find far worse than the neural one.

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.browser
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 12, 10, 9, 30, tzinfo=TZ)
 PASSWORD = "qinghe-2026"
-SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
+SHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 PHONE_PAGES = ["/today", "/campaigns", "/villages", "/villages/hexi-04", "/markets", "/markets/dazhuang-ji", "/gaps",
                "/plan?township=hexi", "/packs", "/scripts", "/scripts/fraud-seven-tools", "/scripts/new", "/users"]
 

@@ -27,7 +27,7 @@ from outreach.models import Broadcast, BroadcastStatus
 pytestmark = pytest.mark.faults
 
 OUTREACH = [sys.executable, "-m", "outreach"]
-FAKE = str(Path(__file__).resolve().parent / "fake_player.py")
+FAKE = str(Path(__file__).resolve().parents[1] / "fake_player.py")
 N_NETWORKED = 20
 
 

@@ -13,7 +13,7 @@ import pytest
 from outreach.content.textnorm import HOTLINES, Lexicon, load_lexicon, normalize
 from outreach.errors import TextNormError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_LEXICON = REPO_ROOT / "audio_scripts" / "lexicon.tsv"
 
 

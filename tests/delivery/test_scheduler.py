@@ -71,7 +71,7 @@ def _statuses(engine, village: str) -> list[tuple[str, BroadcastStatus, datetime
 
 
 # Late play within grace after a restart, missed beyond it (day by day), and no double play
-# across restarts and schedulers: tests/test_faults_scheduler.py, with real processes.
+# across restarts and schedulers: tests/delivery/test_faults_scheduler.py, with real processes.
 
 
 def test_sigterm_stops_the_scheduler_cleanly(workspace: Path) -> None:

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from test_web import CSRF, Site, editor, login, seeded_db, site, token, viewer  # noqa: F401  (fixtures)
+from web_site import CSRF, Site, editor, login, seeded_db, site, token, viewer  # noqa: F401  (fixtures)
 
 from outreach.audio.render import clip_durations
 from outreach.authoring import editing

@@ -15,7 +15,7 @@ from outreach.errors import RegistryError
 from outreach.planning.market_days import MarketRule
 from outreach.planning.registry import Registry, load_registry
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 D = date.fromisoformat
 
 

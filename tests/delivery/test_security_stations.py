@@ -179,7 +179,7 @@ def test_a_station_cannot_knock_another_off_with_its_client_id(tmp_path: Path) -
 
 
 def test_broker_configs_tie_client_id_to_user_name() -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     assert "use_username_as_clientid true" in (root / "tools" / "test").read_text()
     assert "use_username_as_clientid true" in (root / "README.md").read_text()
 
@@ -372,7 +372,7 @@ def test_station_keeps_refused_events_aside_and_is_never_stuck(rendered_workspac
     set_slots(slots, [{"village_id": VILLAGES[0], "date": now.date().isoformat(), "slot": SLOT,
                        "start": (now - timedelta(seconds=60)).isoformat()}])
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and k not in _BROKER_ENV} | {
-        "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     server = Server(ws, env, "--slot-starts", str(slots))
     server.start()
     try:

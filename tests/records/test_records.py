@@ -677,7 +677,7 @@ def test_the_tour_sample_confirmations_import_cleanly_and_a_slot_still_to_come_w
     from outreach.config import load_config
     from outreach.planning.workspace import load, open_database
 
-    sample = Path(__file__).resolve().parents[1] / "samples" / "confirmations.csv"
+    sample = Path(__file__).resolve().parents[2] / "samples" / "confirmations.csv"
     engine = open_database(load(load_config(workspace)), f"sqlite:///{tmp_path / 'tour.db'}")
     try:
         with db.session(engine) as s:

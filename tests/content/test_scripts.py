@@ -18,7 +18,7 @@ from outreach.content.scripts import Problem, Script, approve_script, check_libr
 from outreach.errors import ScriptError
 from outreach.tts.voices import engine_of_voice
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = REPO_ROOT / "audio_scripts"
 MAX_CHARS = 100
 COUNTY = "槐川县公安局"

@@ -15,7 +15,7 @@ from outreach.cli import cli
 from outreach.errors import MarketRuleError
 from outreach.planning.market_days import MarketRule, lunar_day, lunar_label, parse_rule
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def d(text: str) -> date:
@@ -252,7 +252,7 @@ def test_a_bad_day_number_in_markets_yaml_names_file_line_and_market(tmp_path: P
     from outreach.errors import RegistryError
     from outreach.planning.registry import load_registry
 
-    shutil.copytree(Path(__file__).resolve().parents[1] / "schedules", tmp_path / "schedules")
+    shutil.copytree(Path(__file__).resolve().parents[2] / "schedules", tmp_path / "schedules")
     path = tmp_path / "schedules" / "markets.yaml"
     text = path.read_text(encoding="utf-8")
     path.write_text(text.replace("rule: 逢农历三、八", "rule: 逢农历三十一", 1), encoding="utf-8")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import Request
-from test_web import CSRF, Site, client_as, login, seeded_db, site, token  # noqa: F401  (fixtures)
+from web_site import CSRF, Site, client_as, login, seeded_db, site, token  # noqa: F401  (fixtures)
 
 from outreach.config import load_config
 from outreach.delivery.live import players
@@ -27,7 +27,7 @@ from outreach.web.permissions import ALLOWED, FORM_ROUTES, OPEN_ROUTES, Role
 pytestmark = pytest.mark.security
 
 OUTREACH = [sys.executable, "-m", "outreach"]
-FAKE = str(Path(__file__).resolve().parent / "fake_player.py")
+FAKE = str(Path(__file__).resolve().parents[1] / "fake_player.py")
 EXPLOIT = "sh -c touch$IFS'pwned';: {file}"
 
 
