@@ -100,9 +100,9 @@ def write_text_atomic(target: Path, text: str) -> None:
 
 
 def write_text_if_changed(target: Path, text: str) -> bool:
-    """Write `text` atomically unless `target` already holds exactly it."""
+    """Write `text` atomically unless `target` already holds exactly it (byte for byte: CRLF lines and a BOM count)."""
     try:
-        if target.read_text(encoding="utf-8") == text:
+        if target.read_bytes() == text.encode("utf-8"):
             return False
     except (OSError, UnicodeDecodeError):
         pass

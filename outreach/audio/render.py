@@ -377,7 +377,7 @@ def verified_clip(config: Config, script: Script, voice: str | None = None) -> P
 
 def verified_clip_engine(config: Config, script: Script, voice: str | None = None,
                          lexicon: Lexicon | None = None) -> tuple[Path, str | None]:
-    """`verified_clip` and the engine that made it (`clip_engine`), from one plan and one sidecar read.
+    """`verified_clip` and the engine that really made the clip, from one plan and one sidecar read.
 
     `lexicon` (load_lexicon) saves re-reading the lexicon when many clips are checked at once.
     """
@@ -390,8 +390,3 @@ def verified_clip_engine(config: Config, script: Script, voice: str | None = Non
                             "请运行 `outreach render --force`")
     return job.path, meta.get("engine")
 
-
-def clip_engine(config: Config, script: Script, voice: str | None = None) -> str | None:
-    """The engine that really produced the current clip of `script` (in `voice`), if rendered."""
-    _job, meta = _current_meta(config, script, voice)
-    return meta.get("engine") if meta else None

@@ -19,19 +19,18 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from outreach.audio.programs import program_audio
-from outreach.audio.render import render_workers, verified_clip, verified_clip_engine
+from outreach.audio.render import render_library, render_workers, verified_clip_engine
 from outreach.config import TZ
 from outreach.content.textnorm import Lexicon, load_lexicon
 from outreach.db import session
 from outreach.errors import OutreachError
 from outreach.files import sha256_file
 from outreach.models import Broadcast, BroadcastStatus
-from outreach.planning.plan import Program, ProgramItem
+from outreach.planning.plan import Program, ProgramItem, audio_key
 from outreach.planning.workspace import GAP_S, Loaded, plan_days
 
 log = logging.getLogger("outreach.deliver")
 
-S = BroadcastStatus
 # One village program: (village id, slot, day). Claims, plays and the resolver all key by it.
 Key = tuple[str, str, date]
 
@@ -45,6 +44,17 @@ def slot_day(slot_start: time, now: datetime) -> date:
 def program_for(loaded: Loaded, village_id: str, slot: str, day: date) -> Program | None:
     """The planned program of one village slot; None on a blackout or an empty slot."""
     return plan_programs(loaded, [(village_id, slot, day)]).get((village_id, slot, day))
+
+
+def render_needed(loaded: Loaded, programs: Sequence[Program], *, progress: bool = False) -> tuple[int, dict[str, str]]:
+    """Render the clips of every script that airs in `programs`, in each village's voice (cached ones are reused).
+
+    Returns how many clips were newly made and the failures by script id.
+    """
+    needed = sorted({i.script_id for p in programs for i in p.airable_items if i.script_id in loaded.scripts})
+    voices = {p.voice for p in programs if p.voice}
+    report = render_library(loaded.config, [loaded.scripts[s] for s in needed], progress=progress, voices=voices)
+    return sum(not r.cached for r in report.results), dict(report.failures)
 
 
 def plan_programs(loaded: Loaded, keys: Iterable[Key]) -> dict[Key, Program]:
@@ -74,7 +84,7 @@ def urgent_carries(loaded: Loaded, engine: Engine, keys: Iterable[Key]) -> dict[
         return {}
     with session(engine) as s:
         rows = s.exec(select(Broadcast).where(
-            Broadcast.status == S.MISSED, Broadcast.date.in_({d for d, _ in prev.values()}),
+            Broadcast.status == BroadcastStatus.MISSED, Broadcast.date.in_({d for d, _ in prev.values()}),
             Broadcast.village_id.in_({v for v, _, _ in prev}))).all()
     missed: dict[tuple[str, str, date], list[Broadcast]] = {}
     for row in rows:
@@ -108,15 +118,13 @@ def with_carry(program: Program, carry: Sequence[ProgramItem], durations: Mappin
 
 def program_clips(loaded: Loaded, program: Program) -> tuple[list[Path], list[str]]:
     """The clip file of every airable item; a blocked item, a missing or corrupt clip is left out and reported."""
-    clips, problems = [], []
+    r, clips, problems = Resolved(), [], []
     for item in program.items:
-        if item.blocked:
-            problems.append(f"{item.script_id}：{item.blocked}")
-            continue
-        try:
-            clips.append(verified_clip(loaded.config, loaded.scripts[item.script_id], voice=program.voice))
-        except (OutreachError, KeyError) as exc:
-            problems.append(f"{item.script_id}：{exc}")
+        found = item.blocked or _clip(loaded, r, item.script_id, program.voice)
+        if isinstance(found, tuple):
+            clips.append(found[0])
+        else:
+            problems.append(f"{item.script_id}：{found}")
     return clips, problems
 
 
@@ -124,15 +132,6 @@ def program_clips(loaded: Loaded, program: Program) -> tuple[list[Path], list[st
 
 # A clip is checked once per (script, voice): a village with its own voice airs its own clips.
 ClipKey = tuple[str, str | None]
-
-
-def audio_key(script_ids: Iterable[str], voice: str | None) -> tuple[str, ...]:
-    """The key of a distinct program's audio: its clips in order, and the voice when a village has its own.
-
-    The same scheme as `Program.content_key`: programs with equal keys share one joined MP3.
-    """
-    ids = tuple(script_ids)
-    return ids if voice is None else (*ids, f"@{voice}")
 
 
 @dataclass
@@ -241,6 +240,3 @@ def prepare_programs(loaded: Loaded, programs: Iterable[Program], *,
         out[(p.village_id, p.slot, p.date)] = Prepared(p, audio, sha, ",".join(engines) or "unknown",
                                                        tuple(aired), tuple(not_aired), clip_problems, join_error)
     return out
-
-
-# --- the as-run log ------------------------------------------------------------------------

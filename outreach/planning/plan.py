@@ -71,8 +71,16 @@ class Program:
     @property
     def content_key(self) -> tuple[str, ...]:
         """Two programs with equal keys have identical audio (the voice is part of it when a village has one)."""
-        ids = tuple(i.script_id for i in self.airable_items)
-        return ids if self.voice is None else (*ids, f"@{self.voice}")
+        return audio_key((i.script_id for i in self.airable_items), self.voice)
+
+
+def audio_key(script_ids: Iterable[str], voice: str | None) -> tuple[str, ...]:
+    """The key of a distinct program's audio: its clips in order, and the voice when a village has its own.
+
+    Programs with equal keys share one joined MP3 (`Program.content_key`, and the resolver's joins).
+    """
+    ids = tuple(script_ids)
+    return ids if voice is None else (*ids, f"@{voice}")
 
 
 @dataclass(frozen=True)

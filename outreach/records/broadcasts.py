@@ -198,45 +198,7 @@ def record_exported(session: Session, plans: Sequence[BroadcastPlan], *, program
     replaced. A program already played or confirmed is history and is left
     alone. Returns the number of rows marked exported (0 if nothing changed).
     """
-    require_aware("at", at)
-    keys = {(p.day, p.slot, p.village_id) for p in plans}
-    if len(keys) != 1:
-        raise ValueError(f"record_exported 一次只记一个节目的排播，这里有 {len(keys)} 个节目")
-    day, slot, village_id = next(iter(keys))
-    where = program_rows(day, slot, village_id)
-    existing = {r.campaign_id: r for r in session.execute(
-        sa.select(Broadcast.id, Broadcast.campaign_id, Broadcast.status, Broadcast.script_ids,
-                  Broadcast.program_sha256).where(*where))}
-    if any(r.status in REACHED for r in existing.values()):
-        return 0
-    wanted = {p.campaign_id: p for p in plans}
-    unchanged = set(existing) == set(wanted) and all(
-        r.status == BroadcastStatus.EXPORTED and r.program_sha256 == program_sha256
-        and r.script_ids == ",".join(wanted[c].script_ids) for c, r in existing.items())
-    if unchanged:
-        return 0
-    record_planned(session, plans, now=at)
-    stale = [r.id for c, r in existing.items() if c not in wanted and r.status in _REWRITABLE]
-    link = BroadcastScript.__table__
-    if stale:
-        session.execute(sa.delete(link).where(link.c.broadcast_id.in_(stale)))
-        session.execute(sa.delete(Broadcast).where(Broadcast.id.in_(stale)))
-    ids = dict(session.execute(sa.select(Broadcast.campaign_id, Broadcast.id).where(
-        *where, Broadcast.campaign_id.in_(list(wanted)), Broadcast.status.in_(_REWRITABLE))).all())
-    if not ids:
-        return 0
-    for campaign_id, bid in ids.items():
-        p = wanted[campaign_id]
-        session.execute(sa.update(Broadcast).where(Broadcast.id == bid).values(
-            status=BroadcastStatus.EXPORTED, script_ids=",".join(p.script_ids), township_id=p.township_id,
-            scheduled_at=p.scheduled_at, program_sha256=program_sha256, engine=engine, exported_at=at,
-            updated_at=at, error=None))
-    session.execute(sa.delete(link).where(link.c.broadcast_id.in_(list(ids.values()))))
-    scripts = [{"broadcast_id": bid, "position": pos, "script_id": sid}
-               for campaign_id, bid in ids.items() for pos, sid in enumerate(wanted[campaign_id].script_ids)]
-    if scripts:
-        session.execute(sa.insert(link), scripts)
-    return len(ids)
+    return record_exported_many(session, [(plans, program_sha256, engine)], at=at)
 
 
 ExportedProgram = tuple[Sequence[BroadcastPlan], str, str | None]

@@ -20,14 +20,14 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from outreach.audio.render import clip_durations, render_library
+from outreach.audio.render import clip_durations
 from outreach.config import TZ
 from outreach.db import session
 from outreach.delivery import Channel, served_by
 from outreach.delivery.live import claims, players
 from outreach.delivery.live.play import NO_CLIP, fail_rows, finish_player, interrupt_rows, record_outcome
 from outreach.delivery.prepare import (
-    Key, Prepared, Resolved, plan_programs, prepare_programs, urgent_carries, with_carry,
+    Key, Prepared, Resolved, plan_programs, prepare_programs, render_needed, urgent_carries, with_carry,
 )
 from outreach.labels import STATUS, label
 from outreach.models import REACHED, Broadcast, BroadcastStatus
@@ -307,10 +307,8 @@ class LiveRuntime:
         end = now + timedelta(hours=hours)
         result = plan_days(loaded, (now - grace).astimezone(TZ).date(), end.astimezone(TZ).date())
         programs = [p for p in result.programs if now - grace <= p.start <= end]
-        needed = sorted({i.script_id for p in programs for i in p.airable_items if i.script_id in loaded.scripts})
-        report = render_library(loaded.config, [loaded.scripts[s] for s in needed],
-                                voices={p.voice for p in programs if p.voice})
-        for script_id, message in report.failures:
+        made, failures = render_needed(loaded, programs)
+        for script_id, message in failures.items():
             log.error("预检：%s 的录音无法生成：%s", script_id, message)
         for line in result.alerts:  # one loud line per urgent campaign and edited script, not per program
             log.error("预检：%s", line)
@@ -319,9 +317,8 @@ class LiveRuntime:
         ready = prepare_programs(loaded, [p for p in programs if p.village_id in networked], resolved=resolved)
         self.prepared, self.resolved = ready, resolved
         self.durations = clip_durations(loaded.config, loaded.library)
-        made = sum(not r.cached for r in report.results)
         cannot = sum(len(p.not_aired) for p in ready.values())
         log.info("预检：%d 个节目已就绪（未来 %d 小时），新生成录音 %d 条，%d 项无法播出",
                  len(ready), hours, made, cannot)
-        return {"programs": len(ready), "rendered": made, "failures": len(report.failures), "cannot_air": cannot}
+        return {"programs": len(ready), "rendered": made, "failures": len(failures), "cannot_air": cannot}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from outreach.config import TZ
 from outreach.db import session
-from outreach.delivery.stations.alerts import record_alert_play
+from outreach.delivery.stations.alerts import alert_sent_to, record_alert_play
 from outreach.delivery.stations.manifests import SlotStarts
 from outreach.models import Alert, Broadcast, BroadcastStatus, Station, StationEvent, StationEventRejected
 from outreach.planning.workspace import Loaded, plan_days
@@ -183,8 +183,7 @@ def _check_program(ev: AsRunEvent, at: datetime, expected: _Expected, now: datet
         day = date.fromisoformat(ev.date)
     except ValueError:
         raise _Refused(400, f"date {ev.date[:40]!r} 不是 ISO 日期（如 2026-12-06）") from None
-    today = now.astimezone(TZ).date()
-    if day > today + timedelta(days=1) or day < today - timedelta(days=MAX_EVENT_AGE_DAYS):
+    if not _accepted_day(day, now):
         raise _Refused(422, f"日期 {day} 不在可接受的范围内（{MAX_EVENT_AGE_DAYS} 天前到明天）")
     slot = expected.slot(day, ev.slot)
     fallback_entry = ev.entry_id.startswith("fallback/")
@@ -222,10 +221,10 @@ def _check_alert(s: Any, ev: AsRunEvent, at: datetime, station: Station) -> None
 
     if not ev.alert_id:
         raise _Refused(422, "alert_played 缺少 alert_id")
-    alert = s.get(Alert, ev.alert_id[:32]) if len(ev.alert_id) <= 32 else None
-    if alert is None:
+    if (s.get(Alert, ev.alert_id) if len(ev.alert_id) <= 32 else None) is None:
         raise _Refused(422, f"没有紧急插播 {ev.alert_id[:40]!r}")
-    if station.id not in json.loads(alert.targets):
+    alert = alert_sent_to(s, ev.alert_id, station.id)
+    if alert is None:
         raise _Refused(403, f"紧急插播 {ev.alert_id} 没有发给本广播站")
     skew = timedelta(seconds=FUTURE_S)
     if not alert.sent_at - skew <= at <= alert.expires_at + skew:
@@ -245,15 +244,20 @@ def _keep_payload(raw: Any) -> str:
     return text[:PAYLOAD_KEEP]
 
 
+def _accepted_day(day: date, now: datetime) -> bool:
+    """Whether a program date is one the server takes events for: MAX_EVENT_AGE_DAYS back to tomorrow."""
+    today = now.astimezone(TZ).date()
+    return today - timedelta(days=MAX_EVENT_AGE_DAYS) <= day <= today + timedelta(days=1)
+
+
 def _batch_days(parsed: Sequence[AsRunEvent | _Refused], now: datetime) -> set[date]:
     """The program dates of a batch's events within the window the server accepts."""
-    today = now.astimezone(TZ).date()
     days = set()
     for ev in parsed:
         if isinstance(ev, AsRunEvent) and ev.kind is not EventKind.ALERT_PLAYED:
             with contextlib.suppress(ValueError):
                 d = date.fromisoformat(ev.date)
-                if today - timedelta(days=MAX_EVENT_AGE_DAYS) <= d <= today + timedelta(days=1):
+                if _accepted_day(d, now):
                     days.add(d)
     return days
 
@@ -356,13 +360,6 @@ def rejected_events(engine: Engine, *, limit: int = 5) -> dict[str, Any]:
         latest = [{"station_id": r.station_id, "event_id": r.event_id, "status": r.status, "reason": r.reason,
                    "received_at": r.received_at.isoformat()} for r in rows]
     return {"total": sum(per.values()), "per_station": per, "latest": latest}
-
-
-def ingest_events(engine: Engine, loaded: Loaded, station: Station, events: Iterable[AsRunEvent], *,
-                  now: datetime) -> list[str]:
-    """The ids now held of a batch of parsed events (ingest_batch with the refused ones left out)."""
-    results = ingest_batch(engine, loaded, station, [e.to_dict() for e in events], now=now)
-    return [r.event_id for r in results if r.status == 200]
 
 
 def _apply(s: Any, station: Station, ev: AsRunEvent, at: datetime, scheduled: datetime) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from outreach.audio.render import render_library, voice_label
+from outreach.audio.render import voice_label
 from outreach.db import session
 from outreach.delivery import Channel, channel_of
-from outreach.delivery.prepare import Prepared, prepare_programs
+from outreach.delivery.prepare import Prepared, prepare_programs, render_needed
 from outreach.delivery.usb.packs import ExportReport, PackItem, export_pack, pack_rel_path, slot_label, village_folder
 from outreach.errors import OutreachError
 from outreach.models import BroadcastStatus
@@ -25,17 +25,6 @@ def usb_villages(loaded: Loaded) -> list[str]:
     """Villages fed by USB stick: offline ones, or every village when the county runs in export mode."""
     everyone = loaded.config.deliver.mode == "export"
     return sorted(v.id for v in loaded.registry.villages.values() if everyone or channel_of(v) is Channel.USB)
-
-
-def render_needed(loaded: Loaded, programs: Sequence[Program], *, progress: bool = False) -> tuple[int, dict[str, str]]:
-    """Render the clips of every script that airs in `programs` (cached ones are reused).
-
-    Returns how many clips were newly made and the failures by script id.
-    """
-    needed = sorted({i.script_id for p in programs for i in p.airable_items})
-    voices = {p.voice for p in programs if p.voice}
-    report = render_library(loaded.config, [loaded.scripts[s] for s in needed], progress=progress, voices=voices)
-    return sum(not r.cached for r in report.results), dict(report.failures)
 
 
 def _item(loaded: Loaded, p: Program, rel: str, audio: Path) -> PackItem:

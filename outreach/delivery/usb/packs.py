@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from outreach.errors import OutputError
-from outreach.files import atomic_path, describe_os_error, remove_stale_parts, write_bytes_atomic, write_text_if_changed
+from outreach.files import atomic_path, describe_os_error, remove_stale_parts, write_text_if_changed
 from outreach.labels import SLOT, label
 
 MANIFEST = "manifest.json"
@@ -359,9 +359,7 @@ def _write_sheets(here: Path, mine: list[PackFile], items: Sequence[PackItem] | 
             (here / name).unlink(missing_ok=True)
         return
     write_text_if_changed(here / PLAYLIST, playlist_text(mine))
-    readme = readme_text(items[0], mine).encode("utf-8")
-    if not (here / README).is_file() or (here / README).read_bytes() != readme:
-        write_bytes_atomic(here / README, readme)
+    write_text_if_changed(here / README, readme_text(items[0], mine))
 
 
 # Pack files written, synced and read back at once: the stick works while Python tags the next ones.
