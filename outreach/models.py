@@ -60,6 +60,22 @@ ATTENTION_ORDER: tuple[BroadcastStatus, ...] = (
 """How programs are listed for people: problems first, then what is still to come, then what went well."""
 
 
+class Evidence(StrEnum):
+    """How we know a broadcast row's program went out: what a reach rests on."""
+
+    NONE = "none"
+    EXPORTED = "exported"  # written to the stick and read back; not yet played
+    PLAYER = "player"  # the player ran for the program's length
+    HEARD = "heard"  # a microphone beside the horn heard the program (proof of air)
+    CONFIRMED = "confirmed"  # a village person says it played
+
+
+EVIDENCE_STRENGTH: tuple[Evidence, ...] = (
+    Evidence.NONE, Evidence.EXPORTED, Evidence.PLAYER, Evidence.HEARD, Evidence.CONFIRMED,
+)
+"""From weakest to strongest: a later record never lowers what an earlier one proved."""
+
+
 class Topic(StrEnum):
     """Leaflet topics handed out on market days."""
 
@@ -196,6 +212,15 @@ class Broadcast(Base, table=True):
     error: str | None = Field(default=None, sa_type=sa.Text)
     note: str | None = Field(default=None, sa_type=sa.Text)
     updated_at: dt.datetime = _utc()
+    evidence: Evidence = Field(
+        default=Evidence.NONE,
+        sa_column=sa.Column(_enum(Evidence, "evidence"), nullable=False, server_default=Evidence.NONE.value),
+    )
+    aired_at: dt.datetime | None = _utc(nullable=True)  # when the sound went out (not when it was typed in)
+    proof_score: float | None = None  # proof of air: match score of the captured windows, 0..1
+    proof_delay_s: float | None = None  # proof of air: delay of the program in the capture
+    proof_snr_db: float | None = None  # proof of air: estimated signal-to-noise ratio of the capture
+    stale_reason: str | None = Field(default=None, sa_type=sa.Text)  # an exported pack the plan has since changed
 
 
 class BroadcastScript(Base, table=True):
@@ -351,6 +376,20 @@ class AlertDelivery(Base, table=True):
     station_id: str = Field(primary_key=True, max_length=64)
     delivered_at: dt.datetime | None = _utc(nullable=True)
     played_at: dt.datetime | None = _utc(nullable=True)
+
+
+class ConfirmToken(Base, table=True):
+    """A village's QR link to confirm its exported programs on a phone, without a login (hashed token)."""
+
+    __tablename__ = "confirm_token"
+
+    token_sha256: str = Field(primary_key=True, max_length=64)
+    village_id: str = Field(index=True, max_length=64)
+    first_day: dt.date  # the exported programs it may confirm: this village, these days
+    last_day: dt.date
+    created_at: dt.datetime = _utc()
+    expires_at: dt.datetime = _utc()
+    revoked_at: dt.datetime | None = _utc(nullable=True)
 
 
 # --- browser review of scripts (outreach/authoring/review.py) -------------------------------
