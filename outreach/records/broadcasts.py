@@ -11,11 +11,18 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from outreach.models import REACHED, STATUS_PROGRESS, Broadcast, BroadcastScript, BroadcastStatus
+from outreach.models import (
+    REACHED,
+    STATUS_PROGRESS,
+    Broadcast,
+    BroadcastScript,
+    BroadcastStatus,
+    Evidence,
+)
 from outreach.planning.plan import Program
 
 __all__ = ["BroadcastPlan", "TRANSITIONS", "record_planned", "record_exported", "record_exported_many", "mark_program",
-           "program_status"]
+           "program_status", "shown_status", "shown_status_sql"]
 
 TRANSITIONS: dict[BroadcastStatus, frozenset[BroadcastStatus]] = {
     BroadcastStatus.PLANNED: frozenset({BroadcastStatus.PLAYED, BroadcastStatus.EXPORTED, BroadcastStatus.MISSED,
@@ -146,6 +153,26 @@ def _upsert_sqlite(session: Session, chunk: Sequence[dict[str, Any]], now: dt.da
     return len(written)
 
 
+def shown_status(status: BroadcastStatus, scheduled_at: dt.datetime, *, now: dt.datetime,
+                 grace_s: float) -> BroadcastStatus:
+    """The status people see: a slot still `planned` after its start plus grace is missed, whatever wrote it.
+
+    Computed when read, so a stopped scheduler (which writes nothing) can never make silence look pending.
+    """
+    require_aware("now", now)
+    if status == BroadcastStatus.PLANNED and scheduled_at + dt.timedelta(seconds=grace_s) < now:
+        return BroadcastStatus.MISSED
+    return BroadcastStatus(status)
+
+
+def shown_status_sql(*, now: dt.datetime, grace_s: float) -> sa.ColumnElement[Any]:
+    """`shown_status` as a SQL expression over Broadcast, for queries that count or filter by status."""
+    require_aware("now", now)
+    overdue = sa.and_(Broadcast.status == BroadcastStatus.PLANNED,
+                      Broadcast.scheduled_at < now - dt.timedelta(seconds=grace_s))
+    return sa.case((overdue, sa.literal(BroadcastStatus.MISSED.value)), else_=Broadcast.status)
+
+
 def program_rows(day: dt.date, slot: str, village_id: str) -> list[Any]:
     """The WHERE conditions selecting every campaign row of one village program."""
     return [Broadcast.date == day, Broadcast.slot == slot, Broadcast.village_id == village_id]
@@ -155,8 +182,12 @@ def mark_program(
     session: Session, *, day: dt.date, slot: str, village_id: str, status: BroadcastStatus, at: dt.datetime,
     program_sha256: str | None = None, engine: str | None = None, error: str | None = None,
     confirmed_by: str | None = None, entered_by: str | None = None, note: str | None = None,
+    evidence: Evidence | None = None, aired_at: dt.datetime | None = None,
 ) -> int:
     """Move every campaign row of one village program to `status`, where TRANSITIONS allow it.
+
+    `evidence` is how we know (models.Evidence); `aired_at` when the sound went out, which for a
+    confirmation is the slot start or play start, not the time it was typed in (`at`).
 
     Sets played_at / exported_at / confirmed_at to `at` for those statuses and
     stores the program hash, engine, error, confirmer (the village person), the
@@ -172,7 +203,8 @@ def mark_program(
     if status in _STAMP:
         values[_STAMP[status]] = at
     for key, value in (("program_sha256", program_sha256), ("engine", engine), ("error", error),
-                       ("confirmed_by", confirmed_by), ("entered_by", entered_by), ("note", note)):
+                       ("confirmed_by", confirmed_by), ("entered_by", entered_by), ("note", note),
+                       ("evidence", evidence), ("aired_at", aired_at)):
         if value is not None:
             values[key] = value
     stmt = (sa.update(Broadcast).where(*program_rows(day, slot, village_id), Broadcast.status.in_(sources))
