@@ -31,7 +31,7 @@ from outreach import coverage as cov  # noqa: E402
 from outreach.db import make_engine, session, upgrade  # noqa: E402
 from outreach.models import Broadcast  # noqa: E402
 
-GENERATOR_VERSION = 1  # bump when the generated data changes shape
+GENERATOR_VERSION = 2  # bump when the generated data changes shape (2: evidence and aired_at)
 FIRST_DAY = dt.date(2025, 6, 1)
 DAYS = 365
 TODAY = dt.date(2026, 5, 20)  # the last 11 generated days are still planned
@@ -106,8 +106,9 @@ def _broadcast_rows(limit: int) -> Iterator[tuple[Any, ...]]:
                     scripts = [f"{cid}-{first_script}"]
                     if n_scripts > 1 and rnd.random() < 0.5:
                         scripts.append(f"{cid}-{(first_script + 1) % n_scripts}")
+                    evidence = {"played": "player", "confirmed": "confirmed", "exported": "exported"}.get(status, "none")
                     yield "b", (bid, iso, slot, vid, tid, cid, ",".join(scripts), status, stamp, played_at,
-                                exported_at, confirmed_at, stamp)
+                                exported_at, confirmed_at, stamp, evidence, played_at or confirmed_at)
                     for pos, sid in enumerate(scripts):
                         yield "s", (bid, pos, sid)
 
@@ -158,8 +159,8 @@ def generate(path: Path, rows: int) -> None:
                     "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", handouts)
 
     b_sql = ("INSERT INTO broadcast (id, date, slot, village_id, township_id, campaign_id, script_ids, status, "
-             "scheduled_at, played_at, exported_at, confirmed_at, updated_at) VALUES "
-             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+             "scheduled_at, played_at, exported_at, confirmed_at, updated_at, evidence, aired_at) VALUES "
+             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     s_sql = "INSERT INTO broadcast_script (broadcast_id, position, script_id) VALUES (?, ?, ?)"
     b_batch: list[tuple[Any, ...]] = []
     s_batch: list[tuple[Any, ...]] = []

@@ -111,6 +111,11 @@ class RenderSettings(StrictModel):
 
 PLAYER_FIELDS = ("file", "village", "village_name", "township", "slot", "date")
 """Placeholders a player command may use; {file} is required."""
+BUILTIN_PLAYER = "builtin"
+"""The built-in player's name: the project's own audio output (miniaudio, the stations' output) on this
+machine's sound card. The default [deliver] player; a name no [players] entry may take."""
+BUILTIN_COMMAND = (BUILTIN_PLAYER, "{file}")
+"""The built-in player as a command: delivery/live/players.py runs it as outreach.delivery.live.soundout."""
 MAX_PLAYER_TIMEOUT_S = 4 * 3600
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -199,11 +204,13 @@ def _default_player(value: Any) -> Any:
 
 def unknown_player(name: str, known: Iterable[str]) -> str:
     """Why `name` is not a player, and the names there are (for messages)."""
-    names = sorted(known)
+    names = sorted(set(known) - {BUILTIN_PLAYER})
     if not names:
         return (f"播放程序名称 '{name}' 没有定义：outreach.toml 里还没有 [players]；请由管理员在那里定义，"
-                '如 [players] 下写 ffplay = ["ffplay", "-nodisp", "-autoexit", "{file}"]，或删掉这一项用默认的')
-    return (f"未知的播放程序名称 '{name}'；outreach.toml 的 [players] 里有：{'、'.join(names)}。"
+                '如 [players] 下写 ffplay = ["ffplay", "-nodisp", "-autoexit", "{file}"]，'
+                f"或写 {BUILTIN_PLAYER}（内置播放，用本机声卡），或删掉这一项用默认的")
+    return (f"未知的播放程序名称 '{name}'；outreach.toml 的 [players] 里有：{'、'.join(names)}，"
+            f"另有内置的 {BUILTIN_PLAYER}。"
             "请写其中一个，或删掉这一项用默认的（所属乡镇的，或 [deliver] player）")
 
 
@@ -211,10 +218,12 @@ class DeliverSettings(StrictModel):
     """How programs reach loudspeakers: played at slot time or exported."""
 
     mode: Literal["play", "export"] = "play"
-    # The default player: a command, or the name of one in [players].
-    player: Annotated[list[str] | str, BeforeValidator(_default_player)] = [
-        "ffplay", "-nodisp", "-autoexit", "-loglevel", "error", "{file}"]
+    # The default player: a command, or the name of one in [players], or "builtin" (this machine's sound card).
+    player: Annotated[list[str] | str, BeforeValidator(_default_player)] = BUILTIN_PLAYER
     player_timeout_s: float = Field(1800, gt=0, le=MAX_PLAYER_TIMEOUT_S, allow_inf_nan=False)
+    # A player that ends before this share of the program's length is `failed` (no sound card, amplifier
+    # off); 0 turns the check off, and plays then carry no evidence (a player that only queues the file).
+    min_play_fraction: float = Field(0.9, ge=0, le=1, allow_inf_nan=False)
     grace_s: int = Field(900, ge=0, le=6 * 3600)
     export_hour: int = Field(20, ge=0, le=23)
     export_dir: str = "packs"
@@ -243,6 +252,38 @@ class WebSettings(StrictModel):
 
     # Behind an HTTPS proxy: Secure session cookies, HSTS, and POSTs only from https pages.
     https_only: bool = False
+    # The address a phone in a village uses to reach this server, e.g. "https://gb.example.gov.cn": the QR
+    # codes in USB packs open <public_url>/c/<token>. Not set: packs carry no QR code, and their
+    # 扫码确认.html says how to set it.
+    public_url: str | None = None
+    # A pack's QR link stops working this many days after the pack's last day.
+    confirm_link_days: int = Field(30, ge=1, le=366)
+    # Confirmations one QR link may post per minute (kept in memory by `outreach serve`).
+    confirm_posts_per_minute: int = Field(20, ge=1, le=600)
+    # Prometheus scrapes GET /metrics with the header `Authorization: Bearer <metrics_token>`. Not set: /metrics
+    # answers 404. At least 24 characters without spaces, e.g. from `python3 -c "import secrets; print(secrets.token_urlsafe(32))"`.
+    metrics_token: str | None = None
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if len(v) < 24 or not re.fullmatch(r"[A-Za-z0-9._~+/=-]+", v):
+            raise ValueError("metrics_token 至少要 24 个字符，只能用字母、数字和 ._~+/=- ；可用 "
+                             "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'` 生成一个")
+        return v
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        url = v.strip().rstrip("/")
+        if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?", url):
+            raise ValueError(f"“{v}”不是网址；请写手机能打开的本系统地址，如 \"https://gb.example.gov.cn\" "
+                             "（http:// 或 https:// 开头，不带 ? 和 #）")
+        return url
 
 
 class Config(StrictModel):
@@ -258,24 +299,41 @@ class Config(StrictModel):
     deliver: DeliverSettings = DeliverSettings()
     web: WebSettings = WebSettings()
 
+    @field_validator("players")
+    @classmethod
+    def _builtin_is_reserved(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        if BUILTIN_PLAYER in v:
+            raise ValueError(f"{BUILTIN_PLAYER} 是内置播放程序（本机声卡）的名称，不能在 [players] 里重新定义；"
+                             "请给这个命令换个名字")
+        return v
+
     @field_validator("deliver")
     @classmethod
     def _default_player_is_defined(cls, v: DeliverSettings, info: ValidationInfo) -> DeliverSettings:
         players = info.data.get("players")
-        if isinstance(v.player, str) and players is not None and v.player not in players:
+        if isinstance(v.player, str) and v.player != BUILTIN_PLAYER and players is not None \
+                and v.player not in players:
             names = "、".join(sorted(players)) or "（还没有定义任何名称）"
             raise ValueError(f"player = \"{v.player}\"：[players] 里没有这个名称（有：{names}）；"
-                             "请写其中一个，在 [players] 里定义它，或直接写命令列表")
+                             f"请写其中一个或内置的 \"{BUILTIN_PLAYER}\"，在 [players] 里定义它，或直接写命令列表")
         return v
 
     @property
     def default_player(self) -> list[str]:
-        """[deliver] player as a command (a name there is looked up in [players])."""
+        """[deliver] player as a command (a name there is looked up in [players]; builtin is BUILTIN_COMMAND)."""
         p = self.deliver.player
-        return list(self.players[p]) if isinstance(p, str) else list(p)
+        return self.player_command(p) if isinstance(p, str) else list(p)
+
+    @property
+    def player_names(self) -> set[str]:
+        """Every name county.yaml may pick: the [players] names and the built-in player."""
+        return {*self.players, BUILTIN_PLAYER}
 
     def player_command(self, name: str) -> list[str]:
-        """The command of the player called `name` in [players]; ConfigError listing the names if unknown."""
+        """The command of the player called `name` in [players] (builtin: BUILTIN_COMMAND);
+        ConfigError listing the names if unknown."""
+        if name == BUILTIN_PLAYER:
+            return list(BUILTIN_COMMAND)
         if name not in self.players:
             raise ConfigError(f"{self.workspace / CONFIG_NAME}: {unknown_player(name, self.players)}")
         return list(self.players[name])

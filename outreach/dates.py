@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
 from pydantic import BeforeValidator
 
+from outreach.config import TZ
 from outreach.errors import PlanError
 
-__all__ = ["parse_date", "read_date", "nearest_date", "date_note", "check_range", "days", "text_date", "TextDate"]
+__all__ = ["parse_date", "read_date", "nearest_date", "date_note", "check_range", "days", "text_date", "TextDate",
+           "json_time", "json_value"]
 
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}")
 # What a person types: 2026-12-01, 2026/12/01, 2026.12.1, 2026年12月1日; and 12月1日 (the nearest such day).
@@ -92,6 +94,36 @@ def check_range(start: date, end: date, *, max_days: int = 366, what: str = "日
         raise PlanError(
             f"{what}：{start.isoformat()}..{end.isoformat()} 共 {n} 天；最多 {max_days} 天，请分成几段"
         )
+
+
+@overload
+def json_time(value: datetime) -> str: ...
+
+
+@overload
+def json_time(value: None) -> None: ...
+
+
+def json_time(value: datetime | None) -> str | None:
+    """The one form of an instant in every JSON output: ISO 8601 in Beijing time with its offset.
+
+    `2026-12-01T06:30:00+08:00` whatever zone `value` carries (the database hands back UTC);
+    None stays None. Raises ValueError for a naive datetime, whose zone nobody knows.
+    """
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"不带时区的时间 {value!r} 不能写进 JSON；请传入带时区的时间（timezone-aware datetime）")
+    return value.astimezone(TZ).isoformat()
+
+
+def json_value(value: Any) -> Any:
+    """`json.dumps(..., default=json_value)`: instants by `json_time`, dates as YYYY-MM-DD, anything else as text."""
+    if isinstance(value, datetime):
+        return json_time(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
 
 
 def days(start: date, end: date) -> list[date]:

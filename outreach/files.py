@@ -8,6 +8,8 @@ what a dead process left behind without touching a live process's work.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import hashlib
 import logging
@@ -22,6 +24,17 @@ from pathlib import Path
 from outreach.errors import OutputError
 
 log = logging.getLogger("outreach.files")
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name, use_errno=True) if name else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()  # for syncfs(2), which the os module lacks
 
 TEMP_PREFIX = "outreach-"
 _PART = re.compile(r"\..+?(?:\.(\d+))?\.[^./]*\.part")
@@ -60,6 +73,33 @@ def describe_os_error(path: Path, exc: OSError) -> str:
     return f"{path}: 无法写入（{exc.strerror}）；请检查输出文件夹"
 
 
+def temp_beside(target: Path) -> Path:
+    """A new empty temporary file beside `target`, named so that `remove_stale_parts` finds it after a crash."""
+    try:
+        if not target.parent.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".part", dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(describe_os_error(target, exc)) from exc
+    return Path(tmp_name)
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush every written file of the file system holding `path` to its device (syncfs; sync where there is none)."""
+    syncfs = getattr(_LIBC, "syncfs", None) if _LIBC is not None else None
+    if syncfs is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OutputError(describe_os_error(Path(path), OSError(err, os.strerror(err))))
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path, *, mode: int = 0o644) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it over `target` (with `mode`) on success.
@@ -68,13 +108,7 @@ def atomic_path(target: Path, *, mode: int = 0o644) -> Iterator[Path]:
     no partial or empty file is ever left under the final name.
     """
     target = Path(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".part", dir=target.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(describe_os_error(target, exc)) from exc
-    tmp = Path(tmp_name)
+    tmp = temp_beside(target)
     try:
         yield tmp
         if not tmp.exists() or tmp.stat().st_size == 0:

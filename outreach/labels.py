@@ -11,6 +11,14 @@ STATUS = {
     "failed": "失败",
     "interrupted": "中断",
 }
+EVIDENCE = {
+    "none": "无证据",
+    "exported": "已导出待确认",
+    "player": "仅有播放记录",
+    "heard": "已监听",
+    "confirmed": "已确认",
+}
+"""How we know a program aired (models.Evidence): exported is not reached, it awaits a confirmation."""
 SLOT = {"morning": "早间", "evening": "晚间"}
 TOPIC = {"traffic": "交通安全", "anti_fraud": "反诈骗"}
 ROLE = {"viewer": "查看员", "editor": "编辑员", "reviewer": "审核员", "admin": "管理员"}

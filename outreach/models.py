@@ -186,7 +186,7 @@ class Broadcast(Base, table=True):
 
     __table_args__ = (
         sa.UniqueConstraint("date", "slot", "village_id", "campaign_id"),
-        sa.Index("ix_broadcast_coverage", "campaign_id", "village_id", "status", "date"),
+        sa.Index("ix_broadcast_coverage", "campaign_id", "village_id", "status", "evidence", "date"),
         sa.Index("ix_broadcast_program", "date", "slot", "village_id"),
     )
 

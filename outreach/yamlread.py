@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from yaml.constructor import ConstructorError
 
-__all__ = ["GuardedLoader", "LimitError", "YamlLoader", "YamlMap", "YamlOptions", "load_yaml", "compose_yaml",
+__all__ = ["GuardedLoader", "LimitError", "YamlLoader", "YamlMap", "YamlOptions", "load_yaml", "load_yaml_and_nodes",
            "Problem", "Problems", "construct_timestamp", "Entry", "read_yaml", "check_keys", "validate_entry", "validate_items",
            "declared_ids", "describe_error", "yaml_problem", "StrictModel"]
 
@@ -132,7 +132,7 @@ class YamlOptions:
 class YamlLoader(GuardedLoader):
     """The one loader of hand-edited YAML: GuardedLoader's limits, mappings as YamlMap (line-aware).
 
-    `load_yaml` and `compose_yaml` run it with the caller's YamlOptions.
+    `load_yaml` and `load_yaml_and_nodes` run it with the caller's YamlOptions.
     """
 
     def __init__(self, stream: Any, options: YamlOptions | None = None) -> None:
@@ -191,11 +191,12 @@ def load_yaml(text: str, options: YamlOptions | None = None) -> Any:
         loader.dispose()
 
 
-def compose_yaml(text: str, options: YamlOptions | None = None) -> yaml.Node | None:
-    """The node tree of `text` (lines and raw keys), read by YamlLoader with `options`."""
+def load_yaml_and_nodes(text: str, options: YamlOptions | None = None) -> tuple[Any, yaml.Node | None]:
+    """The document in `text` and its node tree (lines and raw keys), from one parse."""
     loader = YamlLoader(text, options)
     try:
-        return loader.get_single_node()
+        root = loader.get_single_node()
+        return (loader.construct_document(root) if root is not None else None), root
     finally:
         loader.dispose()
 

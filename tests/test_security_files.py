@@ -171,7 +171,7 @@ def test_a_file_where_a_village_folder_belongs_fails_that_village_only(rendered_
     out = tmp_path / "usb"
     (out / "dazhuang_大庄镇").mkdir(parents=True)
     (out / "dazhuang_大庄镇" / "dazhuang-07_西岗村").write_text("x")
-    result = outreach(rendered_workspace, "export", "--date", "2026-12-01", "--out", str(out))
+    result = outreach(rendered_workspace, "export", "--date", "2026-12-01", "--past", "--out", str(out))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     failed = [line for line in result.stderr.splitlines() if line.startswith("失败：")]
     assert len(failed) == 1 and "dazhuang-07_西岗村" in failed[0] and "请删除或改名" in failed[0], result.stderr

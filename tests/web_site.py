@@ -23,7 +23,7 @@ with warnings.catch_warnings():  # starlette 1.x warns that httpx should become 
 
 from outreach.config import load_config
 from outreach.db import make_engine, session
-from outreach.models import BroadcastStatus
+from outreach.models import BroadcastStatus, Evidence
 from outreach.planning.workspace import load, open_database, plan_days
 from outreach.records import broadcast_plans, mark_program, record_handout, record_planned
 from outreach.web import create_app
@@ -70,7 +70,8 @@ def _seed(engine: sa.Engine, loaded) -> None:  # type: ignore[no-untyped-def]
             if p.village_id == "dazhuang-01":
                 missed = p.date == date(2026, 12, 5) and p.slot == "evening"
                 mark_program(s, day=p.date, slot=p.slot, village_id=p.village_id,
-                             status=S("missed") if missed else S("played"), at=when)
+                             status=S("missed") if missed else S("played"), at=when,
+                             evidence=None if missed else Evidence.PLAYER, aired_at=None if missed else p.start)
             elif p.village_id == "dazhuang-05" and p.date >= date(2026, 12, 8):
                 mark_program(s, day=p.date, slot=p.slot, village_id=p.village_id, status=S("exported"), at=when)
         record_handout(s, market_id="dazhuang-ji", day=date(2026, 12, 3), leaflets=120, people=85,

@@ -1,1 +1,1 @@
-"""Audio: clips rendered from scripts, horn-speaker mastering, program assembly, ffmpeg."""
+"""Audio: clips rendered from scripts, horn-speaker mastering, program assembly, ffmpeg, proof of air."""

@@ -10,6 +10,7 @@ from outreach.cli import (  # noqa: F401  (each module registers its commands)
     render_cmds,
     scripts_cmds,
     station_cmds,
+    status_cmds,
     web_cmds,
 )
 from outreach.cli.base import cli

@@ -17,6 +17,7 @@ import click
 
 from outreach.cli import zh
 from outreach.config import CONFIG_NAME, TIMEZONE, Config, load_config
+from outreach.dates import json_value
 from outreach.errors import ConfigError, OutreachError
 from outreach.files import clean_after_crash
 
@@ -136,5 +137,5 @@ def clean_workspace(ws: Workspace) -> list[Path]:
 
 
 def echo_json(data: Any) -> None:
-    """Print `data` as UTF-8 JSON (Chinese kept readable)."""
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    """Print `data` as UTF-8 JSON (Chinese kept readable); instants in Beijing time (`dates.json_time`)."""
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=json_value))

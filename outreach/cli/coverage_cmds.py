@@ -11,20 +11,29 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import click
 from sqlmodel import Session
 
 from outreach.cli.base import Workspace, cli, cli_date, echo_json, existing_folder, warn, with_workspace
-from outreach.config import TIMEZONE
+from outreach.config import TIMEZONE, TZ
+from outreach.labels import EVIDENCE
 
+if TYPE_CHECKING:
+    from outreach.coverage import ReadTime
+    from outreach.planning.workspace import Loaded
+
+# The first fourteen columns are those of earlier versions, in their order; evidence columns follow.
 COVERAGE_HEADERS = ("村编号", "村", "乡镇", "活动编号", "活动", "计划", "播出", "确认", "待确认", "漏播", "失败",
-                    "最近覆盖", "人口", "估计听众")
-TABLE_HEADERS = ("村", "乡镇", "活动", "播出", "确认", "漏播", "失败", "最近覆盖", "待确认", "估计听众")
+                    "最近覆盖", "人口", "估计听众",
+                    *(EVIDENCE[level] for level in ("confirmed", "heard", "player", "none")), "其中无记录的漏播",
+                    *(f"上次成功播出（{EVIDENCE[level]}）" for level in ("confirmed", "heard", "player")))
+TABLE_HEADERS = ("村", "乡镇", "活动", *(EVIDENCE[level] for level in ("confirmed", "heard", "player", "exported")),
+                 "漏播", "失败", "上次成功播出", "估计听众")
 FAILED_NOTE = "失败含播放中断（程序崩溃时正在播放的节目）"
-GAP_HEADERS = ("类型", "乡镇", "村编号", "村", "稿件", "日期", "数量")
+GAP_HEADERS = ("类型", "乡镇", "村编号", "村", "稿件", "日期", "数量", "漏播")
 
 
 @dataclass
@@ -36,6 +45,7 @@ class _Context:
     scripts: list[str]
     county: str
     windows: dict[str, tuple[dt.date | None, dt.date | None]]  # script id -> (valid_from, valid_until)
+    loaded: Loaded | None = None  # the workspace, when its YAML loads (for the plan's expected programs)
 
 
 def _today(text: str | None) -> dt.date:
@@ -49,6 +59,45 @@ def _today(text: str | None) -> dt.date:
         except OutreachError as exc:
             raise CoverageError(str(exc)) from exc
     return now
+
+
+def _now(today: dt.date) -> dt.datetime:
+    """The moment coverage is read at: now, or the end of `--today` when that day is already over.
+
+    A slot counts as 漏播 once its start plus grace has passed by this moment (coverage.ReadTime).
+    """
+    end_of_day = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), tzinfo=TZ)
+    return min(dt.datetime.now(TZ), end_of_day)
+
+
+def _read(ws: Workspace, ctx: _Context, start: dt.date, end: dt.date, today: dt.date,
+          campaign_id: str | None) -> ReadTime:
+    """The ReadTime of a command: now, the workspace's grace, and the plan's programs of the last days."""
+    from outreach import coverage as cov
+    from outreach.errors import OutreachError
+
+    expected: tuple[Any, ...] = ()
+    if ctx.loaded is not None:
+        try:
+            expected = cov.expected_plans(ctx.loaded, start, end, today=today, campaign_id=campaign_id)
+        except OutreachError as exc:
+            warn(exc)
+            warn("排不出计划，没有任何记录的时段不会算作漏播")
+    return cov.ReadTime(now=_now(today), grace_s=ws.config.deliver.grace_s, expected=expected)
+
+
+def _aired(when: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """An air time in Beijing time, or empty."""
+    return when.astimezone(TZ).strftime(fmt) if when else ""
+
+
+def _last_aired_cell(row: Any) -> str:
+    """The table's 上次成功播出: the latest air time with the evidence it rests on, e.g. `11-28 06:30 已确认`."""
+    found = [(t, level) for level, t in row.last_aired.items() if t is not None]
+    if not found:
+        return "—"
+    when, level = max(found)
+    return f"{_aired(when, '%m-%d %H:%M')} {EVIDENCE[level]}"
 
 
 def _iso(text: str | None, field: str, today: dt.date) -> str | None:
@@ -112,7 +161,7 @@ def _open(ws: Workspace, campaign_id: str | None) -> Iterator[_Context]:
                        for sid in scripts if sid in loaded.scripts}
     try:
         with db.session(engine) as s:
-            yield _Context(s, targets, scripts, loaded.registry.county if loaded else "", windows)
+            yield _Context(s, targets, scripts, loaded.registry.county if loaded else "", windows, loaded)
     finally:
         engine.dispose()
 
@@ -181,10 +230,11 @@ def _date(d: dt.date | None) -> str:
 @with_workspace
 def coverage_cmd(campaign_id: str | None, start_text: str | None, end_text: str | None, township_id: str | None,
                  fmt: str, out: Path | None, today_text: str | None, ws: Workspace) -> None:
-    """按村和活动统计：播出、确认、漏播的时段数，以及最近一次覆盖的日期。
+    """按村和活动统计：有证据的播出（已确认、已监听、仅有播放记录）、待确认、漏播，以及上次成功播出的时间。
 
     不给 --from/--to 时统计本月至今。给了 --campaign 时，活动覆盖的村
-    （schedules/campaigns.yaml）即使从未排播也会列出。日期可写成
+    （schedules/campaigns.yaml）即使从未排播也会列出。到点后过了宽限时间
+    仍没有结果的时段算漏播，没有留下任何记录的计划节目也算。日期可写成
     2026-12-01、2026/12/01 或 12月1日。
     """
     from outreach import coverage as cov
@@ -196,24 +246,26 @@ def coverage_cmd(campaign_id: str | None, start_text: str | None, end_text: str 
     start, end = cov.parse_period(_iso(start_text, "--from", today), _iso(end_text, "--to", today), today=today)
     township_id = _township(ws, township_id)
     with _open(ws, campaign_id) as ctx:
+        read = _read(ws, ctx, start, end, today, campaign_id)
         rows = cov.village_coverage(ctx.session, start=start, end=end, campaign_id=campaign_id,
-                                    township_id=township_id, target_village_ids=ctx.targets)
+                                    township_id=township_id, target_village_ids=ctx.targets, read=read)
     if fmt == "json":
         text = json.dumps([r.as_dict() for r in rows], ensure_ascii=False, indent=2) + "\n"
         _emit(text, out)
         return
     if fmt == "table":
         table = [TABLE_HEADERS, *(
-            (r.village_name, r.township_name, r.campaign_name, r.played, r.confirmed, r.missed, r.failed,
-             _date(r.last_reached) or "—", r.exported, r.listeners) for r in rows
+            (r.village_name, r.township_name, r.campaign_name, r.reached_confirmed, r.reached_heard,
+             r.reached_player, r.exported, r.missed, r.failed, _last_aired_cell(r), r.listeners) for r in rows
         )]
         _emit(_table(table) + "\n", out)
-        click.echo(f"{start} 至 {end}：共 {len(rows)} 行，已覆盖 {sum(1 for r in rows if r.reached)} 行；"
-                   f"{FAILED_NOTE}", err=True)
+        _coverage_notes(rows, start, end)
         return
     data = [COVERAGE_HEADERS, *(
         (r.village_id, r.village_name, r.township_name, r.campaign_id, r.campaign_name, r.planned, r.played,
-         r.confirmed, r.exported, r.missed, r.failed, _date(r.last_reached), r.population, r.listeners)
+         r.confirmed, r.exported, r.missed, r.failed, _date(r.last_reached), r.population, r.listeners,
+         r.reached_confirmed, r.reached_heard, r.reached_player, r.unproven, r.unrecorded,
+         *(_aired(r.last_aired.get(level)) for level in ("confirmed", "heard", "player")))
         for r in rows
     )]
     if fmt == "csv":
@@ -224,6 +276,17 @@ def coverage_cmd(campaign_id: str | None, start_text: str | None, end_text: str 
     assert out is not None
     write_bytes_atomic(out, _xlsx(data, "覆盖"))
     click.echo(f"已写入 {out}", err=True)
+
+
+def _coverage_notes(rows: Sequence[Any], start: dt.date, end: dt.date) -> None:
+    """The lines under the coverage table: what was reached, and what is not counted and why."""
+    click.echo(f"{start} 至 {end}：共 {len(rows)} 行，已覆盖 {sum(1 for r in rows if r.reached)} 行；"
+               f"{FAILED_NOTE}", err=True)
+    if unproven := sum(r.unproven for r in rows):
+        click.echo(f"另有 {unproven} 次记为已播但没有证据（{EVIDENCE['none']}：播放程序没有放完或没留下证明），"
+                   "不算覆盖", err=True)
+    if unrecorded := sum(r.unrecorded for r in rows):
+        click.echo(f"漏播中有 {unrecorded} 次没有任何播出记录：当时调度器可能没有运行（outreach run）", err=True)
 
 
 # --- gaps ---------------------------------------------------------------------------
@@ -243,34 +306,26 @@ def gaps_cmd(campaign_id: str, days: int, township_id: str | None, fmt: str, out
              today_text: str | None, ws: Workspace) -> None:
     """活动没覆盖到的地方：沉默的村、没播出的稿件、没确认的U盘导出。
 
-    最近 --days 天（或从来）没播出（也没确认）这个活动的村算沉默。
-    导出超过 2 天仍未确认的，算未确认。
+    最近 --days 天（或从来）没有有证据地播出（也没确认）这个活动的村算沉默，
+    并列出窗口内的漏播次数。导出超过 2 天仍未确认的，算未确认。
     """
     from outreach import coverage as cov
 
     today = _today(today_text)
     township_id = _township(ws, township_id)
+    cov.check_days(days)
     with _open(ws, campaign_id) as ctx:
         s = ctx.session
+        read = _read(ws, ctx, today - dt.timedelta(days=days - 1), today, today, campaign_id)
         villages = cov.village_gaps(s, campaign_id=campaign_id, today=today, days=days,
-                                    target_village_ids=ctx.targets, township_id=township_id)
+                                    target_village_ids=ctx.targets, township_id=township_id, read=read)
         scripts = cov.script_gaps(s, campaign_id=campaign_id, script_ids=ctx.scripts,
                                   target_village_ids=ctx.targets, end=today, valid=ctx.windows)
         if township_id is not None:
             scripts = [g for g in scripts if g.township_id == township_id]
         exports = cov.unconfirmed_exports(s, today=today, campaign_id=campaign_id, township_id=township_id)
     if fmt == "json":
-        echo_data = {
-            "campaign_id": campaign_id, "as_of": today.isoformat(), "days": days,
-            "villages": [{"village_id": g.village_id, "village_name": g.village_name, "township_id": g.township_id,
-                          "last_reached": _date(g.last_reached) or None, "days_silent": g.days_silent}
-                         for g in villages],
-            "scripts": [{"township_id": g.township_id, "script_id": g.script_id} for g in scripts],
-            "unconfirmed_exports": [{"village_id": u.village_id, "village_name": u.village_name,
-                                     "township_id": u.township_id, "slots": u.slots,
-                                     "first_date": u.first_date.isoformat(), "last_date": u.last_date.isoformat()}
-                                    for u in exports],
-        }
+        echo_data = _gaps_json(campaign_id, today, days, villages, scripts, exports)
         if out is None:
             echo_json(echo_data)
         else:
@@ -279,17 +334,17 @@ def gaps_cmd(campaign_id: str, days: int, township_id: str | None, fmt: str, out
     if fmt == "csv":
         rows: list[Sequence[Any]] = [GAP_HEADERS]
         rows += [("未覆盖村", g.township_name, g.village_id, g.village_name, "", _date(g.last_reached),
-                  "" if g.days_silent is None else g.days_silent) for g in villages]
-        rows += [("未播稿件", g.township_name, "", "", g.script_id, "", "") for g in scripts]
-        rows += [("未确认导出", u.township_id, u.village_id, u.village_name, "", _date(u.first_date), u.slots)
+                  "" if g.days_silent is None else g.days_silent, g.missed) for g in villages]
+        rows += [("未播稿件", g.township_name, "", "", g.script_id, "", "", "") for g in scripts]
+        rows += [("未确认导出", u.township_id, u.village_id, u.village_name, "", _date(u.first_date), u.slots, "")
                  for u in exports]
         _emit(_csv(rows), out)
         return
     parts = [f"未覆盖村（近 {days} 天未播出，截至 {today}）：{len(villages)} 个"]
     if villages:
-        parts.append(_table([("乡镇", "村", "最近覆盖", "沉默天数"), *(
+        parts.append(_table([("乡镇", "村", "最近覆盖", "沉默天数", "漏播"), *(
             (g.township_name, g.village_name, _date(g.last_reached) or "从未",
-             "—" if g.days_silent is None else g.days_silent) for g in villages)]))
+             "—" if g.days_silent is None else g.days_silent, g.missed) for g in villages)]))
     parts.append(f"\n未播出的稿件：{len(scripts)} 个")
     if scripts:
         parts.append(_table([("乡镇", "稿件"), *((g.township_name, g.script_id) for g in scripts)]))
@@ -298,6 +353,23 @@ def gaps_cmd(campaign_id: str, days: int, township_id: str | None, fmt: str, out
         parts.append(_table([("村", "乡镇", "节目数", "最早", "最近"), *(
             (u.village_name, u.township_id, u.slots, _date(u.first_date), _date(u.last_date)) for u in exports)]))
     _emit("\n".join(parts) + "\n", out)
+
+
+def _gaps_json(campaign_id: str, today: dt.date, days: int, villages: Sequence[Any], scripts: Sequence[Any],
+               exports: Sequence[Any]) -> dict[str, Any]:
+    """`gaps --format json`: silent villages (with their 漏播 in the window), unaired scripts, unconfirmed exports."""
+    return {
+        "campaign_id": campaign_id, "as_of": today.isoformat(), "days": days,
+        "villages": [{"village_id": g.village_id, "village_name": g.village_name, "township_id": g.township_id,
+                      "last_reached": _date(g.last_reached) or None, "days_silent": g.days_silent,
+                      "missed": g.missed}
+                     for g in villages],
+        "scripts": [{"township_id": g.township_id, "script_id": g.script_id} for g in scripts],
+        "unconfirmed_exports": [{"village_id": u.village_id, "village_name": u.village_name,
+                                 "township_id": u.township_id, "slots": u.slots,
+                                 "first_date": u.first_date.isoformat(), "last_date": u.last_date.isoformat()}
+                                for u in exports],
+    }
 
 
 # --- report -------------------------------------------------------------------------
@@ -324,9 +396,10 @@ def report_cmd(campaign_id: str, out: Path, start_text: str | None, end_text: st
     today = _today(today_text)
     start, end = cov.parse_period(_iso(start_text, "--from", today), _iso(end_text, "--to", today), today=today)
     with _open(ws, campaign_id) as ctx:
+        read = _read(ws, ctx, start, end, today, campaign_id)
         data = report.collect(ctx.session, campaign_id=campaign_id, start=start, end=end, today=today,
                               gap_days=days, target_village_ids=ctx.targets, script_ids=ctx.scripts,
-                              county_name=ctx.county, script_windows=ctx.windows)
+                              county_name=ctx.county, script_windows=ctx.windows, read=read)
     font = report.cjk_font()
     if font is None:
         warn("没有找到中文字体（fc-list :lang=zh），图表里用编号标注村；"

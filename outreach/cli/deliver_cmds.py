@@ -23,15 +23,17 @@ class ShanghaiFormatter(logging.Formatter):
 
 @cli.command("run")
 @click.option("--mode", type=click.Choice(["play", "export"]), help="本次运行改用这个投放方式（覆盖 outreach.toml 的 deliver.mode）。")
+@click.option("--monitor", metavar="来源", help="喇叭旁的话筒：alsa:设备名，或 file:路径（测试用）。"
+              "单独播出的节目被话筒听到时记为“已监听”；只保存比对数值，不保存录音。")
 @with_workspace
-def run_cmd(mode: str | None, ws: Workspace) -> None:
+def run_cmd(mode: str | None, monitor: str | None, ws: Workspace) -> None:
     """运行定时播出调度（北京时间），直到收到 SIGTERM 或按 Ctrl+C。"""
     from outreach.delivery.scheduler import describe_counts, run
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(ShanghaiFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    counts = run(ws.config, mode or ws.config.deliver.mode)
+    counts = run(ws.config, mode or ws.config.deliver.mode, monitor=monitor)
     click.echo(f"调度已正常停止（{describe_counts(counts)}）", err=True)
 
 

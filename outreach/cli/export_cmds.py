@@ -11,10 +11,12 @@ from pathlib import Path, PurePosixPath
 import click
 
 from outreach.cli.base import ALERT, Workspace, cli, cli_date, echo_json, warn, with_workspace
-from outreach.errors import OutputError
+from outreach.errors import OutputError, PlanError
+from outreach.labels import SLOT, label
 
 SAMPLE_ROOT = Path(__file__).resolve().parents[2]
 MAX_EXPORT_DAYS = 31
+STALE_LINES = 10  # stale packs listed one per line after an export; the rest as a count
 
 
 def _now() -> datetime:
@@ -45,36 +47,56 @@ def init(directory: Path) -> None:
 
 
 @cli.command("export")
-@click.option("--date", "start_text", required=True, metavar="日期", help="导出的第一天。")
+@click.option("--date", "start_text", metavar="日期", help="导出的第一天（用 --stale 时不写）。")
 @click.option("--to", "end_text", metavar="日期", help="最后一天（默认：与 --date 相同）。")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="节目包文件夹（例如U盘）。")
+              help="节目包文件夹（U盘上的文件夹，必须已经存在）。")
+@click.option("--mkdir", "make_dir", is_flag=True, help="--out 文件夹不存在时新建它（不是U盘时才用）。")
+@click.option("--past", is_flag=True, help="允许导出已经过去的日期（补一份以前送出的包）。")
+@click.option("--stale", is_flag=True, help="只重新导出节目包已过期的村（排播在导出后变了），日期按U盘上已有的。")
 @click.option("--village", "village_ids", multiple=True, metavar="村", help="只导出这些村，编号或名称（可重复）。")
 @click.option("--all", "all_villages", is_flag=True, help="所有村，联网的村也导出（备用包）。")
 @click.option("--json", "as_json", is_flag=True, help="以 JSON 输出写入的文件。")
 @with_workspace
-def export_cmd(start_text: str, end_text: str | None, out_dir: Path, village_ids: tuple[str, ...],
-               all_villages: bool, as_json: bool, ws: Workspace) -> None:
+def export_cmd(start_text: str | None, end_text: str | None, out_dir: Path, make_dir: bool, past: bool, stale: bool,
+               village_ids: tuple[str, ...], all_villages: bool, as_json: bool, ws: Workspace) -> None:
     """先生成需要的音频，再按乡镇和村写出 MP3 节目包。
 
     每个村的文件夹里按播出顺序放节目（2026-12-01_0630_早间.mp3），
     以及 playlist.m3u 和 播放说明.txt；更早日期的节目会被删除。默认只为
     用U盘的村（离线的村；deliver.mode 为 "export" 时为所有村）导出。
+    --out 文件夹必须已经存在（U盘已插好）；不在U盘上时会警告。
     """
     from outreach.dates import check_range
-    from outreach.delivery.usb.export import export_days
+    from outreach.delivery.usb.export import check_not_past, export_days
     from outreach.planning.registry import resolve_village
     from outreach.planning.workspace import load, open_database
 
-    start = cli_date(start_text, "--date")
-    end = cli_date(end_text, "--to") if end_text else start
-    check_range(start, end, max_days=MAX_EXPORT_DAYS, what="--date/--to")
+    now = _now()
+    if stale:
+        if start_text or end_text or all_villages:
+            raise PlanError("--stale 按U盘上已有的日期重新导出过期的节目包；请不要同时写 --date、--to 或 --all")
+    elif not start_text:
+        raise PlanError("缺少 --date 日期；要重新导出节目包已过期的村，请用 --stale")
+    else:
+        start = cli_date(start_text, "--date", today=now.date())
+        end = cli_date(end_text, "--to", today=now.date()) if end_text else start
+        check_range(start, end, max_days=MAX_EXPORT_DAYS, what="--date/--to")
+        check_not_past(start, today=now.date(), past=past)
     loaded = load(ws.config)
     village_ids = tuple(dict.fromkeys(resolve_village(loaded.registry, v) for v in village_ids))
     engine = open_database(loaded)
-    chosen = list(village_ids) or (sorted(loaded.registry.villages) if all_villages else None)
-    report = export_days(loaded, engine, start, end, out_dir, now=_now(), village_ids=chosen,
-                         progress=sys.stderr.isatty())
+    if stale:
+        report = _export_stale(loaded, engine, out_dir, make_dir, ws, now, list(village_ids) or None, as_json)
+        if report is None:
+            if as_json:
+                echo_json([])
+            return
+    else:
+        _check_out(out_dir, make_dir, ws)
+        chosen = list(village_ids) or (sorted(loaded.registry.villages) if all_villages else None)
+        report = export_days(loaded, engine, start, end, out_dir, now=now, village_ids=chosen,
+                             progress=sys.stderr.isatty())
     if as_json:
         echo_json([vars(f) for f in report.files])
     else:
@@ -82,8 +104,72 @@ def export_cmd(start_text: str, end_text: str | None, out_dir: Path, village_ids
                    f"删除旧节目 {len(report.removed)} 个，失败 {len(report.failures)} 个"
                    + (f"（新生成音频 {report.rendered} 条）" if report.rendered else ""))
     echo_report_details(report)
+    echo_stale(loaded, engine, now)
     if report.failures:
         sys.exit(1)
+
+
+def _check_out(out_dir: Path, make_dir: bool, ws: Workspace) -> None:
+    """Refuse a missing --out (no stick) unless --mkdir; warn when it is not on a stick."""
+    from outreach.delivery.usb.export import check_out_dir
+
+    for line in check_out_dir(out_dir, workspace=ws.path, mkdir=make_dir):
+        warn(line)
+
+
+def _export_stale(loaded, engine, out_dir: Path, make_dir: bool,  # type: ignore[no-untyped-def]
+                  ws: Workspace, now: datetime, village_ids: list[str] | None, as_json: bool):
+    """`export --stale`: the stale villages exported again, each for its days; None when nothing is stale."""
+    from outreach.delivery.usb.export import export_stale
+    from outreach.delivery.usb.stale import refresh_stale
+
+    found = [p for p in refresh_stale(loaded, engine, now=now) if village_ids is None or p.village_id in village_ids]
+    if not found:
+        click.echo("没有过期的节目包：U盘上的节目和现在的排播一致", err=as_json)
+        return None
+    _check_out(out_dir, make_dir, ws)
+    done = export_stale(loaded, engine, out_dir, now=now, stale=found, progress=sys.stderr.isatty())
+    for (first, last), villages in done.ranges.items():
+        names = "、".join(loaded.registry.villages[v].name for v in villages)
+        click.echo(f"重新导出 {names}：{first.isoformat()} 至 {last.isoformat()}", err=True)
+    return done.report
+
+
+def echo_stale(loaded, engine, now: datetime) -> None:  # type: ignore[no-untyped-def]
+    """One warning per stale pack still left (节目包已过期, what changed) and the command that fixes it."""
+    from outreach.delivery.usb.export import stale_now
+    from outreach.delivery.usb.stale import STALE
+
+    packs = stale_now(engine, now=now)
+    for p in packs[:STALE_LINES]:
+        village = loaded.registry.villages.get(p.village_id)
+        warn(f"{STALE}：{village.name if village else p.village_id} {p.day.month}月{p.day.day}日 "
+             f"{label(SLOT, p.slot)}：{p.reason}")
+    if len(packs) > STALE_LINES:
+        warn(f"{STALE}：还有 {len(packs) - STALE_LINES} 个节目，见 `outreach export --stale`")
+    if packs:
+        warn("请插好这些村的U盘，运行 `outreach export --stale --out U盘文件夹` 重新导出")
+
+
+def check_stale(loaded, ws: Workspace) -> None:  # type: ignore[no-untyped-def]
+    """After `plan`: compare exported packs with the plan now and warn about stale ones (needs a database)."""
+    import sqlalchemy as sa
+
+    from outreach.delivery.usb.stale import refresh_stale
+    from outreach.planning.workspace import open_database
+
+    url = ws.config.resolved_database_url()
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return  # nothing was ever exported from this workspace
+    now = _now()
+    try:
+        engine = open_database(loaded)
+        refresh_stale(loaded, engine, now=now)
+    except sa.exc.SQLAlchemyError as exc:
+        warn(f"没能检查U盘节目包是否过期（数据库：{exc.__class__.__name__}）")
+        return
+    echo_stale(loaded, engine, now)
+    engine.dispose()
 
 
 def echo_report_details(report) -> None:
@@ -192,7 +278,8 @@ def demo(days: int, day_text: str | None, ws: Workspace) -> None:
     for village in served_by(loaded.registry, Channel.LIVE):
         for slot in loaded.registry.village_slots(village.id):
             outcomes.append(play_program(loaded, engine, village.id, slot.name, today, now=now,
-                                         player=null_player(), timeout_s=config.deliver.player_timeout_s))
+                                         player=null_player(), timeout_s=config.deliver.player_timeout_s,
+                                         min_fraction=0.0))  # a simulated play: logged with no evidence
     counts = {k: sum(o.status == k for o in outcomes) for k in ("played", "skipped", "failed", "silent")}
     click.echo(f"[4/5] 今天（{today}）联网喇叭播出（空播放器）：播出 {counts['played']}，已播跳过 {counts['skipped']}，"
                f"失败 {counts['failed']}，静默 {counts['silent']}")

@@ -31,6 +31,7 @@ def plan_cmd(start_text: str, end_text: str, village_ids: tuple[str, ...], as_js
 
     日期可写成 2026-12-01、2026/12/01 或 12月1日（离今天最近的那一天）。
     """
+    from outreach.cli.export_cmds import check_stale
     from outreach.dates import check_range
     from outreach.planning.registry import resolve_village
     from outreach.planning.workspace import load, plan_days
@@ -46,6 +47,7 @@ def plan_cmd(start_text: str, end_text: str, village_ids: tuple[str, ...], as_js
     for alert in result.alerts:  # last, so it is what stays on screen
         click.echo(f"{ALERT}{alert}", err=True)
     if as_json:
+        check_stale(loaded, ws)  # warnings on stderr; stdout stays the JSON list
         echo_json([
             {
                 "date": p.date.isoformat(),
@@ -72,3 +74,4 @@ def plan_cmd(start_text: str, end_text: str, village_ids: tuple[str, ...], as_js
     for r in rows:
         click.echo("  ".join([*(_pad(r[i], widths[i]) for i in range(3)), r[3]]))
     click.echo(f"共 {len(result.programs)} 个节目", err=True)
+    check_stale(loaded, ws)

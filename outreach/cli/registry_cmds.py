@@ -74,7 +74,7 @@ def registry_cmd(as_json: bool, ws: Workspace) -> None:
     """检查 schedules/，列出全县的村、播出时段和集市。"""
     from outreach.planning.registry import load_registry
 
-    registry = load_registry(ws.config.schedules_dir, players=ws.config.players)
+    registry = load_registry(ws.config.schedules_dir, players=ws.config.player_names)
     if as_json:
         echo_json({
             "county": registry.county,

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import click
 
-from outreach.cli.base import Workspace, cli, echo_json, with_workspace
+from outreach.cli.base import Workspace, cli, echo_json, warn, with_workspace
 from outreach.config import TZ
 
 _WARNING = {"offline": "离线", "low_buffer": "缓存不足", "clock_skew": "时钟偏差"}
@@ -56,11 +56,13 @@ def station_add(village_id: str, server_url: str, as_json: bool, ws: Workspace) 
 @click.argument("station_id")
 @with_workspace
 def station_revoke(station_id: str, ws: Workspace) -> None:
-    """吊销 STATION_ID 的令牌（HTTP 立即生效；消息服务器（Mosquitto）重新加载密码文件后也生效）。"""
+    """吊销 STATION_ID 的令牌（HTTP 立即生效；消息服务器（Mosquitto）重新加载密码文件后也生效），并把它的在线状态发布为离线。"""
     from outreach.delivery.stations.accounts import revoke_station
 
     _loaded, engine, broker = _open(ws)
-    revoke_station(engine, station_id, now=_now(), broker=broker)
+    problem = revoke_station(engine, station_id, now=_now(), broker=broker)
+    if problem:
+        warn(problem)
     click.echo(f"已吊销：{station_id}")
 
 

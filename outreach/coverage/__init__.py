@@ -3,15 +3,19 @@
 # Every figure is a SQL aggregate (COUNT/SUM/MAX over CASE, GROUP BY) computed by the
 # database; Python only shapes the aggregated rows (one per village, market or
 # village-day), never the broadcast rows themselves. Filters are bound parameters.
-# No function reads the clock: `today` and date ranges are arguments.
+# No function reads the clock: `today`, date ranges and a ReadTime (`now`, grace, the plan) are
+# arguments. A reach is a played or confirmed row with evidence (common.evidence_level).
 
 from __future__ import annotations
 
 from outreach.coverage.common import (
     MAX_DAYS,
     PENDING,
+    REACH_EVIDENCE,
     REACHED,
+    SHOWN_EVIDENCE,
     check_campaign,
+    check_days,
     check_period,
     check_township,
     parse_period,
@@ -27,15 +31,15 @@ from outreach.coverage.gaps import (
     unconfirmed_exports,
     village_gaps,
 )
+from outreach.coverage.readtime import UNRECORDED_DAYS, ReadTime, expected_plans
 from outreach.coverage.heatmap import Heatmap, HeatmapRow, village_day_matrix
 from outreach.coverage.markets import HandoutDay, MarketCoverage, handout_timeline, market_coverage
+from outreach.coverage.airings import ScriptAiring, scripts_aired
 from outreach.coverage.reach import (
     LISTEN_SHARE,
-    ScriptAiring,
     TownshipCoverage,
     VillageCoverage,
     estimate_listeners,
-    scripts_aired,
     township_rollup,
     village_coverage,
 )
@@ -45,7 +49,11 @@ __all__ = [
     "LISTEN_SHARE",
     "MAX_DAYS",
     "PENDING",
+    "REACH_EVIDENCE",
     "REACHED",
+    "SHOWN_EVIDENCE",
+    "UNRECORDED_DAYS",
+    "ReadTime",
     "Heatmap",
     "HeatmapRow",
     "HandoutDay",
@@ -58,9 +66,11 @@ __all__ = [
     "VillageCoverage",
     "VillageGap",
     "check_campaign",
+    "check_days",
     "check_period",
     "check_township",
     "estimate_listeners",
+    "expected_plans",
     "handout_timeline",
     "market_coverage",
     "parse_period",

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
 from outreach import models
+from outreach.config import TZ
 from outreach.dates import check_range, parse_date
+from outreach.labels import EVIDENCE
 from outreach.errors import CoverageError, OutreachError
-from outreach.models import Broadcast, BroadcastScript, BroadcastStatus, Campaign, Handout, Market, Township, Village
+from outreach.models import (
+    EVIDENCE_STRENGTH, Broadcast, BroadcastScript, BroadcastStatus, Campaign, Evidence, Handout, Market, Township,
+    Village,
+)
 
 MAX_DAYS = 366
 """Longest date range a coverage query accepts."""
@@ -20,6 +25,14 @@ MAX_DAYS = 366
 # models.REACHED as plain strings, for SQL `IN (...)` on the status column and on subqueries of it.
 REACHED = tuple(status.value for status in models.REACHED)
 PENDING = (BroadcastStatus.PLANNED.value, BroadcastStatus.EXPORTED.value)
+
+REACH_EVIDENCE: tuple[str, ...] = tuple(
+    e.value for e in EVIDENCE_STRENGTH[EVIDENCE_STRENGTH.index(Evidence.PLAYER):])
+"""The evidence that makes a reached status a reach: the player ran, a microphone heard it, or a person said so.
+
+`exported` is not among them: a stick that was written has not been played."""
+SHOWN_EVIDENCE: tuple[str, ...] = tuple(reversed(REACH_EVIDENCE))
+"""The reach levels as outputs list them, strongest first: confirmed, heard, player."""
 
 # The columns of each table the queries read, named like the table: BROADCASTS.village_id.
 BROADCASTS = Broadcast.__table__.c  # type: ignore[attr-defined]
@@ -117,3 +130,61 @@ def as_date(value: Any) -> dt.date | None:
     if value is None or isinstance(value, dt.date):
         return value
     return dt.date.fromisoformat(str(value)[:10])
+
+
+def evidence_level(status: Any = None, evidence: Any = None) -> sa.ColumnElement[Any]:
+    """A broadcast row's reach level (one of REACH_EVIDENCE), or NULL when the row is no reach.
+
+    A confirmed row rests on a person's word whatever an older field says. A played row counts
+    only with its evidence: the player ran its length, or a microphone heard it. A played row
+    with none (a play logged before evidence existed, or a player that proved nothing) is not a
+    reach; outputs count it apart as `unproven`. `status` and `evidence` default to the
+    broadcast table's columns; pass a subquery's to classify its groups.
+    """
+    status = BROADCASTS.status if status is None else status
+    evidence = BROADCASTS.evidence if evidence is None else evidence
+    return sa.case(
+        (status == BroadcastStatus.CONFIRMED.value, sa.literal(Evidence.CONFIRMED.value)),
+        (sa.and_(status == BroadcastStatus.PLAYED.value, evidence.in_(REACH_EVIDENCE)), evidence),
+        else_=sa.null(),
+    )
+
+
+def is_reach() -> sa.ColumnElement[bool]:
+    """True for a broadcast row that is a reach: evidence_level() is not NULL, as a plain WHERE condition."""
+    return sa.or_(BROADCASTS.status == BroadcastStatus.CONFIRMED.value,
+                  sa.and_(BROADCASTS.status == BroadcastStatus.PLAYED.value, BROADCASTS.evidence.in_(REACH_EVIDENCE)))
+
+
+def level_rows(level: str) -> list[sa.ColumnElement[bool]]:
+    """The WHERE conditions of the rows at one reach level, written so that an index on status can seek them."""
+    played = sa.and_(BROADCASTS.status == BroadcastStatus.PLAYED.value, BROADCASTS.evidence == level)
+    if level == Evidence.CONFIRMED.value:
+        return [sa.or_(BROADCASTS.status == BroadcastStatus.CONFIRMED.value, played)]
+    return [played]
+
+
+def aired_time() -> sa.ColumnElement[Any]:
+    """When a row's program went out: aired_at; for rows logged before it existed, the play start
+    (played_at), and for a confirmation without either, the slot start. Never confirmed_at, the typing time."""
+    return sa.func.coalesce(BROADCASTS.aired_at, BROADCASTS.played_at, BROADCASTS.scheduled_at)
+
+
+def as_datetime(value: Any) -> dt.datetime | None:
+    """A timestamp aggregate (MAX over a CASE) as an aware UTC datetime (or None).
+
+    MAX() loses the column's type, so SQLite hands back naive text and PostgreSQL an aware value.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime.fromisoformat(str(value))
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
+def aired_text(last_aired: Mapping[str, dt.datetime | None]) -> str:
+    """When a place was last reached, per evidence, strongest first: `11-28 06:30（已确认）；12-01 19:00（已监听）`."""
+    return "；".join(f"{t.astimezone(TZ):%m-%d %H:%M}（{EVIDENCE[level]}）"
+                    for level in SHOWN_EVIDENCE if (t := last_aired.get(level)) is not None)

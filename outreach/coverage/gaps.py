@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
 from outreach.coverage.common import (
-    BROADCAST_SCRIPTS, BROADCASTS, REACHED, TOWNSHIPS, VILLAGES, as_date, check_campaign, check_days, check_period,
-    check_township, fetch_all, scripts_join,
+    BROADCAST_SCRIPTS, BROADCASTS, TOWNSHIPS, VILLAGES, as_date, check_campaign, check_days, check_period,
+    check_township, fetch_all, is_reach, scripts_join,
 )
+from outreach.coverage.readtime import ReadTime, split_due, status_column, unrecorded
 from outreach.errors import CoverageError
 from outreach.models import BroadcastStatus, Township, Village
 
@@ -33,6 +36,7 @@ class VillageGap:
     township_name: str
     last_reached: dt.date | None
     days_silent: int | None  # None: never reached
+    missed: int = 0  # slots missed in the window, read-time ones and programs that left no row included
 
 
 @dataclass(frozen=True)
@@ -77,11 +81,14 @@ def village_gaps(
     days: int,
     target_village_ids: Iterable[str] = (),
     township_id: str | None = None,
+    read: ReadTime | None = None,
 ) -> list[VillageGap]:
-    """Villages the campaign has not reached in the `days` days ending `today` (or ever).
+    """Villages the campaign has not reached (with evidence) in the `days` days ending `today` (or ever).
 
     Candidates are the target villages and every village with a broadcast row
-    of the campaign. Sorted by township, then village.
+    of the campaign. Sorted by township, then village. Each gap counts the slots
+    missed in the window; with `read`, a planned slot past grace and a program of
+    `read.expected` that left no row count as missed (see readtime).
 
     Raises CoverageError for an unknown campaign or township or a bad day count.
     """
@@ -90,17 +97,12 @@ def village_gaps(
     if township_id is not None:
         check_township(session, township_id)
     since = today - dt.timedelta(days=days - 1)
-    hist = (
-        sa.select(
-            BROADCASTS.village_id.label("village_id"),
-            sa.func.max(sa.case((BROADCASTS.status.in_(REACHED) & (BROADCASTS.date <= today), BROADCASTS.date))).label("last_reached"),
-        )
-        .where(BROADCASTS.campaign_id == campaign_id)
-        .group_by(BROADCASTS.village_id)
-        .cte("hist")
-    )
+    hist = _history(campaign_id, since, today, read)
+    due, _ = split_due(read, unrecorded(session, read, start=since, end=today, campaign_id=campaign_id,
+                                        township_id=township_id))
+    silent = Counter(p.village_id for p in due)
     sources = [sa.select(hist.c.village_id.label("village_id"))]
-    targets = sorted(set(target_village_ids))
+    targets = sorted(set(target_village_ids) | set(silent))
     if targets:
         sources.append(sa.select(VILLAGES.id.label("village_id")).where(VILLAGES.id.in_(targets)))
     keys = sa.union(*sources).subquery("keys")
@@ -109,7 +111,7 @@ def village_gaps(
         sa.select(
             keys.c.village_id, sa.func.coalesce(VILLAGES.name, keys.c.village_id).label("village_name"),
             township_col.label("township_id"), sa.func.coalesce(TOWNSHIPS.name, township_col).label("township_name"),
-            hist.c.last_reached,
+            hist.c.last_reached, sa.func.coalesce(hist.c.missed, 0).label("missed"),
         )
         .select_from(
             keys.outerjoin(hist, hist.c.village_id == keys.c.village_id)
@@ -125,8 +127,24 @@ def village_gaps(
     for r in fetch_all(session, stmt):
         last = as_date(r.last_reached)
         out.append(VillageGap(r.village_id, r.village_name, r.township_id, r.township_name,
-                              last, (today - last).days if last else None))
+                              last, (today - last).days if last else None, int(r.missed) + silent[r.village_id]))
     return out
+
+
+def _history(campaign_id: str, since: dt.date, today: dt.date, read: ReadTime | None) -> Any:
+    """The CTE of each village's last reach (up to `today`) and its slots missed from `since` to `today`."""
+    in_window = (BROADCASTS.date >= since) & (BROADCASTS.date <= today)
+    return (
+        sa.select(
+            BROADCASTS.village_id.label("village_id"),
+            sa.func.max(sa.case((is_reach() & (BROADCASTS.date <= today), BROADCASTS.date))).label("last_reached"),
+            sa.func.sum(sa.case((in_window & (status_column(read) == BroadcastStatus.MISSED.value), 1),
+                                else_=0)).label("missed"),
+        )
+        .where(BROADCASTS.campaign_id == campaign_id)
+        .group_by(BROADCASTS.village_id)
+        .cte("hist")
+    )
 
 
 def script_gaps(
@@ -139,7 +157,7 @@ def script_gaps(
     end: dt.date | None = None,
     valid: Mapping[str, ValidWindow] | None = None,
 ) -> list[ScriptGap]:
-    """Scripts of the campaign never heard (played/confirmed) in a township.
+    """Scripts of the campaign never heard (a reach with evidence, common.is_reach) in a township.
 
     Townships considered: those of the target villages and those with any
     broadcast row of the campaign. `start`/`end` optionally bound "never".
@@ -167,7 +185,7 @@ def script_gaps(
     aired = (
         sa.select(sa.literal(1)).select_from(scripts_join())
         .where(BROADCAST_SCRIPTS.script_id == scripts_sq.c.script_id, BROADCASTS.township_id == towns.c.township_id,
-               BROADCASTS.campaign_id == campaign_id, BROADCASTS.status.in_(REACHED))
+               BROADCASTS.campaign_id == campaign_id, is_reach())
     )
     if start is not None:
         aired = aired.where(BROADCASTS.date >= start)

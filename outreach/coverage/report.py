@@ -23,8 +23,9 @@ from sqlmodel import Session
 
 from outreach import coverage as cov
 from outreach.files import write_text_atomic
+from outreach.labels import EVIDENCE
 
-__all__ = ["ReportData", "cjk_font", "collect", "render_html", "write_report"]
+__all__ = ["ReportData", "cjk_font", "collect", "heatmap_grid", "render_html", "write_report"]
 
 CJK_FAMILIES = (
     "Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
@@ -35,9 +36,11 @@ CJK_FAMILIES = (
 MAX_LABELLED_VILLAGES = 60
 """Above this many villages the heatmap labels townships instead of villages."""
 
-# nothing planned, missed/failed, still pending (planned or exported, unconfirmed), reached once, twice or more
+# nothing planned, missed/failed, still pending (planned, exported or without evidence), reached once, twice or more
 _COLOURS = ["#e9ecef", "#d9534f", "#f2c94c", "#9fd49a", "#2e7d32"]
 _LEGEND = ["无安排", "漏播/失败", "待播/待确认", "播出1次", "播出2次及以上"]
+NOTHING_CELL, MISSED_CELL, PENDING_CELL, ONCE_CELL, OFTEN_CELL = range(5)
+"""The heatmap's cell categories, indexes into _COLOURS and _LEGEND."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,12 @@ def collect(
     script_ids: Sequence[str] = (),
     county_name: str = "",
     script_windows: Mapping[str, cov.ValidWindow] | None = None,
+    read: cov.ReadTime | None = None,
 ) -> ReportData:
     """Run every coverage query the report needs. Gaps are as of min(end, today).
+
+    With `read` (the moment, grace and plan; see coverage.readtime) silence past its slot
+    counts as 漏播 in the tables, the gaps and the heatmap.
 
     Raises CoverageError for an unknown campaign or a bad range.
     """
@@ -84,7 +91,7 @@ def collect(
     targets = sorted(set(target_village_ids))
     as_of = min(end, today)
     villages = cov.village_coverage(session, start=start, end=end, campaign_id=campaign_id,
-                                    target_village_ids=targets)
+                                    target_village_ids=targets, read=read)
     notes = []
     if not targets:
         notes.append("未读取到活动的目标村（schedules/campaigns.yaml），表中只列出有播出安排的村。")
@@ -94,14 +101,14 @@ def collect(
         campaign_id=campaign_id, campaign_name=name, start=start, end=end, as_of=as_of, gap_days=gap_days,
         villages=villages, townships=cov.township_rollup(villages),
         village_gaps=cov.village_gaps(session, campaign_id=campaign_id, today=as_of, days=gap_days,
-                                      target_village_ids=targets),
+                                      target_village_ids=targets, read=read),
         script_gaps=cov.script_gaps(session, campaign_id=campaign_id, script_ids=list(script_ids),
                                     target_village_ids=targets, end=as_of, valid=script_windows),
         unconfirmed=cov.unconfirmed_exports(session, today=as_of, campaign_id=campaign_id),
         markets=cov.market_coverage(session, start=start, end=end),
         timeline=cov.handout_timeline(session, start=start, end=end),
         heatmap=cov.village_day_matrix(session, campaign_id=campaign_id, start=start, end=end,
-                                       target_village_ids=targets),
+                                       target_village_ids=targets, read=read),
         county_name=county_name, notes=notes,
     )
 
@@ -175,6 +182,23 @@ def _date_ticks(ax: Any, dates: Sequence[dt.date], width_in: float) -> None:
     ax.set_xticks(positions, [f"{dates[i].month}/{dates[i].day}" for i in positions])
 
 
+def _category(reached: int, pending: int, missed: int, scheduled: int) -> int:
+    """One village-day's colour: reached with evidence, else any silence is 漏播, else still to come."""
+    if reached:
+        return ONCE_CELL if reached == 1 else OFTEN_CELL
+    if missed:
+        return MISSED_CELL
+    if pending:
+        return PENDING_CELL
+    return MISSED_CELL if scheduled else NOTHING_CELL
+
+
+def heatmap_grid(hm: cov.Heatmap) -> list[list[int]]:
+    """The category (NOTHING_CELL … OFTEN_CELL) of every village-day of the heatmap, row by row."""
+    return [[_category(*cell) for cell in zip(row.reached, row.pending, row.missed, row.scheduled, strict=True)]
+            for row in hm.rows]
+
+
 def heatmap_png(hm: cov.Heatmap, font: str | None) -> str | None:
     """Village x day heatmap of reached slots, as a PNG data URI (None if there are no villages)."""
     if not hm.rows or not hm.dates:
@@ -184,16 +208,7 @@ def heatmap_png(hm: cov.Heatmap, font: str | None) -> str | None:
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
 
-    def category(reached: int, pending: int, scheduled: int) -> int:
-        if reached:
-            return 3 if reached == 1 else 4
-        if pending:
-            return 2
-        return 1 if scheduled else 0
-
-    grid = np.array([
-        [category(*cell) for cell in zip(row.reached, row.pending, row.scheduled, strict=True)] for row in hm.rows
-    ])
+    grid = np.array(heatmap_grid(hm))
     n_rows = len(hm.rows)
     height = min(16.0, 1.6 + 0.2 * min(n_rows, MAX_LABELLED_VILLAGES) + 0.012 * max(0, n_rows - MAX_LABELLED_VILLAGES))
     width = min(16.0, max(6.0, 2.5 + 0.22 * len(hm.dates)))
@@ -290,21 +305,28 @@ def _environment() -> jinja2.Environment:
                               autoescape=True, undefined=jinja2.StrictUndefined)
 
 
-def render_html(data: ReportData, *, generated_at: str, font: str | None = None) -> str:
-    """The report page for `data`; charts use `font` for Chinese labels (ids instead when None)."""
+def _totals(data: ReportData) -> dict[str, Any]:
+    """The figures of the cards at the top of the page."""
     population = sum(v.population for v in data.villages)
     listeners = sum(v.listeners for v in data.villages)
-    total = {
+    total: dict[str, Any] = {
+        name: sum(getattr(v, name) for v in data.villages)
+        for name in ("missed", "failed", "interrupted", "exported", "unproven", "unrecorded",
+                     "reached_confirmed", "reached_heard", "reached_player")
+    }
+    return total | {
         "targeted": len(data.villages),
         "reached": sum(1 for v in data.villages if v.reached),
         "slots": sum(v.reached for v in data.villages),
-        "missed": sum(v.missed for v in data.villages),
-        "failed": sum(v.failed for v in data.villages),
-        "interrupted": sum(v.interrupted for v in data.villages),
         "listeners": listeners,
         "share": f"{listeners / population:.0%}" if population else "—",
         "leaflets": sum(m.leaflets for m in data.markets),
     }
+
+
+def render_html(data: ReportData, *, generated_at: str, font: str | None = None) -> str:
+    """The report page for `data`; charts use `font` for Chinese labels (ids instead when None)."""
+    total = _totals(data)
     charts = {
         "heatmap": heatmap_png(data.heatmap, font),
         "townships": township_bars_png(data.townships, font),
@@ -317,6 +339,7 @@ def render_html(data: ReportData, *, generated_at: str, font: str | None = None)
     return _environment().get_template("report.html").render(
         title=title, d=data, total=total, charts=charts, generated_at=generated_at,
         share_pct=round(cov.LISTEN_SHARE * 100), grace=cov.EXPORT_GRACE_DAYS, notes=notes,
+        evidence=EVIDENCE,
     )
 
 

@@ -7,7 +7,10 @@ daily pre-flight, and the daily export. A second `run` on the same database
 waits as a hot standby and takes over when the leader dies. On taking the
 lead, a scheduler settles what the last one left: orphaned plays are stopped
 and logged `interrupted` (replayed whole within grace), slots that were due
-while nothing ran play late within grace or are logged `missed`, day by day.
+while nothing ran play late within grace or are logged `missed`, day by day. The leader then sweeps
+every channel for slots past start plus grace with no outcome (delivery.sweep: from the plan, the
+as-run log and the claims, not from the job store), on taking the lead and every few minutes. Its
+heartbeat (every heartbeat_s) is what `outreach status`, /metrics and the pages read (delivery.health).
 These job functions and `run` are the only delivery code that reads the clock.
 """
 
@@ -17,7 +20,7 @@ import logging
 import signal
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +34,16 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from outreach.config import TZ, Config, load_config
+from outreach.dates import json_time
 from outreach.db import make_engine, open_migrated, session
-from outreach.delivery import Channel, served_by
-from outreach.delivery.live import claims, players
+from outreach.delivery import Channel, served_by, sweep
+from outreach.delivery.health import record_stepped_down
+from outreach.delivery.live import airproof, claims, players
 from outreach.delivery.live.play import mark_missed_programs
 from outreach.delivery.live.runtime import LiveRuntime, live_clock
 from outreach.delivery.prepare import Key, plan_programs, slot_day
 from outreach.delivery.usb.export import export_days
+from outreach.delivery.usb.stale import refresh_and_log
 from outreach.models import Broadcast, BroadcastStatus
 from outreach.planning.workspace import Loaded, load, open_database
 
@@ -273,15 +279,16 @@ def catch_up(scheduler: BaseScheduler, runtime: LiveRuntime, now: datetime) -> d
 
 def prepare(config: Config, mode: str, *, blocking: bool, loaded: Loaded | None = None,
             engine: sa.Engine | None = None, owner: str | None = None,
-            leadership: claims.Leadership | None = None) -> tuple[BaseScheduler, dict[str, int]]:
+            leadership: claims.Leadership | None = None, monitor: Any = None) -> tuple[BaseScheduler, dict[str, int]]:
     """As the leader: build the scheduler and its play runtime, sync the jobs, settle the gap.
 
     The scheduler is returned paused; `resume()` starts it. Pre-flight runs in the background.
+    `monitor` is the microphone beside the horn (live.airproof.open_monitor), or None.
     """
     loaded = loaded or load(config)
     engine = engine or open_database(loaded)
     owner = owner or claims.new_owner()
-    runtime = LiveRuntime(loaded, engine, owner, leadership)
+    runtime = LiveRuntime(loaded, engine, owner, leadership, monitor)
     scheduler = build_scheduler(config, blocking=blocking, engine=engine)
     scheduler.add_listener(lambda event: _on_missed(runtime, event), EVENT_JOB_MISSED)
     scheduler.start(paused=True)
@@ -294,7 +301,32 @@ def prepare(config: Config, mode: str, *, blocking: bool, loaded: Loaded | None 
         counts |= catch_up(scheduler, runtime, live_clock())
         threading.Thread(target=_preflight_then_watch, args=(scheduler, runtime, mode), daemon=True,
                          name="outreach-preflight").start()
+    counts["missed"] = counts.get("missed", 0) + _sweep_at_start(runtime)
+    refresh_and_log(runtime.loaded, engine, now=live_clock())  # USB packs the plan changed since their export
     return scheduler, counts
+
+
+def _sweep_at_start(runtime: LiveRuntime) -> int:
+    """Log `missed` every silent slot since the database's first use (delivery.sweep), then keep sweeping in
+    the background; returns the programs logged. A failed sweep never keeps the slots from playing."""
+    now = live_clock()
+    since, found = now.astimezone(TZ).date() - timedelta(days=1), 0
+    try:
+        swept = sweep.sweep_missed(runtime.loaded, runtime.engine, now=now)
+        since, found = swept.last, swept.programs
+    except Exception:
+        log.exception("检查漏播失败；%.0f 秒后重试", sweep.EVERY_S)
+    threading.Thread(target=_sweep_every, args=(runtime, since), daemon=True, name="outreach-sweep").start()
+    return found
+
+
+def _sweep_every(runtime: LiveRuntime, since: date) -> None:
+    """Every sweep.EVERY_S while leading: log `missed` the slots of every channel past start plus grace."""
+    while not runtime._stop.wait(sweep.EVERY_S):
+        try:
+            since = sweep.sweep_missed(runtime.loaded, runtime.engine, now=live_clock(), since=since).last
+        except Exception:  # the sweep must never take the scheduler down
+            log.exception("检查漏播失败；%.0f 秒后重试", sweep.EVERY_S)
 
 
 def _preflight_then_watch(scheduler: BaseScheduler, runtime: LiveRuntime, mode: str) -> None:
@@ -315,19 +347,24 @@ def _preflight_then_watch(scheduler: BaseScheduler, runtime: LiveRuntime, mode: 
             fresh = load(load_config(config.workspace))
             runtime.loaded, runtime.prepared = fresh, {}
             sync_jobs(scheduler, fresh, mode)
+            refresh_and_log(fresh, runtime.engine, now=live_clock())
             log.info("工作区文件有改动：已重新加载，正在预检")
             runtime.preflight(live_clock())
         except Exception:
             log.exception("工作区文件有改动，但无法加载；继续使用之前的版本")
 
 
-def run(config: Config, mode: str) -> dict[str, int]:
+def run(config: Config, mode: str, *, monitor: str | None = None) -> dict[str, int]:
     """Lead (or wait as a hot standby) and run the scheduler until SIGTERM or SIGINT; then stop cleanly.
 
-    Raises ConfigError before anything starts if a networked village's player program is missing.
+    `monitor` (`--monitor alsa:DEVICE|file:PATH`) names a microphone beside the horn: a play heard
+    through it is logged with evidence `heard` (live.airproof).
+    Raises ConfigError before anything starts if a networked village's player program is missing,
+    MonitorError if the monitor cannot be opened.
     """
     loaded = load(config)
     deliver = config.deliver
+    source = airproof.open_monitor(monitor) if monitor else None
     if mode == "play":
         networked = sorted(v.id for v in served_by(loaded.registry, Channel.LIVE))
         players.check_players(loaded.registry, loaded.config, networked)
@@ -354,7 +391,7 @@ def run(config: Config, mode: str) -> dict[str, int]:
             return {"standby": 1}
         log.warning("接管为主调度器（%s）", owner)
     scheduler, counts = prepare(config, mode, blocking=False, loaded=loaded, engine=engine, owner=owner,
-                                leadership=leadership)
+                                leadership=leadership, monitor=source)
     runtime = _BY_SCHEDULER[id(scheduler)]
     scheduler.resume()
     log.info("调度器已运行，主调度器 %s：%s", owner, describe_counts(counts))
@@ -362,7 +399,10 @@ def run(config: Config, mode: str) -> dict[str, int]:
         if runtime.lost.is_set():
             break
     stop_scheduler(scheduler)
-    leadership.release()
+    try:
+        record_stepped_down(engine, owner, now=live_clock())  # what the status pages show as 最后一次
+    finally:
+        leadership.release()
     return counts
 
 
@@ -394,7 +434,6 @@ def list_jobs(config: Config) -> list[dict[str, str | None]]:
     store = SQLAlchemyJobStore(engine=engine)
     store.start(BackgroundScheduler(timezone=TZ), "default")
     try:
-        return [{"id": job.id, "next_run_time": job.next_run_time.astimezone(TZ).isoformat()
-                 if job.next_run_time else None} for job in store.get_all_jobs()]
+        return [{"id": job.id, "next_run_time": json_time(job.next_run_time)} for job in store.get_all_jobs()]
     finally:
         store.shutdown()

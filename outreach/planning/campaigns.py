@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from outreach.dates import TextDate
 from outreach.errors import CampaignError
-from outreach.yamlread import Problem, YamlOptions, compose_yaml, describe_error, load_yaml, yaml_problem
+from outreach.yamlread import Problem, YamlOptions, describe_error, load_yaml_and_nodes, yaml_problem
 
 if TYPE_CHECKING:
     from outreach.content.scripts import Script
@@ -93,8 +93,7 @@ _OPTIONS = YamlOptions(clock_text=False, repeated_key=None)
 def _parse(path: Path, text: str) -> tuple[list[Any], list[int]]:
     """Return the campaign entries and the line number of each."""
     try:
-        data = load_yaml(text, _OPTIONS)
-        root = compose_yaml(text, _OPTIONS)
+        data, root = load_yaml_and_nodes(text, _OPTIONS)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""

@@ -41,7 +41,7 @@ class Loaded:
 
 def load(config: Config) -> Loaded:
     """Load and cross-check the registry, the script library and the campaigns."""
-    registry = load_registry(config.schedules_dir, players=config.players)
+    registry = load_registry(config.schedules_dir, players=config.player_names)
     library = load_library(config.scripts_dir, max_chars=config.render.max_chars)
     scripts = {s.id: s for s in library}
     campaigns = load_campaigns(config.schedules_dir / CAMPAIGNS_FILE, registry, scripts)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +21,8 @@ from outreach.models import (
 )
 from outreach.planning.plan import Program
 
-__all__ = ["BroadcastPlan", "TRANSITIONS", "record_planned", "record_exported", "record_exported_many", "mark_program",
-           "program_status", "shown_status", "shown_status_sql"]
+__all__ = ["BroadcastPlan", "TRANSITIONS", "LATE_EVIDENCE", "record_planned", "record_exported", "record_exported_many", "mark_program",
+           "program_scripts", "program_status", "shown_status", "shown_status_sql"]
 
 TRANSITIONS: dict[BroadcastStatus, frozenset[BroadcastStatus]] = {
     BroadcastStatus.PLANNED: frozenset({BroadcastStatus.PLAYED, BroadcastStatus.EXPORTED, BroadcastStatus.MISSED,
@@ -35,6 +35,15 @@ TRANSITIONS: dict[BroadcastStatus, frozenset[BroadcastStatus]] = {
 }
 """Allowed status changes. Played is never re-marked played: that is what stops a double play after a restart."""
 
+LATE_EVIDENCE: dict[BroadcastStatus, frozenset[BroadcastStatus]] = {
+    BroadcastStatus.PLAYED: frozenset({BroadcastStatus.MISSED}),
+    BroadcastStatus.FAILED: frozenset({BroadcastStatus.MISSED}),
+}
+"""What a village station's late report may still overturn (`mark_program(late_evidence=True)`): the scheduler's
+sweep (delivery.sweep) logs `missed` a slot nobody reported by start plus grace, but a station plays from its
+buffer while offline and uploads its as-run log when it is back."""
+
+_PROOF_COLUMNS = ("proof_score", "proof_delay_s", "proof_snr_db")  # figures of a proof-of-air match (audio/proof.py)
 _STAMP = {BroadcastStatus.PLAYED: "played_at", BroadcastStatus.EXPORTED: "exported_at",
           BroadcastStatus.CONFIRMED: "confirmed_at"}
 _BATCH = 5000
@@ -182,12 +191,15 @@ def mark_program(
     session: Session, *, day: dt.date, slot: str, village_id: str, status: BroadcastStatus, at: dt.datetime,
     program_sha256: str | None = None, engine: str | None = None, error: str | None = None,
     confirmed_by: str | None = None, entered_by: str | None = None, note: str | None = None,
-    evidence: Evidence | None = None, aired_at: dt.datetime | None = None,
+    evidence: Evidence | None = None, aired_at: dt.datetime | None = None, late_evidence: bool = False,
+    proof: Mapping[str, float | None] | None = None,
 ) -> int:
-    """Move every campaign row of one village program to `status`, where TRANSITIONS allow it.
+    """Move every campaign row of one village program to `status`, where TRANSITIONS allow it
+    (and LATE_EVIDENCE too with `late_evidence`: only for a village station's own as-run report).
 
     `evidence` is how we know (models.Evidence); `aired_at` when the sound went out, which for a
     confirmation is the slot start or play start, not the time it was typed in (`at`).
+    `proof` holds the figures of a proof-of-air match ({proof_score, proof_delay_s, proof_snr_db}).
 
     Sets played_at / exported_at / confirmed_at to `at` for those statuses and
     stores the program hash, engine, error, confirmer (the village person), the
@@ -197,9 +209,13 @@ def mark_program(
     require_aware("at", at)
     status = BroadcastStatus(status)
     sources = [src for src, targets in TRANSITIONS.items() if status in targets]
+    if late_evidence:
+        sources += LATE_EVIDENCE.get(status, frozenset())
     if not sources:
         raise ValueError(f"节目不能改成 {status!s} 状态（没有哪种状态能改成它）")
     values: dict[str, Any] = {"status": status, "updated_at": at}
+    if late_evidence and status is BroadcastStatus.PLAYED:
+        values["error"] = None  # the sweep's 漏播 reason no longer holds
     if status in _STAMP:
         values[_STAMP[status]] = at
     for key, value in (("program_sha256", program_sha256), ("engine", engine), ("error", error),
@@ -207,9 +223,26 @@ def mark_program(
                        ("evidence", evidence), ("aired_at", aired_at)):
         if value is not None:
             values[key] = value
+    for key, figure in (proof or {}).items():  # proof of air: proof_score, proof_delay_s, proof_snr_db
+        if key not in _PROOF_COLUMNS:
+            raise ValueError(f"proof 只能含 {'、'.join(_PROOF_COLUMNS)}，不能含 {key!r}")
+        values[key] = figure
     stmt = (sa.update(Broadcast).where(*program_rows(day, slot, village_id), Broadcast.status.in_(sources))
             .values(values))
     return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def program_scripts(rows: Iterable[Any]) -> list[str]:
+    """The scripts a program (its campaign rows folded together) lists, in order, each once.
+
+    Once any row reached the village (REACHED) only what aired: a played row's script_ids are
+    what aired, and a row whose campaign failed or was blocked in the same play keeps its planned
+    scripts, which did not air. Before that, what is planned. Every view (今天, the village page)
+    lists a program's scripts through this one rule, so none shows a script as aired that did not air.
+    """
+    rows = list(rows)
+    reached = [r for r in rows if BroadcastStatus(r.status) in REACHED]
+    return list(dict.fromkeys(sid for r in (reached or rows) for sid in (r.script_ids or "").split(",") if sid))
 
 
 def program_status(session: Session, *, day: dt.date, slot: str, village_id: str) -> BroadcastStatus | None:
@@ -245,7 +278,8 @@ def _program_rows(session: Session, keys: set[tuple[dt.date, str, str]]) -> dict
     for i in range(0, len(villages), 500):
         for r in session.execute(sa.select(
                 Broadcast.id, Broadcast.date, Broadcast.slot, Broadcast.village_id, Broadcast.campaign_id,
-                Broadcast.status, Broadcast.script_ids, Broadcast.program_sha256).where(
+                Broadcast.status, Broadcast.script_ids, Broadcast.program_sha256, Broadcast.scheduled_at,
+                Broadcast.stale_reason).where(
                 Broadcast.date.in_(days), Broadcast.village_id.in_(villages[i:i + 500]))):
             if (k := (r.date, r.slot, r.village_id)) in out:
                 out[k].append(r)
@@ -268,7 +302,8 @@ def record_exported_many(session: Session, programs: Sequence[ExportedProgram], 
     existing = _program_rows(session, set(wanted))
     todo = {k: w for k, w in wanted.items() if not any(r.status in REACHED for r in existing[k]) and not (
         {r.campaign_id for r in existing[k]} == set(w[0]) and all(
-            r.status == BroadcastStatus.EXPORTED and r.program_sha256 == w[1]
+            r.status == BroadcastStatus.EXPORTED and r.program_sha256 == w[1] and r.stale_reason is None
+            and r.scheduled_at == w[0][r.campaign_id].scheduled_at
             and r.script_ids == ",".join(w[0][r.campaign_id].script_ids) for r in existing[k]))}
     if not todo:
         return 0
@@ -297,7 +332,8 @@ def record_exported_many(session: Session, programs: Sequence[ExportedProgram], 
         township_id=sa.bindparam("b_township", type_=c.township_id.type),
         scheduled_at=sa.bindparam("b_at", type_=c.scheduled_at.type),
         program_sha256=sa.bindparam("b_sha", type_=c.program_sha256.type),
-        engine=sa.bindparam("b_engine", type_=c.engine.type), exported_at=at, updated_at=at, error=None), params)
+        engine=sa.bindparam("b_engine", type_=c.engine.type), exported_at=at, updated_at=at, error=None,
+        stale_reason=None), params)
     for i in range(0, len(scripts), _BATCH):
         session.execute(sa.insert(link), scripts[i:i + _BATCH])
     return len(rows)

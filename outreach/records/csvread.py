@@ -4,6 +4,11 @@ Each physical line is one record: a quote that is not closed on its own line
 is an error at that line, and the lines after it are still read. That is
 stricter than the csv module's default (which lets one stray quote swallow
 the rest of the file) and fits what Excel writes for these files.
+
+A kind of file may also be read without a header row (`Layout.positional`):
+the lines 播放说明.txt asks villages to send back are `dazhuang-07,2026-12-01,早间,王支书`,
+typed on a phone, so a line with no ASCII comma may use Chinese commas (，) or tabs
+(cells pasted from Excel) between its fields.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ import datetime as dt
 import hashlib
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,10 +30,48 @@ from sqlmodel import Session
 from outreach.errors import RecordError
 from outreach.models import ImportKind, ImportRecord
 
-__all__ = ["ImportReport", "read_csv", "run_import"]
+__all__ = ["ImportReport", "Layout", "Pasted", "read_csv", "read_text", "run_import"]
 
 _LINES = re.compile(r"\r\n|\r|\n")
 _MAX_LINE = 4000
+_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
+MAX_PASTED_CHARS = 200_000
+"""Most characters a pasted block of lines may have (a few thousand lines)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one kind of file names its columns: the ones it must have, and how it may be written without a header."""
+
+    required: Sequence[str]
+    positional: Sequence[str] = ()  # the columns, in order, of lines written without a header row; () = header needed
+    aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # 日期 -> date, ...
+
+    def column(self, name: str) -> str:
+        """The column a header cell names (lower-cased, aliases resolved)."""
+        cleaned = name.strip().lower()
+        return self.aliases.get(cleaned, cleaned)
+
+    def is_header(self, cells: Sequence[str]) -> bool:
+        """Whether a first line names columns: its first cell, or two of its cells, are column names."""
+        known = set(self.required) | set(self.positional) | set(self.aliases)
+        names = [self.column(c) for c in cells]
+        return bool(names) and (names[0] in known or sum(n in known for n in names) >= 2) or not self.positional
+
+    def how(self) -> str:
+        """The fix for a missing or empty header, for messages."""
+        fix = f"第一行必须写出列名 {','.join(self.required)}"
+        if self.positional:
+            fix += f"；也可以不写列名行，每行按 {','.join(self.positional)} 的顺序写一条"
+        return fix
+
+
+@dataclass(frozen=True)
+class Pasted:
+    """Lines pasted into a form (the web's paste box, or stdin), imported like a file called `name`."""
+
+    text: str
+    name: str = "粘贴的内容"
 
 
 @dataclass
@@ -56,10 +100,24 @@ def _decode(path: Path) -> tuple[bytes, str]:
         ) from e
 
 
+def _separated(line: str) -> str:
+    """A line with its fields separated by ASCII commas: a line without any may use ， or tabs.
+
+    Zero-width characters, which text copied out of chat apps carries, are dropped.
+    """
+    line = _INVISIBLE.sub("", line)
+    if "," in line:
+        return line
+    if "，" in line:
+        return line.replace("，", ",")
+    return line.replace("\t", ",")
+
+
 def _split(line: str) -> list[str]:
     """The fields of one line; RecordError for broken quoting or control characters."""
     if len(line) > _MAX_LINE:
         raise RecordError(f"这一行有 {len(line)} 个字符（最多 {_MAX_LINE} 个）；请检查文件")
+    line = _separated(line)
     bad = next((ch for ch in line if unicodedata.category(ch) in ("Cc", "Zl", "Zp")), None)
     if bad is not None:
         raise RecordError(f"这一行含有控制字符（U+{ord(bad):04X}）；请删掉它")
@@ -74,43 +132,70 @@ def _split(line: str) -> list[str]:
         raise RecordError(f'引号用法不对（{reason}）；带引号的字段请写成 "文字"，后面紧跟逗号') from None
 
 
-def read_csv(path: Path, required: Sequence[str]) -> tuple[str, list[tuple[int, dict[str, str] | RecordError]]]:
-    """The file's SHA-256 and its data rows as (line number, {column: value} or the line's error).
+Rows = list[tuple[int, dict[str, str] | RecordError]]
+"""Data rows by line number: {column: value}, or the line's error."""
 
-    Raises RecordError (naming the file and line) if the file cannot be read,
-    is not UTF-8, is empty, or its header lacks a required column.
-    """
-    data, text = _decode(path)
+
+def _record(record: list[str], header: list[str], positional: bool) -> dict[str, str] | RecordError:
+    """One data line as {column: value}; a line without a header folds extra fields into its last column."""
+    if positional and len(record) > len(header):
+        # A note written with ASCII commas and no quotes: keep it whole rather than refuse the line.
+        record = [*record[:len(header) - 1], ",".join(record[len(header) - 1:])]
+    extra = record[len(header):]
+    if any(cell.strip() for cell in extra):
+        return RecordError(f"这一行有 {len(record)} 个字段，表头只有 {len(header)} 个；请检查是否有多余的逗号")
+    return {name: value.strip() for name, value in zip(header, record) if name}
+
+
+def _rows(text: str, layout: Layout, where: str) -> Rows:
+    """The data rows of `text` by line number; `where` (the file) names it in whole-file errors."""
     header: list[str] | None = None
+    positional = False
     rows: list[tuple[int, dict[str, str] | RecordError]] = []
     for number, line in enumerate(_LINES.split(text), start=1):
-        if not line.strip(" ,\t"):
+        if not line.strip(" ,，\t"):
             continue
         try:
             record = _split(line)
         except RecordError as e:
-            if header is None:
-                raise RecordError(f"{path} 第 {number} 行：{e}") from None
+            if header is None and not layout.positional:
+                raise RecordError(f"{where} 第 {number} 行：{e}") from None
             rows.append((number, e))
             continue
         if header is None:
-            header = [h.strip().lower() for h in record]
-            missing = [col for col in required if col not in header]
-            if missing:
-                raise RecordError(
-                    f"{path} 第 {number} 行：缺少列 {', '.join(missing)}；"
-                    f"第一行必须写出列名 {','.join(required)}"
-                )
-            continue
-        extra = record[len(header):]
-        if any(cell.strip() for cell in extra):
-            rows.append((number, RecordError(f"这一行有 {len(record)} 个字段，表头只有 {len(header)} 个；"
-                                             "请检查是否有多余的逗号")))
-            continue
-        rows.append((number, {name: value.strip() for name, value in zip(header, record) if name}))
-    if header is None:
-        raise RecordError(f"{path}：文件是空的；第一行必须写出列名 {','.join(required)}")
-    return hashlib.sha256(data).hexdigest(), rows
+            if not layout.is_header(record):
+                header, positional = list(layout.positional), True
+            else:
+                header = [layout.column(h) for h in record]
+                missing = [col for col in layout.required if col not in header]
+                if missing:
+                    raise RecordError(f"{where} 第 {number} 行：缺少列 {', '.join(missing)}；{layout.how()}")
+                continue
+        rows.append((number, _record(record, header, positional)))
+    if header is None and not rows:
+        raise RecordError(f"{where}：文件是空的；{layout.how()}")
+    return rows
+
+
+def read_csv(path: Path, required: Sequence[str] | Layout) -> tuple[str, Rows]:
+    """The file's SHA-256 and its data rows as (line number, {column: value} or the line's error).
+
+    `required` is the columns the header must have, or a Layout (which may allow lines without a header).
+    Raises RecordError (naming the file and line) if the file cannot be read,
+    is not UTF-8, is empty, or its header lacks a required column.
+    """
+    layout = required if isinstance(required, Layout) else Layout(tuple(required))
+    data, text = _decode(path)
+    return hashlib.sha256(data).hexdigest(), _rows(text, layout, str(path))
+
+
+def read_text(pasted: Pasted, layout: Layout) -> tuple[str, Rows]:
+    """`read_csv` for pasted lines: their SHA-256 and rows. Raises RecordError if there are none or too many."""
+    text = pasted.text.removeprefix("\ufeff")
+    if len(text) > MAX_PASTED_CHARS:
+        raise RecordError(f"{pasted.name}有 {len(text):,} 个字符（最多 {MAX_PASTED_CHARS:,} 个）；请分几次粘贴")
+    data = text.encode("utf-8")
+    return hashlib.sha256(data).hexdigest(), _rows(text, layout, pasted.name)
 
 
 def _log_import(session: Session, sha: str, kind: ImportKind, path: Path, now: dt.datetime) -> None:
@@ -125,9 +210,10 @@ def _log_import(session: Session, sha: str, kind: ImportKind, path: Path, now: d
                                                set_={"imported_at": now, "filename": values["filename"]}))
 
 
-def run_import(session: Session, path: Path, columns: Sequence[str], kind: ImportKind, now: dt.datetime,
+def run_import(session: Session, source: Path | Pasted, columns: Sequence[str] | Layout, kind: ImportKind,
+               now: dt.datetime,
                prepare: Callable[[], Callable[[dict[str, str], ImportReport, int], bool]]) -> ImportReport:
-    """Apply a row handler to every row of a CSV file; rows already recorded are skipped, not refused.
+    """Apply a row handler to every row of a CSV file (or pasted lines); rows already recorded are skipped, not refused.
 
     Each row carries its own key (a handout's natural key, a confirmation's
     village, day and slot), so a file with bad rows can be imported again
@@ -135,7 +221,13 @@ def run_import(session: Session, path: Path, columns: Sequence[str], kind: Impor
     after the file is logged (and, on SQLite, the write lock is held) and
     returns the handler, which returns False for a row already recorded.
     """
-    sha, rows = read_csv(path, columns)
+    layout = columns if isinstance(columns, Layout) else Layout(tuple(columns))
+    if isinstance(source, Pasted):
+        sha, rows = read_text(source, layout)
+        path = Path(source.name)
+    else:
+        path = source
+        sha, rows = read_csv(path, layout)
     _log_import(session, sha, kind, path, now)
     handle = prepare()
     report = ImportReport(path=path)

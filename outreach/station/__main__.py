@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="sound", metavar="输出",
                    help="sound（通过 miniaudio 走 ALSA 声卡）、null，或 file:DIR[@SPEED]（测试用）")
     p.add_argument("--player", default=None, metavar="命令", help="改用播放程序命令，例如 'mpg123 -q {file}'")
+    p.add_argument("--monitor", default="", metavar="监听",
+                   help="播出监听：喇叭旁话筒 `alsa:设备名`（如 `alsa:hw:1,0`），或 `file:路径`（测试用录音）；"
+                        "每次播出时录几小段与节目比对，只回报比对数值，录音不保存")
     p.add_argument("--days", type=int, default=7, metavar="天数", help="缓存未来几天的节目（默认 7）")
     p.add_argument("--sync-s", type=float, default=300.0, metavar="秒", help="同步间隔，单位秒（默认 300）")
     p.add_argument("--upload-s", type=float, default=5.0, metavar="秒", help="上传播出记录的间隔，单位秒（默认 5）")
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(_Formatter("%(asctime)s %(level_zh)s %(name)s：%(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     from outreach.station.control import Control
+    from outreach.station.listen import Listener
     from outreach.station.output import make_output
     from outreach.station.runner import Runtime, Settings, clock
 
@@ -124,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         if not token:
             raise StationError(f"{args.token_file} 是空的；请写入 `outreach station add` 打印的令牌")
         output = make_output(args.output, args.player)
+        listener = Listener(args.monitor) if args.monitor else None
+        if listener is not None:
+            listener.check()
         rt = Runtime(Settings(args.server, args.station_id, token, args.data.resolve(), args.days, args.sync_s,
-                              args.upload_s, args.heartbeat_s, args.broker), output)
+                              args.upload_s, args.heartbeat_s, args.broker), output, listener)
     except (StationError, OSError) as exc:
         print(f"错误：{exc}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ planner's dependencies, and the server imports it too, so both sides agree.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
@@ -149,9 +150,22 @@ class AsRunEvent:
     campaigns: tuple[CampaignPart, ...] = ()
     alert_id: str = ""
     detail: str = ""
+    # Proof of air (`--monitor`): what a microphone beside the horn made of the play; None without one.
+    proof_heard: bool | None = None
+    proof_score: float | None = None
+    proof_delay_s: float | None = None
+    proof_snr_db: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def proof(self) -> dict[str, float | None]:
+        """The proof-of-air figures as broadcast columns (empty when the play was not monitored)."""
+        if self.proof_heard is None:
+            return {}
+        return {"proof_score": self.proof_score, "proof_delay_s": self.proof_delay_s,
+                "proof_snr_db": self.proof_snr_db}
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> AsRunEvent:
@@ -160,10 +174,42 @@ class AsRunEvent:
         event_id = str(d["event_id"])
         if not 8 <= len(event_id) <= 64:
             raise StationError(f"event_id {event_id!r}：长度须为 8 到 64 个字符")
+        problem = proof_problem(d)
+        if problem:
+            raise StationError(problem)
         return AsRunEvent(event_id, EventKind(d["kind"]), str(d["at"]), str(d.get("entry_id", "")),
                           str(d.get("date", "")), str(d.get("slot", "")), str(d.get("scheduled_at", "")),
                           str(d.get("sha256", "")), str(d.get("engine", "")), parts, str(d.get("alert_id", "")),
-                          str(d.get("detail", ""))[:2000])
+                          str(d.get("detail", ""))[:2000], d.get("proof_heard"),
+                          *(None if d.get(k) is None else float(d[k]) for k in PROOF_RANGES))
+
+
+PROOF_RANGES = {"proof_score": (0.0, 1.0), "proof_delay_s": (-1.0, 10.0), "proof_snr_db": (-100.0, 100.0)}
+"""The proof-of-air figures an as-run event may carry, and the range each must lie in."""
+HEARD_SCORE = 0.5
+"""A proof score at or above this is `heard` (outreach/audio/proof.py scales its scores so)."""
+
+
+def proof_problem(d: dict[str, Any]) -> str:
+    """Why the proof-of-air figures of event `d` cannot be taken, in Chinese; "" when they can (or are absent)."""
+    heard = d.get("proof_heard")
+    if heard is not None and not isinstance(heard, bool):
+        return "proof_heard 必须是 true、false 或 null"
+    for key, (lo, hi) in PROOF_RANGES.items():
+        value = d.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not math.isfinite(value) or not lo <= value <= hi):
+            return f"{key} 必须是 {lo:g} 到 {hi:g} 之间的数（或 null），收到的是 {str(value)[:40]!r}"
+    if heard is None:
+        given = [k for k in PROOF_RANGES if d.get(k) is not None]
+        return f"有监听数值 {given[0]} 却没有 proof_heard" if given else ""
+    if d.get("proof_score") is None:
+        return "proof_heard 须与 proof_score 一同给出"
+    if heard != (d["proof_score"] >= HEARD_SCORE):
+        return f"proof_heard 与 proof_score 不符：分数不低于 {HEARD_SCORE} 才算听到"
+    if d.get("kind") != EventKind.PLAYED.value:
+        return f"只有 played 的播出记录才带监听数值，这条是 {str(d.get('kind'))[:20]!r}"
+    return ""
 
 
 def new_event_id() -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from outreach.station import sync as syncmod
+from outreach.station.listen import Listener, Listening, describe
 from outreach.station.output import Output
 from outreach.station.protocol import (
     TZ, AlertMessage, AsRunEvent, EventKind, Manifest, ManifestEntry, StationError, new_event_id,
@@ -64,11 +65,11 @@ class Settings:
 class Runtime:
     """One village station."""
 
-    def __init__(self, settings: Settings, output: Output) -> None:
+    def __init__(self, settings: Settings, output: Output, listener: Listener | None = None) -> None:
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        self.s, self.output = settings, output
+        self.s, self.output, self.listener = settings, output, listener
         settings.data.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.data / "station.sqlite")
         self.store.set_meta("installed_at", clock().isoformat(), only_if_missing=True)
@@ -224,15 +225,29 @@ class Runtime:
                 log.info("%s：已开始或已播过，不再重播", key)
                 return
             notes = [note] if note else []
+            listening = self.listener.begin(path, entry.duration_s, time.monotonic(), key) if self.listener else None
             position = self._play_program(key, path, entry, notes)
+            cut = len(notes) > (1 if note else 0)  # _play_program notes each alert insert
             kind = EventKind.PLAYED
             if self.stopping.is_set() and position < entry.duration_s - 1:
                 kind = EventKind.INTERRUPTED
                 notes.append(f"广播站在播到 {position:.0f} 秒时被停止（节目共 {entry.duration_s:.0f} 秒）")
+            proof = self._proof(listening, kind is EventKind.PLAYED and not cut)
+            notes += [describe(proof)] if proof else []
             ev = AsRunEvent(event_id, kind, now.isoformat(), entry.entry_id, entry.date, entry.slot, entry.start,
-                            entry.sha256, entry.engine, entry.campaigns, detail="；".join(notes))
+                            entry.sha256, entry.engine, entry.campaigns, detail="；".join(notes),
+                            **{k: v for k, v in proof.items() if k != "reason"})
             self.store.finish_play(key, ev)
             log.info("%s：%s（%s 开始）", key, _KIND_ZH[kind], now.strftime("%H:%M:%S"))
+
+    def _proof(self, listening: Listening | None, whole: bool) -> dict[str, Any]:
+        """The proof-of-air fields of a play that aired `whole` (an alert insert or a stop leaves none)."""
+        if listening is None:
+            return {}
+        if not whole:
+            listening.cancel()
+            return {}
+        return listening.finish(timeout_s=60.0)
 
     def _play_program(self, key: str, path: Path, entry: ManifestEntry, notes: list[str]) -> float:
         position = 0.0

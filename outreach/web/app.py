@@ -241,4 +241,6 @@ def create_app(config: Config, *, now: Callable[[], datetime] | None = None,
     app.include_router(routes.router)
     app.include_router(__import__("outreach.web.station_pages", fromlist=["router"]).router)  # 播放盒, 紧急插播
     app.include_router(__import__("outreach.web.station_api", fromlist=["router"]).router)  # village stations
+    app.include_router(__import__("outreach.web.confirm_pages", fromlist=["router"]).router)  # 扫码确认, 播出确认
+    app.include_router(__import__("outreach.web.metrics", fromlist=["router"]).router)  # /metrics (Prometheus)
     return app

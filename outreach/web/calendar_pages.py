@@ -1,10 +1,11 @@
 """The schedule calendar: a week or a month per township or village, with programs, campaigns, market days
-(集) and blackouts on each day; a day links to its programs on the plan page."""
+(集) and blackouts on each day, coloured by how the day's programs went (a planned day without air is
+漏播, never 无安排); a day links to its programs on the plan page."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from urllib.parse import urlencode
@@ -14,15 +15,26 @@ from fastapi.responses import HTMLResponse, Response
 
 from outreach.errors import OutreachError
 from outreach.labels import SLOT
+from outreach.models import PROBLEMS, REACHED
 from outreach.planning.market_days import lunar_label
 from outreach.planning.plan import Program
 from outreach.planning.registry import Registry
 from outreach.planning.workspace import load, plan_days
+from outreach.web import data
 from outreach.web.pages import bad_request, ctx_of, not_found, render, require_user
 from outreach.web.params import parse_day
 
 router = APIRouter()
 VIEWS = ("month", "week")
+
+
+DAY_STATES = {"none": "无安排", "untracked": "无记录", "planned": "待播", "waiting": "待确认", "aired": "已播",
+              "partial": "部分漏播", "missed": "漏播"}
+"""How a day went, as the calendar colours it: 无安排 only when nothing was planned or logged that day;
+无记录 for planned days before the database's first record (the county was not using outreach yet)."""
+_REACHED = {s.value for s in REACHED}
+_PROBLEMS = {s.value for s in PROBLEMS}
+Key = tuple[str, str, date]
 
 
 @dataclass
@@ -37,6 +49,23 @@ class Day:
     blackouts: list[str] = field(default_factory=list)  # reasons
     listing: list[Program] = field(default_factory=list)  # a single village's programs
     lunar: str = ""
+    outcomes: Counter[str] = field(default_factory=Counter)  # shown status -> programs (planned or logged)
+    statuses: dict[str, str] = field(default_factory=dict)  # a single village's programs: slot -> shown status
+    tracked: bool = True  # on or after the database's first record
+
+    @property
+    def state(self) -> str:
+        """The day's colour (DAY_STATES): a day with programs where nothing aired is 漏播, never 无安排."""
+        o = self.outcomes
+        if not sum(o.values()):
+            return "untracked" if self.programs and not self.tracked else "none"
+        reached = sum(n for st, n in o.items() if st in _REACHED)
+        problems = sum(n for st, n in o.items() if st in _PROBLEMS)
+        if problems:
+            return "partial" if reached else "missed"
+        if o["planned"]:
+            return "planned"
+        return "waiting" if o["exported"] else "aired"
 
 
 def period(view: str, anchor: date) -> tuple[date, date, date, date]:
@@ -50,8 +79,11 @@ def period(view: str, anchor: date) -> tuple[date, date, date, date]:
 
 
 def summarize(registry: Registry, programs: Sequence[Program], grid: tuple[date, date, date, date],
-              village_ids: Collection[str], *, single: bool) -> list[Day]:
-    """Per day of the grid: programs, campaigns, market days and blackouts that touch `village_ids`. Pure."""
+              village_ids: Collection[str], *, single: bool, outcomes: Mapping[Key, str] | None = None,
+              tracked_from: date | None = None) -> list[Day]:
+    """Per day of the grid: programs, campaigns, market days and blackouts that touch `village_ids`, and how
+    the programs went (`outcomes`: (village, slot, day) -> shown status, planned and logged ones; days before
+    `tracked_from` have no records to tell). Pure."""
     start, end, first, last = grid
     chosen = set(village_ids)
     townships = {registry.villages[v].township_id for v in chosen}
@@ -65,7 +97,13 @@ def summarize(registry: Registry, programs: Sequence[Program], grid: tuple[date,
             d.campaigns.update(p.campaign_ids)
             if single:
                 d.listing.append(p)
+    for (village, slot, day), status in (outcomes or {}).items():
+        if village in chosen and day in days:
+            days[day].outcomes[status] += 1
+            if single:
+                days[day].statuses[slot] = status
     for d in days.values():
+        d.tracked = tracked_from is None or d.date >= tracked_from
         d.markets = [m.name for m in registry.markets.values() if reach[m.id] and m.rule.matches(d.date)]
         for b in registry.blackouts:
             if d.date in b.dates and (chosen & set(b.village_ids) or townships & set(b.township_ids)):
@@ -106,7 +144,11 @@ def calendar_page(request: Request) -> Response:
         chosen = sorted(v.id for v in reg.villages.values() if not township or v.township_id == township)
     grid = period(view, anchor)
     result = plan_days(loaded, grid[0], grid[1], village_ids=chosen)
-    days = summarize(reg, result.programs, grid, chosen, single=bool(village))
+    since = data.first_record_day(ctx.engine, ctx.now())
+    outcomes = data.program_outcomes(ctx.config, ctx.engine, grid[0], grid[1], now=ctx.now(), since=since,
+                                     programs=result.programs,
+                                     village_ids=None if len(chosen) == len(reg.villages) else chosen)
+    days = summarize(reg, result.programs, grid, chosen, single=bool(village), outcomes=outcomes, tracked_from=since)
     step = timedelta(days=7) if view == "week" else timedelta(days=1)
     prev_day = grid[2] - step if view == "week" else (grid[2] - step).replace(day=1)
     next_day = grid[3] + timedelta(days=1)
@@ -120,5 +162,5 @@ def calendar_page(request: Request) -> Response:
         week_q=_query(view="week", date=anchor.isoformat(), **scope),
         month_q=_query(view="month", date=anchor.isoformat(), **scope),
         day_q=lambda d: _query(**{"from": d.isoformat(), "days": "1", **scope}),
-        villages_shown=len(chosen),
+        villages_shown=len(chosen), DAY_STATES=DAY_STATES,
     )

@@ -40,8 +40,10 @@ def today_page(request: Request) -> Response:
     user = require_user(request)
     b, township, only = _today(request)
     query = urlencode([(k, v) for k, v in (("township", township), ("only", "problems" if only else "")) if v])
+    ctx = ctx_of(request)
     return render(request, "today.html", user=user, b=b, township=township, only=only, query=query,
-                  townships=data.townships(ctx_of(request).engine), refresh_s=30)
+                  townships=data.townships(ctx.engine), refresh_s=30,
+                  stale=data.stale_villages(ctx.config, ctx.engine, ctx.now()))
 
 
 @router.get("/today.json")
@@ -106,8 +108,9 @@ def packs_page(request: Request) -> Response:
     entries, problem = data.pack_entries(ctx.config)
     villages = {v.id: v for v in data.villages(ctx.engine)}
     groups = board.group_packs(entries, villages, data.townships(ctx.engine))
+    stale = data.stale_villages(ctx.config, ctx.engine, ctx.now())
     return render(request, "packs.html", user=user, groups=groups, problem=problem, count=len(entries), quote=quote,
-                  export_dir=ctx.config.deliver.export_dir)
+                  export_dir=ctx.config.deliver.export_dir, stale=stale, stale_keys=data.stale_index(stale))
 
 
 @router.get("/packs/zip")

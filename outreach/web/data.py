@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -13,18 +13,22 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from outreach import coverage, records
-from outreach.config import Config
+from outreach.config import TZ, Config
 from outreach.content.scripts import Problem, Script, approve_script, check_library, script_path
 from outreach.db import session
+from outreach.delivery import health, sweep
 from outreach.delivery.usb.packs import PackFile, read_manifest
+from outreach.delivery.usb.stale import StalePack, exports_stamp, plan_stamp, refresh_stale
+from outreach.delivery.usb.stale import stale_packs as stored_stale_packs
 from outreach.errors import OutputError, OutreachError, RecordError
 from outreach.models import (
     STATUS_PROGRESS, Broadcast, BroadcastStatus, Campaign, Handout, Market, MarketVillage, Township, Village,
 )
-from outreach.planning.plan import PlanResult
+from outreach.planning.plan import PlanResult, Program
 from outreach.planning.registry import load_registry
 from outreach.planning.workspace import load, plan_days
 from outreach.records import record_handout
+from outreach.records.broadcasts import program_scripts, shown_status
 
 log = logging.getLogger("outreach.web")
 
@@ -179,16 +183,33 @@ def coverage_period(c: Campaign, today: date) -> tuple[date, date, bool]:
     return start, end, True
 
 
-def campaign_summary(engine: Engine, c: Campaign, today: date, targets: set[str]) -> CampaignSummary:
+def coverage_read(config: Config, now: datetime) -> coverage.ReadTime:
+    """How coverage pages read the log at `now`: slots past start plus grace are 漏播, including the plan's
+    programs of the last coverage.UNRECORDED_DAYS days that left no row (none if the workspace cannot be planned)."""
+    today = now.astimezone(TZ).date()
+    try:
+        expected = coverage.expected_plans(load(config), today - timedelta(days=coverage.UNRECORDED_DAYS - 1),
+                                           today, today=today)
+    except OutreachError as exc:
+        log.warning("排不出计划，没有任何记录的时段不会算作漏播：%s", exc)
+        expected = ()
+    return coverage.ReadTime(now=now, grace_s=float(config.deliver.grace_s), expected=expected)
+
+
+def campaign_summary(engine: Engine, c: Campaign, today: date, targets: set[str],
+                     read: coverage.ReadTime | None = None) -> CampaignSummary:
     start, end, started = coverage_period(c, today)
     with session(engine) as s:
-        rows = coverage.village_coverage(s, start=start, end=end, campaign_id=c.id, target_village_ids=targets)
+        rows = coverage.village_coverage(s, start=start, end=end, campaign_id=c.id, target_village_ids=targets,
+                                         read=read)
     return CampaignSummary(c, start, end, started, rows, coverage.township_rollup(rows))
 
 
-def gaps(engine: Engine, campaign_id: str, today: date, days: int, targets: set[str]) -> list[coverage.VillageGap]:
+def gaps(engine: Engine, campaign_id: str, today: date, days: int, targets: set[str],
+         read: coverage.ReadTime | None = None) -> list[coverage.VillageGap]:
     with session(engine) as s:
-        return coverage.village_gaps(s, campaign_id=campaign_id, today=today, days=days, target_village_ids=targets)
+        return coverage.village_gaps(s, campaign_id=campaign_id, today=today, days=days, target_village_ids=targets,
+                                     read=read)
 
 
 def unconfirmed(engine: Engine, today: date) -> list[coverage.UnconfirmedExport]:
@@ -199,6 +220,33 @@ def unconfirmed(engine: Engine, today: date) -> list[coverage.UnconfirmedExport]
 def market_totals(engine: Engine, start: date, end: date) -> dict[str, coverage.MarketCoverage]:
     with session(engine) as s:
         return {m.market_id: m for m in coverage.market_coverage(s, start=start, end=end)}
+
+
+def first_record_day(engine: Engine, now: datetime) -> date:
+    """The first day the database has records for (delivery.sweep.first_use): before it, a planned program
+    that left no row tells nothing, the county was not using outreach yet."""
+    return sweep.first_use(engine, now)
+
+
+def program_outcomes(config: Config, engine: Engine, start: date, end: date, *, now: datetime,
+                     since: date | None = None, programs: Sequence[Program] | None = None,
+                     village_ids: Collection[str] | None = None) -> dict[tuple[str, str, date], str]:
+    """(village, slot, day) -> the status people see of every program planned or logged from start to end.
+
+    Logged programs fold their rows (delivery.health.program_statuses); planned ones with no row read
+    `planned`, or `missed` once past start plus grace, from `since` on (`first_record_day`). `programs`
+    is the plan when the caller has it; otherwise the workspace is planned here (nothing if it cannot be).
+    """
+    grace = float(config.deliver.grace_s)
+    logged = health.program_statuses(engine, start, end, now=now, grace_s=grace, village_ids=village_ids)
+    if programs is None:
+        try:
+            programs = plan_days(load(config), start, end, village_ids=village_ids).programs
+        except OutreachError:
+            programs = []
+    if since is not None:
+        programs = [p for p in programs if p.date >= since]
+    return health.merge_statuses(programs, logged, now=now, grace_s=grace)
 
 
 # --- as-run history and handouts --------------------------------------------------------------
@@ -219,42 +267,85 @@ class ProgramRow:
     confirmed_at: datetime | None
     confirmed_by: str
     error: str
+    aired_at: datetime | None = None  # when the sound went out (a confirmation's slot start), not the entry time
+    entered_by: str = ""  # who typed a confirmation in (扫码: the village's QR page)
 
     @property
     def confirmable(self) -> bool:
         return self.status in (BroadcastStatus("played").value, BroadcastStatus("exported").value)
 
 
-def village_history(engine: Engine, village_id: str, start: date, end: date) -> list[ProgramRow]:
-    """The village's as-run log from start to end, newest first, one row per program."""
+def village_history(engine: Engine, village_id: str, start: date, end: date, *, config: Config | None = None,
+                    now: datetime | None = None) -> list[ProgramRow]:
+    """The village's as-run log from start to end, newest first, one row per program.
+
+    With `config` and `now`, each program shows the status people see (records.shown_status: a slot still
+    planned after its start plus grace reads 漏播), and the planned programs that left no row at all and are
+    past it are listed 漏播 too, from the database's first use on (delivery.sweep.first_use): silence is listed.
+    """
     with session(engine) as s:
         rows = list(s.scalars(
             sa.select(Broadcast)
             .where(Broadcast.village_id == village_id, Broadcast.date >= start, Broadcast.date <= end)
             .order_by(Broadcast.date.desc(), Broadcast.scheduled_at.desc(), Broadcast.campaign_id)
             .limit(HISTORY_LIMIT * 4)))
+    grace = float(config.deliver.grace_s) if config is not None else 0.0
+    missed_reason = _missed_reason(config, engine, village_id)
     programs: dict[tuple[date, str], list[Broadcast]] = {}
     for b in rows:
         programs.setdefault((b.date, b.slot), []).append(b)
     out = []
     for (day, slot), group in list(programs.items())[:HISTORY_LIMIT]:
-        statuses = [str(getattr(b.status, "value", b.status)) for b in group]
-        scripts: list[str] = []
-        for b in group:
-            scripts += [sid for sid in b.script_ids.split(",") if sid and sid not in scripts]
+        statuses = [str(getattr(b.status, "value", b.status)) if now is None else
+                    shown_status(BroadcastStatus(b.status), b.scheduled_at, now=now, grace_s=grace).value
+                    for b in group]
+        scripts = program_scripts(group)  # once aired, only what aired
 
         def first(attr: str) -> Any:
             return next((getattr(b, attr) for b in group if getattr(b, attr)), None)
 
+        status = max(statuses, key=lambda st: STATUS_PROGRESS.index(st) if st in STATUS_PROGRESS else -1)
         out.append(ProgramRow(
             # A folded program shows the furthest-along status of its rows, as records.program_status does.
-            date=day, slot=slot,
-            status=max(statuses, key=lambda st: STATUS_PROGRESS.index(st) if st in STATUS_PROGRESS else -1),
+            date=day, slot=slot, status=status,
             campaigns=[b.campaign_id for b in group], script_ids=scripts, scheduled_at=first("scheduled_at"),
             played_at=first("played_at"), exported_at=first("exported_at"), confirmed_at=first("confirmed_at"),
-            confirmed_by=first("confirmed_by") or "", error=first("error") or "",
+            confirmed_by=first("confirmed_by") or "",
+            error=first("error") or (missed_reason if status == BroadcastStatus.MISSED.value else ""),
+            aired_at=first("aired_at"), entered_by=first("entered_by") or "",
         ))
-    return out
+    if config is not None and now is not None:
+        out += _silent_programs(config, engine, village_id, start, end, set(programs), now)
+        out.sort(key=lambda r: (r.date, r.scheduled_at.timestamp() if r.scheduled_at else 0.0), reverse=True)
+    return out[:HISTORY_LIMIT]
+
+
+def _missed_reason(config: Config | None, engine: Engine, village_id: str) -> str:
+    """Why a program of the village reads 漏播 with no reason written yet (read-time missed), for its channel."""
+    if config is None:
+        return ""
+    v = village(engine, village_id)
+    return sweep.missed_reason(config, sweep.village_channel(config, v.speaker if v else None))
+
+
+def _silent_programs(config: Config, engine: Engine, village_id: str, start: date, end: date,
+                     logged: set[tuple[date, str]], now: datetime) -> list[ProgramRow]:
+    """Planned programs of the village with no row at all whose start plus grace has passed: 漏播 rows."""
+    first = max(start, sweep.first_use(engine, now))
+    last = min(end, now.astimezone(TZ).date())
+    if first > last:
+        return []
+    try:
+        planned = plan_days(load(config), first, last, village_ids=[village_id]).programs
+    except OutreachError:
+        return []
+    grace = float(config.deliver.grace_s)
+    reason = _missed_reason(config, engine, village_id)
+    return [ProgramRow(date=p.date, slot=p.slot, status=BroadcastStatus.MISSED.value, campaigns=list(p.campaign_ids),
+                       script_ids=list(p.script_ids), scheduled_at=p.start, played_at=None, exported_at=None,
+                       confirmed_at=None, confirmed_by="", error=reason)
+            for p in planned if (p.date, p.slot) not in logged
+            and shown_status(BroadcastStatus.PLANNED, p.start, now=now, grace_s=grace) is BroadcastStatus.MISSED]
 
 
 def confirm_program(engine: Engine, *, village_id: str, day: date, slot: str, by: str, at: datetime) -> int:
@@ -361,3 +452,53 @@ def find_pack_file(config: Config, rel: str) -> tuple[Path, PackEntry] | None:
         return None
     path = pack_file(packs_dir(config), entry.path)
     return (path, entry) if path is not None else None
+
+
+# --- stale USB packs -----------------------------------------------------------------------
+
+# The last stale check per database: (what it depended on, what it found).
+_STALE_SEEN: dict[str, tuple[tuple[Any, ...], list[StalePack]]] = {}
+
+
+def stale_packs(config: Config, engine: Engine, now: datetime) -> list[StalePack]:
+    """USB packs the plan has changed since their export (节目包已过期), in airing order.
+
+    Planned again only when a workspace file, the exported rows or the day changed since the
+    last look; on a workspace that cannot be planned, what the last check wrote.
+    """
+    today = now.astimezone(TZ).date()
+    stamp = (plan_stamp(config), exports_stamp(engine, today=today), today)
+    key = config.resolved_database_url()
+    seen = _STALE_SEEN.get(key)
+    if seen is not None and seen[0] == stamp:
+        return seen[1]
+    try:
+        packs = refresh_stale(load(config), engine, now=now)
+    except OutreachError as exc:
+        log.warning("检查U盘节目包是否过期失败：%s", exc)
+        return stored_stale_packs(engine, today=today)
+    _STALE_SEEN[key] = ((plan_stamp(config), exports_stamp(engine, today=today), today), packs)
+    return packs
+
+
+@dataclass(frozen=True)
+class StaleVillage:
+    """A village whose USB pack is stale: its name and its stale programs in airing order."""
+
+    village_id: str
+    name: str
+    packs: list[StalePack]
+
+
+def stale_villages(config: Config, engine: Engine, now: datetime) -> list[StaleVillage]:
+    """`stale_packs` by village, in the order of each village's first stale program (今天 and 节目包 pages)."""
+    by_village: dict[str, list[StalePack]] = {}
+    for p in stale_packs(config, engine, now):
+        by_village.setdefault(p.village_id, []).append(p)
+    names = {v.id: v.name for v in villages(engine)} if by_village else {}
+    return [StaleVillage(vid, names.get(vid, vid), packs) for vid, packs in by_village.items()]
+
+
+def stale_index(stale: Sequence[StaleVillage]) -> dict[str, dict[tuple[str, str], str]]:
+    """What changed, by village id and (ISO date, slot): how the pack listing marks a stale file."""
+    return {v.village_id: {(p.day.isoformat(), p.slot): p.reason for p in v.packs} for v in stale}

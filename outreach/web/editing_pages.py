@@ -262,7 +262,7 @@ async def save_village(request: Request, village_id: str) -> Response:
         new_text = editing.apply_village(current, village_id, v)
     except OutreachError as exc:
         return _village_form(request, **page, status=409, message=str(exc))
-    checked = editing.check_county(config.schedules_dir, new_text, village_id, players=config.players)
+    checked = editing.check_county(config.schedules_dir, new_text, village_id, players=config.player_names)
     if not checked.ok:
         return _village_form(request, **page, status=400, checked=checked,
                              message="村庄设置有问题，没有保存；请按红字修改。")

@@ -3,7 +3,9 @@
 Every guard reads this table: `User.may` (and `can_edit`/`can_review`/`can_admin`, which the
 templates use), `pages.require_role` for pages and `pages.post_form` for every POST, which looks
 the route up in FORM_ROUTES. A POST route missing from FORM_ROUTES is refused for everyone
-(fail closed), and tests/test_security_roles.py fails until it has an entry.
+(fail closed), and tests/test_security_roles.py fails until it has an entry. GET pages each call
+require_user; the few GET routes without a login session (station API, QR phone page, /metrics) are in
+OPEN_GET_ROUTES with what guards them instead, and tests/web/test_status_pages.py fails for any other.
 
 What no role may do in the browser: define a player command. Commands live in outreach.toml
 (`[deliver] player`, `[players]`), which no form writes; the village form only picks a name.
@@ -15,8 +17,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from types import MappingProxyType
 
-__all__ = ["Role", "Action", "ALLOWED", "FORM_ROUTES", "OPEN_ROUTES", "ACTION_LABEL", "allows", "roles_for",
-           "action_of"]
+__all__ = ["Role", "Action", "ALLOWED", "FORM_ROUTES", "OPEN_ROUTES", "OPEN_GET_ROUTES", "ACTION_LABEL", "allows",
+           "roles_for", "action_of"]
 
 
 class Role(StrEnum):
@@ -74,6 +76,7 @@ ACTION_LABEL: Mapping[Action, str] = MappingProxyType({
 
 FORM_ROUTES: Mapping[str, Action] = MappingProxyType({
     "/villages/{village_id}/confirm": Action.CONFIRM_BROADCAST,
+    "/records/import": Action.CONFIRM_BROADCAST,
     "/markets/{market_id}/handouts": Action.LOG_HANDOUT,
     "/scripts/save": Action.DRAFT_SCRIPT,
     "/scripts/{script_id}/preview": Action.DRAFT_SCRIPT,
@@ -90,8 +93,22 @@ OPEN_ROUTES: Mapping[str, str] = MappingProxyType({
     "/login": "登录本身：表单校验码和登录次数限制",
     "/logout": "只结束自己的会话：表单校验码",
     "/api/station/events": "村广播站上传播出记录：每个播放盒自己的令牌，不用登录会话",
+    "/c/{token}": "村里用手机扫U盘包的二维码确认播出：令牌（库里只存哈希）只对应这个村导出的节目和日期，"
+                  "会过期、可停用（outreach confirm-link revoke），每个令牌每分钟限次；表单校验码",
 })
 """POST routes no role guards, and what guards them instead."""
+
+OPEN_GET_ROUTES: Mapping[str, str] = MappingProxyType({
+    "/login": "登录页本身",
+    "/c/{token}": "村里用手机扫码确认播出：令牌只对应这个村导出的节目和日期，会过期、可停用",
+    "/api/station/manifest": "村广播站下载节目单：每个播放盒自己的令牌，不用登录会话",
+    "/api/station/blobs/{sha256}": "村广播站下载节目录音：每个播放盒自己的令牌，不用登录会话",
+    "/api/station/time": "村广播站对时：只有服务器时间，不含任何数据",
+    "/metrics": "Prometheus 监控指标：outreach.toml 的 [web] metrics_token 令牌（请求头 `Authorization: Bearer`），"
+                "没设置令牌时回答 404",
+})
+"""GET routes that need no login session, and what guards them instead. Every other GET route is a page
+that calls pages.require_user first (tests/web/test_status_pages.py walks them all)."""
 
 
 def allows(role: Role | str, action: Action) -> bool:

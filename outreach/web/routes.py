@@ -125,7 +125,8 @@ def campaigns_page(request: Request) -> Response:
     ctx = ctx_of(request)
     today = ctx.today()
     targets = data.campaign_targets(ctx.config)
-    summaries = [data.campaign_summary(ctx.engine, c, today, targets.by_campaign.get(c.id, set()))
+    read = data.coverage_read(ctx.config, ctx.local_now())
+    summaries = [data.campaign_summary(ctx.engine, c, today, targets.by_campaign.get(c.id, set()), read)
                  for c in data.campaigns(ctx.engine)]
     return render(request, "campaigns.html", user=user, summaries=summaries, problem=targets.problem)
 
@@ -138,7 +139,8 @@ def campaign_page(request: Request, campaign_id: str) -> Response:
     if c is None:
         raise not_found("宣传活动", campaign_id, "请从「宣传活动」页面点进要看的活动。")
     targets = data.campaign_targets(ctx.config)
-    summary = data.campaign_summary(ctx.engine, c, ctx.today(), targets.by_campaign.get(c.id, set()))
+    summary = data.campaign_summary(ctx.engine, c, ctx.today(), targets.by_campaign.get(c.id, set()),
+                                    data.coverage_read(ctx.config, ctx.local_now()))
     return render(request, "campaign.html", user=user, s=summary, problem=targets.problem)
 
 
@@ -163,7 +165,7 @@ def village_page(request: Request, village_id: str) -> Response:
     today = ctx.today()
     start, end = parse_range(_q(request, "from"), _q(request, "to"), default_start=days_back(today, 30),
                              default_end=today + timedelta(days=6), max_days=HISTORY_MAX_DAYS, what="播出记录的日期范围")
-    history = data.village_history(ctx.engine, v.id, start, end)
+    history = data.village_history(ctx.engine, v.id, start, end, config=ctx.config, now=ctx.now())
     towns = data.townships(ctx.engine)
     names = {c.id: c.name for c in data.campaigns(ctx.engine)}
     return render(request, "village.html", user=user, v=v, township=towns.get(v.township_id),
@@ -291,7 +293,8 @@ def gaps_page(request: Request) -> Response:
     if campaign_id and chosen is None:
         raise not_found("宣传活动", campaign_id, "请在覆盖缺口页面的下拉框里选择活动。")
     targets = data.campaign_targets(ctx.config)
-    rows = (data.gaps(ctx.engine, chosen.id, today, days, targets.by_campaign.get(chosen.id, set()))
+    rows = (data.gaps(ctx.engine, chosen.id, today, days, targets.by_campaign.get(chosen.id, set()),
+                      data.coverage_read(ctx.config, ctx.local_now()))
             if chosen else [])
     return render(request, "gaps.html", user=user, campaigns=campaigns, chosen=chosen, days=days, rows=rows,
                   unconfirmed=data.unconfirmed(ctx.engine, today), problem=targets.problem)

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from outreach.config import TZ
+from outreach.dates import json_time
 from outreach.delivery.stations.accounts import authenticate
 from outreach.delivery.stations.alerts import ControlListener
 from outreach.delivery.stations.asrun import ingest_batch
@@ -272,11 +273,11 @@ async def events(request: Request) -> Response:
         if r.status not in (200, 503):
             log.warning("村广播站 %s 的播出记录 %s 被拒绝（%s）：%s", station.id, r.event_id or "-", r.status, r.reason)
     return JSONResponse({"accepted": [r.event_id for r in results if r.status == 200],
-                         "results": [r.to_dict() for r in results], "server_time": _clock().isoformat()},
+                         "results": [r.to_dict() for r in results], "server_time": json_time(_clock())},
                         headers={"Cache-Control": "no-store"})
 
 
 @router.get("/time")
 def server_time() -> Response:
     """The server's clock, for the stations' clock-offset check (no token needed)."""
-    return JSONResponse({"server_time": _clock().isoformat(), "pid": os.getpid()})
+    return JSONResponse({"server_time": json_time(_clock()), "pid": os.getpid()})

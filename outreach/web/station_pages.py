@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from outreach.db import session
+from outreach.delivery.health import scheduler_health
 from outreach.delivery.stations.accounts import list_stations
 from outreach.delivery.stations.alerts import alert_status, parse_duration, send_alert, target_stations
 from outreach.delivery.stations.asrun import rejected_events
@@ -87,17 +89,35 @@ def _recent_alerts(request: Request) -> list[dict[str, Any]]:
                  "targets": len(json.loads(r.targets))} for r in rows]
 
 
+def _today_outcomes(request: Request, stations: list[dict[str, Any]]) -> None:
+    """Add to each station how its village's programs went today (`today`: shown status -> programs)."""
+    ctx = ctx_of(request)
+    villages = {s["village_id"] for s in stations if not s["revoked"]}
+    if not villages:
+        return
+    today = ctx.today()
+    found = data.program_outcomes(ctx.config, ctx.engine, today, today, now=ctx.now(), village_ids=villages)
+    by_village: dict[str, Counter[str]] = {}
+    for (village, _slot, _day), status in found.items():
+        by_village.setdefault(village, Counter())[status] += 1
+    for s in stations:
+        s["today"] = by_village.get(s["village_id"], Counter())
+
+
 @router.get("/stations", response_class=HTMLResponse)
 def stations_page(request: Request) -> Response:
     user = require_user(request)
+    ctx = ctx_of(request)
     stations, towns = _presence(request)
+    _today_outcomes(request, stations)
     active = [s for s in stations if not s["revoked"]]
     online = sum(1 for s in active if s["online"])
-    refused = rejected_events(ctx_of(request).engine, limit=RECENT_REFUSED)
+    refused = rejected_events(ctx.engine, limit=RECENT_REFUSED)
     for r in refused["latest"]:
         r["received_local"] = datetime.fromisoformat(r["received_at"]).astimezone(TZ).strftime("%m-%d %H:%M:%S")
     return render(request, "stations.html", user=user, stations=stations, towns=towns, active=len(active),
-                  online=online, alerts=_recent_alerts(request), WARNING=WARNING, refused=refused)
+                  online=online, alerts=_recent_alerts(request), WARNING=WARNING, refused=refused,
+                  scheduler=scheduler_health(ctx.engine, now=ctx.now()))
 
 
 

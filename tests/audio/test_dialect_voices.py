@@ -116,7 +116,7 @@ def test_dialect_township_airs_edge_clips_other_villages_keep_neural(
     ws = rendered_workspace
     set_voice(ws, "{id: hexi, name: 河西镇", LIAONING)
     out = tmp_path / "usb"
-    result = CliRunner().invoke(cli, ["export", "--out", str(out), "-w", str(ws), "--date", DAY, "--to", DAY,
+    result = CliRunner().invoke(cli, ["export", "--out", str(out), "--mkdir", "--past", "-w", str(ws), "--date", DAY, "--to", DAY,
                                       "--village", DIALECT, "--village", PLAIN], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert any("XiaobeiNeural" in r.ssml and "liaoning" in r.ssml for r in edge_server.requests)

@@ -28,6 +28,11 @@ def run(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
+def export(*args: str):
+    """`outreach export` of a past day (DAY) into a folder the test has not made."""
+    return run("export", "--past", "--mkdir", *args)
+
+
 @pytest.mark.slow
 def test_program_joins_clips_with_gaps_without_reencoding(rendered_workspace: Path) -> None:
     loaded = load(load_config(rendered_workspace))
@@ -45,7 +50,7 @@ def test_program_joins_clips_with_gaps_without_reencoding(rendered_workspace: Pa
 @pytest.mark.slow
 def test_export_writes_folders_playlists_and_manifest(rendered_workspace: Path, tmp_path: Path) -> None:
     out = tmp_path / "usb"
-    result = run("export", "--date", DAY, "--out", str(out), "--all", "-w", str(rendered_workspace))
+    result = export("--date", DAY, "--out", str(out), "--all", "-w", str(rendered_workspace))
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     files = manifest["files"]
@@ -70,16 +75,16 @@ def test_export_writes_folders_playlists_and_manifest(rendered_workspace: Path, 
 @pytest.mark.slow
 def test_reexport_rewrites_nothing_and_resumes_after_a_crash(rendered_workspace: Path, tmp_path: Path) -> None:
     out = tmp_path / "usb"
-    assert run("export", "--date", DAY, "--out", str(out), "-w", str(rendered_workspace)).exit_code == 0
+    assert export("--date", DAY, "--out", str(out), "-w", str(rendered_workspace)).exit_code == 0
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    again = run("export", "--date", DAY, "--out", str(out), "--json", "-w", str(rendered_workspace))
+    again = export("--date", DAY, "--out", str(out), "--json", "-w", str(rendered_workspace))
     assert again.exit_code == 0
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
     # A crash mid-export: one file lost, a temporary left behind. The next run completes the pack.
     victim = next(p for p in before if p.suffix == ".mp3")
     victim.unlink()
     (victim.parent / f".{victim.name}.crash.part").write_bytes(b"half")
-    assert run("export", "--date", DAY, "--out", str(out), "-w", str(rendered_workspace)).exit_code == 0
+    assert export("--date", DAY, "--out", str(out), "-w", str(rendered_workspace)).exit_code == 0
     assert victim.is_file()
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     entry = next(f for f in manifest["files"] if out / f["path"] == victim)
@@ -110,14 +115,14 @@ def test_default_export_is_for_usb_fed_villages(rendered_workspace: Path, tmp_pa
     loaded = load(load_config(rendered_workspace))
     offline = {v.id for v in loaded.registry.villages.values() if v.speaker == "offline"}
     out = tmp_path / "usb"
-    assert run("export", "--date", DAY, "--out", str(out), "-w", str(rendered_workspace)).exit_code == 0
+    assert export("--date", DAY, "--out", str(out), "-w", str(rendered_workspace)).exit_code == 0
     exported = {f["village_id"] for f in json.loads((out / "manifest.json").read_text(encoding="utf-8"))["files"]}
     assert exported == offline
     # A county that runs in export mode feeds every village by USB stick.
     toml = rendered_workspace / "outreach.toml"
     toml.write_text(toml.read_text(encoding="utf-8").replace('mode = "play"', 'mode = "export"'), encoding="utf-8")
     out_all = tmp_path / "usb-all"
-    assert run("export", "--date", DAY, "--out", str(out_all), "-w", str(rendered_workspace)).exit_code == 0
+    assert export("--date", DAY, "--out", str(out_all), "-w", str(rendered_workspace)).exit_code == 0
     everyone = {f["village_id"] for f in json.loads((out_all / "manifest.json").read_text(encoding="utf-8"))["files"]}
     assert everyone == set(loaded.registry.villages)
 
@@ -130,7 +135,7 @@ def test_corrupt_clip_fails_only_its_programs(rendered_workspace: Path, tmp_path
     data[len(data) // 2: len(data) // 2 + 64] = b"\0" * 64
     victim.write_bytes(bytes(data))
     out = tmp_path / "usb"
-    result = run("export", "--date", DAY, "--to", str(datetime.fromisoformat(DAY).date() + timedelta(days=1)),
+    result = export("--date", DAY, "--to", str(datetime.fromisoformat(DAY).date() + timedelta(days=1)),
                  "--out", str(out), "-w", str(rendered_workspace))
     assert result.exit_code == 1
     assert "fraud-96110" in result.stderr and "corrupt" in result.stderr

@@ -302,7 +302,8 @@ def test_a_browser_edit_of_an_approved_urgent_script_blocks_it_but_the_county_ke
     assert "警报：紧急宣传活动 'alert-fake-refund'：广播稿 'fraud-96110' 在 " in plan.stderr
 
     out = tmp_path / "usb"
-    export = CliRunner().invoke(cli, ["export", "--out", str(out), "-w", str(ws), "--date", "2026-12-01"])
+    export = CliRunner().invoke(cli, ["export", "--out", str(out), "--mkdir", "--past", "-w", str(ws),
+                                       "--date", "2026-12-01"])
     assert export.exit_code == 0, export.output
     assert "警报：紧急宣传活动 'alert-fake-refund'" in export.stderr
     files = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["files"]

@@ -19,7 +19,7 @@ from outreach import coverage as cov
 from outreach.cli.base import cli
 from outreach.db import make_engine, session, upgrade
 from outreach.errors import CoverageError
-from outreach.models import Broadcast, BroadcastScript, Campaign, Handout, Market, Township, Village
+from outreach.models import Broadcast, BroadcastScript, Campaign, Evidence, Handout, Market, Township, Village
 from outreach.records import BroadcastPlan, mark_program, record_planned
 
 D = dt.date
@@ -51,6 +51,8 @@ HANDOUTS = [
     ("m2", D(2026, 2, 26), 999, 999, "anti_fraud"),
 ]
 TARGETS = ["v1", "v2", "v3", "v4"]
+# What each status rests on, as migration 0007 backfilled it: a play means the player ran its length.
+EVIDENCE = {"played": "player", "confirmed": "confirmed", "exported": "exported"}
 
 
 def populate(s: Session) -> None:
@@ -72,7 +74,7 @@ def populate(s: Session) -> None:
     for day, slot, vid, tid, cid, status, scripts in BROADCASTS:
         bid = s.execute(sa.insert(table).values(
             date=day, slot=slot, village_id=vid, township_id=tid, campaign_id=cid, script_ids=scripts,
-            status=status, scheduled_at=NOW, updated_at=NOW,
+            status=status, scheduled_at=NOW, updated_at=NOW, evidence=EVIDENCE.get(status, "none"),
         ).returning(table.c.id)).scalar_one()
         s.execute(sa.insert(BroadcastScript.__table__), [
             {"broadcast_id": bid, "position": p, "script_id": sid} for p, sid in enumerate(scripts.split(","))
@@ -229,7 +231,7 @@ def test_records_api_feeds_coverage(engine: sa.Engine) -> None:
                            script_ids=("s3", "s1"), scheduled_at=NOW) for slot in ("morning", "evening")]
     with session(engine) as s:
         record_planned(s, plans, now=NOW)
-        mark_program(s, day=day, slot="morning", village_id="v4", status="played", at=NOW)
+        mark_program(s, day=day, slot="morning", village_id="v4", status="played", at=NOW, evidence=Evidence.PLAYER)
         mark_program(s, day=day, slot="evening", village_id="v4", status="missed", at=NOW)
     with session(engine) as s:
         (row,) = cov.village_coverage(s, start=day, end=day, campaign_id="fraud")
@@ -295,6 +297,7 @@ def test_sql_looking_filters_are_plain_values(engine: sa.Engine) -> None:
         s.execute(sa.insert(Broadcast.__table__).values(
             date=D(2026, 3, 4), slot="morning", village_id="odd", township_id=INJECTION,
             campaign_id="fraud", script_ids="s1", status="played", scheduled_at=NOW, updated_at=NOW,
+            evidence="player",
         ))
     with session(engine) as s:
         rows = cov.village_coverage(s, start=MARCH[0], end=MARCH[1], township_id=INJECTION)
@@ -331,8 +334,9 @@ def test_cli_coverage_json(cli_ws: Path) -> None:
     assert [d["village_id"] for d in data] == ["v1", "v2", "v3"]
     for d in data:
         assert {"village_id", "campaign_id", "played", "confirmed", "missed", "last_reached"} <= set(d)
-    assert (data[0]["played"], data[0]["confirmed"], data[0]["missed"], data[0]["last_reached"]) == (
-        2, 1, 1, "2026-03-03")
+    # 漏播 2: the stored 03-02 miss, and the 03-05 slot still 'planned' long past its start plus grace.
+    assert (data[0]["played"], data[0]["confirmed"], data[0]["missed"], data[0]["planned"], data[0]["last_reached"]) == (
+        2, 1, 2, 0, "2026-03-03")
     assert data[2]["last_reached"] is None
 
 
@@ -340,7 +344,8 @@ def test_cli_coverage_table_and_csv(cli_ws: Path, tmp_path: Path) -> None:
     code, out, _ = run(cli_ws, "coverage", "--township", "t1")
     assert code == 0
     header = out.splitlines()[0].split()
-    assert header[:8] == ["村", "乡镇", "活动", "播出", "确认", "漏播", "失败", "最近覆盖"]
+    assert header[:10] == ["村", "乡镇", "活动", "已确认", "已监听", "仅有播放记录", "已导出待确认", "漏播", "失败",
+                           "上次成功播出"]
     assert "三村" not in out and "一村" in out
     target = tmp_path / "cov.csv"
     code, _, _ = run(cli_ws, "coverage", "--campaign", "fraud", "--format", "csv", "--out", str(target))
@@ -407,7 +412,7 @@ def test_village_removed_from_registry_still_counted(engine: sa.Engine) -> None:
     with session(engine) as s:
         s.execute(sa.insert(Broadcast.__table__).values(
             date=D(2026, 3, 2), slot="morning", village_id="gone", township_id="t9", campaign_id="fraud",
-            script_ids="s1", status="played", scheduled_at=NOW, updated_at=NOW,
+            script_ids="s1", status="played", scheduled_at=NOW, updated_at=NOW, evidence="player",
         ))
     with session(engine) as s:
         rows = by_village(cov.village_coverage(s, start=MARCH[0], end=MARCH[1], campaign_id="fraud"))

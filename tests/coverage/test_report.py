@@ -19,6 +19,7 @@ from outreach.cli.base import cli
 from outreach.coverage import report
 from outreach.db import make_engine, session, sync_registry, upgrade
 from outreach.errors import CoverageError
+from outreach.models import Evidence
 from outreach.records import BroadcastPlan, mark_program, record_handout, record_planned
 
 D = dt.date
@@ -52,7 +53,8 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
         record_planned(s, plans, now=NOW)
         for i in range(10):
             day = START + dt.timedelta(days=i)
-            mark_program(s, day=day, slot="morning", village_id="dz-01", status="played", at=NOW)
+            mark_program(s, day=day, slot="morning", village_id="dz-01", status="played", at=NOW,
+                         evidence=Evidence.PLAYER, aired_at=NOW)
             mark_program(s, day=day, slot="evening", village_id="dz-01", status="missed", at=NOW)
             mark_program(s, day=day, slot="morning", village_id="dz-02", status="exported", at=NOW)
         mark_program(s, day=START, slot="morning", village_id="dz-02", status="confirmed", at=NOW)

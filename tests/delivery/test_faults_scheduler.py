@@ -29,6 +29,7 @@ pytestmark = pytest.mark.faults
 OUTREACH = [sys.executable, "-m", "outreach"]
 FAKE = str(Path(__file__).resolve().parents[1] / "fake_player.py")
 N_NETWORKED = 20
+N_VILLAGES = 30  # the sample county: 20 networked, 10 fed by USB stick
 
 
 def set_player(ws: Path, player: list[str], **deliver: object) -> None:
@@ -68,7 +69,10 @@ def slot_now(ws: Path) -> str:
 
 
 def fast(ws: Path, log: Path, sleep: float, *extra: str) -> None:
-    set_player(ws, fake(log, sleep, *extra), heartbeat_s=0.5, stale_s=3, standby_poll_s=0.5, grace_s=600)
+    # The fake player runs for seconds, not for the program's minutes: the length check is off here
+    # (tests/delivery/test_played_evidence.py tests it).
+    set_player(ws, fake(log, sleep, *extra), heartbeat_s=0.5, stale_s=3, standby_poll_s=0.5, grace_s=600,
+               min_play_fraction=0)
 
 
 def starts(log: Path, role: str = "player") -> list[dict]:
@@ -279,7 +283,9 @@ def test_three_day_outage_logs_every_missed_slot_day_by_day(rendered_workspace: 
         day = now.date() - timedelta(days=back)
         for slot in ("morning", "evening"):
             rows = program_rows(engine, slot, day)
-            assert len(rows) == N_NETWORKED, (day, slot)
+            # Networked villages missed their plays; the USB villages' packs were never exported, so
+            # their slots are missed too (the sweep works from the plan, not from the job store).
+            assert len(rows) == N_VILLAGES, (day, slot)
             assert {r.status for found in rows.values() for r in found} == {BroadcastStatus.MISSED}, (day, slot)
     assert "记为漏播" in run.text()
 

@@ -38,7 +38,8 @@ def rows(engine, village: str, slot: str, day: date = DAY) -> list[Broadcast]:
 @pytest.mark.slow
 def test_play_logs_every_campaign_row_once_and_never_twice(setup) -> None:
     loaded, engine = setup
-    first = play_program(loaded, engine, VILLAGE, "morning", DAY, now=NOW, player=null_player(), timeout_s=60)
+    first = play_program(loaded, engine, VILLAGE, "morning", DAY, now=NOW,
+                         player=null_player(), timeout_s=60, min_fraction=0)
     assert first.status == "played", first
     logged = rows(engine, VILLAGE, "morning")
     program = program_for(loaded, VILLAGE, "morning", DAY)
@@ -46,7 +47,7 @@ def test_play_logs_every_campaign_row_once_and_never_twice(setup) -> None:
     assert all(r.status == BroadcastStatus.PLAYED and r.program_sha256 and r.engine not in (None, "unknown") for r in logged)
     played_at = {r.id: r.played_at for r in logged}
     again = play_program(loaded, engine, VILLAGE, "morning", DAY, now=NOW.replace(minute=40),
-                         player=null_player(), timeout_s=60)
+                         player=null_player(), timeout_s=60, min_fraction=0)
     assert again.status == "skipped"
     assert {r.id: r.played_at for r in rows(engine, VILLAGE, "morning")} == played_at
 
@@ -62,8 +63,9 @@ def test_player_failure_is_logged_not_raised(setup, player: list[str], words: st
     outcome = play_program(loaded, engine, VILLAGE, "evening", DAY, now=NOW, player=player, timeout_s=1.0)
     assert outcome.status == "failed" and words in outcome.detail
     assert all(r.status == BroadcastStatus.FAILED and words in (r.error or "") for r in rows(engine, VILLAGE, "evening"))
-    # A failed slot can still be played afterwards.
-    retry = play_program(loaded, engine, VILLAGE, "evening", DAY, now=NOW, player=null_player(), timeout_s=60)
+    # A failed slot can still be played afterwards (the null player is faster than real time: no length check).
+    retry = play_program(loaded, engine, VILLAGE, "evening", DAY, now=NOW,
+                         player=null_player(), timeout_s=60, min_fraction=0)
     assert retry.status == "played"
 
 
@@ -73,7 +75,8 @@ def test_missing_clip_is_left_out_and_noted(setup) -> None:
     program = program_for(loaded, VILLAGE, "morning", DAY)
     victim = program.script_ids[0]
     verified_clip(loaded.config, loaded.scripts[victim]).unlink()
-    outcome = play_program(loaded, engine, VILLAGE, "morning", DAY, now=NOW, player=null_player(), timeout_s=60)
+    outcome = play_program(loaded, engine, VILLAGE, "morning", DAY, now=NOW,
+                           player=null_player(), timeout_s=60, min_fraction=0)
     assert victim in outcome.detail and "还没有生成" in outcome.detail
     if len(program.script_ids) > 1:
         assert outcome.status == "played"
@@ -92,7 +95,7 @@ def test_missed_slot_moves_its_urgent_items_to_the_next_slot(setup) -> None:
     carry = [i.script_id for i in urgent_carry(loaded, engine, VILLAGE, "evening", DAY)]
     assert carry == urgent
     evening = play_program(loaded, engine, VILLAGE, "evening", DAY, now=NOW.replace(hour=18),
-                           player=null_player(), timeout_s=60)
+                           player=null_player(), timeout_s=60, min_fraction=0)
     assert evening.status == "played"
     aired = [r for r in rows(engine, VILLAGE, "evening") if r.campaign_id == "alert-fake-refund"]
     assert set(urgent) <= set(aired[0].script_ids.split(","))
@@ -101,7 +104,7 @@ def test_missed_slot_moves_its_urgent_items_to_the_next_slot(setup) -> None:
 def test_blackout_slot_stays_silent(setup) -> None:
     loaded, engine = setup
     outcome = play_program(loaded, engine, "dazhuang-01", "morning", date(2026, 12, 26), now=NOW,
-                           player=null_player(), timeout_s=60)
+                           player=null_player(), timeout_s=60, min_fraction=0)
     assert outcome.status == "silent"
 
 

@@ -35,7 +35,7 @@ def run(*args: str):
 
 
 def export(ws: Path, out: Path, *args: str):
-    return run("export", "--out", str(out), "-w", str(ws), *args)
+    return run("export", "--out", str(out), "--mkdir", "--past", "-w", str(ws), *args)
 
 
 def manifest(out: Path) -> list[dict]:

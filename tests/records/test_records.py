@@ -235,7 +235,8 @@ def test_confirmations_keep_good_rows_and_report_bad_ones_by_line(exported, tmp_
     report = confirm(exported, write(tmp_path, CONFIRMATIONS, encoding="utf-8-sig"))
     assert (report.rows_ok, report.rows_skipped) == (3, 0)
     assert report.errors == [
-        (3, "未知的村编号 'v9'；请使用县名录里的村编号"),
+        (3, "未知的村“v9”；您是不是要找：村3（v3）、村2（v2）、村1（v1）？"
+            "运行 `outreach registry` 查看全部编号和名称"),
         (6, "无法识别日期 '03/05/2024'；请写成 2024-05-03（或 2024/5/3、5月3日）"),
         (7, "未知的时段 'noon'；请写 morning 或 evening（也可写 早上、晚上）"),
         (8, "村 'v3' 2024-05-03 的早间节目状态为“待播”，既没有导出也没有播出，不能确认"),
@@ -394,7 +395,8 @@ def test_cli_confirm_prints_counts_and_bad_rows_then_exits_1(exported, run, tmp_
     result = run("confirm", str(path), "--by", "李娜")
     assert result.exit_code == 1
     assert result.stdout == f"{path}：已确认 1 行，已有记录 0 行，有错 1 行\n"
-    assert result.stderr == f"{path} 第 3 行：未知的村编号 'v9'；请使用县名录里的村编号\n"
+    assert result.stderr == (f"{path} 第 3 行：未知的村“v9”；您是不是要找：村3（v3）、村2（v2）、村1（v1）？"
+                             "运行 `outreach registry` 查看全部编号和名称\n")
     assert rows(exported)[("v1", "morning", "fraud")].entered_by == "李娜"
     path.write_text("village_id,date,slot,confirmed_by\nv1,2024-05-03,morning,王\nv2,2024-05-03,evening,李\n")
     again = run("confirm", str(path), "--by", "李娜")

@@ -157,8 +157,8 @@ def test_a_command_written_in_county_yaml_is_refused_at_load_with_the_fix(worksp
 
 def test_an_unknown_player_name_is_refused_at_load_listing_the_names(workspace: Path) -> None:
     _set_village(workspace, "hexi-01", "player: ipcast")
-    proc = _cli("export", "-w", str(workspace), "--date", "2026-12-01",
-                "--out", str(workspace / "out"))
+    proc = _cli("export", "-w", str(workspace), "--date", "2026-12-01", "--past",
+                "--out", str(workspace / "out"), "--mkdir")
     assert proc.returncode == 1
     assert "villages[hexi-01].player" in proc.stderr and "未知的播放程序名称 'ipcast'" in proc.stderr, proc.stderr
     assert "card2、ffplay" in proc.stderr and "Traceback" not in proc.stderr
@@ -215,7 +215,7 @@ def test_run_routes_a_village_to_its_named_player_and_a_name_stays_one_argument(
     cmd = players.route(loaded.registry, loaded.config, "dazhuang-01", "morning", date(2026, 12, 1), audio)
     assert cmd == [sys.executable, FAKE, "--log", str(log), "--", str(audio), "大庄村$(touch pwned);`id`", "morning"]
     assert players.route(loaded.registry, loaded.config, "dazhuang-02", "morning", date(2026, 12, 1), audio) == \
-        ["ffplay", "-nodisp", "-autoexit", "-loglevel", "error", str(audio)]
+        ["builtin", str(audio)]  # the sample's [deliver] player: the built-in one (this machine's sound card)
     players.check_players(loaded.registry, loaded.config, ["dazhuang-01"])  # run's pre-start check passes
     player = players.spawn(cmd, tmp_path / "players", 30)
     assert player.proc.wait(timeout=30) == 0

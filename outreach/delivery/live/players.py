@@ -7,14 +7,20 @@ through a shell, so a placeholder's value ({village_name} …) is only ever one 
 A player runs in a new session, so its process group holds every process it
 forks (a wrapper script and its child). A timeout, a clean stop, or a restart
 that finds an orphaned play stops the whole group, never only the direct child.
+
+The default player is the built-in one (config.BUILTIN_PLAYER, `builtin`): the command
+`["builtin", "{file}"]`, run as `python -m outreach.delivery.live.soundout`, which plays on this
+machine's sound card through the stations' miniaudio output and fails loudly without one.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,10 +28,12 @@ from datetime import date
 from pathlib import Path
 from typing import IO
 
-from outreach.config import CONFIG_NAME, PLAYER_FIELDS, Config
+from outreach.config import BUILTIN_PLAYER, CONFIG_NAME, PLAYER_FIELDS, Config
+from outreach.delivery.live import soundout
 from outreach.errors import ConfigError, DeliveryError
 from outreach.planning.registry import Registry
 
+log = logging.getLogger("outreach.playout")
 STOP_GRACE_S = 2.0
 
 
@@ -63,23 +71,72 @@ def route(registry: Registry, config: Config, village_id: str, slot: str, day: d
         "township": village.township_id, "slot": slot, "date": day.isoformat()})
 
 
+def is_builtin(cmd: Sequence[str]) -> bool:
+    """Whether `cmd` is the built-in player (plays on this machine's sound card)."""
+    return bool(cmd) and cmd[0] == BUILTIN_PLAYER
+
+
+def argv(cmd: Sequence[str]) -> list[str]:
+    """The argv that runs `cmd`: the built-in player becomes this Python running soundout."""
+    if is_builtin(cmd):
+        return [sys.executable, "-m", soundout.__name__, *cmd[1:]]
+    return list(cmd)
+
+
+def display_name(cmd: Sequence[str]) -> str:
+    """How messages name a player: its program, or 内置播放 for the built-in one."""
+    return soundout.LABEL if is_builtin(cmd) else cmd[0]
+
+
+def builtin_problem(timeout_s: float = 30.0) -> str | None:
+    """Why the built-in player cannot sound here (no sound card …), or None if it can."""
+    try:
+        done = subprocess.run(argv([BUILTIN_PLAYER, "--check"]), capture_output=True, text=True,
+                              timeout=timeout_s, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"{soundout.LABEL}检查声音输出超过 {timeout_s:.0f} 秒没有结果"
+    if done.returncode == 0:
+        return None
+    lines = done.stderr.strip().splitlines()
+    return lines[-1] if lines else f"{soundout.LABEL}检查声音输出失败（退出码 {done.returncode}）"
+
+
+def program_length(path: Path) -> float | None:
+    """The length of a program's MP3 in seconds, or None if it cannot be read."""
+    from outreach.station.output import mp3_duration
+
+    try:
+        return mp3_duration(path)
+    except Exception:  # miniaudio's errors have no common base with OSError
+        return None
+
+
 def _found(program: str) -> bool:
+    if program == BUILTIN_PLAYER:
+        return True
     if "/" in program:
         return os.path.isfile(program) and os.access(program, os.X_OK)
     return shutil.which(program) is not None
 
 
 def check_players(registry: Registry, config: Config, village_ids: Sequence[str]) -> None:
-    """Refuse to start when a networked village's player is not defined or its program does not exist.
+    """Refuse to start when a networked village's player is not defined or its program does not exist;
+    say loudly (a log error) when the built-in player has no sound output here.
 
     Raises ConfigError naming the player, the program, where it is chosen, the villages it serves and the fix.
     """
     missing: dict[tuple[str | None, str], list[str]] = {}
+    builtin: list[str] = []
     for vid in village_ids:
         name = player_name(registry, vid)
         program = route(registry, config, vid, "morning", date(2000, 1, 1), Path("x.mp3"))[0]
+        if program == BUILTIN_PLAYER:
+            builtin.append(vid)
         if not _found(program):
             missing.setdefault((name, program), []).append(vid)
+    if builtin and not missing and (problem := builtin_problem()):
+        # Not a refusal: the other channels still run, and each play is logged failed with this reason.
+        log.error("%s（用内置播放的联网村 %d 个，如 %s）；到点的节目都会记为失败", problem, len(builtin), builtin[0])
     if missing:
         lines = []
         for (name, program), vids in missing.items():
@@ -113,17 +170,20 @@ class Player:
     stderr_path: Path
     deadline: float  # time.monotonic() after which it is stopped
     term_sent: float | None = None
+    t0: float = 0.0  # time.monotonic() when it was started: how long it ran is checked against the program
+    builtin: bool = False
 
     @property
     def pgid(self) -> int:
         return self.proc.pid
 
     def stderr_tail(self) -> str:
+        """The player's last words: two lines, or the built-in player's one Chinese line (not ALSA's noise)."""
         try:
             lines = self.stderr_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         except OSError:
             return ""
-        return " | ".join(lines[-2:])
+        return " | ".join(lines[-1:] if self.builtin else lines[-2:])
 
     def cleanup(self) -> None:
         self.stderr_path.unlink(missing_ok=True)
@@ -136,14 +196,15 @@ def spawn(cmd: Sequence[str], stderr_dir: Path, timeout_s: float) -> Player:
     err: IO[bytes]
     with err_path.open("wb") as err:
         try:
-            proc = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            t0 = time.monotonic()
+            proc = subprocess.Popen(argv(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                     start_new_session=True, close_fds=True)
         except OSError as exc:
             err_path.unlink(missing_ok=True)
             what = "找不到" if isinstance(exc, FileNotFoundError) else f"无法启动（{exc.strerror}）"
             raise DeliveryError(f"播放程序 '{cmd[0]}' {what}；请检查 outreach.toml 里的 [deliver] player "
                                 "和 [players]（schedules/county.yaml 里该村或乡镇的 player 选的是其中的名字）") from exc
-    return Player(proc, start_time(proc.pid), err_path, time.monotonic() + timeout_s)
+    return Player(proc, start_time(proc.pid), err_path, t0 + timeout_s, t0=t0, builtin=is_builtin(cmd))
 
 
 def group_members(pgid: int) -> list[int]:

@@ -17,21 +17,23 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
 from outreach.audio.render import clip_durations
-from outreach.config import TZ
+from outreach.config import TZ, Config, load_config
 from outreach.db import session
 from outreach.delivery import Channel, served_by
-from outreach.delivery.live import claims, players
-from outreach.delivery.live.play import NO_CLIP, fail_rows, finish_player, interrupt_rows, record_outcome
+from outreach.delivery.live import airproof, claims, players
+from outreach.delivery.live.play import NO_CLIP, Ended, fail_rows, finish_player, interrupt_rows, record_outcome
 from outreach.delivery.prepare import (
     Key, Prepared, Resolved, plan_programs, prepare_programs, render_needed, urgent_carries, with_carry,
 )
 from outreach.labels import STATUS, label
 from outreach.models import REACHED, Broadcast, BroadcastStatus
-from outreach.planning.workspace import Loaded, plan_days
+from outreach.planning.plan import Program
+from outreach.planning.workspace import Loaded, load, plan_days
 from outreach.records import broadcast_plans, record_planned
 
 log = logging.getLogger("outreach.playout")
@@ -43,6 +45,12 @@ def live_clock() -> datetime:
     return datetime.now(TZ)
 
 
+def workspace_stamp(config: Config) -> float:
+    """Newest modification time of the files a workspace is loaded from (settings, schedules, scripts)."""
+    paths = [config.workspace / "outreach.toml", *config.schedules_dir.glob("*.yaml"), *config.scripts_dir.glob("*")]
+    return max((p.stat().st_mtime for p in paths if p.exists()), default=0.0)
+
+
 @dataclass
 class Playing:
     """A program on air: what it is and the player process playing it."""
@@ -51,14 +59,20 @@ class Playing:
     player: players.Player
     program: str
     timeout_s: float
+    length_s: float | None = None  # the program's length, which the player must run for
+    aired_at: datetime | None = None  # when the player started: when the sound went out
+    proof: Any = None  # the microphone's PlayMonitor listening to this play (--monitor), if any
+    ended: Ended | None = None  # set once the player ended while its proof is still being matched
 
 
 class LiveRuntime:
     """Claims, starts and watches plays for one leading scheduler."""
 
     def __init__(self, loaded: Loaded, engine: sa.Engine, owner: str,
-                 leadership: claims.Leadership | None = None) -> None:
+                 leadership: claims.Leadership | None = None, monitor: Any = None) -> None:
         self.loaded, self.engine, self.owner, self.leadership = loaded, engine, owner, leadership
+        self.monitor = monitor  # the capture source of `--monitor` (airproof.open_monitor), or None
+        self.stamp = workspace_stamp(loaded.config)  # of the files `loaded` was read from
         self.prepared: dict[Key, Prepared] = {}
         # What the pre-flight checked and joined, and its clip durations: slot time reuses them.
         self.resolved = Resolved()
@@ -87,6 +101,12 @@ class LiveRuntime:
         with self._lock:
             playing = list(self._running.values())
             self._running.clear()
+        done = [(p.prep, p.ended) for p in playing if p.ended is not None]  # played; proof still matching
+        for p in playing:
+            if p.proof is not None:
+                p.proof.cancel()
+        playing = [p for p in playing if p.ended is None]
+        self._record(done, now)
         for p in playing:
             players.stop_group(p.player.pgid, leader=p.player.proc)
             p.player.cleanup()
@@ -185,17 +205,44 @@ class LiveRuntime:
         won.update(self.settle_orphans(orphans, now))
         return self._launch([k for k in todo if k in won], now)
 
+    def refresh(self) -> bool:
+        """Reload the workspace if its files changed since it was loaded (a script approved in the browser
+        just before its slot); the pre-flight's programs and clip checks are then dropped. True if reloaded."""
+        stamp = workspace_stamp(self.loaded.config)
+        if stamp == self.stamp:
+            return False
+        fresh = load(load_config(self.loaded.config.workspace))
+        self.loaded, self.stamp, self.prepared, self.resolved, self.durations = fresh, stamp, {}, Resolved(), None
+        log.info("工作区文件有改动：播出前已重新加载")
+        return True
+
+    def _checked(self, programs: list[Program]) -> dict[Key, Prepared]:
+        """Resolve programs the pre-flight did not (a late or replayed slot, a carry, a changed workspace)
+        through the pre-flight's clip check: render the clips they need first, then resolve."""
+        if not programs:
+            return {}
+        made, failures = render_needed(self.loaded, programs)
+        for script_id, message in failures.items():
+            log.error("%s 的录音无法生成：%s", script_id, message)
+        if made or failures:  # a clip found missing earlier is checked again
+            self.resolved.clips = {k: v for k, v in self.resolved.clips.items() if not isinstance(v, str)}
+        return prepare_programs(self.loaded, programs, resolved=self.resolved)
+
     def _programs(self, keys: Sequence[Key]) -> dict[Key, Prepared]:
+        try:
+            self.refresh()
+        except Exception:
+            log.exception("工作区文件有改动，但无法加载；继续使用之前的版本")
+            self.stamp = workspace_stamp(self.loaded.config)
         out = {k: self.prepared[k] for k in keys if k in self.prepared}
         missing = [k for k in keys if k not in out]
-        if missing:  # not in the pre-flight's window: planned now; clips it checked are not checked again
-            out |= prepare_programs(self.loaded, plan_programs(self.loaded, missing).values(), resolved=self.resolved)
+        if missing:  # not in the pre-flight's window: planned and checked now; clips it checked are not checked again
+            out |= self._checked(list(plan_programs(self.loaded, missing).values()))
         carries = urgent_carries(self.loaded, self.engine, [k for k in keys if k in out])
         if carries:
             if self.durations is None:
                 self.durations = clip_durations(self.loaded.config, self.loaded.library)
-            out |= prepare_programs(self.loaded, [with_carry(out[k].program, c, self.durations)
-                                                  for k, c in carries.items()], resolved=self.resolved)
+            out |= self._checked([with_carry(out[k].program, c, self.durations) for k, c in carries.items()])
         return out
 
     def _launch(self, keys: list[Key], now: datetime) -> list[Key]:
@@ -210,22 +257,30 @@ class LiveRuntime:
             record_planned(s, broadcast_plans([preps[k].program for k in keys if k in preps]), now=now)
         deliver = self.loaded.config.deliver
         started: list[tuple[Key, int, int | None]] = []
-        ended: list[tuple[Prepared, BroadcastStatus, str]] = []
+        ended: list[tuple[Prepared, Ended]] = []
+        lengths: dict[str, float | None] = {}
+        listen = self._listen([k for k in keys if k in preps and preps[k].audio is not None])
+        launched = time.monotonic()  # `now` is this instant: a player's start is `now` plus its offset
         for k in keys:
             prep = preps.get(k)
             if prep is None:
                 continue
             if prep.audio is None:
-                ended.append((prep, BroadcastStatus.FAILED, NO_CLIP))
+                ended.append((prep, Ended(BroadcastStatus.FAILED, NO_CLIP)))
                 continue
             try:
                 cmd = players.route(self.loaded.registry, self.loaded.config, k[0], k[1], k[2], prep.audio)
                 player = players.spawn(cmd, self.loaded.config.build_path / "players", deliver.player_timeout_s)
             except Exception as exc:
-                ended.append((prep, BroadcastStatus.FAILED, str(exc)))
+                ended.append((prep, Ended(BroadcastStatus.FAILED, str(exc))))
                 continue
+            if str(prep.audio) not in lengths:
+                lengths[str(prep.audio)] = players.program_length(prep.audio)
+            length = lengths[str(prep.audio)]
+            proof = airproof.watch(self.monitor, prep.audio, length, player.t0) if listen else None
             with self._lock:
-                self._running[k] = Playing(prep, player, cmd[0], deliver.player_timeout_s)
+                self._running[k] = Playing(prep, player, players.display_name(cmd), deliver.player_timeout_s,
+                                           length, now + timedelta(seconds=player.t0 - launched), proof)
             started.append((k, player.pgid, player.started))
         claims.set_playing(self.engine, self.owner, started, now)
         self._record(ended, now)
@@ -233,18 +288,38 @@ class LiveRuntime:
             log.info("已启动 %d 个播放程序（%d 个启动失败，%d 个不播）", len(started), len(ended), len(silent))
         return [k for k, _, _ in started]
 
-    def _record(self, ended: Sequence[tuple[Prepared, BroadcastStatus, str]], now: datetime) -> None:
+    def _listen(self, keys: Sequence[Key]) -> bool:
+        """Whether the microphone (--monitor) checks these plays: only one on air alone (one microphone, one horn)."""
+        if self.monitor is None or not keys:
+            return False
+        with self._lock:
+            alone = len(keys) == 1 and not self._running
+        if not alone:
+            log.info("播出监听：同时播出 %d 个节目，话筒只核对单独播出的节目，这一批不核对", len(keys) + self.running)
+        return alone
+
+    def _prove(self, key: Key, p: Playing) -> None:
+        """Thread: wait for the microphone's verdict on a play that ran through, then log the play."""
+        assert p.ended is not None
+        ended = airproof.with_proof(p.ended, p.proof, f"{key[0]} {key[2]} {key[1]}")
+        with self._lock:
+            if self._running.pop(key, None) is None:  # shutdown logged it meanwhile
+                return
+        self._record([(p.prep, ended)], live_clock())
+
+    def _record(self, ended: Sequence[tuple[Prepared, Ended]], now: datetime) -> None:
         if not ended:
             return
         with session(self.engine) as s:
-            for prep, status, detail in ended:
-                record_outcome(s, prep, status, at=now, detail=detail)
-        claims.set_state(self.engine, self.owner, [p.key for p, _, _ in ended], claims.FINISHED)
-        for prep, status, detail in ended:
+            for prep, e in ended:
+                record_outcome(s, prep, e.status, at=now, detail=e.detail, evidence=e.evidence, aired_at=e.aired_at,
+                               proof=e.proof)
+        claims.set_state(self.engine, self.owner, [p.key for p, _ in ended], claims.FINISHED)
+        for prep, e in ended:
             v, slot, day = prep.key
-            text = "；".join(x for x in (detail, prep.problems()) if x)
-            (log.error if status is BroadcastStatus.FAILED else log.info)(
-                "%s %s %s：%s %s", v, day, slot, label(STATUS, status), text)
+            text = "；".join(x for x in (e.detail, prep.problems()) if x)
+            (log.error if e.status is BroadcastStatus.FAILED else log.info)(
+                "%s %s %s：%s %s", v, day, slot, label(STATUS, e.status), text)
 
     def settle_orphans(self, found: Sequence[claims.Claim], now: datetime) -> list[Key]:
         """Settle claims whose scheduler is gone: stop their player groups (together), log `interrupted`,
@@ -281,11 +356,22 @@ class LiveRuntime:
                     items = list(self._running.items())
                 ended = []
                 for key, p in items:
-                    result = finish_player(p.player, p.program, p.timeout_s, wait=False)
-                    if result is not None:
-                        ended.append((p.prep, *result))
-                        with self._lock:
-                            self._running.pop(key, None)
+                    if p.ended is not None:  # ran through; its proof of air is being matched (_prove)
+                        continue
+                    result = finish_player(p.player, p.program, p.timeout_s, wait=False, length_s=p.length_s,
+                                           min_fraction=self.loaded.config.deliver.min_play_fraction)
+                    if result is None:
+                        continue
+                    result = result._replace(aired_at=p.aired_at)
+                    if p.proof is not None and result.status is BroadcastStatus.PLAYED:
+                        p.ended = result
+                        threading.Thread(target=self._prove, args=(key, p), daemon=True, name="outreach-proof").start()
+                        continue
+                    if p.proof is not None:
+                        p.proof.cancel()
+                    ended.append((p.prep, result))
+                    with self._lock:
+                        self._running.pop(key, None)
                 self._record(ended, live_clock())
                 if time.monotonic() - last_beat >= deliver.heartbeat_s:
                     last_beat = time.monotonic()
@@ -315,8 +401,9 @@ class LiveRuntime:
         networked = {v.id for v in served_by(loaded.registry, Channel.LIVE)}
         resolved = Resolved()  # a new pre-flight checks every clip afresh
         ready = prepare_programs(loaded, [p for p in programs if p.village_id in networked], resolved=resolved)
-        self.prepared, self.resolved = ready, resolved
-        self.durations = clip_durations(loaded.config, loaded.library)
+        if self.loaded is loaded:  # else the workspace was reloaded meanwhile: these programs are stale
+            self.prepared, self.resolved = ready, resolved
+            self.durations = clip_durations(loaded.config, loaded.library)
         cannot = sum(len(p.not_aired) for p in ready.values())
         log.info("预检：%d 个节目已就绪（未来 %d 小时），新生成录音 %d 条，%d 项无法播出",
                  len(ready), hours, made, cannot)

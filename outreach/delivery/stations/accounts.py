@@ -8,6 +8,7 @@ broker's password file and ACL are rewritten from the station table on every cha
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import secrets
 from datetime import date, datetime
@@ -17,12 +18,15 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from outreach.config import TZ
+from outreach.dates import json_time
 from outreach.db import session
 from outreach.delivery import Channel, channel_of
-from outreach.delivery.stations.broker import BrokerSettings, mosquitto_hash, reload_broker, write_auth_files
+from outreach.delivery.stations.broker import (
+    BrokerSettings, mosquitto_hash, publish_retained, reload_broker, write_auth_files,
+)
 from outreach.models import Broadcast, Station
 from outreach.planning.workspace import Loaded
-from outreach.station.protocol import StationError
+from outreach.station.protocol import Leaf, StationError, topic
 
 log = logging.getLogger("outreach.stations")
 CLOCK_SKEW_S = 30.0
@@ -61,8 +65,13 @@ def add_station(engine: Engine, loaded: Loaded, village_id: str, *, now: datetim
     return {"station_id": station_id, "village_id": village_id, "token": token, "command": command}
 
 
-def revoke_station(engine: Engine, station_id: str, *, now: datetime, broker: BrokerSettings | None) -> None:
-    """Revoke a station's token: HTTP refuses it at once, the broker after its reload."""
+def revoke_station(engine: Engine, station_id: str, *, now: datetime, broker: BrokerSettings | None) -> str | None:
+    """Revoke a station's token: HTTP refuses it at once, the broker after its reload; its status reads offline.
+
+    The broker drops a revoked box without its last will, so its retained status would still say
+    online: the server publishes the retained offline status itself, after the reload. Returns a
+    warning (Chinese) when that status could not be published; the revocation stands either way.
+    """
     with session(engine) as s:
         station = s.get(Station, station_id)
         if station is None:
@@ -71,8 +80,19 @@ def revoke_station(engine: Engine, station_id: str, *, now: datetime, broker: Br
             station.revoked_at = now
             station.online = False
             s.add(station)
-    if broker is not None:
-        sync_broker(engine, broker)
+    if broker is None:
+        return None
+    sync_broker(engine, broker)
+    try:
+        publish_retained(broker, topic(station_id, Leaf.STATUS), revoked_status(now))
+    except StationError as exc:
+        return f"已吊销，但没能把 {station_id} 的在线状态改为离线：{exc}"
+    return None
+
+
+def revoked_status(now: datetime) -> str:
+    """The retained status of a revoked box: offline, and why (JSON, as the box's own status messages)."""
+    return json.dumps({"online": False, "revoked": True, "at": json_time(now)})
 
 
 def sync_broker(engine: Engine, broker: BrokerSettings) -> bool:
@@ -110,7 +130,7 @@ def list_stations(engine: Engine, *, now: datetime) -> list[dict[str, Any]]:
             if st.clock_offset_s is not None and abs(st.clock_offset_s) > CLOCK_SKEW_S:
                 warnings.append("clock_skew")
             out.append({"station_id": st.id, "village_id": st.village_id, "online": bool(st.online),
-                        "last_seen": st.last_seen.isoformat() if st.last_seen else None,
+                        "last_seen": json_time(st.last_seen),
                         "buffered_until": st.buffered_until.isoformat() if st.buffered_until else None,
                         "clock_offset_s": st.clock_offset_s, "version": st.version, "free_disk_mb": st.free_disk_mb,
                         "last_play": st.last_play, "revoked": st.revoked_at is not None, "warnings": warnings})

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from outreach.audio.render import clip_durations, verified_clip
+from outreach.dates import json_time
 from outreach.db import session
 from outreach.delivery.stations.accounts import record_presence
 from outreach.delivery.stations.broker import BrokerSettings, server_client
@@ -86,7 +87,7 @@ def send_alert(engine: Engine, loaded: Loaded, broker: BrokerSettings, script_id
     expires_at = now + expires
     message = AlertMessage(alert_id, script_id, script.title, sha, clip.stat().st_size,
                            clip_durations(loaded.config, [script]).get(script_id, 0.0),
-                           now.isoformat(), expires_at.isoformat())
+                           json_time(now), json_time(expires_at))
     # Connect first: with the broker down nothing is sent, so no alert row is left behind to look
     # undelivered. The row is stored before publishing, so a station's quick ack finds it.
     with _connected(broker) as client:
@@ -95,8 +96,8 @@ def send_alert(engine: Engine, loaded: Loaded, broker: BrokerSettings, script_id
                         expires_at=expires_at))
         _publish(client, broker, [(topic(t, Leaf.ALERT), message.to_json()) for t in targets],
                  expiry_s=max(1, math.ceil(expires.total_seconds())), timeout_s=timeout_s)
-    return {"alert_id": alert_id, "targets": list(targets), "sent_at": now.isoformat(),
-            "expires_at": expires_at.isoformat()}
+    return {"alert_id": alert_id, "targets": list(targets), "sent_at": json_time(now),
+            "expires_at": json_time(expires_at)}
 
 
 @contextlib.contextmanager
@@ -175,7 +176,7 @@ def alert_status(engine: Engine, alert_id: str) -> dict[str, Any]:
         targets = json.loads(alert.targets)
         latencies = sorted((r.played_at - alert.sent_at).total_seconds() for r in rows if r.played_at)
         return {"alert_id": alert_id, "script_id": alert.script_id, "targets": targets,
-                "sent_at": alert.sent_at.isoformat(), "expires_at": alert.expires_at.isoformat(),
+                "sent_at": json_time(alert.sent_at), "expires_at": json_time(alert.expires_at),
                 "delivered": sorted(r.station_id for r in rows if r.delivered_at),
                 "played": sorted(r.station_id for r in rows if r.played_at),
                 "latency_s": latency_summary(latencies)}

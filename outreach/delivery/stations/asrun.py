@@ -20,10 +20,11 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from outreach.config import TZ
+from outreach.dates import json_time
 from outreach.db import session
 from outreach.delivery.stations.alerts import alert_sent_to, record_alert_play
 from outreach.delivery.stations.manifests import SlotStarts
-from outreach.models import Alert, Broadcast, BroadcastStatus, Station, StationEvent, StationEventRejected
+from outreach.models import Alert, Broadcast, BroadcastStatus, Evidence, Station, StationEvent, StationEventRejected
 from outreach.planning.workspace import Loaded, plan_days
 from outreach.records import BroadcastPlan, mark_program, record_planned
 from outreach.station.protocol import AsRunEvent, EventKind, StationError, check_sha, entry_id
@@ -358,7 +359,7 @@ def rejected_events(engine: Engine, *, limit: int = 5) -> dict[str, Any]:
         rows = s.scalars(sa.select(StationEventRejected).order_by(StationEventRejected.received_at.desc(),
                                                                  StationEventRejected.id.desc()).limit(limit)).all()
         latest = [{"station_id": r.station_id, "event_id": r.event_id, "status": r.status, "reason": r.reason,
-                   "received_at": r.received_at.isoformat()} for r in rows]
+                   "received_at": json_time(r.received_at)} for r in rows]
     return {"total": sum(per.values()), "per_station": per, "latest": latest}
 
 
@@ -370,8 +371,12 @@ def _apply(s: Any, station: Station, ev: AsRunEvent, at: datetime, scheduled: da
     record_planned(s, plans, now=at)
     detail = f"村广播站 {station.id}：{ev.detail}" if ev.detail else None
     status = _EVENT_STATUS[ev.kind]
+    # late_evidence: a buffered report may still replace the `missed` the scheduler's sweep logged (delivery.sweep).
     if status is BroadcastStatus.PLAYED:
+        # The station's player ran the program through; a microphone beside the horn (--monitor) may have heard it.
         mark_program(s, day=day, slot=ev.slot, village_id=station.village_id, status=status, at=at,
-                     program_sha256=ev.sha256 or None, engine=ev.engine or None, note=detail)
+                     program_sha256=ev.sha256 or None, engine=ev.engine or None, note=detail, late_evidence=True,
+                     evidence=Evidence.HEARD if ev.proof_heard else Evidence.PLAYER, aired_at=at, proof=ev.proof)
     else:
-        mark_program(s, day=day, slot=ev.slot, village_id=station.village_id, status=status, at=at, error=detail)
+        mark_program(s, day=day, slot=ev.slot, village_id=station.village_id, status=status, at=at, error=detail,
+                     late_evidence=True)

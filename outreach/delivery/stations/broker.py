@@ -166,3 +166,27 @@ def server_client(settings: BrokerSettings, *, role: str = "listener"):  # type:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5)
     client.username_pw_set(username, settings.password)
     return client
+
+
+def publish_retained(settings: BrokerSettings, topic_name: str, payload: str, *, timeout_s: float = 10.0) -> None:
+    """Publish one retained QoS 1 message as the server (its alert account) and wait for the broker's ack.
+
+    A retained message replaces the topic's last one, so a fresh subscriber reads it first.
+    Raises StationError when the broker cannot be reached or does not acknowledge in time.
+    """
+    client = server_client(settings, role="alert")
+    try:
+        client.connect(settings.host, settings.port, keepalive=30)
+    except OSError as exc:
+        raise StationError(f"连不上消息服务器（Mosquitto）{settings.url}：{exc}；Mosquitto 是否在运行？") from exc
+    client.loop_start()
+    try:
+        info = client.publish(topic_name, payload, qos=1, retain=True)
+        info.wait_for_publish(timeout=timeout_s)
+        if not info.is_published():
+            raise StationError(f"消息服务器 {settings.url} 在 {timeout_s:.0f} 秒内没有确认收到 {topic_name}"
+                               "（[broker] 的 username/password 是否有误？）")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+

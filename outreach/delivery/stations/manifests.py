@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from outreach.audio.render import clip_durations
 from outreach.config import TZ
+from outreach.dates import json_time
 from outreach.db import session
 from outreach.delivery.prepare import Prepared, Resolved, prepare_programs
 from outreach.planning.plan import Program, ProgramItem
@@ -91,7 +92,7 @@ def _entry(prep: Prepared, start: datetime, store: Path, sizes: dict[str, int], 
                   for c in dict.fromkeys(i.campaign_id for i in prep.aired))
     eid = entry_id(p.date, p.slot)
     return ManifestEntry(f"fallback/{eid}" if fallback else eid, p.date.isoformat(), p.slot,
-                         start.astimezone(TZ).isoformat(), prep.sha256, sizes[prep.sha256],
+                         json_time(start), prep.sha256, sizes[prep.sha256],
                          round(p.duration_s, 3), prep.engine, parts)
 
 
@@ -174,7 +175,7 @@ def build_manifests(loaded: Loaded, stations: Sequence[tuple[str, str]], *, now:
 
         with session(engine) as s:
             record_planned(s, broadcast_plans(result.programs), now=now)
-    stamp = now.astimezone(TZ).isoformat()
+    stamp = json_time(now)
     manifests = {}
     for sid, vid in stations:
         slots = {s.name: s.start.strftime("%H:%M") for s in loaded.registry.village_slots(vid)}

@@ -1,21 +1,28 @@
-"""USB export: render what the packs need, write village packs for a date range, log what was exported."""
+"""USB export: check the stick and dates, render what the packs need, write village packs, log what was exported."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from outreach.audio.render import voice_label
+from outreach.config import TZ
 from outreach.db import session
 from outreach.delivery import Channel, channel_of
-from outreach.delivery.prepare import Prepared, prepare_programs, render_needed
+from outreach.delivery.prepare import Key, Prepared, prepare_programs, render_needed
+from outreach.delivery.usb.confirm_sheets import write_confirm_sheets
 from outreach.delivery.usb.packs import ExportReport, PackItem, export_pack, pack_rel_path, slot_label, village_folder
-from outreach.errors import OutreachError
-from outreach.models import BroadcastStatus
+from outreach.delivery.usb.stale import StalePack, refresh_stale, stale_packs, stale_ranges
+from outreach.errors import OutputError, OutreachError, PlanError
+from outreach.files import describe_os_error
+from outreach.models import Broadcast, BroadcastScript, BroadcastStatus
 from outreach.planning.plan import PlanResult, Program
 from outreach.planning.workspace import Loaded, plan_days
 from outreach.records import broadcast_plans, mark_program, record_exported_many, record_planned
@@ -92,20 +99,40 @@ def _packing(loaded: Loaded, programs: Sequence[Program], render_failures: dict[
     return out
 
 
+def _drop_unplanned(s: Any, villages: Sequence[str], start: date, end: date, keep: set[Key]) -> int:
+    """Delete the exported rows of programs in start..end that the plan no longer airs: their files left the stick."""
+    found = s.execute(sa.select(Broadcast.id, Broadcast.village_id, Broadcast.slot, Broadcast.date).where(
+        Broadcast.status == BroadcastStatus.EXPORTED, Broadcast.village_id.in_(sorted(villages)),
+        Broadcast.date >= start, Broadcast.date <= end)).all()
+    ids = [r.id for r in found if (r.village_id, r.slot, r.date) not in keep]
+    if ids:
+        s.execute(sa.delete(BroadcastScript).where(BroadcastScript.broadcast_id.in_(ids)))
+        s.execute(sa.delete(Broadcast).where(Broadcast.id.in_(ids)))
+    return len(ids)
+
+
 def _log_export(engine: Engine, result: PlanResult, packing: _Packing, report: ExportReport, usb: set[str],
-                now: datetime) -> None:
-    """Log the plan, then what the packs really carry (one batch), and USB programs with nothing to carry."""
+                now: datetime, chosen: Sequence[str], span: tuple[date, date]) -> set[Key]:
+    """Log the plan, then what the packs really carry (one batch), and USB programs with nothing to carry.
+
+    Exported rows of `chosen` villages in `span` whose program no longer airs are deleted first.
+    Returns the USB programs whose files this export wrote (or found unchanged) and logged.
+    """
     exported = {f.path: f for f in report.files}
+    airing = {(p.village_id, p.slot, p.date) for p in result.programs if p.airable_items}
+    written = {rel: prep for rel, prep in packing.by_rel.items()
+               if rel in exported and prep.program.village_id in usb}
     with session(engine) as s:
+        _drop_unplanned(s, [v for v in chosen if v in usb], *span, airing)
         record_planned(s, broadcast_plans(result.programs), now=now)
-        record_exported_many(s, [(broadcast_plans([prep.program], airable_only=True), exported[rel].sha256,
-                                  prep.engine) for rel, prep in packing.by_rel.items()
-                                 if rel in exported and prep.program.village_id in usb], at=now)
+        record_exported_many(s, [(broadcast_plans([prep.program], airable_only=True),
+                                  exported[rel].sha256, prep.engine) for rel, prep in written.items()], at=now)
         for p in packing.silent:
             if p.village_id in usb:
                 why = "；".join(f"{i.script_id}：{i.blocked}" for i in p.blocked_items)
                 mark_program(s, day=p.date, slot=p.slot, village_id=p.village_id, status=BroadcastStatus.FAILED,
                              at=now, error=why)
+    return {prep.key for prep in written.values()}
 
 
 def export_days(loaded: Loaded, engine: Engine, start: date, end: date, out_dir: Path, *, now: datetime,
@@ -116,7 +143,11 @@ def export_days(loaded: Loaded, engine: Engine, start: date, end: date, out_dir:
     village's folder ends up holding exactly these days. Identical programs are
     assembled once. Items blocked at plan time (a script edited after approval)
     are left out and listed in the report. A pack for a networked village is a
-    spare: its rows stay `planned` until the scheduler plays them.
+    spare: its rows stay `planned` until the scheduler plays them. Exported rows
+    of programs the plan no longer airs in the range are deleted (their files
+    left the stick); then every exported program from today on is checked for
+    a stale pack (`stale.refresh_stale`). The caller checks the folder and the
+    dates first (`check_out_dir`, `check_not_past`).
     """
     usb = set(usb_villages(loaded))
     chosen, folders, failures = _chosen(loaded, village_ids, usb)
@@ -128,5 +159,90 @@ def export_days(loaded: Loaded, engine: Engine, start: date, end: date, out_dir:
     report = export_pack(packing.items, out_dir, folders=folders, progress=progress)
     report.failures[:0] = failures + packing.failures
     report.blocked, report.alerts, report.rendered = packing.blocked, result.alerts, made
-    _log_export(engine, result, packing, report, usb, now)
+    logged = _log_export(engine, result, packing, report, usb, now, chosen, (start, end))
+    refresh_stale(loaded, engine, now=now, fresh=logged)
+    write_confirm_sheets(loaded, engine, out_dir, report, village_ids=chosen, usb=usb, first_day=start, last_day=end,
+                         now=now)  # QR pages and links, bound to what was just logged
     return report
+
+
+# --- the stick and the dates, checked before anything is written ------------------------------
+
+
+def check_out_dir(out_dir: Path, *, workspace: Path, mkdir: bool) -> list[str]:
+    """Refuse a pack folder that does not exist unless `mkdir`; warnings when it is probably not a stick.
+
+    A stick that is not inserted leaves no folder at its mount point: writing there would fill the
+    system disk and the secretary gets nothing. A folder on the workspace's or the root file system
+    (same `st_dev`) is allowed with a warning. Raises OutputError for a missing folder without
+    `mkdir`, a file in its place, or a folder that cannot be made.
+    """
+    if not out_dir.is_dir():
+        if out_dir.exists():
+            raise OutputError(f"{out_dir}：这是一个文件，不是文件夹；请用U盘上的文件夹作为 --out")
+        if not mkdir:
+            raise OutputError(f"{out_dir}：文件夹不存在，U盘可能没有插好或没有挂载；请插好U盘后再导出，"
+                              "或加 --mkdir 新建这个文件夹")
+        try:
+            out_dir.mkdir(parents=True)
+        except OSError as exc:
+            raise OutputError(describe_os_error(out_dir, exc)) from exc
+    here = os.stat(out_dir).st_dev
+    disks = [what for what, path in (("工作区所在的磁盘", workspace), ("系统盘（/）", Path("/")))
+             if os.stat(path).st_dev == here]
+    if not disks:
+        return []
+    return [f"{out_dir} 在{'，也是'.join(disks)}上，不像是U盘；要拷给村里的话，请插好U盘，导出到U盘上的文件夹"]
+
+
+def check_not_past(start: date, *, today: date, past: bool) -> None:
+    """Refuse an export that starts before `today` (the county's date) unless `past` says it is on purpose.
+
+    Raises PlanError naming the date and the option.
+    """
+    if start < today and not past:
+        raise PlanError(f"--date {start.isoformat()}：这一天已经过去了（今天是 {today.isoformat()}，北京时间），"
+                        "U盘包是给村里以后播的；要补一份以前送出的包，请加 --past")
+
+
+# --- exporting stale packs again ---------------------------------------------------------------
+
+
+@dataclass
+class StaleExport:
+    """An `export --stale`: the stale packs found, the villages exported again by day range, the merged report."""
+
+    stale: list[StalePack]
+    ranges: dict[tuple[date, date], list[str]]
+    report: ExportReport
+
+
+def _merge(into: ExportReport, part: ExportReport) -> None:
+    for name in ("written", "unchanged", "failures", "removed", "blocked", "alerts"):
+        getattr(into, name).extend(getattr(part, name))
+    into.rendered += part.rendered
+
+
+def export_stale(loaded: Loaded, engine: Engine, out_dir: Path, *, now: datetime,
+                 village_ids: Sequence[str] | None = None, stale: Sequence[StalePack] | None = None,
+                 progress: bool = False) -> StaleExport:
+    """Export again the villages whose packs are stale, each for the days its stick holds.
+
+    `stale` is what a `refresh_stale` just found (checked afresh when None); `village_ids` narrows
+    the villages. A village's folder holds exactly its exported days, so the whole range is written
+    again, not only the changed programs. Raises OutreachError when the workspace cannot be planned.
+    """
+    stale = list(stale) if stale is not None else refresh_stale(loaded, engine, now=now)
+    if village_ids is not None:
+        stale = [p for p in stale if p.village_id in set(village_ids)]
+    ranges = stale_ranges(engine, stale, today=now.astimezone(TZ).date())
+    report = ExportReport()
+    for (first, last), villages in ranges.items():
+        _merge(report, export_days(loaded, engine, first, last, out_dir, now=now, village_ids=villages,
+                                   progress=progress))
+    return StaleExport(stale, ranges, report)
+
+
+def stale_now(engine: Engine, *, now: datetime) -> list[StalePack]:
+    """The stale packs the last check found (exported programs from today on), without planning again."""
+    return stale_packs(engine, today=now.astimezone(TZ).date())

@@ -4,8 +4,8 @@ A pack folder per village holds exactly the exported days: `2026-12-01_0630_早�
 names sort in airing order. Each file is the shared program audio with its own ID3v2.3
 tag in front, written to a temporary name, synced, read back from the disk (not the page
 cache: a stick that lies is caught) and compared, then renamed; manifest.json lists only
-files that were written and verified. Files are written a few at a time, each program's
-audio read once.
+files that were written and verified. Files are written a batch at a time and the batch
+synced once; each program's audio is read once.
 
 The staged program audio (build/programs) is one file per distinct program. Pack
 files are copies, never hard links: each carries its own village/date title and
@@ -14,9 +14,11 @@ track tag, so no two are byte-identical (and FAT32/exFAT sticks cannot link).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import mmap
 import os
 import re
 import stat
@@ -24,7 +26,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path, PurePosixPath
@@ -32,7 +34,13 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from outreach.errors import OutputError
-from outreach.files import atomic_path, describe_os_error, remove_stale_parts, write_text_if_changed
+from outreach.files import (
+    describe_os_error,
+    remove_stale_parts,
+    sync_filesystem,
+    temp_beside,
+    write_text_if_changed,
+)
 from outreach.labels import SLOT, label
 
 MANIFEST = "manifest.json"
@@ -183,40 +191,110 @@ class _Bodies:
             return self._kept[audio]
 
 
-def _place(item: PackItem, tag: bytes, body: bytes, out_dir: Path,
-           existing: Mapping[str, PackFile]) -> tuple[PackFile, bool]:
-    """Write tag + program audio (`body`) to the pack atomically and verify it, unless the same file is there."""
+@dataclass(frozen=True)
+class _Written:
+    """A pack file written under a temporary name, waiting for the batch sync and its read-back."""
+
+    item: PackItem
+    tag: bytes
+    body: bytes
+    tmp: Path
+    entry: PackFile
+
+
+def _entry(item: PackItem, digest: str, source: str) -> PackFile:
+    return PackFile(item.rel_path, digest, round(item.duration_s, 2), item.village_id, item.slot,
+                    item.date.isoformat(), f"{item.start:%H:%M}", item.title, item.scripts, source)
+
+
+def _write(item: PackItem, tag: bytes, body: bytes, out_dir: Path,
+           existing: Mapping[str, PackFile]) -> _Written | PackFile:
+    """Write tag + program audio (`body`) under a temporary name beside its target, unless the same file is there.
+
+    Returns the unchanged file's entry, or what was written for `_settle` after the batch is synced.
+    """
     target = inside(out_dir, item.rel_path)
     source = hashlib.sha256(tag + f"{item.audio.name}/{len(body)}".encode()).hexdigest()[:24]
-
-    def entry(digest: str) -> PackFile:
-        return PackFile(item.rel_path, digest, round(item.duration_s, 2), item.village_id, item.slot,
-                        item.date.isoformat(), f"{item.start:%H:%M}", item.title, item.scripts, source)
-
     known = existing.get(item.rel_path)
     if (known is not None and known.source == source and target.is_file()
             and target.stat().st_size == len(tag) + len(body)):
         if stat.S_IMODE(target.stat().st_mode) != FILE_MODE:
             target.chmod(FILE_MODE)  # packs written before files were made world-readable
-        return entry(known.sha256), False
+        return _entry(item, known.sha256, source)
     digest = hashlib.sha256(tag)
     digest.update(body)
-    with atomic_path(target) as tmp:
+    tmp = temp_beside(target)
+    try:
         fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
         try:
             for part in (tag, body):
                 view = memoryview(part)
                 while view:
                     view = view[os.write(fd, view):]
-            os.fsync(fd)  # on the stick, so the read-back below reads what the stick kept
         finally:
             os.close(fd)
-        _verify(tmp, item, tag, body)
-    return entry(digest.hexdigest()), True
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(describe_os_error(target, exc)) from exc
+    return _Written(item, tag, body, tmp, _entry(item, digest.hexdigest(), source))
+
+
+def _settle(written: _Written, out_dir: Path) -> PackFile:
+    """Read a synced file back from the disk, then rename it into place; on any failure remove it."""
+    target = inside(out_dir, written.item.rel_path)
+    try:
+        _verify(written.tmp, written.item, written.tag, written.body)
+        os.chmod(written.tmp, FILE_MODE)
+        os.replace(written.tmp, target)
+    except OSError as exc:
+        raise OutputError(describe_os_error(target, exc)) from exc
+    finally:
+        written.tmp.unlink(missing_ok=True)
+    return written.entry
+
+
+_ALIGN = 4096  # O_DIRECT wants buffer, offset and length aligned to the device's block size
+_direct = threading.local()
+
+
+def _direct_buffer(size: int) -> mmap.mmap:
+    """This thread's page-aligned read buffer of at least `size` bytes (an anonymous mmap is page-aligned)."""
+    need = -(-max(size, 1) // _ALIGN) * _ALIGN
+    buf = getattr(_direct, "buf", None)
+    if buf is None or len(buf) < need:
+        _direct.buf = buf = mmap.mmap(-1, need)
+    return buf
+
+
+def _read_direct(path: Path, size: int) -> bytes | None:
+    """`path` read with O_DIRECT, or None where the file system refuses direct I/O (tmpfs, some FUSE mounts)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    except OSError:
+        return None
+    buf = _direct_buffer(size + 1)  # one byte more than expected: a file that grew is caught
+    try:
+        with memoryview(buf) as view:
+            got = 0
+            while (n := os.readv(fd, [view[got:]])) > 0:
+                got += n
+                if got % _ALIGN:  # a short, unaligned read is the end of the file
+                    break
+        return buf[:got]
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _read_back(path: Path) -> bytes:
-    """The bytes of `path` as the disk has them: its cached pages are dropped first (it was fsynced)."""
+    """The bytes of `path` as the disk has them, not as the page cache remembers them (it was synced).
+
+    O_DIRECT reads the device itself and leaves the cache alone. Where the file system refuses it,
+    the file's cached pages are dropped first and it is read normally.
+    """
+    if hasattr(os, "O_DIRECT") and (direct := _read_direct(path, path.stat().st_size)) is not None:
+        return direct
     fd = os.open(path, os.O_RDONLY)
     try:
         if hasattr(os, "posix_fadvise"):  # not on macOS or Windows: there the read may come from the cache
@@ -230,23 +308,17 @@ def _read_back(path: Path) -> bytes:
 
 
 def _verify(path: Path, item: PackItem, tag: bytes, body: bytes) -> None:
-    """Read back a written pack file from the disk: size, content and title tag must be what was meant."""
-    from mutagen.id3 import ID3, ID3NoHeaderError
+    """Read back a written pack file from the disk: its size and every byte must be what was written.
 
-    problem = ""
+    The tag is compared byte for byte with the one `id3_tag` built, so its title is checked with it.
+    """
     size = len(tag) + len(body)
     back = _read_back(path)
+    problem = ""
     if len(back) != size:
         problem = f"大小是 {len(back)} 字节，应为 {size} 字节"
     elif back[:len(tag)] != tag or back[len(tag):] != body:  # bytes compare by memcmp (a memoryview would not)
         problem = "校验和与写入的内容不一致"
-    else:
-        try:
-            tags = ID3(io.BytesIO(back[:len(tag)]))
-            if str(tags["TIT2"].text[0]) != item.title or tags.version[:2] != (2, 3):
-                problem = "标题标签不一致"
-        except (ID3NoHeaderError, KeyError, OSError) as exc:
-            problem = f"标签无法读取（{exc}）"
     if problem:
         raise OutputError(f"{item.rel_path}：写入的文件校验没通过（{problem}）；"
                           "请检查U盘或磁盘后重新导出")
@@ -313,10 +385,14 @@ def readme_text(item: PackItem, entries: Sequence[PackFile]) -> str:
               "3. 播放器如果按播放列表播放，选 playlist.m3u，顺序和上面一样。",
               "4. 不要改文件名，不要删除文件；过期的节目下次导出时会自动删除。", "",
               "三、播完后怎么回报（确认）",
-              f"每播完一个节目，请把对应的一行发给{item.township_name}负责宣传的同志（微信、短信或电话都可以），",
+              "最方便的办法：用手机微信扫一扫本文件夹里 扫码确认.png（或乡镇打印的扫码确认单）上的二维码，",
+              "在打开的网页上，点播过的那个节目的「已播放」，写上您的名字就行了，不用登录。",
+              "",
+              f"扫不了码时，每播完一个节目，请把对应的一行发给{item.township_name}负责宣传的同志（微信、短信或电话都可以），",
               "把“姓名”换成您的名字；没播成的请说明原因：", ""]
     lines += [f"{item.village_id},{f.date},{slot_label(f.slot)},姓名" for f in ordered]
-    lines += ["", "乡镇工作人员收到后用 outreach confirm 录入，全县的播出统计就会算上您村。"]
+    lines += ["", "乡镇工作人员收到后把这些行原样粘贴到网页的“播出确认”页（或用 outreach confirm 录入），"
+                  "全县的播出统计就会算上您村。"]
     return "\ufeff" + "\r\n".join(lines) + "\r\n"
 
 
@@ -362,32 +438,75 @@ def _write_sheets(here: Path, mine: list[PackFile], items: Sequence[PackItem] | 
     write_text_if_changed(here / README, readme_text(items[0], mine))
 
 
-# Pack files written, synced and read back at once: the stick works while Python tags the next ones.
+# Pack files are written a batch at a time by a few threads, the batch's file system is synced once,
+# then every file is read back from the disk and renamed: one sync per batch instead of one per file,
+# which on a stick (or any journalled disk) costs far more than the bytes.
 _WRITERS = 4
+_READERS = 4
+_BATCH_BYTES = 256 << 20
+
+
+def _batches(order: Sequence[int], todo: Sequence[tuple[PackItem, int, int]]) -> Iterable[list[int]]:
+    """`order` cut into runs of about _BATCH_BYTES of program audio each."""
+    batch: list[int] = []
+    size = 0
+    for n in order:
+        batch.append(n)
+        size += todo[n][0].audio.stat().st_size
+        if size >= _BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def _place_all(todo: Sequence[tuple[PackItem, int, int]], out_dir: Path, existing: Mapping[str, PackFile], *,
                progress: bool) -> list[tuple[PackFile, bool] | str]:
-    """`_place` every (item, track, of tracks), in parallel; each outcome in `todo` order, a failure as its message.
+    """Write, sync, read back and rename every (item, track, of tracks); each outcome in `todo` order.
 
-    Files of one program are placed one after another, so its audio is read once.
+    A failure is its message. Files of one program are placed one after another, so its audio is read once.
     """
     bodies = _Bodies()
 
-    def one(job: tuple[PackItem, int, int]) -> tuple[PackFile, bool] | str:
-        item, track, total = job
+    def write(n: int) -> _Written | PackFile | str:
+        item, track, total = todo[n]
         try:
-            return _place(item, id3_tag(item, track, total), bodies.get(item.audio), out_dir, existing)
+            return _write(item, id3_tag(item, track, total), bodies.get(item.audio), out_dir, existing)
         except (OutputError, OSError) as exc:
+            return str(exc)
+
+    def settle(written: _Written | PackFile | str) -> tuple[PackFile, bool] | str:
+        if isinstance(written, (str, PackFile)):
+            return written if isinstance(written, str) else (written, False)
+        try:
+            return _settle(written, out_dir), True
+        except OutputError as exc:
             return str(exc)
 
     order = sorted(range(len(todo)), key=lambda n: (str(todo[n][0].audio), n))
     out: list[tuple[PackFile, bool] | str] = [""] * len(todo)
+    for folder in {str(PurePosixPath(item.rel_path).parent) for item, _, _ in todo}:
+        with contextlib.suppress(OSError, OutputError):  # a folder that cannot be made fails its files, one by one
+            inside(out_dir, folder).mkdir(parents=True, exist_ok=True)
+    # Batch N is read back by the readers while batch N+1 is written: the disk reads and writes at once.
+    pending: list[tuple[list[int], list[Future[tuple[PackFile, bool] | str]]]] = []
     with tqdm(total=len(todo), desc="export", unit="file", file=sys.stderr, disable=not progress) as bar, \
-            ThreadPoolExecutor(_WRITERS) as pool:
-        for n, placed in zip(order, pool.map(one, [todo[n] for n in order])):
-            out[n] = placed
-            bar.update()
+            ThreadPoolExecutor(_WRITERS) as writers, ThreadPoolExecutor(_READERS) as readers:
+
+        def collect(keep: int) -> None:
+            while len(pending) > keep:
+                done, futures = pending.pop(0)
+                for n, future in zip(done, futures):
+                    out[n] = future.result()
+                    bar.update()
+
+        for batch in _batches(order, todo):
+            written = list(writers.map(write, batch))
+            if any(isinstance(w, _Written) for w in written):
+                sync_filesystem(out_dir)  # on the stick, so the read-back reads what the stick kept
+            pending.append((batch, [readers.submit(settle, w) for w in written]))
+            collect(keep=1)  # at most one batch waits for its read-back: memory stays bounded
+        collect(keep=0)
     return out
 
 
@@ -426,10 +545,14 @@ def export_pack(items: Sequence[PackItem], out_dir: Path, *, folders: Iterable[s
             (report.written if placed[1] else report.unchanged).append(placed[0])
 
     ok = {f.path: f for f in report.files}
+    ok_by_folder: dict[str, list[PackFile]] = {}
+    for path, f in ok.items():
+        ok_by_folder.setdefault(str(PurePosixPath(path).parent), []).append(f)
     touched = set(by_folder) | set(folders)
+    keep = set(ok)
     for folder in sorted(touched):
         try:
-            report.removed += _prune(out_dir, folder, set(ok))
+            report.removed += _prune(out_dir, folder, keep)
         except OutputError as exc:
             report.failures.append((folder, str(exc)))
     merged = {p: f for p, f in existing.items()
@@ -437,8 +560,7 @@ def export_pack(items: Sequence[PackItem], out_dir: Path, *, folders: Iterable[s
     merged.update(ok)
     for folder in sorted(touched):
         try:
-            _write_sheets(out_dir / folder, [f for p, f in ok.items() if str(PurePosixPath(p).parent) == folder],
-                          by_folder.get(folder))
+            _write_sheets(out_dir / folder, ok_by_folder.get(folder, []), by_folder.get(folder))
         except (OutputError, OSError) as exc:
             report.failures.append((folder, str(exc) if isinstance(exc, OutputError)
                                     else describe_os_error(out_dir / folder, exc)))

@@ -19,7 +19,7 @@ EVIDENCE = ("none", "exported", "player", "heard", "confirmed")
 
 
 def upgrade() -> None:
-    """Add the evidence columns (backfilled from status) and confirm_token."""
+    """Add the evidence columns (backfilled from status), evidence in the coverage index, and confirm_token."""
     with op.batch_alter_table("broadcast") as batch:
         batch.add_column(sa.Column(
             "evidence", sa.Enum(*EVIDENCE, name="evidence", native_enum=False, create_constraint=True, length=16),
@@ -34,6 +34,9 @@ def upgrade() -> None:
     op.execute("UPDATE broadcast SET evidence = 'player', aired_at = played_at WHERE status = 'played'")
     op.execute("UPDATE broadcast SET evidence = 'exported' WHERE status = 'exported'")
     op.execute("UPDATE broadcast SET evidence = 'confirmed', aired_at = scheduled_at WHERE status = 'confirmed'")
+    # Reach needs evidence: coverage queries filter on it, so it joins the coverage index before date.
+    op.drop_index("ix_broadcast_coverage", table_name="broadcast")
+    op.create_index("ix_broadcast_coverage", "broadcast", ["campaign_id", "village_id", "status", "evidence", "date"])
     op.create_table(
         "confirm_token",
         sa.Column("token_sha256", sa.String(length=64), nullable=False),
@@ -52,6 +55,8 @@ def downgrade() -> None:
     """Drop confirm_token and the evidence columns."""
     op.drop_index(op.f("ix_confirm_token_village_id"), table_name="confirm_token")
     op.drop_table("confirm_token")
+    op.drop_index("ix_broadcast_coverage", table_name="broadcast")
+    op.create_index("ix_broadcast_coverage", "broadcast", ["campaign_id", "village_id", "status", "date"])
     with op.batch_alter_table("broadcast") as batch:
         for column in ("stale_reason", "proof_snr_db", "proof_delay_s", "proof_score", "aired_at", "evidence"):
             batch.drop_column(column)

@@ -20,7 +20,16 @@
     return td;
   }
 
+  function drawScheduler(s) {
+    var banner = document.getElementById("scheduler-down");
+    if (!banner || !s) { return; }
+    banner.querySelector('[data-part="message"]').textContent = s.message || "";
+    banner.querySelector('[data-part="fix"]').textContent = s.fix || "";
+    banner.hidden = !!s.up;
+  }
+
   function draw(data) {
+    drawScheduler(data.scheduler);
     Object.keys(data.totals).concat(["failed", "missed", "interrupted", "planned", "played", "exported", "confirmed"])
       .forEach(function (st) {
         var box = document.querySelector('#totals [data-status="' + st + '"]');
@@ -41,7 +50,12 @@
       tr.appendChild(cell("时段", s.slot_label + " " + s.start));
       tr.appendChild(cell("状态", el("span", { "class": "badge " + s.status }, s.status_label)));
       tr.appendChild(cell("原因", s.reason ? el("span", { "class": "warn" }, s.reason) : s.scripts.join("、"), "small"));
-      tr.appendChild(cell("上次成功", s.last_success || "从未", "small"));
+      var last = cell("上次成功", s.last_success || "从未", "small");
+      if (s.last_entered) {  // a confirmation: when it aired above, when it was typed in below
+        last.appendChild(el("br"));
+        last.appendChild(el("span", { "class": "muted" }, "录入于 " + s.last_entered));
+      }
+      tr.appendChild(last);
       var box = s.online === null ? el("span", { "class": "muted" }, "无")
         : el("span", { "class": "badge " + (s.online ? "played" : "failed") }, s.online ? "在线" : "离线");
       tr.appendChild(cell("播放盒", box, "small"));
