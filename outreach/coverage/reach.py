@@ -29,8 +29,32 @@ LISTEN_SHARE = 0.30
 # --- result rows ----------------------------------------------------------------
 
 
+class _ByEvidence:
+    """Reach figures shared by village and township rows, from their counts by evidence."""
+
+    reached_confirmed: int
+    reached_heard: int
+    reached_player: int
+    last_aired: Mapping[str, dt.datetime | None]
+
+    @property
+    def reached(self) -> int:
+        """Slots we know reached the village: confirmed by a person, heard by a microphone, or played in full."""
+        return self.reached_confirmed + self.reached_heard + self.reached_player
+
+    @property
+    def last_aired_at(self) -> dt.datetime | None:
+        """When a program of this campaign last went out here, with any evidence."""
+        return _latest(self.last_aired)
+
+    @property
+    def last_aired_text(self) -> str:
+        """上次成功播出 per evidence, for pages: `11-28 06:30（已确认）；12-01 19:00（已监听）`."""
+        return aired_text(self.last_aired)
+
+
 @dataclass(frozen=True)
-class VillageCoverage:
+class VillageCoverage(_ByEvidence):
     """One campaign in one village over a period: slot counts by status and estimated listeners."""
 
     village_id: str
@@ -55,21 +79,6 @@ class VillageCoverage:
     unproven: int = 0  # played rows without evidence: already in `played`, not reached
     unrecorded: int = 0  # planned programs past grace that left no row at all: already in `missed`
     last_aired: Mapping[str, dt.datetime | None] = field(default_factory=dict)  # evidence -> when it last went out
-
-    @property
-    def reached(self) -> int:
-        """Slots we know reached the village: confirmed by a person, heard by a microphone, or played in full."""
-        return self.reached_confirmed + self.reached_heard + self.reached_player
-
-    @property
-    def last_aired_at(self) -> dt.datetime | None:
-        """When a program of this campaign last went out here, with any evidence."""
-        return _latest(self.last_aired)
-
-    @property
-    def last_aired_text(self) -> str:
-        """上次成功播出 per evidence, for pages: `11-28 06:30（已确认）；12-01 19:00（已监听）`."""
-        return aired_text(self.last_aired)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form: dates as ISO strings, instants in Beijing time (dates.json_time)."""
@@ -107,7 +116,7 @@ def _latest(times: Mapping[str, dt.datetime | None]) -> dt.datetime | None:
 
 
 @dataclass(frozen=True)
-class TownshipCoverage:
+class TownshipCoverage(_ByEvidence):
     """One campaign rolled up over the villages of one township."""
 
     township_id: str
@@ -130,18 +139,6 @@ class TownshipCoverage:
     unproven: int = 0
     unrecorded: int = 0
     last_aired: Mapping[str, dt.datetime | None] = field(default_factory=dict)
-
-    @property
-    def reached(self) -> int:
-        return self.reached_confirmed + self.reached_heard + self.reached_player
-
-    @property
-    def last_aired_at(self) -> dt.datetime | None:
-        return _latest(self.last_aired)
-
-    @property
-    def last_aired_text(self) -> str:
-        return aired_text(self.last_aired)
 
 
 # --- listener model ----------------------------------------------------------------

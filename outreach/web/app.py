@@ -22,9 +22,20 @@ from outreach import labels
 from outreach.config import Config
 from outreach.db import open_migrated
 from outreach.errors import OutreachError
-from outreach.web import daily, review_routes, routes
+from outreach.web import (
+    calendar_pages,
+    confirm_pages,
+    county_pages,
+    editing_pages,
+    login_pages,
+    metrics_api,
+    review_pages,
+    station_api,
+    station_pages,
+    today_pages,
+)
 from outreach.web.auth import USERS_FILE, LoginLimiter, UserStore, load_secret
-from outreach.web.pages import (
+from outreach.web.page_kit import (
     TZ, Context, LoginRequired, PageError, cross_site_error, ctx_of, redirect, render, same_origin,
 )
 
@@ -234,13 +245,8 @@ def create_app(config: Config, *, now: Callable[[], datetime] | None = None,
                        max_age=SESSION_MAX_AGE_S, same_site="lax", https_only=secure)
     app.add_middleware(FormBodyLimit)  # outermost: nothing reads an oversized body
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    app.include_router(daily.router)
-    app.include_router(review_routes.router)
-    app.include_router(__import__("outreach.web.calendar_pages", fromlist=["router"]).router)  # 日历
-    app.include_router(__import__("outreach.web.editing_pages", fromlist=["router"]).router)  # before /campaigns/{id}
-    app.include_router(routes.router)
-    app.include_router(__import__("outreach.web.station_pages", fromlist=["router"]).router)  # 播放盒, 紧急插播
-    app.include_router(__import__("outreach.web.station_api", fromlist=["router"]).router)  # village stations
-    app.include_router(__import__("outreach.web.confirm_pages", fromlist=["router"]).router)  # 扫码确认, 播出确认
-    app.include_router(__import__("outreach.web.metrics", fromlist=["router"]).router)  # /metrics (Prometheus)
+    # Order matters where paths overlap: editing_pages' /campaigns/new before county_pages' /campaigns/{id}.
+    for module in (login_pages, today_pages, review_pages, calendar_pages, editing_pages, county_pages,
+                   station_pages, station_api, confirm_pages, metrics_api):
+        app.include_router(module.router)
     return app

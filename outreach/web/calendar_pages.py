@@ -21,7 +21,7 @@ from outreach.planning.plan import Program
 from outreach.planning.registry import Registry
 from outreach.planning.workspace import load, plan_days
 from outreach.web import data
-from outreach.web.pages import bad_request, ctx_of, not_found, render, require_user
+from outreach.web.page_kit import bad_request, ctx_of, not_found, render, require_user
 from outreach.web.params import parse_day
 
 router = APIRouter()

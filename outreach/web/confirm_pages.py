@@ -24,7 +24,7 @@ from outreach.records.confirm_links import last_valid_day, token_sha256
 from outreach.records.limits import MAX_NAME_CHARS
 from outreach.web import data
 from outreach.web.auth import csrf_ok
-from outreach.web.pages import CSRF_FIELD, ctx_of, flash, post_form, redirect, render, require_user
+from outreach.web.page_kit import CSRF_FIELD, ctx_of, flash, post_form, redirect, render, require_user
 
 router = APIRouter()
 NAME_KEY = "qr_name"  # the session remembers the name typed on the phone page

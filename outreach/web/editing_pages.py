@@ -24,7 +24,7 @@ from outreach.errors import OutreachError
 from outreach.planning.registry import SLOT_NAMES, Registry, load_registry
 from outreach.planning.workspace import GAP_S, load
 from outreach.web.auth import User
-from outreach.web.pages import ctx_of, flash, not_found, post_form, redirect, render, require_role, stale_diff
+from outreach.web.page_kit import ctx_of, flash, not_found, post_form, redirect, render, require_role, stale_diff
 from outreach.web.permissions import Action
 
 log = logging.getLogger("outreach.web")
@@ -48,6 +48,16 @@ def _read(path: Path) -> str:
 def _world(config: Config) -> tuple[Registry, list[Script]]:
     return (load_registry(config.schedules_dir),
             load_library(config.scripts_dir, max_chars=config.render.max_chars))
+
+
+def _save(request: Request, config: Config, path: Path, new_text: str, base: str) -> bool:
+    """Write an edited file if it is still `base` and mirror the registry; False when someone saved it meanwhile."""
+    try:
+        editing.save(path, new_text, base)
+    except editing.StaleFile:
+        return False
+    _sync(request, config)
+    return True
 
 
 def _sync(request: Request, config: Config) -> None:
@@ -176,11 +186,8 @@ async def save_campaign(request: Request) -> Response:
             gap_s=GAP_S))
         return _campaign_form(request, **page, checked=checked, preview=preview,
                               message="下面是按这些设置排出的节目预览，还没有保存。")
-    try:
-        editing.save(path, new_text, base)
-    except editing.StaleFile:
+    if not _save(request, config, path, new_text, base):
         return _stale_campaign(request, page, _read(path))
-    _sync(request, config)
     log.info("宣传活动 %s 已由 %s 保存", v.id, user.name)
     flash(request, f"已保存宣传活动「{v.name}」。")
     return redirect(f"/campaigns/{quote(v.id)}")
@@ -266,11 +273,8 @@ async def save_village(request: Request, village_id: str) -> Response:
     if not checked.ok:
         return _village_form(request, **page, status=400, checked=checked,
                              message="村庄设置有问题，没有保存；请按红字修改。")
-    try:
-        editing.save(path, new_text, base)
-    except editing.StaleFile:
+    if not _save(request, config, path, new_text, base):
         return _stale_village(request, page, _read(path))
-    _sync(request, config)
     log.info("村 %s 已由 %s 保存", village_id, user.name)
     flash(request, "已保存村庄设置。")
     return redirect(f"/villages/{quote(village_id)}")

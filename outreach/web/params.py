@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date, timedelta
+from typing import Any
+
+from fastapi import Request
 
 from outreach.dates import parse_date
 from outreach.errors import PlanError
 from outreach.records.limits import MIN_RECORD_DATE
-from outreach.web.pages import bad_request
+from outreach.web.page_kit import bad_request
 
 MAX_TEXT = 200
 # Dates the dashboard accepts. Pages add up to a year to a date; far from these
@@ -96,3 +99,14 @@ def text_field(value: object, label: str, *, required: bool = False, max_len: in
     if any(not ch.isprintable() or unicodedata.category(ch) in ("Zl", "Zp") for ch in text):
         raise bad_request(f"「{label}」里有换行或无法显示的控制字符。", "请写成一行，删除这些字符后重新填写。")
     return text
+
+
+def query_value(request: Request, name: str) -> str | None:
+    """A query parameter; a repeated one counts as its last value."""
+    values = request.query_params.getlist(name)
+    return values[-1] if values else None
+
+
+def form_text(value: Any) -> str:
+    """A form value as text; a missing value or an uploaded file counts as empty."""
+    return value if isinstance(value, str) else ""

@@ -25,7 +25,7 @@ from outreach.models import Alert
 from outreach.planning.workspace import load
 from outreach.station.protocol import StationError
 from outreach.web import data
-from outreach.web.pages import (
+from outreach.web.page_kit import (
     TZ, PageError, bad_request, ctx_of, flash, not_found, post_form, redirect, render, require_editor, require_user,
 )
 

@@ -21,7 +21,7 @@ from outreach.delivery.live import players
 from outreach.errors import ConfigError, RegistryError
 from outreach.planning.registry import load_registry
 from outreach.planning.workspace import load
-from outreach.web.pages import post_form
+from outreach.web.page_kit import post_form
 from outreach.web.permissions import ALLOWED, FORM_ROUTES, OPEN_ROUTES, Role
 
 pytestmark = pytest.mark.security

@@ -9,7 +9,6 @@ copy is never played.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -17,7 +16,7 @@ import secrets
 import statistics
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +27,7 @@ from outreach.audio.render import clip_durations, verified_clip
 from outreach.dates import json_time
 from outreach.db import session
 from outreach.delivery.stations.accounts import record_presence
-from outreach.delivery.stations.broker import BrokerSettings, server_client
+from outreach.delivery.stations.broker import BrokerSettings, connected, server_client
 from outreach.delivery.stations.manifests import blob_dir, store_blob
 from outreach.files import sha256_file
 from outreach.models import Alert, AlertDelivery, Station
@@ -90,7 +89,7 @@ def send_alert(engine: Engine, loaded: Loaded, broker: BrokerSettings, script_id
                            json_time(now), json_time(expires_at))
     # Connect first: with the broker down nothing is sent, so no alert row is left behind to look
     # undelivered. The row is stored before publishing, so a station's quick ack finds it.
-    with _connected(broker) as client:
+    with connected(broker) as client:
         with session(engine) as s:
             s.add(Alert(id=alert_id, script_id=script_id, sha256=sha, targets=json.dumps(list(targets)), sent_at=now,
                         expires_at=expires_at))
@@ -98,22 +97,6 @@ def send_alert(engine: Engine, loaded: Loaded, broker: BrokerSettings, script_id
                  expiry_s=max(1, math.ceil(expires.total_seconds())), timeout_s=timeout_s)
     return {"alert_id": alert_id, "targets": list(targets), "sent_at": json_time(now),
             "expires_at": json_time(expires_at)}
-
-
-@contextlib.contextmanager
-def _connected(broker: BrokerSettings) -> Iterator[Any]:
-    """A connected paho client of the server, with its network loop running."""
-    client = server_client(broker, role="alert")
-    try:
-        client.connect(broker.host, broker.port, keepalive=30)
-    except OSError as exc:
-        raise StationError(f"连不上消息服务器（Mosquitto）{broker.url}：{exc}；Mosquitto 是否在运行？") from exc
-    client.loop_start()
-    try:
-        yield client
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def _publish(client: Any, broker: BrokerSettings, messages: Sequence[tuple[str, str]], *, expiry_s: int,

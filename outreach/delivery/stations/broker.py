@@ -20,14 +20,16 @@ take the same role; only `reload_broker` is Mosquitto-specific.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import secrets
 import signal
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from outreach.station.protocol import STATION_READS, STATION_WRITES, TOPIC_ROOT, StationError
@@ -168,25 +170,35 @@ def server_client(settings: BrokerSettings, *, role: str = "listener"):  # type:
     return client
 
 
-def publish_retained(settings: BrokerSettings, topic_name: str, payload: str, *, timeout_s: float = 10.0) -> None:
-    """Publish one retained QoS 1 message as the server (its alert account) and wait for the broker's ack.
+@contextlib.contextmanager
+def connected(settings: BrokerSettings, *, role: str = "alert") -> Iterator[Any]:
+    """A connected paho client of the server (`server_client`), with its network loop running.
 
-    A retained message replaces the topic's last one, so a fresh subscriber reads it first.
-    Raises StationError when the broker cannot be reached or does not acknowledge in time.
+    Raises StationError naming the broker when it cannot be reached.
     """
-    client = server_client(settings, role="alert")
+    client = server_client(settings, role=role)
     try:
         client.connect(settings.host, settings.port, keepalive=30)
     except OSError as exc:
         raise StationError(f"连不上消息服务器（Mosquitto）{settings.url}：{exc}；Mosquitto 是否在运行？") from exc
     client.loop_start()
     try:
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def publish_retained(settings: BrokerSettings, topic_name: str, payload: str, *, timeout_s: float = 10.0) -> None:
+    """Publish one retained QoS 1 message as the server (its alert account) and wait for the broker's ack.
+
+    A retained message replaces the topic's last one, so a fresh subscriber reads it first.
+    Raises StationError when the broker cannot be reached or does not acknowledge in time.
+    """
+    with connected(settings) as client:
         info = client.publish(topic_name, payload, qos=1, retain=True)
         info.wait_for_publish(timeout=timeout_s)
         if not info.is_published():
             raise StationError(f"消息服务器 {settings.url} 在 {timeout_s:.0f} 秒内没有确认收到 {topic_name}"
                                "（[broker] 的 username/password 是否有误？）")
-    finally:
-        client.disconnect()
-        client.loop_stop()
 

@@ -441,8 +441,8 @@ def _write_sheets(here: Path, mine: list[PackFile], items: Sequence[PackItem] | 
 # Pack files are written a batch at a time by a few threads, the batch's file system is synced once,
 # then every file is read back from the disk and renamed: one sync per batch instead of one per file,
 # which on a stick (or any journalled disk) costs far more than the bytes.
-_WRITERS = 4
-_READERS = 4
+_WRITERS = 3
+_READERS = 2
 _BATCH_BYTES = 256 << 20
 
 

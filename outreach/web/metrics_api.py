@@ -37,7 +37,7 @@ from outreach.delivery.health import county_status
 from outreach.errors import OutreachError
 from outreach.models import STATUS_PROGRESS, Alert, AlertDelivery
 from outreach.planning.workspace import Loaded, load
-from outreach.web.pages import ctx_of
+from outreach.web.page_kit import ctx_of
 
 __all__ = ["router", "OutreachCollector", "LATENCY_BUCKETS", "PATH"]
 

@@ -13,7 +13,7 @@ from outreach.authoring import review
 from outreach.errors import OutreachError
 from outreach.labels import SLOT, STATUS
 from outreach.web import board, data
-from outreach.web.pages import TZ, ctx_of, not_found, render, require_user
+from outreach.web.page_kit import TZ, ctx_of, not_found, render, require_user
 from outreach.web.params import parse_day
 
 router = APIRouter()

@@ -1,4 +1,5 @@
-"""The dashboard's pages and form actions: parse input, call web.data, render a zh-CN template."""
+"""The county's pages: campaigns, villages (and their confirmations), markets (and handouts), gaps, the plan,
+pack files and the script list. Each parses input, calls web.data and renders a zh-CN template."""
 
 from __future__ import annotations
 
@@ -18,12 +19,10 @@ from outreach.errors import OutreachError, RecordError
 from outreach.labels import SLOT, TOPIC
 from outreach.records.limits import MAX_LEAFLETS, MAX_NAME_CHARS, MAX_NOTE_CHARS, MAX_PEOPLE, MIN_RECORD_DATE
 from outreach.web import data
-from outreach.web.auth import csrf_ok
-from outreach.web.pages import (
-    CSRF_FIELD, PageError, csrf_error, ctx_of, flash, not_found, post_form, redirect, render, require_user, safe_next,
-    session_user, start_session,
+from outreach.web.page_kit import PageError, ctx_of, flash, found, not_found, post_form, redirect, render, require_user
+from outreach.web.params import (
+    check_range, days_back, form_text, parse_day, parse_int, parse_range, query_value, text_field,
 )
-from outreach.web.params import check_range, days_back, parse_day, parse_int, parse_range, text_field
 
 log = logging.getLogger("outreach.web")
 router = APIRouter()
@@ -46,76 +45,6 @@ def _str(value: Any) -> str:
     """A form value as text; a missing value or an uploaded file counts as empty."""
     return value if isinstance(value, str) else ""
 
-
-# --- login ---------------------------------------------------------------------------
-
-
-@router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request) -> Response:
-    target = safe_next(_q(request, "next"))
-    if session_user(request) is not None:
-        return redirect(target)
-    no_users = not ctx_of(request).users.users()
-    return render(request, "login.html", next=target, name="", error="", no_users=no_users)
-
-
-@router.post("/login", response_class=HTMLResponse)
-async def login(request: Request) -> Response:
-    ctx = ctx_of(request)
-    form = await request.form()
-    token = form.get(CSRF_FIELD)
-    if not csrf_ok(request.session, token if isinstance(token, str) else None):
-        raise csrf_error()
-    name = form.get("name")
-    password = form.get("password")
-    name = name.strip()[:200] if isinstance(name, str) else ""
-    password = password if isinstance(password, str) else ""
-    target = safe_next(_str(form.get("next")))
-    address = request.client.host if request.client else "unknown"
-    # Counted as a failure before the (slow) password check, atomically: parallel
-    # guesses cannot all slip past the limit while the first ones are still hashing.
-    attempt = ctx.limiter.attempt(name, address, ctx.now())
-    refused = attempt.refusal
-    if refused:
-        wait = refused.retry_after_s
-        log.warning("已拒绝 %r 从 %s 登录：超过%s的失败次数上限（还要等 %d 秒）", name, address,
-                    "账号" if refused.scope == "account" else "这个地址", wait)
-        minutes = (wait + 59) // 60
-        who = (f"账号「{name}」连续登录失败 {refused.limit} 次，已暂时锁定。" if refused.scope == "account"
-               else f"这台电脑登录失败的次数太多（{refused.limit} 次），已暂时不能登录任何账号。")
-        raise PageError(429, "登录尝试太多", who, f"请 {minutes} 分钟后再试；忘记密码请联系管理员重设。",
-                        headers={"Retry-After": str(wait)})
-    user = await run_in_threadpool(ctx.users.authenticate, name, password) if name and password else None
-    if user is None:
-        return render(request, "login.html", status=401, next=target, name=name,
-                      error="用户名或密码不对，请重新输入。", no_users=False)
-    ctx.limiter.succeeded(name, address, attempt.ticket)
-    log.info("登录：%s（%s），来自 %s", user.name, user.role, address)
-    start_session(request, user)
-    return redirect(target)
-
-
-@router.post("/logout")
-async def logout(request: Request) -> Response:
-    form = await request.form()
-    token = form.get(CSRF_FIELD)
-    if not csrf_ok(request.session, token if isinstance(token, str) else None):
-        raise csrf_error()
-    user = session_user(request)
-    request.session.clear()
-    if user is not None:
-        # Ends this cookie on the server too (and the user's other sessions): a copy kept elsewhere is dead.
-        await run_in_threadpool(ctx_of(request).users.end_sessions, user.name)
-        log.info("退出登录：%s", user.name)
-    return redirect("/login")
-
-
-@router.get("/")
-def home(request: Request) -> Response:
-    require_user(request)
-    return redirect("/today")
-
-
 # --- campaigns ------------------------------------------------------------------------
 
 
@@ -135,9 +64,7 @@ def campaigns_page(request: Request) -> Response:
 def campaign_page(request: Request, campaign_id: str) -> Response:
     user = require_user(request)
     ctx = ctx_of(request)
-    c = data.campaign(ctx.engine, campaign_id)
-    if c is None:
-        raise not_found("宣传活动", campaign_id, "请从「宣传活动」页面点进要看的活动。")
+    c = found(data.campaign(ctx.engine, campaign_id), "宣传活动", campaign_id, "请从「宣传活动」页面点进要看的活动。")
     targets = data.campaign_targets(ctx.config)
     summary = data.campaign_summary(ctx.engine, c, ctx.today(), targets.by_campaign.get(c.id, set()),
                                     data.coverage_read(ctx.config, ctx.local_now()))
@@ -159,11 +86,9 @@ def villages_page(request: Request) -> Response:
 def village_page(request: Request, village_id: str) -> Response:
     user = require_user(request)
     ctx = ctx_of(request)
-    v = data.village(ctx.engine, village_id)
-    if v is None:
-        raise not_found("村庄", village_id, "请从「村庄」页面点进要看的村。")
+    v = found(data.village(ctx.engine, village_id), "村庄", village_id, "请从「村庄」页面点进要看的村。")
     today = ctx.today()
-    start, end = parse_range(_q(request, "from"), _q(request, "to"), default_start=days_back(today, 30),
+    start, end = parse_range(query_value(request, "from"), query_value(request, "to"), default_start=days_back(today, 30),
                              default_end=today + timedelta(days=6), max_days=HISTORY_MAX_DAYS, what="播出记录的日期范围")
     history = data.village_history(ctx.engine, v.id, start, end, config=ctx.config, now=ctx.now())
     towns = data.townships(ctx.engine)
@@ -180,8 +105,8 @@ async def confirm(request: Request, village_id: str) -> Response:
     v = await run_in_threadpool(data.village, ctx.engine, village_id)
     if v is None:
         raise not_found("村庄", village_id, "请从「村庄」页面点进要确认的村。")
-    day = parse_day(_str(form.get("date")), "播出日期", None)
-    slot = _str(form.get("slot"))
+    day = parse_day(form_text(form.get("date")), "播出日期", None)
+    slot = form_text(form.get("slot"))
     if slot not in SLOT:
         raise PageError(400, "请求有误", f"时段「{slot[:20]}」不存在。", "时段只能是早间或晚间，请从村庄页面的按钮确认。")
     label = f"{v.name} {day} {SLOT[slot]}"
@@ -205,11 +130,9 @@ def _market_page(request: Request, market_id: str, *, status: int = 200, form_er
                  form: dict[str, Any] | None = None) -> Response:
     user = require_user(request)
     ctx = ctx_of(request)
-    m = data.market(ctx.engine, market_id)
-    if m is None:
-        raise not_found("集市", market_id, "请从「集市」页面点进要看的集市。")
+    m = found(data.market(ctx.engine, market_id), "集市", market_id, "请从「集市」页面点进要看的集市。")
     today = ctx.today()
-    start, end = parse_range(_q(request, "from"), _q(request, "to"), default_start=days_back(today, 90),
+    start, end = parse_range(query_value(request, "from"), query_value(request, "to"), default_start=days_back(today, 90),
                              default_end=today, max_days=HISTORY_MAX_DAYS, what="发放记录的日期范围")
     rows = data.handouts(ctx.engine, m.id, start, end)
     totals = data.market_totals(ctx.engine, start, end).get(m.id)
@@ -243,9 +166,9 @@ async def add_handout(request: Request, market_id: str) -> Response:
     m = await run_in_threadpool(data.market, ctx.engine, market_id)
     if m is None:
         raise not_found("集市", market_id, "请从「集市」页面点进要登记的集市。")
-    values = {"date": _str(form.get("date")), "leaflets": _str(form.get("leaflets")),
-              "people": _str(form.get("people")), "topics": [t for t in form.getlist("topics") if isinstance(t, str)],
-              "staff": _str(form.get("staff")), "note": _str(form.get("note"))}
+    values = {"date": form_text(form.get("date")), "leaflets": form_text(form.get("leaflets")),
+              "people": form_text(form.get("people")), "topics": [t for t in form.getlist("topics") if isinstance(t, str)],
+              "staff": form_text(form.get("staff")), "note": form_text(form.get("note"))}
     today = ctx.today()
     try:
         day = parse_day(values["date"], "发放日期", None)
@@ -284,8 +207,8 @@ def gaps_page(request: Request) -> Response:
     ctx = ctx_of(request)
     today = ctx.today()
     campaigns = data.campaigns(ctx.engine)
-    days = parse_int(_q(request, "days"), "天数", 14, 1, GAP_MAX_DAYS, " 天")
-    campaign_id = (_q(request, "campaign") or "").strip()
+    days = parse_int(query_value(request, "days"), "天数", 14, 1, GAP_MAX_DAYS, " 天")
+    campaign_id = (query_value(request, "campaign") or "").strip()
     if not campaign_id:
         active = [c for c in campaigns if c.start <= today <= c.end] or campaigns
         campaign_id = active[0].id if active else ""
@@ -305,11 +228,11 @@ def plan_page(request: Request) -> Response:
     user = require_user(request)
     ctx = ctx_of(request)
     today = ctx.today()
-    start = parse_day(_q(request, "from"), "开始日期", today)
-    days = parse_int(_q(request, "days"), "天数", 7, 1, PLAN_MAX_DAYS, " 天")
+    start = parse_day(query_value(request, "from"), "开始日期", today)
+    days = parse_int(query_value(request, "days"), "天数", 7, 1, PLAN_MAX_DAYS, " 天")
     end = start + timedelta(days=days - 1)
     check_range(start, end, PLAN_MAX_DAYS, "安排的日期范围")
-    village_id = (_q(request, "village") or "").strip()
+    village_id = (query_value(request, "village") or "").strip()
     if village_id:
         known = data.registry_village_ids(ctx.config)
         if known is not None and village_id not in known:
@@ -319,7 +242,7 @@ def plan_page(request: Request) -> Response:
     cells: dict[str, dict[tuple[date, str], Any]] = defaultdict(dict)
     for p in week.result.programs:
         cells[p.village_id][(p.date, p.slot)] = p
-    township = (_q(request, "township") or "").strip()
+    township = (query_value(request, "township") or "").strip()
     by_township: dict[str, list[str]] = defaultdict(list)
     for vid in sorted(week.village_names):
         if (not village_id or vid == village_id) and (not township or week.village_township[vid] == township):
@@ -335,10 +258,7 @@ def plan_page(request: Request) -> Response:
 def pack_download(request: Request, rel: str) -> Response:
     require_user(request)
     ctx = ctx_of(request)
-    found = data.find_pack_file(ctx.config, rel)
-    if found is None:
-        raise not_found("节目包文件", rel[:80], "请从「节目包下载」页面的列表里点击下载。")
-    path, entry = found
+    path, entry = found(data.find_pack_file(ctx.config, rel), "节目包文件", rel[:80], "请从「节目包下载」页面的列表里点击下载。")
     name = f"{entry.village_id}_{path.name}" if entry.village_id else path.name
     return FileResponse(path, media_type="audio/mpeg" if path.suffix == ".mp3" else "application/octet-stream",
                         filename=name)

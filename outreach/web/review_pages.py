@@ -20,7 +20,7 @@ from outreach.labels import ROLE
 from outreach.tts.voices import ALL_VOICES
 from outreach.web import data
 from outreach.web.auth import Role, User
-from outreach.web.pages import PageError, ctx_of, flash, not_found, post_form, redirect, render, require_user
+from outreach.web.page_kit import PageError, ctx_of, flash, not_found, post_form, redirect, render, require_user
 
 log = logging.getLogger("outreach.web")
 router = APIRouter()
@@ -184,12 +184,18 @@ async def preview_script(request: Request, script_id: str) -> Response:
     return redirect(f"/scripts/{quote(script.id)}#preview")
 
 
-@router.post("/scripts/{script_id}/approve")
-async def approve_script(request: Request, script_id: str) -> Response:
+async def _review_form(request: Request, script_id: str) -> tuple[Any, Any, Any, Any]:
+    """A reviewer's posted form on one script: the user (who must be allowed to review), form, context, script."""
     user, form = await post_form(request, editor=True)
     ctx = ctx_of(request)
     script = await run_in_threadpool(_script, request, script_id)
     _need(user, "review")
+    return user, form, ctx, script
+
+
+@router.post("/scripts/{script_id}/approve")
+async def approve_script(request: Request, script_id: str) -> Response:
+    user, form, ctx, script = await _review_form(request, script_id)
     if script.approved:
         flash(request, f"「{script.title}」已经由{script.approved_by}于 {script.approved_on} 签发，无需再签发。", "error")
         return redirect(f"/scripts/{quote(script.id)}")
@@ -214,10 +220,7 @@ async def approve_script(request: Request, script_id: str) -> Response:
 
 @router.post("/scripts/{script_id}/reject")
 async def reject_script(request: Request, script_id: str) -> Response:
-    user, form = await post_form(request, editor=True)
-    ctx = ctx_of(request)
-    script = await run_in_threadpool(_script, request, script_id)
-    _need(user, "review")
+    user, form, ctx, script = await _review_form(request, script_id)
     comment = form.get("comment")
     try:
         await run_in_threadpool(lambda: review.reject(ctx.engine, script, reviewer=user.name,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -57,6 +57,16 @@ def bad_request(message: str, fix: str) -> PageError:
 def not_found(what: str, value: str, fix: str) -> PageError:
     """A 404 page for an unknown campaign, village, market, script or file."""
     return PageError(404, "找不到", f"没有{what}「{value}」。", fix)
+
+
+T = TypeVar("T")
+
+
+def found(value: T | None, what: str, key: str, fix: str) -> T:
+    """`value`, or a 404 page saying which `what` (`key`) does not exist and `fix`."""
+    if value is None:
+        raise not_found(what, key, fix)
+    return value
 
 
 @dataclass
