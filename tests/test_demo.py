@@ -33,6 +33,7 @@ def test_demo_twice_same_summary_and_workspace_records_untouched(rendered_worksp
     sandbox = rendered_workspace / "build" / "demo"
     assert f"演示沙盒：{sandbox}" in runs[0].stdout and "不写入工作区的播出记录" in runs[0].stdout
     assert "播出 40" in runs[0].stdout and "失败 0" in runs[0].stdout
+    assert "无证据：空播放器没有出声，不算覆盖" in runs[0].stdout  # a silent player proves no reach
 
     assert real.read_bytes() == before, "the demo never writes the workspace's records"
     assert not (rendered_workspace / "outreach.db").exists() and not (rendered_workspace / "packs").exists()

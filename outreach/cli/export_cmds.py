@@ -208,8 +208,10 @@ def _summary_lines(s, loaded, start, end) -> list[str]:
         mine = [r for r in rows if r.campaign_id == campaign.id]
         targeted = len(campaign.target_villages(loaded.registry))
         reached = sum(r.reached > 0 for r in mine)
+        unproven = sum(r.unproven for r in mine)
+        note = f"（其中 {unproven} 次无证据：空播放器没有出声，不算覆盖）" if unproven else ""
         lines.append(f"{campaign.name}（{campaign.id}）：已覆盖 {reached}/{targeted} 个村，"
-                     f"播出 {sum(r.played for r in mine)} 次，U盘待确认 {sum(r.exported for r in mine)} 次，"
+                     f"播出 {sum(r.played for r in mine)} 次{note}，U盘待确认 {sum(r.exported for r in mine)} 次，"
                      f"漏播 {sum(r.missed for r in mine)} 次，失败 {sum(r.failed for r in mine)} 次")
     lines.append(f"漏播时段合计：{sum(r.missed for r in rows)}，失败合计：{sum(r.failed for r in rows)}")
     return lines
