@@ -350,7 +350,9 @@ def test_https_only_comes_from_outreach_toml_or_the_serve_flag(site: Site, monke
     plain = site.client().get("/login")
     assert "secure" not in plain.headers["set-cookie"].lower()
     toml = site.workspace / "outreach.toml"
-    toml.write_text(toml.read_text("utf-8") + "\n[web]\nhttps_only = true\n", "utf-8")
+    text = toml.read_text("utf-8")  # the sample has a [web] table: add the key to it, or add the table
+    toml.write_text(text.replace("\n[web]\n", "\n[web]\nhttps_only = true\n", 1) if "\n[web]\n" in text
+                    else text + "\n[web]\nhttps_only = true\n", "utf-8")
     config = load_config(site.workspace)
     assert config.web.https_only is True
     app = create_app(config, now=site.clock, engine=site.engine)
