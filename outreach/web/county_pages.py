@@ -102,9 +102,8 @@ def village_page(request: Request, village_id: str) -> Response:
 async def confirm(request: Request, village_id: str) -> Response:
     user, form = await post_form(request, editor=True)
     ctx = ctx_of(request)
-    v = await run_in_threadpool(data.village, ctx.engine, village_id)
-    if v is None:
-        raise not_found("村庄", village_id, "请从「村庄」页面点进要确认的村。")
+    v = found(await run_in_threadpool(data.village, ctx.engine, village_id), "村庄", village_id,
+              "请从「村庄」页面点进要确认的村。")
     day = parse_day(form_text(form.get("date")), "播出日期", None)
     slot = form_text(form.get("slot"))
     if slot not in SLOT:
@@ -163,9 +162,8 @@ def market_page(request: Request, market_id: str) -> Response:
 async def add_handout(request: Request, market_id: str) -> Response:
     user, form = await post_form(request, editor=True)
     ctx = ctx_of(request)
-    m = await run_in_threadpool(data.market, ctx.engine, market_id)
-    if m is None:
-        raise not_found("集市", market_id, "请从「集市」页面点进要登记的集市。")
+    m = found(await run_in_threadpool(data.market, ctx.engine, market_id), "集市", market_id,
+              "请从「集市」页面点进要登记的集市。")
     values = {"date": form_text(form.get("date")), "leaflets": form_text(form.get("leaflets")),
               "people": form_text(form.get("people")), "topics": [t for t in form.getlist("topics") if isinstance(t, str)],
               "staff": form_text(form.get("staff")), "note": form_text(form.get("note"))}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,8 @@ from outreach.config import RenderSettings, load_config
 from outreach.content.scripts import load_library
 from outreach.content.textnorm import load_lexicon, normalize
 from outreach.tts import get_synthesizer
+
+from benchmark_module import load_benchmark
 
 REPO = Path(__file__).resolve().parents[2]
 MEAN_LIMIT = 0.12
@@ -37,11 +38,7 @@ pytestmark = pytest.mark.slow
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("intelligibility_bench", REPO / "benchmarks" / "intelligibility.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("intelligibility")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ Tests marked slow use the rendered sample library (tests/conftest.py `rendered_b
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -31,6 +30,8 @@ from outreach.audio.monitor import (
 from outreach.audio.proof import Capture, Reference, match, plan_windows
 from outreach.config import load_config
 
+from benchmark_module import load_benchmark
+
 REPO = Path(__file__).resolve().parents[2]
 PROGRAM = ("traffic-crossing-road", "traffic-mixed-load", "fraud-account-check")
 BABBLE = ("fraud-police-caller-id", "fraud-phone-card-check", "traffic-ebike")
@@ -39,11 +40,7 @@ ORDERS = ((2, 0, 1), (0, 2, 1))
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("proof_of_air_bench", REPO / "benchmarks" / "proof_of_air.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("proof_of_air")
 
 
 bench = _bench()

@@ -4,7 +4,6 @@ server's checks and records (evidence heard or player, aired_at the play start, 
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import shutil
@@ -35,6 +34,8 @@ from outreach.planning.workspace import load, open_database, plan_days
 from outreach.station.listen import Listener, describe
 from outreach.station.protocol import StationError
 
+from benchmark_module import load_benchmark
+
 REPO = Path(__file__).resolve().parents[2]
 VILLAGE = "dazhuang-01"
 DAY = date(2026, 12, 1)
@@ -42,11 +43,7 @@ HAS_MOSQUITTO = shutil.which("mosquitto") is not None or os.path.exists("/usr/sb
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("proof_of_air_bench", REPO / "benchmarks" / "proof_of_air.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("proof_of_air")
 
 
 # --- the server: proof figures are checked, then stored with the evidence they give ------------------------------
