@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
+from outreach.delivery.live.procs import pid_alive
 from outreach.delivery.prepare import Key
 from outreach.models import SchedulerLeader, SlotClaim
 
@@ -40,20 +41,6 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (killed, not yet reaped) is gone
-        stat = open(f"/proc/{pid}/stat", encoding="ascii").read()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def owner_alive(owner: str, heartbeat_at: datetime, now: datetime, stale_s: float) -> bool:
     """Whether the scheduler `owner` still runs: a fresh heartbeat and, on this host, a live pid."""
     if (now - heartbeat_at).total_seconds() > stale_s:
@@ -61,7 +48,7 @@ def owner_alive(owner: str, heartbeat_at: datetime, now: datetime, stale_s: floa
     host, _, rest = owner.partition(":")
     if host == socket.gethostname():
         try:
-            return _pid_alive(int(rest.split(":")[0]))
+            return pid_alive(int(rest.split(":")[0]))
         except ValueError:
             return True
     return True

@@ -30,6 +30,7 @@ from typing import IO
 
 from outreach.config import BUILTIN_PLAYER, CONFIG_NAME, PLAYER_FIELDS, Config
 from outreach.delivery.live import soundout
+from outreach.delivery.live.procs import group_alive
 from outreach.errors import ConfigError, DeliveryError
 from outreach.planning.registry import Registry
 
@@ -205,32 +206,6 @@ def spawn(cmd: Sequence[str], stderr_dir: Path, timeout_s: float) -> Player:
             raise DeliveryError(f"播放程序 '{cmd[0]}' {what}；请检查 outreach.toml 里的 [deliver] player "
                                 "和 [players]（schedules/county.yaml 里该村或乡镇的 player 选的是其中的名字）") from exc
     return Player(proc, start_time(proc.pid), err_path, t0 + timeout_s, t0=t0, builtin=is_builtin(cmd))
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group, from /proc."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = Path(entry.path, "stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            found.append(int(entry.name))
-    return found
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any live process is left in the group (zombies waiting for a reaper do not count)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return bool(group_members(pgid))
 
 
 def signal_group(pgid: int, sig: int) -> bool:

@@ -1,19 +1,13 @@
 """Proof of coverage: each broadcast row says how we know (evidence), when it aired, its proof-of-air
 figures and whether its exported pack went stale; and the villages' QR confirmation tokens.
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-06
 """
-from typing import Sequence, Union
-
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: Union[str, Sequence[str], None] = "0006"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+from outreach.migrations import kit
+
+revision = "0007"
+down_revision = "0006"
 
 EVIDENCE = ("none", "exported", "player", "heard", "confirmed")
 
@@ -37,17 +31,10 @@ def upgrade() -> None:
     # Reach needs evidence: coverage queries filter on it, so it joins the coverage index before date.
     op.drop_index("ix_broadcast_coverage", table_name="broadcast")
     op.create_index("ix_broadcast_coverage", "broadcast", ["campaign_id", "village_id", "status", "evidence", "date"])
-    op.create_table(
+    kit.create_table(
         "confirm_token",
-        sa.Column("token_sha256", sa.String(length=64), nullable=False),
-        sa.Column("village_id", sa.String(length=64), nullable=False),
-        sa.Column("first_day", sa.Date(), nullable=False),
-        sa.Column("last_day", sa.Date(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("token_sha256", name=op.f("pk_confirm_token")),
-    )
+        "token_sha256:s64 village_id:s64 first_day:date last_day:date created_at:ts expires_at:ts revoked_at:ts?",
+        pk=("token_sha256",))
     op.create_index(op.f("ix_confirm_token_village_id"), "confirm_token", ["village_id"], unique=False)
 
 
