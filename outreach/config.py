@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from outreach.errors import ConfigError
+from outreach.labels import TOPIC
 from outreach.yamlread import StrictModel, describe_error
 
 CONFIG_NAME = "outreach.toml"
@@ -60,6 +61,11 @@ class EdgeSettings(StrictModel):
 ENGINE_NAMES: tuple[str, ...] = ("neural", "espeak", "edge")
 OFFLINE_ENGINE_NAMES: tuple[str, ...] = ("neural", "espeak")
 ENGINE_CHOICES: tuple[str, ...] = (*ENGINE_NAMES, "offline")
+# A script may also be a human recording instead of TTS (`engine: recording`). It is no engine of
+# tts/ (nothing is synthesised): audio/render decodes and masters the uploaded file. So it is a
+# script's choice only, never a render setting or a `render --engine`.
+RECORDING_ENGINE = "recording"
+SCRIPT_ENGINE_CHOICES: tuple[str, ...] = (*ENGINE_CHOICES, RECORDING_ENGINE)
 
 # Speaking rates (Hanzi per second) a loudspeaker clip may ask for: slower than 2.5 drags, faster than
 # 6 blurs under a horn's echo. Village squares are best served at about 3.5-4.
@@ -69,6 +75,33 @@ _RENAMED = {
     "offline_voice": "espeak_voice（espeak-ng 的音色）或 neural_voice（neural 引擎的音色）",
     "offline_rate_wpm": "rate，单位是字/秒（如 rate = 3.8），对所有引擎都有效",
 }
+
+
+class PurposeVoices(StrictModel):
+    """Voices by purpose, for scripts that name no voice: urgent scripts first, then each topic's.
+
+    A script is urgent when its priority is at least `urgent_priority`. A voice applies only when
+    the engine that renders the clip offers it; otherwise that engine's configured voice speaks.
+    Voice names are checked against the engines' catalogue when clips are planned (audio/render).
+    """
+
+    urgent: str | None = None
+    urgent_priority: int = Field(8, ge=1, le=9)
+    topics: dict[str, str] = {}
+
+    @field_validator("topics")
+    @classmethod
+    def _known_topics(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(TOPIC))
+        if unknown:
+            raise ValueError(f"未知主题 {', '.join(unknown)}；主题只能是 {', '.join(TOPIC)}")
+        return value
+
+    def voice_for(self, topic: str, priority: int) -> str | None:
+        """The voice this purpose asks for (None: the engine's configured voice)."""
+        if self.urgent and priority >= self.urgent_priority:
+            return self.urgent
+        return self.topics.get(topic)
 
 
 class RenderSettings(StrictModel):
@@ -89,6 +122,7 @@ class RenderSettings(StrictModel):
     pause_s: float = Field(1.5, ge=0, le=10)
     max_chars: int = Field(400, ge=20, le=2000)
     edge: EdgeSettings = EdgeSettings()
+    voices: PurposeVoices = PurposeVoices()
 
     @model_validator(mode="before")
     @classmethod

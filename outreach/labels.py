@@ -23,7 +23,8 @@ SLOT = {"morning": "早间", "evening": "晚间"}
 TOPIC = {"traffic": "交通安全", "anti_fraud": "反诈骗"}
 ROLE = {"viewer": "查看员", "editor": "编辑员", "reviewer": "审核员", "admin": "管理员"}
 SCRIPT_STATUS = {"draft": "草稿", "approved": "已批准", "edited": "批准后被修改"}
-SCRIPT_EVENT = {"drafted": "拟稿", "edited": "修改", "previewed": "试听", "approved": "签发", "rejected": "退回"}
+SCRIPT_EVENT = {"drafted": "拟稿", "edited": "修改", "recorded": "上传录音", "previewed": "试听", "approved": "签发",
+                "rejected": "退回"}
 SPEAKER = {"networked": "联网播放", "station": "村广播站（断网续播）", "offline": "U盘离线"}
 WEEKDAY = "一二三四五六日"
 

@@ -8,8 +8,15 @@ line and leave no file; `outreach init`'s hint runs as printed; approval needs a
 from __future__ import annotations
 
 import ast
+import io
+import logging
+import os
 import re
 import shlex
+import subprocess
+import sys
+import threading
+import time
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -79,6 +86,55 @@ def test_help_is_chinese(path: tuple[str, ...]) -> None:
     letters = len(re.findall(r"[A-Za-z]", rest))
     hanzi = len(CJK.findall(rest))
     assert hanzi >= 10 and hanzi >= 0.8 * (hanzi + letters), (hanzi, letters, rest)
+    command, ctx = _command(path)
+    stray = [w for w in _spaced_pairs(text) if w not in _help_sources(command, ctx)]
+    assert not stray, f"a space between two Chinese characters in `outreach {' '.join(path)} --help`: {stray}"
+    metavars = [" ".join(command.collect_usage_pieces(ctx))]
+    metavars += [record[0] for p in command.get_params(ctx) if (record := p.get_help_record(ctx))]
+    english = [m for m in metavars if ENGLISH_METAVAR.search(m)] + ENGLISH_METAVAR_WORD.findall(text)
+    assert not english, f"English metavars in `outreach {' '.join(path)} --help`: {english}"
+
+
+# Help text: a line break between two Chinese characters must not become a space (`工作区 的播出记录`),
+# and placeholders are Chinese (文件夹, 姓名), not click's DIRECTORY, NAME, TEXT, [OPTIONS].
+HAN_OR_MARK = r"[\u3400-\u9fff\u3000-\u303f\uff00-\uffef\u2018\u2019\u201c\u201d]"
+SPACED_PAIR = re.compile(rf"(?=({HAN_OR_MARK}) ({HAN_OR_MARK}))")
+ENGLISH_METAVAR = re.compile(r"\b[A-Z][A-Z_]*[A-Z]\b")
+ENGLISH_METAVAR_WORD = re.compile(r"\b(?:OPTIONS|COMMAND|ARGS|DIRECTORY|NAME|TEXT|PATH|INTEGER|FLOAT|FILE|FILENAME|ID|"
+                                  r"BOOLEAN|CHOICE|[A-Z]+_(?:ID|FILE|DIR|NAME))\b")
+
+
+def _command(path: tuple[str, ...]) -> tuple[click.Command, click.Context]:
+    command: click.Command = cli
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    return command, click.Context(command, info_name=path[-1] if path else "outreach")
+
+
+def _spaced_pairs(text: str) -> list[str]:
+    """Every `字 字`: two Chinese characters (or marks) with exactly one space between them."""
+    return [f"{m[1]} {m[2]}" for m in SPACED_PAIR.finditer(text)]
+
+
+def _help_sources(command: click.Command, ctx: click.Context) -> str:
+    """The texts a command's help is made of, as written: a space that is in them is meant."""
+    parts = [command.help, command.short_help, command.epilog, " ".join(command.collect_usage_pieces(ctx))]
+    parts += [getattr(p, "help", None) for p in command.params] + [p.make_metavar(ctx) for p in command.params]
+    parts += [c.get_short_help_str(200) for c in getattr(command, "commands", {}).values()]
+    return "\n".join(p for p in parts if p)
+
+
+def test_the_help_checks_would_catch_a_stray_space_and_an_english_metavar() -> None:
+    @click.command(cls=click.Command)
+    @click.argument("directory")
+    def raw(directory: str) -> None:
+        """从不写入工作区
+        的播出记录。"""
+
+    text = CliRunner().invoke(raw, ["--help"], terminal_width=200).output
+    context = click.Context(raw, info_name="raw")
+    assert [w for w in _spaced_pairs(text) if w not in _help_sources(raw, context)] == ["区 的"]
+    assert ENGLISH_METAVAR_WORD.findall(text) == ["OPTIONS", "DIRECTORY"]
 
 
 def _literal(node: ast.AST) -> list[str]:
@@ -306,7 +362,8 @@ def test_approve_needs_a_known_reviewer(workspace: Path) -> None:
     unknown = CliRunner().invoke(cli, ["scripts", "approve", "traffic-harvest-seasn", "--by", "王秀兰",
                                        "-w", str(workspace)])
     assert unknown.exit_code == 1 and f"您是不是要找：{script}" in unknown.stderr
-    ok = CliRunner().invoke(cli, [*args, "--by", "王秀兰"])
+    # The reviewer's password and a declared hearing (issue 18); _add gave every user this password.
+    ok = CliRunner().invoke(cli, [*args, "--by", "王秀兰", "--password-stdin", "--heard"], input="long-enough-password\n")
     assert ok.exit_code == 0, ok.output
     assert ok.stdout == f"已批准：{script}，批准人 王秀兰，日期 2026-11-28\n"
     assert "日期 2026/11/28 → 2026-11-28" in ok.stderr
@@ -470,3 +527,132 @@ def test_the_package_check_would_catch_english() -> None:
     flagged = [s for s in texts if ENGLISH_RUN.search(prose(ID_LIKE.sub(" ", s)))
                or (CJK.search(s) and TWO_WORDS.search(prose(ID_LIKE.sub(" ", s))))]
     assert sorted(flagged) == [": unknown key; remove it", "已播：%s, but the player exited early"], flagged
+
+
+# --- log lines: `outreach run` and the station box ------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+BEIJING_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+08:00 (?:调试|信息|警告|错误|严重) [\w.]+：")
+
+
+def _english_log_lines(text: str) -> list[str]:
+    """Lines with three English words in a row once ids, paths and kept technical words are removed."""
+    return [line for line in text.splitlines() if ENGLISH_RUN.search(prose(ID_LIKE.sub(" ", line)))]
+
+
+def _run_until(argv: list[str], log: Path, env: dict[str, str], ready: str, *, more_s: float,
+               timeout_s: float = 90.0) -> str:
+    """Run `argv` with its output in `log` until `ready` is logged (then `more_s` longer), then stop it with SIGTERM."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=out, env=env)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while ready not in log.read_text("utf-8", "replace"):
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text("utf-8", "replace")[-3000:]
+                time.sleep(0.1)
+            time.sleep(more_s)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    return log.read_text("utf-8")
+
+
+def test_run_logs_in_chinese(workspace: Path, tmp_path: Path) -> None:
+    """A real `outreach run`: database upgrades, APScheduler's jobs, the built-in player's check, the preflight, its stop.
+
+    The campaigns are moved to 2098: the preflight then has nothing to render, and the run stops at once.
+    """
+    campaigns = workspace / "schedules" / "campaigns.yaml"
+    text = re.sub(r"(?m)^(\s+)from: \d{4}", r"\1from: 2098", campaigns.read_text(encoding="utf-8"))
+    campaigns.write_text(re.sub(r"(?m)^(\s+)to: \d{4}", r"\1to: 2099", text), encoding="utf-8")
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}", "PYTHONPATH": str(REPO)}
+    text = _run_until([sys.executable, "-m", "outreach", "run", "-w", str(workspace)], tmp_path / "run.log",
+                      env, "预检：", more_s=0.3)
+    assert "数据库升级：（新库） → 0001" in text and "已加入任务 play@06:30（任务库 default）" in text, text
+    assert "调度器开始执行任务" in text and "调度器已停止" in text and "调度已正常停止" in text, text
+    assert not _english_log_lines(text), _english_log_lines(text)
+    logged = [line for line in text.splitlines() if line[:1].isdigit()]
+    assert logged and all(BEIJING_LINE.match(line) for line in logged), logged
+
+
+def test_station_logs_in_chinese(tmp_path: Path) -> None:
+    """A real station box whose county server cannot be reached: its sync, its scheduler, its stop."""
+    from station_harness import free_port
+
+    (tmp_path / "token").write_text("a-token-for-the-log-test")
+    argv = [sys.executable, "-m", "outreach.station", "run", "--server", f"http://127.0.0.1:{free_port()}",
+            "--station-id", "dazhuang-01-abc123", "--token-file", str(tmp_path / "token"), "--data",
+            str(tmp_path / "data"), "--output", f"file:{tmp_path / 'out'}@20", "--sync-s", "1", "--upload-s", "1",
+            "--heartbeat-s", "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    text = _run_until(argv, tmp_path / "station.log", env, "已运行", more_s=1.2)
+    assert "连不上县服务器" in text and "连接被拒绝" in text and "调度器已启动" in text and "调度器已停止" in text, text
+    assert not _english_log_lines(text), _english_log_lines(text)
+    assert all(BEIJING_LINE.match(line) for line in text.splitlines() if line.strip()), text
+
+
+def test_scheduler_job_lines_are_chinese() -> None:
+    """APScheduler's own lines for a job added, run, finished, missed and removed, through the log filter."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from outreach.station.logs import ChineseFormatter, ChineseLibraryLines
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(ChineseFormatter("%(level_zh)s %(name)s：%(message)s"))
+    handler.addFilter(ChineseLibraryLines())
+    logger = logging.getLogger("apscheduler")
+    before = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    ran = threading.Event()
+    tz = ZoneInfo("Asia/Shanghai")
+    scheduler = BackgroundScheduler(timezone=tz)
+    try:
+        scheduler.start()
+        now = datetime.now(tz)
+        scheduler.add_job(ran.set, "date", run_date=now, id="play@06:30", name="play@06:30")
+        scheduler.add_job(ran.is_set, "date", run_date=now.replace(year=now.year - 1), id="export-next-day",
+                          name="export-next-day", misfire_grace_time=1)
+        assert ran.wait(10)
+        time.sleep(0.3)
+    finally:
+        scheduler.shutdown()
+        logger.removeHandler(handler)
+        logger.setLevel(before[0])
+        logger.propagate = before[1]
+    text = stream.getvalue()
+    for words in ("调度器已启动", "已加入任务 play@06:30（任务库 default）", "开始执行任务 play@06:30（预定 ",
+                  "任务 play@06:30 执行完毕", "任务 export-next-day 错过了预定时间，晚了 ", "已删除任务 play@06:30",
+                  "调度器已停止"):
+        assert words in text, (words, text)
+    assert not _english_log_lines(text), _english_log_lines(text)
+
+
+# --- village stations on the CLI ------------------------------------------------------------------------
+
+
+def test_station_add_needs_a_server_url_a_box_can_reach_and_stations_has_a_header(
+        workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from station_harness import mark_station_villages
+
+    for name in [k for k in os.environ if k.startswith("OUTREACH_BROKER_")]:
+        monkeypatch.delenv(name)  # no broker: registration works over HTTP only
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'stations.db'}")
+    mark_station_villages(workspace, ("dazhuang-01",))
+    ws = ["-w", str(workspace)]
+    empty = CliRunner().invoke(cli, ["stations", *ws])
+    assert empty.exit_code == 0 and empty.stdout == "" and "还没有登记广播站" in empty.stderr
+    refused = CliRunner().invoke(cli, ["station", "add", "大庄村", *ws])
+    assert refused.exit_code == 1 and "请加 --server-url 网址" in refused.stderr and "public_url" in refused.stderr
+    local = CliRunner().invoke(cli, ["station", "add", "大庄村", "--server-url", "http://127.0.0.1:8000", *ws])
+    assert local.exit_code == 0 and "只有县服务器本机能打开" in local.stderr
+    text = (workspace / "outreach.toml").read_text(encoding="utf-8")
+    (workspace / "outreach.toml").write_text(text.replace("\n[web]\n", '\n[web]\npublic_url = "https://gb.example.gov.cn"\n', 1),
+                                             encoding="utf-8")
+    derived = CliRunner().invoke(cli, ["station", "add", "大庄村", *ws])
+    assert derived.exit_code == 0 and "--server https://gb.example.gov.cn --station-id" in derived.stdout
+    table = CliRunner().invoke(cli, ["stations", *ws]).stdout.splitlines()
+    assert table[0].split("\t") == ["站点编号", "村", "状态", "最后联系", "缓存到", "警告"] and len(table) == 3
+

@@ -187,3 +187,19 @@ def page_form(client: TestClient, path: str) -> dict[str, str]:
 DRAFT = {"id": "traffic-test-draft", "title": "测试：戴好头盔", "topic": "traffic", "engine": "espeak", "voice": "",
          "rate": "4", "repeat": "1", "priority": "5", "valid_from": "", "valid_until": "",
          "text": "村民朋友们，骑电动车一定要戴好头盔，有事请拨打110。"}
+
+
+def heard_page(client: TestClient, script_id: str, timeout_s: float = 90.0) -> str:
+    """The script page once its 试听 is made: 试听 renders in the background (issue 18) and the page
+    shows 正在生成试听录音… until then."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        page = client.get(f"/scripts/{script_id}")
+        assert page.status_code == 200, page.text[-300:]
+        if 'id="preview-progress"' not in page.text:
+            assert 'id="preview-error"' not in page.text, page.text
+            return page.text
+        assert time.monotonic() < deadline, "the preview was not made in time"
+        time.sleep(0.1)

@@ -23,11 +23,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from outreach.audio.ffmpeg import AudioSegment
 from outreach.audio.mastering import layout_clip, load_segment, master_to_mp3
-from outreach.config import Config
+from outreach.audio.recordings import demuxer, recording_seconds
+from outreach.config import CONFIG_NAME, RECORDING_ENGINE, Config
 from outreach.content.scripts import Script
 from outreach.content.textnorm import Lexicon, load_lexicon, normalize
-from outreach.errors import DeliveryError, OutreachError, ScriptError
+from outreach.errors import ConfigError, DeliveryError, OutreachError, ScriptError
 from outreach.files import sha256_file, temp_dir, write_text_atomic
 from outreach.tts import Synthesizer, engine_spec, get_synthesizer
 from outreach.tts.voices import engine_of_voice
@@ -35,6 +37,8 @@ from outreach.tts.voices import engine_of_voice
 # Bump when clip layout or mastering code changes, so old clips are redone.
 RENDER_VERSION = "5"
 CHIME_S = 1.45
+# The `voice` of a recording's clip (its ID3 tag and sidecar): a person, not an engine's voice.
+RECORDING_VOICE = "录音"
 
 
 @dataclass(frozen=True)
@@ -84,9 +88,23 @@ def engine_for(config: Config, script: Script, override: str | None = None) -> s
 
 
 def voice_for(config: Config, script: Script, engine: str) -> str:
-    """The script's voice if `engine` offers it, else the engine's configured voice."""
+    """The voice of `script` on `engine`: its own, else its purpose's ([render.voices]), else the engine's.
+
+    Each applies only when `engine` offers it.
+
+    Raises:
+        ConfigError: the purpose voice is no engine's voice.
+    """
     if script.voice and engine_of_voice(script.voice) == engine:
         return script.voice
+    purpose = config.render.voices.voice_for(script.topic, script.priority)
+    if purpose and not script.voice:
+        owner = engine_of_voice(purpose)
+        if owner is None:
+            raise ConfigError(f"{config.workspace / CONFIG_NAME}: [render.voices] 里的音色 {purpose!r} 不存在；"
+                              "请改用 `outreach voices` 列出的音色")
+        if owner == engine:
+            return purpose
     return config.render.default_voice(engine)
 
 
@@ -95,16 +113,28 @@ def rate_for(config: Config, script: Script) -> float:
     return script.rate or config.render.rate
 
 
-def _cache_key(config: Config, script: Script, spoken: str, engine: str, voice: str, rate: float) -> str:
+def _clip_key(config: Config, script: Script, **sound: object) -> str:
+    """The cache key: what makes the speech (`sound`), plus the tags, layout and mastering profile."""
     r = config.render
-    spec = engine_spec(engine)  # what else changes this engine's sound: its version, its own prosody
-    prosody: dict[str, object] = {"rate": rate} | spec.prosody(r, rate)
     material = {
-        "version": RENDER_VERSION, "spoken": spoken, "tags": [script.title, script.topic], "engine": engine,
-        "engine_version": spec.version, "voice": voice, "prosody": prosody,
-        "repeat": script.repeat, "chime": r.chime, "pause_s": r.pause_s, "profile": config.profile.model_dump(),
+        "version": RENDER_VERSION, "tags": [script.title, script.topic], "repeat": script.repeat, "chime": r.chime,
+        "pause_s": r.pause_s, "profile": config.profile.model_dump(), **sound,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _cache_key(config: Config, script: Script, spoken: str, engine: str, voice: str, rate: float) -> str:
+    spec = engine_spec(engine)  # what else changes this engine's sound: its version, its own prosody
+    prosody: dict[str, object] = {"rate": rate} | spec.prosody(config.render, rate)
+    return _clip_key(config, script, spoken=spoken, engine=engine, engine_version=spec.version, voice=voice,
+                     prosody=prosody)
+
+
+def _plan_recording(config: Config, script: Script) -> ClipJob:
+    """A recording's clip: keyed by the recording's sha256; one clip whatever the village's voice or --engine."""
+    key = _clip_key(config, script, engine=RECORDING_ENGINE, recording_sha256=script.recording_sha256)
+    return ClipJob(script, script.text, RECORDING_ENGINE, RECORDING_VOICE, 0.0, key,
+                   config.clips_dir / f"{script.id}-{key[:12]}.mp3")
 
 
 def plan_clip(config: Config, script: Script, lexicon: Lexicon, engine_override: str | None = None,
@@ -114,7 +144,10 @@ def plan_clip(config: Config, script: Script, lexicon: Lexicon, engine_override:
     `voice` (a village's or township's, e.g. an edge dialect voice) picks the engine that
     offers it and wins over the script's voice and --engine; its clip is named
     <script>@<voice>-<key>.mp3 and lives beside the default <script>-<key>.mp3.
+    A recording script has one clip, its recording mastered: `voice` and `engine_override` do not apply.
     """
+    if script.is_recording:
+        return _plan_recording(config, script)
     spoken = normalize(script.text, lexicon)
     engine = engine_of_voice(voice) if voice else None
     if voice and engine is None:
@@ -143,28 +176,57 @@ def cached_result(job: ClipJob) -> ClipResult | None:
                       meta["duration_s"], cached=True)
 
 
-def render_clip(job: ClipJob, config: Config, synthesizer: Synthesizer) -> ClipResult:
-    """Synthesise, lay out and master one clip; write the MP3 and its sidecar atomically."""
+def render_clip(job: ClipJob, config: Config, synthesizer: Synthesizer | None) -> ClipResult:
+    """Synthesise (a recording: decode), lay out and master one clip; write the MP3 and its sidecar atomically.
+
+    `synthesizer` is None for a recording, which no engine speaks.
+    """
     script, profile = job.script, config.profile
-    with temp_dir("tts") as tmp:
-        speech = synthesizer.synthesize(job.spoken, job.voice, Path(tmp) / "speech", rate=job.rate)
-        segment = load_segment(speech.path, speech.fmt, profile.sample_rate)
+    if job.engine == RECORDING_ENGINE:
+        segment, engine, voice = _recording_segment(job, profile.sample_rate), RECORDING_ENGINE, job.voice
+    else:
+        assert synthesizer is not None, job.engine
+        with temp_dir("tts") as tmp:
+            speech = synthesizer.synthesize(job.spoken, job.voice, Path(tmp) / "speech", rate=job.rate)
+            segment = load_segment(speech.path, speech.fmt, profile.sample_rate)
+        engine, voice = speech.engine, speech.voice
     clip = layout_clip(segment, repeat=script.repeat, pause_s=config.render.pause_s, with_chime=config.render.chime,
                        profile=profile)
-    tags = {"title": script.title, "topic": script.topic, "script_id": script.id, "engine": speech.engine,
-            "voice": speech.voice}
+    tags = {"title": script.title, "topic": script.topic, "script_id": script.id, "engine": engine, "voice": voice}
     loud = master_to_mp3(clip, job.path, profile, tags=tags)
     # Where each repeat of the speech lies in the clip, so it can be checked (heard) region by region.
     layout = {"chime_s": round(len(clip) / 1000 - script.repeat * segment.duration_seconds
                                - (script.repeat - 1) * config.render.pause_s, 3),
               "speech_s": round(segment.duration_seconds, 3), "pause_s": config.render.pause_s, "repeat": script.repeat}
-    meta = {"key": job.key, "script_id": script.id, "engine": speech.engine, "voice": speech.voice,
+    meta = {"key": job.key, "script_id": script.id, "engine": engine, "voice": voice,
             "requested_engine": job.engine, "requested_voice": job.voice, "rate": job.rate, "spoken": job.spoken,
             "layout": layout, "size": job.path.stat().st_size, "sha256": sha256_file(job.path), **asdict(loud)}
     write_text_atomic(job.meta_path, json.dumps(meta, ensure_ascii=False, indent=1))
     _remove_stale(job)
-    return ClipResult(script.id, str(job.path), speech.engine, loud.lufs, loud.true_peak_db, loud.duration_s,
-                      cached=False)
+    return ClipResult(script.id, str(job.path), engine, loud.lufs, loud.true_peak_db, loud.duration_s, cached=False)
+
+
+def _recording_segment(job: ClipJob, sample_rate: int) -> AudioSegment:
+    """The recording of `job`'s script, decoded, once its bytes are checked against the recorded sha256.
+
+    Raises ScriptError when the file is missing or is not the recording the script (and its approval) names.
+    """
+    script = job.script
+    path = script.recording_path
+    if path is None or not path.is_file():
+        raise ScriptError(f"{script.path}: 找不到录音文件 {script.recording}；请用 "
+                          f"`outreach scripts add-recording {script.id} 文件` 重新添加录音")
+    if sha256_file(path) != script.recording_sha256:
+        raise ScriptError(f"{path}: 录音文件和稿件记录的校验值不一致（文件被替换过）；请用 "
+                          f"`outreach scripts add-recording {script.id} 文件` 重新添加，添加后要重新审核")
+    return load_segment(path, demuxer(path.suffix.lstrip(".")), sample_rate)
+
+
+def render_job(job: ClipJob, config: Config, synthesizers: dict[str, Synthesizer] | None = None) -> ClipResult:
+    """`render_clip` with the job's synthesizer (from `synthesizers`, a cache by engine), none for a recording."""
+    if job.engine == RECORDING_ENGINE:
+        return render_clip(job, config, None)
+    return render_clip(job, config, _synthesizer(config, job.engine, {} if synthesizers is None else synthesizers))
 
 
 def _remove_stale(job: ClipJob) -> None:
@@ -188,7 +250,7 @@ _WORKER_SYNTHESIZERS: dict[str, Synthesizer] = {}
 def _render_in_worker(job: ClipJob, config: Config) -> ClipResult | str:
     """Pool worker: render one clip; a failure comes back as its message (errors stay picklable)."""
     try:
-        return render_clip(job, config, _synthesizer(config, job.engine, _WORKER_SYNTHESIZERS))
+        return render_job(job, config, _WORKER_SYNTHESIZERS)
     except OutreachError as exc:
         return str(exc)
 
@@ -241,7 +303,7 @@ def render_library(config: Config, scripts: list[Script], *, engine_override: st
     approved = [s for s in scripts if s.approved]
     extra = sorted({v for v in voices if v})
     todo, label_of, outcome = _plan_jobs(config, approved, extra, engine_override, force)
-    pooled = [j for j in todo if engine_spec(j.engine).offline]
+    pooled = [j for j in todo if j.engine != RECORDING_ENGINE and engine_spec(j.engine).offline]
     count = workers or render_workers(len(pooled))
     if count < 2 or len(pooled) < 2:
         pooled = []
@@ -263,8 +325,8 @@ def render_library(config: Config, scripts: list[Script], *, engine_override: st
                 label = label_of[id(futures[future])]
                 try:
                     outcome[label] = future.result()
-                except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
-                    outcome[label] = f"生成录音的进程意外退出（{exc}）；请重新运行 `outreach render`"
+                except BrokenProcessPool:  # a worker died (killed, out of memory); its text is English and says no more
+                    outcome[label] = "生成录音的进程意外退出（被结束，或内存不够）；请重新运行 `outreach render`"
                 bar.update()
     in_pool = {id(job) for job in pooled}
     for job in todo:
@@ -273,7 +335,7 @@ def render_library(config: Config, scripts: list[Script], *, engine_override: st
         label = label_of[id(job)]
         bar.set_postfix_str(label)
         try:
-            outcome[label] = render_clip(job, config, _synthesizer(config, job.engine, synthesizers))
+            outcome[label] = render_job(job, config, synthesizers)
         except OutreachError as exc:
             outcome[label] = str(exc)
         bar.update()
@@ -289,7 +351,7 @@ def _plan_jobs(config: Config, approved: list[Script], extra: list[str], engine_
     todo: list[ClipJob] = []
     label_of: dict[int, str] = {}
     for script in approved:
-        for voice in (None, *extra):
+        for voice in _voices_of(script, extra):
             label = voice_label(script.id, voice)
             try:
                 job = plan_clip(config, script, lexicon, engine_override, voice=voice)
@@ -304,11 +366,16 @@ def _plan_jobs(config: Config, approved: list[Script], extra: list[str], engine_
     return todo, label_of, outcome
 
 
+def _voices_of(script: Script, extra: list[str]) -> tuple[str | None, ...]:
+    """The voices a script gets a clip in: the default and each village's own; a recording has only its own."""
+    return (None,) if script.is_recording else (None, *extra)
+
+
 def _report(approved: list[Script], extra: list[str], outcome: dict[str, ClipResult | str]) -> RenderReport:
     """Every clip's outcome in script and voice order: a result, or a failure naming the script file."""
     report = RenderReport(results=[], failures=[])
     path_of = {s.id: s.path for s in approved}
-    for label in [voice_label(s.id, v) for s in approved for v in (None, *extra)]:
+    for label in [voice_label(s.id, v) for s in approved for v in _voices_of(s, extra)]:
         got = outcome[label]
         if isinstance(got, ClipResult):
             report.results.append(got)
@@ -333,9 +400,25 @@ def require_approved(scripts: list[Script], ids: list[str]) -> list[Script]:
 
 
 def estimate_duration(config: Config, script: Script) -> float:
-    """Seconds a clip will last, from its text length, before it is rendered."""
-    speech = len(script.text) / rate_for(config, script)
+    """Seconds a clip will last, from its text length (a recording: its length), before it is rendered."""
+    speech = _recording_length(script) if script.is_recording else None
+    if speech is None:
+        speech = len(script.text) / rate_for(config, script)
     return (CHIME_S if config.render.chime else 0.0) + script.repeat * speech + (script.repeat - 1) * config.render.pause_s
+
+
+_RECORDING_LENGTH: dict[str, float] = {}  # seconds by the recording's sha256
+
+
+def _recording_length(script: Script) -> float | None:
+    """Seconds of a recording script's audio (decoded once per recording), None when it cannot be read."""
+    sha, path = script.recording_sha256 or "", script.recording_path
+    if sha not in _RECORDING_LENGTH:
+        try:
+            _RECORDING_LENGTH[sha] = recording_seconds(path, path.suffix.lstrip(".")) if path else 0.0
+        except (OSError, OutreachError, KeyError):
+            return None
+    return _RECORDING_LENGTH[sha] or None
 
 
 def clip_durations(config: Config, scripts: list[Script]) -> dict[str, float]:

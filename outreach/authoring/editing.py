@@ -28,6 +28,7 @@ __all__ = [
     "StaleFile", "CampaignValues", "VillageValues", "Checked", "PlanPreview", "stamp", "campaign_values",
     "village_values", "apply_campaign", "apply_village", "check_campaigns", "check_county", "preview_plan",
     "save", "PREVIEW_MAX_DAYS", "campaign_entry", "village_entry", "village_field_errors", "SPEAKERS",
+    "campaign_ids", "move",
 ]
 
 PREVIEW_MAX_DAYS = 14
@@ -84,6 +85,19 @@ def _set_list(node: CommentedMap, key: str, values: Sequence[str], *, flow: bool
         node.pop(key, None)
     else:
         node[key] = new
+
+
+def _kept_order(old: Any, values: Sequence[str]) -> list[str]:
+    """`values` in the file's order where the file has them, new ones after, so a save reorders nothing."""
+    before = [v for v in old if v in values] if isinstance(old, list) else []
+    return before + [v for v in values if v not in before]
+
+
+def _put(node: CommentedMap, key: str, value: Any) -> None:
+    """Set node[key] unless it already reads the same: a quoted or typed scalar stays as it is written."""
+    if key in node and str(node[key]) == str(value):
+        return
+    node[key] = value
 
 
 def _set(node: CommentedMap, key: str, value: Any, default: Any = None) -> None:
@@ -149,11 +163,11 @@ def apply_campaign(text: str, original_id: str | None, v: CampaignValues) -> str
     if node is None:
         node = CommentedMap()
         items.append(node)
-    node["id"] = v.id.strip()
-    node["name"] = v.name.strip()
-    _set_list(node, "scripts", v.scripts)
-    node["from"] = _scalar(v.start)
-    node["to"] = _scalar(v.end)
+    _put(node, "id", v.id.strip())
+    _put(node, "name", v.name.strip())
+    _set_list(node, "scripts", v.scripts)  # the editor's order is the rotation: kept as given
+    _put(node, "from", _scalar(v.start))
+    _put(node, "to", _scalar(v.end))
     targets = node.get("targets")
     if not isinstance(targets, CommentedMap):
         targets = CommentedMap()
@@ -163,7 +177,7 @@ def apply_campaign(text: str, original_id: str | None, v: CampaignValues) -> str
     else:
         targets.pop("county", None)
     for key in ("townships", "villages", "markets"):
-        _set_list(targets, key, getattr(v, key), flow=True)
+        _set_list(targets, key, _kept_order(targets.get(key), getattr(v, key)), flow=True)
     if not targets:  # an empty block map under a commented key would dump as invalid YAML; the loader names it
         targets.fa.set_flow_style()
     _set(node, "plays_per_slot", _scalar(v.plays_per_slot), 1)
@@ -171,6 +185,23 @@ def apply_campaign(text: str, original_id: str | None, v: CampaignValues) -> str
     _set(node, "market_day_boost", _scalar(v.market_day_boost), 0)
     _set(node, "urgent", bool(v.urgent), False)
     return _dump(doc)
+
+
+def campaign_ids(text: str) -> set[str]:
+    """The ids campaigns.yaml `text` has (valid or not), which a new campaign's id must not take."""
+    doc = _load(text)
+    items = doc.get("campaigns") if isinstance(doc, Mapping) else None
+    return {str(c["id"]) for c in items or [] if isinstance(c, Mapping) and c.get("id")}
+
+
+def move(scripts: Sequence[str], script_id: str, step: int) -> list[str]:
+    """The rotation with `script_id` moved `step` places (-1 up, 1 down), kept within the list."""
+    out = list(scripts)
+    if script_id in out:
+        i = out.index(script_id)
+        j = min(max(i + step, 0), len(out) - 1)
+        out.insert(j, out.pop(i))
+    return out
 
 
 @dataclass

@@ -19,11 +19,11 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from outreach.config import Config
+from outreach.config import RECORDING_ENGINE, Config
 from outreach.content import textnorm as _tn
 from outreach.content.scripts import (
-    ID_PATTERN, Problem, Script, ScriptChanged, approve_script, check_content, script_lock, split_front_matter,
-    yaml_scalar,
+    ID_PATTERN, Problem, Script, ScriptChanged, approve_script, check_content, read_script, script_lock,
+    split_front_matter, yaml_scalar,
 )
 from outreach.db import session
 from outreach.errors import ScriptError
@@ -31,14 +31,18 @@ from outreach.files import sha256_file, write_text_atomic
 from outreach.models import ScriptEvent
 
 __all__ = ["FORM_FIELDS", "ReviewError", "StaleForm", "Preview", "check_form", "compose", "form_of", "save_draft",
-           "spoken_segments", "render_preview", "find_preview", "record", "trail", "authors", "refuse_own", "approve",
-           "reject", "diff"]
+           "spoken_segments", "render_preview", "find_preview", "heard_preview", "record", "trail", "authors",
+           "refuse_own", "approve", "approve_from_cli", "reject", "diff"]
 
 # The form's fields, in the order they are written to the front matter.
 FORM_FIELDS = ("id", "topic", "title", "engine", "voice", "rate", "repeat", "priority", "valid_from", "valid_until")
 _NUMBER = re.compile(r"\d+(\.\d+)?")
 # Kept on a draft saved over an approved script: the record of the approval the edit voided.
 _APPROVAL_RECORD = ("approved_by", "approved_on", "approval_hash")
+# Kept while the form says engine: recording (the form has no field for the uploaded file).
+_RECORDING_LINES = ("recording", "recording_sha256")
+# Trail steps that make someone an author of the version (who may then not approve it).
+_AUTHORING = ("drafted", "edited", "recorded")
 MAX_COMMENT = 500
 
 
@@ -70,15 +74,20 @@ def compose(fields: Mapping[str, str], text: str, existing: str | None = None) -
     """
     comments: list[str] = []
     record: list[str] = []
+    recording: list[str] = []
     if existing is not None:
         split = split_front_matter(existing)
         if not isinstance(split, str):
             lines, end = split
             comments = [ln for ln in lines[1:end] if ln.lstrip().startswith("#")]
-            found = {key: ln for ln in lines[1:end] for key in _APPROVAL_RECORD if re.match(rf"{key}\s*:", ln)}
+            found = {key: ln for ln in lines[1:end] for key in (*_APPROVAL_RECORD, *_RECORDING_LINES)
+                     if re.match(rf"{key}\s*:", ln)}
             if "approved_by" in found and "approved_on" in found:
                 record = [found[key].rstrip() for key in _APPROVAL_RECORD if key in found]
+            if str(fields.get("engine") or "").strip() == RECORDING_ENGINE:
+                recording = [found[key].rstrip() for key in _RECORDING_LINES if key in found]
     front = [f"{k}: {_scalar(k, v.strip())}" for k in FORM_FIELDS if (v := str(fields.get(k) or "")).strip()]
+    front += recording
     body = text.replace("\r\n", "\n").replace("\r", "\n").strip()
     return "\n".join(["---", *comments, *front, "status: draft", *record, "---", body]) + "\n"
 
@@ -189,17 +198,15 @@ def render_preview(config: Config, script: Script) -> Preview:
 
     Raises SynthesisFailed / AudioError when the engine cannot speak it.
     """
-    from outreach.audio.render import plan_clip, render_clip
+    from outreach.audio.render import plan_clip, render_job
     from outreach.content.textnorm import load_lexicon
-    from outreach.tts import get_synthesizer
 
     marked = script.model_copy(update={"title": f"【试听，不播出】{script.title}"})
     job = plan_clip(config, marked, load_lexicon(config.lexicon_path))
     name = f"preview-{script.id}-{script.content_hash}-{job.key[:12]}.mp3"
     job = type(job)(job.script, job.spoken, job.engine, job.voice, job.rate, job.key, previews_dir(config) / name)
     if not (job.path.is_file() and job.meta_path.is_file()):
-        synth = get_synthesizer(job.engine, config.render, cache_dir=config.build_path / "models")
-        render_clip(job, config, synth)
+        render_job(job, config)
         meta = json.loads(job.meta_path.read_text(encoding="utf-8"))
         meta |= {"preview": True, "content_hash": script.content_hash, "version": version_text(script)}
         write_text_atomic(job.meta_path, json.dumps(meta, ensure_ascii=False, indent=1))
@@ -211,8 +218,9 @@ def render_preview(config: Config, script: Script) -> Preview:
 def version_text(script: Script) -> str:
     """What an approval seals (title, engine, voice, rate, text) as lines, for showing how two versions differ."""
     rate = "" if script.rate is None else f"{script.rate:g}"
+    recording = f"录音：{script.recording_sha256}\n" if script.recording_sha256 else ""
     return (f"标题：{script.title}\n引擎：{script.engine or ''}\n音色：{script.voice or ''}\n语速：{rate}\n"
-            f"正文：\n{script.text}\n")
+            f"{recording}正文：\n{script.text}\n")
 
 
 def _heard_version(clip: Path) -> str | None:
@@ -263,8 +271,8 @@ def trail(engine: Engine, script_id: str) -> list[ScriptEvent]:
 
 
 def authors(engine: Engine, script_id: str) -> tuple[str | None, str | None]:
-    """Who drafted the script in the browser and who last edited it (None when unknown)."""
-    events = [e for e in trail(engine, script_id) if e.action in ("drafted", "edited")]
+    """Who drafted the script in the browser and who last edited it or gave it a recording (None when unknown)."""
+    events = [e for e in trail(engine, script_id) if e.action in _AUTHORING]
     drafted = next((e.actor for e in events if e.action == "drafted"), None)
     return drafted, (events[-1].actor if events else None)
 
@@ -317,6 +325,45 @@ def approve(engine: Engine, config: Config, script: Script, *, reviewer: str, he
                             diff(heard_text, now_text, "您试听的版本", "现在的文件")) from None
         record(engine, script.id, "approved", reviewer, now, content_hash=approved.content_hash,
                audio_sha256=heard_sha256)
+    return approved
+
+
+def heard_preview(engine: Engine, config: Config, script: Script) -> ScriptEvent | None:
+    """The newest 试听 of the script as it is now (a preview rendered and recorded), if its clip still exists."""
+    for e in reversed(trail(engine, script.id)):
+        if (e.action == "previewed" and e.content_hash == script.content_hash
+                and find_preview(config, script.id, e.audio_sha256)):
+            return e
+    return None
+
+
+def approve_from_cli(engine: Engine, config: Config, path: Path, *, reviewer: str, heard: bool, today: date,
+                     now: datetime, expect: str | None = None) -> Script:
+    """批准 from the command line, by a reviewer whose password the caller checked: the browser's rules.
+
+    Not the script's author or last editor; the version sealed must have been heard: a 试听 of it is
+    in the trail (rendered in the browser), or the reviewer declares with `heard` (--heard) that
+    they listened to it some other way. The trail's approval says which. With `expect` (an approval
+    hash), only that version is sealed.
+
+    Raises ReviewError (own script, nothing heard), ScriptChanged / ScriptError from approve_script.
+    """
+    with script_lock(path):
+        refuse_own(engine, path.stem, reviewer, "批准")
+        script, problems, _ = read_script(path)
+        if script is None:
+            raise ScriptError(problems_text(problems))
+        version = expect or script.content_hash
+        preview = heard_preview(engine, config, script)
+        if preview is None and not heard and not script.approved and version == script.content_hash:
+            raise ReviewError(f"“{script.id}”现在的版本（{script.content_hash}）还没有试听记录，没有批准。"
+                              "请先在管理后台的稿件页点「试听」并听完；如果您已用别的方式听过这个版本，"
+                              "请加上 --heard（会记入审核记录）")
+        approved = approve_script(path, by=reviewer, on=today, expect=version)
+        how = (f"命令行批准；试听过这个版本（试听录音 {preview.audio_sha256[:16]}）" if preview is not None
+               else "命令行批准；审核员用 --heard 声明已听过这个版本")
+        record(engine, approved.id, "approved", reviewer, now, content_hash=approved.content_hash,
+               audio_sha256=preview.audio_sha256 if preview is not None else "", detail=how)
     return approved
 
 

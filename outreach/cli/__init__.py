@@ -4,6 +4,7 @@ from outreach.cli import (  # noqa: F401  (each module registers its commands)
     coverage_cmds,
     deliver_cmds,
     export_cmds,
+    log_cmds,
     plan_cmds,
     records_cmds,
     registry_cmds,
@@ -11,6 +12,7 @@ from outreach.cli import (  # noqa: F401  (each module registers its commands)
     scripts_cmds,
     station_cmds,
     status_cmds,
+    villages_cmds,
     web_cmds,
 )
 from outreach.cli.base import cli

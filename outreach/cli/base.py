@@ -41,8 +41,37 @@ class Workspace:
         return load_config(self.path)
 
 
+OPTIONS_METAVAR = "[选项]"  # click's usage line: `用法： outreach [选项] 命令 [参数]...`
+COMMAND_METAVAR = "命令 [参数]..."
+
+
+def _chinese_help(command: click.Command) -> None:
+    """Join the help's lines the Chinese way: click would put a space at each line break (`工作区 的播出记录`)."""
+    for name in ("help", "short_help", "epilog"):
+        if text := getattr(command, name):
+            setattr(command, name, zh.join_chinese_lines(text))
+
+
+class OutreachCommand(click.Command):
+    """A command whose help is Chinese all through: `[选项]`, not `[OPTIONS]`; no stray spaces."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("options_metavar", OPTIONS_METAVAR)
+        super().__init__(*args, **kwargs)
+        _chinese_help(self)
+
+
 class OutreachGroup(click.Group):
-    """A group that turns OutreachError into `错误：...` and exit 1."""
+    """A group that turns OutreachError into `错误：...` and exit 1; its commands and subgroups are Chinese too."""
+
+    command_class = OutreachCommand
+    group_class = type  # subgroups are OutreachGroups
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("options_metavar", OPTIONS_METAVAR)
+        kwargs.setdefault("subcommand_metavar", COMMAND_METAVAR)
+        super().__init__(*args, **kwargs)
+        _chinese_help(self)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -139,3 +168,20 @@ def clean_workspace(ws: Workspace) -> list[Path]:
 def echo_json(data: Any) -> None:
     """Print `data` as UTF-8 JSON (Chinese kept readable); instants in Beijing time (`dates.json_time`)."""
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=json_value))
+
+
+def sheet_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--campaign, --from, --to, --township, --format and --out, as `coverage` and `log` take them."""
+    options = [
+        click.option("--campaign", "campaign_text", metavar="活动", help="只看这个活动，编号或名称（默认：全部活动）。"),
+        click.option("--from", "start_text", metavar="日期", help="第一天，如 12月1日、昨天（默认：--to 所在月的 1 日）。"),
+        click.option("--to", "end_text", metavar="日期", help="最后一天，含当天（默认：今天）。"),
+        click.option("--township", "township_text", metavar="乡镇", help="只看这个乡镇的村（编号或名称）。"),
+        click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "xlsx"]), default="table",
+                     show_default=True, help="输出格式；csv 带 BOM，Excel 可直接打开；xlsx 要写 --out。"),
+        click.option("--out", "--output", "out", type=click.Path(dir_okay=False, path_type=Path),
+                     callback=existing_folder, metavar="文件", help="写入这个文件，而不是打印到屏幕。"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import click
 from sqlmodel import Session
 
-from outreach.cli.base import Workspace, cli, cli_date, echo_json, existing_folder, warn, with_workspace
+from outreach.cli.base import Workspace, cli, cli_date, echo_json, existing_folder, sheet_options, warn, with_workspace
 from outreach.config import TIMEZONE, TZ
 from outreach.labels import EVIDENCE
 
@@ -25,15 +25,10 @@ if TYPE_CHECKING:
     from outreach.coverage import ReadTime
     from outreach.planning.workspace import Loaded
 
-# The first fourteen columns are those of earlier versions, in their order; evidence columns follow.
-COVERAGE_HEADERS = ("村编号", "村", "乡镇", "活动编号", "活动", "计划", "播出", "确认", "待确认", "漏播", "失败",
-                    "最近覆盖", "人口", "估计听众",
-                    *(EVIDENCE[level] for level in ("confirmed", "heard", "player", "none")), "其中无记录的漏播",
-                    *(f"上次成功播出（{EVIDENCE[level]}）" for level in ("confirmed", "heard", "player")))
 TABLE_HEADERS = ("村", "乡镇", "活动", *(EVIDENCE[level] for level in ("confirmed", "heard", "player", "exported")),
                  "漏播", "失败", "上次成功播出", "估计听众")
 FAILED_NOTE = "失败含播放中断（程序崩溃时正在播放的节目）"
-GAP_HEADERS = ("类型", "乡镇", "村编号", "村", "稿件", "日期", "数量", "漏播")
+GAP_HEADERS = ("类型", "乡镇", "村编号", "村", "稿件编号", "稿件", "日期", "数量", "漏播")
 
 
 @dataclass
@@ -46,6 +41,12 @@ class _Context:
     county: str
     windows: dict[str, tuple[dt.date | None, dt.date | None]]  # script id -> (valid_from, valid_until)
     loaded: Loaded | None = None  # the workspace, when its YAML loads (for the plan's expected programs)
+    campaign_id: str | None = None  # --campaign as an id, when it was typed as a name
+
+    @property
+    def titles(self) -> dict[str, str]:
+        """Script id → title, from the workspace's library (empty without one)."""
+        return {s.id: s.title for s in self.loaded.library} if self.loaded else {}
 
 
 def _today(text: str | None) -> dt.date:
@@ -149,6 +150,11 @@ def _open(ws: Workspace, campaign_id: str | None) -> Iterator[_Context]:
         engine = open_database(loaded)
     else:
         engine = db.open_migrated(config.resolved_database_url())
+    if campaign_id is not None:  # a name such as 冬季道路交通安全宣传 is taken too
+        from outreach.coverage import campaign_by_name
+
+        with db.session(engine) as s:
+            campaign_id = campaign_by_name(s, campaign_id)
     targets: list[str] = []
     scripts: list[str] = []
     windows: dict[str, tuple[dt.date | None, dt.date | None]] = {}
@@ -161,7 +167,8 @@ def _open(ws: Workspace, campaign_id: str | None) -> Iterator[_Context]:
                        for sid in scripts if sid in loaded.scripts}
     try:
         with db.session(engine) as s:
-            yield _Context(s, targets, scripts, loaded.registry.county if loaded else "", windows, loaded)
+            yield _Context(s, targets, scripts, loaded.registry.county if loaded else "", windows, loaded,
+                           campaign_id)
     finally:
         engine.dispose()
 
@@ -184,22 +191,6 @@ def _csv(rows: Sequence[Sequence[Any]]) -> str:
     return "\ufeff" + buf.getvalue()  # BOM: Excel then reads the file as UTF-8
 
 
-def _xlsx(rows: Sequence[Sequence[Any]], title: str) -> bytes:
-    from openpyxl import Workbook
-
-    book = Workbook()
-    sheet = book.active
-    sheet.title = title
-    for r in rows:
-        sheet.append(list(r))
-    for col in sheet.columns:
-        sheet.column_dimensions[col[0].column_letter].width = max(8, *(_width(str(c.value or "")) + 2 for c in col))
-    sheet.freeze_panes = "A2"
-    buf = io.BytesIO()
-    book.save(buf)
-    return buf.getvalue()
-
-
 def _emit(text: str, out: Path | None) -> None:
     from outreach.files import write_text_atomic
 
@@ -218,18 +209,11 @@ def _date(d: dt.date | None) -> str:
 
 
 @cli.command("coverage")
-@click.option("--campaign", "campaign_id", metavar="ID", help="只看这个活动（默认：全部活动）。")
-@click.option("--from", "start_text", metavar="日期", help="第一天（默认：--to 所在月的 1 日）。")
-@click.option("--to", "end_text", metavar="日期", help="最后一天，含当天（默认：今天）。")
-@click.option("--township", "township_id", metavar="乡镇", help="只看这个乡镇的村（编号或名称）。")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "xlsx"]), default="table",
-              show_default=True, help="输出格式；csv 带 BOM，Excel 可直接打开；xlsx 需要 --out。")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), callback=existing_folder,
-              help="写入这个文件，而不是打印到屏幕。")
+@sheet_options
 @click.option("--today", "today_text", metavar="日期", help="把这一天当作今天（默认：县里的今天）。")
 @with_workspace
-def coverage_cmd(campaign_id: str | None, start_text: str | None, end_text: str | None, township_id: str | None,
-                 fmt: str, out: Path | None, today_text: str | None, ws: Workspace) -> None:
+def coverage_cmd(campaign_text: str | None, start_text: str | None, end_text: str | None,
+                 township_text: str | None, fmt: str, out: Path | None, today_text: str | None, ws: Workspace) -> None:
     """按村和活动统计：有证据的播出（已确认、已监听、仅有播放记录）、待确认、漏播，以及上次成功播出的时间。
 
     不给 --from/--to 时统计本月至今。给了 --campaign 时，活动覆盖的村
@@ -244,8 +228,9 @@ def coverage_cmd(campaign_id: str | None, start_text: str | None, end_text: str 
         raise CoverageError("--format xlsx 要写入文件；请加上 --out coverage.xlsx")
     today = _today(today_text)
     start, end = cov.parse_period(_iso(start_text, "--from", today), _iso(end_text, "--to", today), today=today)
-    township_id = _township(ws, township_id)
-    with _open(ws, campaign_id) as ctx:
+    township_id = _township(ws, township_text)
+    with _open(ws, campaign_text) as ctx:
+        campaign_id = ctx.campaign_id or campaign_text
         read = _read(ws, ctx, start, end, today, campaign_id)
         rows = cov.village_coverage(ctx.session, start=start, end=end, campaign_id=campaign_id,
                                     township_id=township_id, target_village_ids=ctx.targets, read=read)
@@ -261,20 +246,16 @@ def coverage_cmd(campaign_id: str | None, start_text: str | None, end_text: str 
         _emit(_table(table) + "\n", out)
         _coverage_notes(rows, start, end)
         return
-    data = [COVERAGE_HEADERS, *(
-        (r.village_id, r.village_name, r.township_name, r.campaign_id, r.campaign_name, r.planned, r.played,
-         r.confirmed, r.exported, r.missed, r.failed, _date(r.last_reached), r.population, r.listeners,
-         r.reached_confirmed, r.reached_heard, r.reached_player, r.unproven, r.unrecorded,
-         *(_aired(r.last_aired.get(level)) for level in ("confirmed", "heard", "player")))
-        for r in rows
-    )]
+    from outreach.coverage.sheets import coverage_table, csv_text, xlsx_bytes
+
+    table = coverage_table(rows)  # the same rows as the web's Excel download
     if fmt == "csv":
-        _emit(_csv(data), out)
+        _emit(csv_text(table), out)
         return
     from outreach.files import write_bytes_atomic
 
     assert out is not None
-    write_bytes_atomic(out, _xlsx(data, "覆盖"))
+    write_bytes_atomic(out, xlsx_bytes(table))
     click.echo(f"已写入 {out}", err=True)
 
 
@@ -293,7 +274,7 @@ def _coverage_notes(rows: Sequence[Any], start: dt.date, end: dt.date) -> None:
 
 
 @cli.command("gaps")
-@click.option("--campaign", "campaign_id", required=True, metavar="ID", help="要检查的活动。")
+@click.option("--campaign", "campaign_id", required=True, metavar="活动", help="要检查的活动，编号或名称。")
 @click.option("--days", type=int, default=7, show_default=True, help="连续这么多天没播出算沉默（含今天）。")
 @click.option("--township", "township_id", metavar="乡镇", help="只看这个乡镇的村（编号或名称）。")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
@@ -315,12 +296,13 @@ def gaps_cmd(campaign_id: str, days: int, township_id: str | None, fmt: str, out
     township_id = _township(ws, township_id)
     cov.check_days(days)
     with _open(ws, campaign_id) as ctx:
+        campaign_id = ctx.campaign_id or campaign_id
         s = ctx.session
         read = _read(ws, ctx, today - dt.timedelta(days=days - 1), today, today, campaign_id)
         villages = cov.village_gaps(s, campaign_id=campaign_id, today=today, days=days,
                                     target_village_ids=ctx.targets, township_id=township_id, read=read)
         scripts = cov.script_gaps(s, campaign_id=campaign_id, script_ids=ctx.scripts,
-                                  target_village_ids=ctx.targets, end=today, valid=ctx.windows)
+                                  target_village_ids=ctx.targets, end=today, valid=ctx.windows, titles=ctx.titles)
         if township_id is not None:
             scripts = [g for g in scripts if g.township_id == township_id]
         exports = cov.unconfirmed_exports(s, today=today, campaign_id=campaign_id, township_id=township_id)
@@ -333,11 +315,11 @@ def gaps_cmd(campaign_id: str, days: int, township_id: str | None, fmt: str, out
         return
     if fmt == "csv":
         rows: list[Sequence[Any]] = [GAP_HEADERS]
-        rows += [("未覆盖村", g.township_name, g.village_id, g.village_name, "", _date(g.last_reached),
+        rows += [("未覆盖村", g.township_name, g.village_id, g.village_name, "", "", _date(g.last_reached),
                   "" if g.days_silent is None else g.days_silent, g.missed) for g in villages]
-        rows += [("未播稿件", g.township_name, "", "", g.script_id, "", "", "") for g in scripts]
-        rows += [("未确认导出", u.township_id, u.village_id, u.village_name, "", _date(u.first_date), u.slots, "")
-                 for u in exports]
+        rows += [("未播稿件", g.township_name, "", "", g.script_id, g.script_name, "", "", "") for g in scripts]
+        rows += [("未确认导出", u.township_name or u.township_id, u.village_id, u.village_name, "", "",
+                  _date(u.first_date), u.slots, "") for u in exports]
         _emit(_csv(rows), out)
         return
     parts = [f"未覆盖村（近 {days} 天未播出，截至 {today}）：{len(villages)} 个"]
@@ -347,11 +329,12 @@ def gaps_cmd(campaign_id: str, days: int, township_id: str | None, fmt: str, out
              "—" if g.days_silent is None else g.days_silent, g.missed) for g in villages)]))
     parts.append(f"\n未播出的稿件：{len(scripts)} 个")
     if scripts:
-        parts.append(_table([("乡镇", "稿件"), *((g.township_name, g.script_id) for g in scripts)]))
+        parts.append(_table([("乡镇", "稿件"), *((g.township_name, g.script_name) for g in scripts)]))
     parts.append(f"\n未确认的U盘导出（超过 {cov.EXPORT_GRACE_DAYS} 天）：{len(exports)} 个村")
     if exports:
         parts.append(_table([("村", "乡镇", "节目数", "最早", "最近"), *(
-            (u.village_name, u.township_id, u.slots, _date(u.first_date), _date(u.last_date)) for u in exports)]))
+            (u.village_name, u.township_name or u.township_id, u.slots, _date(u.first_date), _date(u.last_date))
+            for u in exports)]))
     _emit("\n".join(parts) + "\n", out)
 
 
@@ -364,9 +347,10 @@ def _gaps_json(campaign_id: str, today: dt.date, days: int, villages: Sequence[A
                       "last_reached": _date(g.last_reached) or None, "days_silent": g.days_silent,
                       "missed": g.missed}
                      for g in villages],
-        "scripts": [{"township_id": g.township_id, "script_id": g.script_id} for g in scripts],
+        "scripts": [{"township_id": g.township_id, "township_name": g.township_name, "script_id": g.script_id,
+                     "script_title": g.script_name} for g in scripts],
         "unconfirmed_exports": [{"village_id": u.village_id, "village_name": u.village_name,
-                                 "township_id": u.township_id, "slots": u.slots,
+                                 "township_id": u.township_id, "township_name": u.township_name, "slots": u.slots,
                                  "first_date": u.first_date.isoformat(), "last_date": u.last_date.isoformat()}
                                 for u in exports],
     }
@@ -376,7 +360,7 @@ def _gaps_json(campaign_id: str, today: dt.date, days: int, villages: Sequence[A
 
 
 @cli.command("report")
-@click.option("--campaign", "campaign_id", required=True, metavar="ID", help="要出报告的活动。")
+@click.option("--campaign", "campaign_id", required=True, metavar="活动", help="要出报告的活动，编号或名称。")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), callback=existing_folder,
               help="要写入的 HTML 文件。")
 @click.option("--from", "start_text", metavar="日期", help="第一天（默认：--to 所在月的 1 日）。")
@@ -396,10 +380,12 @@ def report_cmd(campaign_id: str, out: Path, start_text: str | None, end_text: st
     today = _today(today_text)
     start, end = cov.parse_period(_iso(start_text, "--from", today), _iso(end_text, "--to", today), today=today)
     with _open(ws, campaign_id) as ctx:
+        campaign_id = ctx.campaign_id or campaign_id
         read = _read(ws, ctx, start, end, today, campaign_id)
         data = report.collect(ctx.session, campaign_id=campaign_id, start=start, end=end, today=today,
                               gap_days=days, target_village_ids=ctx.targets, script_ids=ctx.scripts,
-                              county_name=ctx.county, script_windows=ctx.windows, read=read)
+                              county_name=ctx.county, script_windows=ctx.windows, read=read,
+                              script_titles=ctx.titles)
     font = report.cjk_font()
     if font is None:
         warn("没有找到中文字体（fc-list :lang=zh），图表里用编号标注村；"

@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import click
 
 from outreach.cli.base import Workspace, cli, echo_json, with_workspace
-
-
-class ShanghaiFormatter(logging.Formatter):
-    """Log times in Asia/Shanghai with the offset (2026-12-01T06:30:00.123+08:00), whatever the machine's zone."""
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        from datetime import datetime
-
-        from outreach.config import TZ
-
-        return datetime.fromtimestamp(record.created, TZ).isoformat(timespec="milliseconds")
 
 
 @cli.command("run")
@@ -29,10 +15,9 @@ class ShanghaiFormatter(logging.Formatter):
 def run_cmd(mode: str | None, monitor: str | None, ws: Workspace) -> None:
     """运行定时播出调度（北京时间），直到收到 SIGTERM 或按 Ctrl+C。"""
     from outreach.delivery.scheduler import describe_counts, run
+    from outreach.station.logs import log_to_stderr
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(ShanghaiFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    log_to_stderr()  # Beijing time, Chinese levels, APScheduler's and Alembic's lines in Chinese
     counts = run(ws.config, mode or ws.config.deliver.mode, monitor=monitor)
     click.echo(f"调度已正常停止（{describe_counts(counts)}）", err=True)
 

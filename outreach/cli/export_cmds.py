@@ -26,9 +26,9 @@ def _now() -> datetime:
 
 
 @cli.command()
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", metavar="文件夹", type=click.Path(path_type=Path))
 def init(directory: Path) -> None:
-    """用自带的示例县在 DIRECTORY 新建一个工作区。"""
+    """用自带的示例县在这个文件夹里新建一个工作区。"""
     if directory.is_symlink() and not directory.exists():
         raise OutputError(f"{directory}：是一个指向不存在位置的链接；请为工作区选一个新文件夹")
     if directory.exists() and not directory.is_dir():
@@ -47,7 +47,8 @@ def init(directory: Path) -> None:
 
 
 @cli.command("export")
-@click.option("--date", "start_text", metavar="日期", help="导出的第一天（用 --stale 时不写）。")
+@click.option("--date", "start_text", metavar="日期",
+              help="导出的第一天，如 明天、12月1日、2026-12-01（默认：明天；用 --stale 时不写）。")
 @click.option("--to", "end_text", metavar="日期", help="最后一天（默认：与 --date 相同）。")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="节目包文件夹（U盘上的文件夹，必须已经存在）。")
@@ -66,6 +67,9 @@ def export_cmd(start_text: str | None, end_text: str | None, out_dir: Path, make
     以及 playlist.m3u 和 播放说明.txt；更早日期的节目会被删除。默认只为
     用U盘的村（离线的村；deliver.mode 为 "export" 时为所有村）导出。
     --out 文件夹必须已经存在（U盘已插好）；不在U盘上时会警告。
+
+    不写 --date 时导出明天的：U盘一般在播出前一天带到村里，和 outreach run
+    每晚自动导出的一样。
     """
     from outreach.dates import check_range
     from outreach.delivery.usb.export import check_not_past, export_days
@@ -76,10 +80,12 @@ def export_cmd(start_text: str | None, end_text: str | None, out_dir: Path, make
     if stale:
         if start_text or end_text or all_villages:
             raise PlanError("--stale 按U盘上已有的日期重新导出过期的节目包；请不要同时写 --date、--to 或 --all")
-    elif not start_text:
-        raise PlanError("缺少 --date 日期；要重新导出节目包已过期的村，请用 --stale")
     else:
-        start = cli_date(start_text, "--date", today=now.date())
+        if start_text:
+            start = cli_date(start_text, "--date", today=now.date())
+        else:  # the stick goes out the day before: tomorrow's programs, as the nightly export writes
+            start = now.date() + timedelta(days=1)
+            click.echo(f"没写 --date：导出明天（{start.isoformat()}）的节目包；要导出别的日子请写 --date", err=True)
         end = cli_date(end_text, "--to", today=now.date()) if end_text else start
         check_range(start, end, max_days=MAX_EXPORT_DAYS, what="--date/--to")
         check_not_past(start, today=now.date(), past=past)

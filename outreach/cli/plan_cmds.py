@@ -62,13 +62,16 @@ def plan_cmd(start_text: str, end_text: str, village_ids: tuple[str, ...], as_js
             for p in result.programs
         ])
         return
+    # Names, not ids: the village with its township (two townships may each have a 王庄村), scripts by title.
+    titles = {s.id: s.title for s in loaded.library}
     rows = [("日期", "时段", "村", "节目")]
     for p in result.programs:
         village = registry.villages[p.village_id]
+        township = registry.townships.get(village.township_id)
         rows.append((
-            p.date.isoformat(), SLOT_LABELS.get(p.slot, p.slot), f"{village.name}({p.village_id})",
-            f"{'、'.join(i.script_id for i in p.airable_items)}（{round(p.duration_s)}秒）"
-            + "".join(f" 不播 {i.script_id}（批准后被修改）" for i in p.blocked_items),
+            p.date.isoformat(), SLOT_LABELS.get(p.slot, p.slot), f"{township.name if township else ''}{village.name}",
+            f"{'；'.join(titles.get(i.script_id, i.script_id) for i in p.airable_items)}（{round(p.duration_s)}秒）"
+            + "".join(f" 不播「{titles.get(i.script_id, i.script_id)}」（批准后被修改）" for i in p.blocked_items),
         ))
     widths = [max(_width(r[i]) for r in rows) for i in range(3)]
     for r in rows:

@@ -15,6 +15,7 @@ from sqlmodel import Session
 from outreach import db, records
 from outreach.cli.base import Workspace, cli, cli_date, echo_json, warn, with_workspace
 from outreach.config import TIMEZONE
+from outreach.labels import TOPIC
 from outreach.planning.registry import Registry
 
 
@@ -69,7 +70,7 @@ def _market_days(registry: Registry | None) -> records.MarketDays | None:
 
 
 @cli.command()
-@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path, allow_dash=True))
+@click.argument("csv_file", metavar="文件", type=click.Path(exists=True, dir_okay=False, path_type=Path, allow_dash=True))
 @click.option("--by", "entered_by", required=True, metavar="姓名",
               help="录入这些确认的工作人员（与表里的 confirmed_by 分开记录）。")
 @with_workspace
@@ -77,11 +78,11 @@ def confirm(ws: Workspace, csv_file: Path, entered_by: str) -> None:
     """导入村委会对U盘节目的播出确认。
 
     \b
-    CSV_FILE 为 UTF-8（Excel 的“CSV UTF-8”即可），可以就是村里按 播放说明.txt
+    文件为 UTF-8 编码的 CSV（Excel 的“CSV UTF-8”即可），可以就是村里按 播放说明.txt
     发回的行，不用表头，每行：村,日期,时段,姓名[,备注]，例如
       dazhuang-07,2026-12-01,早间,王支书
       西岗村,12月1日,晚间,王支书
-    也可以第一行写表头 village_id,date,slot,confirmed_by[,note]。CSV_FILE 写 - 时
+    也可以第一行写表头 village_id,date,slot,confirmed_by[,note]。文件写 - 时
     从标准输入读（可直接粘贴）。村写编号或村名；日期写 2026-12-01、2026年12月1日
     或 12月1日（取离今天最近的那一天）；时段写 morning/evening 或 早间/晚间。
 
@@ -186,7 +187,7 @@ def handout(ws: Workspace, market_id: str | None, day_text: str | None, leaflets
 
     \b
     一条记录：outreach handout --market 大庄集 --date 2024-05-03 --leaflets 200 --people 150 --topics 交通,反诈
-    CSV 文件：outreach handout --csv FILE.csv
+    CSV 文件：outreach handout --csv 发放记录.csv
 
     CSV 为 UTF-8，表头为 market_id,date,leaflets,people,topics,staff[,note]；
     主题之间用 ; 或 、 分隔。已记录的行会跳过，所以同一文件可以再导入；
@@ -215,8 +216,10 @@ def handout(ws: Workspace, market_id: str | None, day_text: str | None, leaflets
             market_id = resolve_market(registry, market_id)
         h = records.record_handout(s, market_id=market_id, day=when, leaflets=leaflets, people=people,
                                    topics=[topics], staff=staff, note=note, now=now)
-    click.echo(f"已记录发放 #{h.id}：{h.market_id} {h.date}，传单 {h.leaflets} 份，"
-               f"交谈 {h.people} 人，主题 {h.topics}")
+    market = registry.markets.get(h.market_id) if registry is not None else None
+    topic_names = "、".join(TOPIC.get(t.strip(), t.strip()) for t in h.topics.split(",") if t.strip())
+    click.echo(f"已记录发放 #{h.id}：{market.name if market else h.market_id} {h.date}，传单 {h.leaflets} 份，"
+               f"交谈 {h.people} 人，主题 {topic_names}")
     warning = records.market_day_warning(_market_days(registry), h.market_id, h.date)
     if warning:
         warn(warning)

@@ -15,10 +15,10 @@ GENDER = {"Female": "女声", "Male": "男声"}
 
 
 @cli.command()
-@click.argument("text")
+@click.argument("text", metavar="文字")
 @with_workspace
 def tn(text: str, ws: Workspace) -> None:
-    """打印语音引擎实际会把 TEXT 念成什么（口语化文本）。"""
+    """打印语音引擎实际会把这段文字念成什么（口语化文本）。"""
     from outreach.content.textnorm import load_lexicon, normalize
 
     click.echo(normalize(text, load_lexicon(ws.config.lexicon_path)))

@@ -1,4 +1,4 @@
-"""`outreach scripts`: check, list and approve the loudspeaker script library."""
+"""`outreach scripts`: check, list and approve the loudspeaker script library; give a script a recording."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ from zoneinfo import ZoneInfo
 import click
 
 from outreach.cli.base import ERROR, Workspace, cli, cli_date, county_today, echo_json, warn, with_workspace
+from outreach.cli.passwords import PASSWORD_STDIN_HELP, read_password
 from outreach.config import TIMEZONE
-from outreach.content.scripts import approve_script, check_library, script_lock, script_path
+from outreach.content.scripts import check_library, script_path
 from outreach.content.textnorm import load_lexicon
 from outreach.errors import ScriptError, TextNormError
 from outreach.labels import SCRIPT_STATUS, TOPIC, label
-
-APPROVER_ROLES = ("reviewer", "admin")
 
 
 def _pad(text: str, width: int) -> str:
@@ -28,7 +27,7 @@ def _pad(text: str, width: int) -> str:
 
 @cli.group("scripts")
 def scripts() -> None:
-    """检查、列出和批准 audio_scripts/ 里的稿件。"""
+    """检查、列出和批准 audio_scripts/ 里的稿件，或为稿件添加真人录音。"""
 
 
 @scripts.command("check")
@@ -89,56 +88,66 @@ def find_script(scripts_dir: Path, script_id: str) -> Path:
                           "运行 `outreach scripts list` 查看全部编号") from None
 
 
-def check_approver(ws: Workspace, by: str) -> str:
-    """`--by` must name a user of users.json with the reviewer or admin role; returns the stored name."""
-    from outreach.web.auth import USERS_FILE, UserStore
-
-    hint = f"outreach user add 姓名 --role reviewer -w {ws.path}"
-    store = UserStore(ws.config.workspace / USERS_FILE)
-    users = store.users() if (ws.config.workspace / USERS_FILE).exists() else []
-    if not users:
-        raise ScriptError(f"还没有审核人账号，无法确认“{by}”的身份；先运行 `{hint}`，再用 --by 姓名 批准")
-    user = store.get(by)
-    reviewers = [u.name for u in users if str(u.role) in APPROVER_ROLES]
-    if user is None:
-        close = difflib.get_close_matches(by, reviewers, n=3, cutoff=0.3)
-        named = f"您是不是要找：{'、'.join(close)}？" if close else (
-            f"审核人有：{'、'.join(reviewers)}；" if reviewers else "")
-        raise ScriptError(f"“{by}”不是已登记的用户；{named}新审核人请用 `{hint}` 添加")
-    if str(user.role) not in APPROVER_ROLES:
-        who = f"审核人有：{'、'.join(reviewers)}" if reviewers else f"先用 `{hint}` 添加审核人"
-        raise ScriptError(f"“{user.name}”的角色是 {user.role}，不能批准稿件；只有 reviewer 或 admin 可以批准；{who}")
-    return user.name
-
-
 @scripts.command("approve")
-@click.argument("script_id", metavar="ID")
+@click.argument("script_id", metavar="稿件")
 @click.option("--by", "by", required=True, metavar="姓名",
-              help="批准人：users.json 里角色为 reviewer 或 admin 的用户（用 outreach user add 添加）。")
+              help="批准人：users.json 里角色为 reviewer 或 admin 的用户（用 outreach user add 添加）；要输入其登录密码。")
+@click.option("--password-stdin", is_flag=True, help=PASSWORD_STDIN_HELP)
+@click.option("--heard", is_flag=True,
+              help="声明您已用别的方式听过这个版本（没有在管理后台试听时必须加；记入审核记录）。")
 @click.option("--on", "on_text", default=None, metavar="日期",
               help="批准日期，如 2026-12-01、2026/12/01 或 12月1日。  [默认：北京时间今天]")
 @click.option("--hash", "expect", default=None, metavar="版本",
               help="只在稿件仍是这个版本（16 位批准校验值，网页审核记录里的「版本」）时批准；不是就不批准。")
 @with_workspace
-def approve(ws: Workspace, script_id: str, by: str, on_text: str | None, expect: str | None) -> None:
-    """批准草稿 ID 可以播出；--by 必须是已登记的审核人。"""
+def approve(ws: Workspace, script_id: str, by: str, password_stdin: bool, heard: bool, on_text: str | None,
+            expect: str | None) -> None:
+    """批准一篇草稿（稿件写它的编号）可以播出：--by 是已登记的审核人并输入密码，现在的版本要试听过（或加 --heard）。"""
     from outreach.authoring import review
+    from outreach.authoring.accounts import USERS_FILE, approver, check_password
     from outreach.db import open_migrated
     from outreach.records import check_name
 
-    by = check_approver(ws, check_name(by, "--by"))
+    # Who first (a missing reviewer account names its fix before anything else), then what, then the password.
+    account = approver(ws.config.workspace / USERS_FILE, check_name(by, "--by"),
+                       f"outreach user add 姓名 --role reviewer -w {ws.path}")
     day = cli_date(on_text, "--on") if on_text is not None else county_today()
     path = find_script(ws.config.scripts_dir, script_id)
+    check_password(account, read_password(
+        from_stdin=password_stdin, confirm=False, prompt=f"{account.name} 的密码",
+        example=f"outreach scripts approve {script_id} --by {account.name} --password-stdin < 密码文件"))
+    by = account.name
     engine = open_migrated(ws.config.resolved_database_url())  # it holds the review trail
     try:
-        # The same lock as the browser's save and approval: who last edited it and what is sealed
-        # are read and written as one step.
-        with script_lock(path):
-            # The browser's rule: whoever drafted or last edited a script may not approve it.
-            review.refuse_own(engine, path.stem, by, "批准")
-            script = approve_script(path, by=by, on=day, expect=expect.strip().lower() if expect else None)
-            review.record(engine, script.id, "approved", by, datetime.now(ZoneInfo(TIMEZONE)),
-                          content_hash=script.content_hash)
+        # The same lock and rules as the browser's 签发: not one's own script, only the version heard.
+        script = review.approve_from_cli(engine, ws.config, path, reviewer=by, heard=heard, today=day,
+                                         now=datetime.now(ZoneInfo(TIMEZONE)),
+                                         expect=expect.strip().lower() if expect else None)
     finally:
         engine.dispose()
     click.echo(f"已批准：{script.id}，批准人 {script.approved_by}，日期 {script.approved_on}")
+
+
+@scripts.command("add-recording")
+@click.argument("script_id", metavar="稿件")
+@click.argument("file", metavar="文件", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--by", "by", default="命令行", show_default=True, metavar="姓名",
+              help="谁录的、谁添加的（记入审核记录；此人不能再批准这篇稿件）。")
+@with_workspace
+def add_recording(ws: Workspace, script_id: str, file: Path, by: str) -> None:
+    """用真人录音（MP3、WAV 或 M4A）代替语音合成播出一篇稿件（稿件写它的编号）；正文保留供审核对照，原来的批准作废。"""
+    from outreach.authoring.recordings import add_recording as add
+    from outreach.db import open_migrated
+    from outreach.records import check_name
+
+    by = check_name(by, "--by")
+    path = find_script(ws.config.scripts_dir, script_id)
+    engine = open_migrated(ws.config.resolved_database_url())  # it holds the review trail
+    try:
+        added = add(engine, path, file, file.name, actor=by, now=datetime.now(ZoneInfo(TIMEZONE)))
+    finally:
+        engine.dispose()
+    click.echo(f"已添加录音：{added.script.id}（{added.seconds:.0f} 秒），文件 {added.script.recording}")
+    if added.voided:
+        click.echo(f"原来的批准已作废；审核员试听后重新批准才会播出："
+                   f"outreach scripts approve {added.script.id} --by 姓名")

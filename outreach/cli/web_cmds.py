@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import click
 
 from outreach.cli.base import Workspace, cli, echo_json, warn, with_workspace
+from outreach.cli.passwords import PASSWORD_STDIN_HELP, read_password
 from outreach.config import TIMEZONE
 
 # The roles of outreach.web.auth.Role, spelled out so the CLI starts without loading the web app
@@ -61,20 +61,18 @@ def user() -> None:
 
 
 @user.command("add")
-@click.argument("name")
+@click.argument("name", metavar="姓名")
 @click.option("--role", type=click.Choice(ROLE_NAMES), required=True,
               help="viewer：只读；editor：还能拟稿、确认播出、登记发放；reviewer：还能审核批准稿件；"
                    "admin：还能管理用户。")
-@click.option("--password-stdin", is_flag=True, help="从标准输入的第一行读取密码。")
+@click.option("--password-stdin", is_flag=True, help=PASSWORD_STDIN_HELP)
 @with_workspace
 def user_add(name: str, role: str, password_stdin: bool, ws: Workspace) -> None:
-    """添加后台用户 NAME；不加 --password-stdin 时会要求输入两次密码。"""
+    """添加后台用户（姓名）；不加 --password-stdin 时会要求输入两次密码。"""
     from zoneinfo import ZoneInfo
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("密码", hide_input=True, confirmation_prompt=True)
+    password = read_password(from_stdin=password_stdin, confirm=True, prompt="密码",
+                             example=f"outreach user add {name} --role {role} --password-stdin < 密码文件")
     added = _store(ws).add(name, role, password, now=datetime.now(ZoneInfo(TIMEZONE)))
     click.echo(f"已添加：{added.name}（{added.role}）")
 
@@ -96,9 +94,9 @@ def user_list(as_json: bool, ws: Workspace) -> None:
 
 
 @user.command("remove")
-@click.argument("name")
+@click.argument("name", metavar="姓名")
 @with_workspace
 def user_remove(name: str, ws: Workspace) -> None:
-    """删除后台用户 NAME；其已登录的会话在下次点击时失效。"""
+    """删除这个后台用户；其已登录的会话在下次点击时失效。"""
     _store(ws).remove(name)
     click.echo(f"已删除：{name}")

@@ -8,6 +8,8 @@ unchanged, so a newer click degrades to English, never to an error.
 
 from __future__ import annotations
 
+import re
+
 import click.core
 import click.decorators
 import click.exceptions
@@ -78,6 +80,31 @@ def gettext(message: str) -> str:
 
 def ngettext(singular: str, plural: str, n: int) -> str:
     return gettext(singular if n == 1 else plural)
+
+
+# A Han character or Chinese punctuation (CJK symbols, full-width forms, curly quotes).
+_CJK = "\u3400-\u9fff\u3000-\u303f\uff00-\uffef\u2018\u2019\u201c\u201d"
+_SOFT_BREAK = re.compile(f"([{_CJK}])[ \t]*\n[ \t]*(?=[{_CJK}])")
+
+
+def join_chinese_lines(text: str) -> str:
+    """`text` with each line break between two Chinese characters removed, outside `\\b` blocks.
+
+    Click joins the lines of a help paragraph with a space, which in Chinese is a stray space
+    (`不写入工作区 的播出记录`); Chinese joins them with nothing.
+    """
+    out: list[str] = []
+    para: list[str] = []
+    for line in [*text.split("\n"), ""]:
+        if line:
+            para.append(line)
+            continue
+        if para:
+            block = "\n".join(para)
+            out.append(block if para[0].strip() == "\b" else _SOFT_BREAK.sub(r"\1", block))
+            para = []
+        out.append("")
+    return "\n".join(out[:-1])
 
 
 def install() -> None:

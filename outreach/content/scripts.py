@@ -25,18 +25,19 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from outreach.config import ENGINE_CHOICES, RATE_RANGE
+from outreach.config import RATE_RANGE, RECORDING_ENGINE, SCRIPT_ENGINE_CHOICES
 from outreach.errors import ScriptError
-from outreach.files import atomic_path
+from outreach.files import atomic_path, sha256_file
 from outreach.tts.voices import ALL_VOICES, engine_of_voice, is_known_voice
 from outreach.yamlread import Problem, YamlOptions, load_yaml, yaml_problem
 
-__all__ = ["FIELDS", "MAX_TITLE", "MIN_HANZI", "REQUIRED", "TOPICS", "Problem", "Script", "ScriptChanged",
-           "approval_hash", "approve_script", "check_content", "check_library", "load_library", "read_script",
-           "script_lock", "script_path", "split_front_matter", "yaml_scalar"]
+__all__ = ["FIELDS", "MAX_TITLE", "MIN_HANZI", "RECORDING_EXTENSIONS", "RECORDINGS_DIR", "REQUIRED", "TOPICS",
+           "Problem", "Script", "ScriptChanged", "approval_hash", "approve_script", "check_content", "check_library",
+           "load_library", "read_script", "recording_name", "script_lock", "script_path", "set_front_matter", "set_recording",
+           "split_front_matter", "yaml_scalar"]
 
 Topic = Literal["traffic", "anti_fraud"]
-Engine = Literal[ENGINE_CHOICES]  # type: ignore[valid-type]  # offline: render.offline_engine
+Engine = Literal[SCRIPT_ENGINE_CHOICES]  # type: ignore[valid-type]  # offline: render.offline_engine
 Status = Literal["draft", "approved"]
 
 TOPICS: tuple[str, ...] = get_args(Topic)
@@ -48,7 +49,7 @@ ID_PATTERN = r"[a-z0-9-]+"
 FIELDS = (
     "id", "topic", "title", "voice", "engine", "repeat", "priority",
     "valid_from", "valid_until", "status", "approved_by", "approved_on", "approval_hash",
-    "rate",
+    "rate", "recording", "recording_sha256",
 )
 REQUIRED = ("id", "topic", "title", "repeat", "priority", "status")
 # Problems about the file as a whole rather than one field of it.
@@ -63,13 +64,32 @@ MIN_HANZI = 5
 MAX_TITLE = 100
 _HANZI = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _HASH = re.compile(r"[0-9a-f]{16}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# A recording script (engine: recording) airs an uploaded human voice, kept beside the scripts as
+# recordings/<id>-<sha256[:12]>.<ext>; its text stays for review (what the recording says). The name
+# carries the checksum, so a new recording is written beside the old one and the script switched
+# in one rename: the library never holds a script whose recording is half replaced.
+RECORDINGS_DIR = "recordings"
+RECORDING_EXTENSIONS = ("mp3", "wav", "m4a")
 
 
-def approval_hash(text: str, title: str, voice: str | None, engine: str | None, rate: str | None = None) -> str:
-    """What an approval seals: 16 hex digits over the text, title, voice, engine and (if set) rate."""
+def recording_name(script_id: str, sha256: str, ext: str) -> str:
+    """The front matter `recording:` value of a script's recording: recordings/<id>-<sha256[:12]>.<ext>."""
+    return f"{RECORDINGS_DIR}/{script_id}-{sha256[:12]}.{ext}"
+
+
+def approval_hash(text: str, title: str, voice: str | None, engine: str | None, rate: str | None = None,
+                  recording: str | None = None) -> str:
+    """What an approval seals: 16 hex digits over the text, title, voice, engine, rate and recording (if set).
+
+    `recording` is the sha256 of a recording script's audio file, so replacing the recording voids
+    the approval just as editing the text does.
+    """
     sealed: dict[str, Any] = {"text": text, "title": title, "voice": voice, "engine": engine}
     if rate is not None:
         sealed["rate"] = rate
+    if recording is not None:
+        sealed["recording_sha256"] = recording
     return hashlib.sha256(json.dumps(sealed, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
@@ -94,6 +114,9 @@ class Script(BaseModel):
     approved_on: date | None = None
     # The approval_hash written by `approve_script`; an edit since then voids the approval.
     approval_hash: str | None = None
+    # engine: recording only: the audio file (recordings/<id>.<ext>) and its sha256, which approval seals.
+    recording: str | None = None
+    recording_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     path: Path
 
     @model_validator(mode="after")
@@ -107,7 +130,18 @@ class Script(BaseModel):
     @property
     def content_hash(self) -> str:
         """The approval hash of the script as it is now."""
-        return approval_hash(self.text, self.title, self.voice, self.engine, getattr(self, "rate", None))
+        return approval_hash(self.text, self.title, self.voice, self.engine, getattr(self, "rate", None),
+                             self.recording_sha256)
+
+    @property
+    def is_recording(self) -> bool:
+        """True when the script airs an uploaded recording instead of a synthesised voice."""
+        return self.engine == RECORDING_ENGINE
+
+    @property
+    def recording_path(self) -> Path | None:
+        """The recording's audio file (beside the script files), or None for a TTS script."""
+        return self.path.parent / self.recording if self.recording else None
 
     @property
     def edited_after_approval(self) -> bool:
@@ -244,6 +278,7 @@ def _validate(path: Path, data: dict[Any, Any], body: str, max_chars: int | None
     _check_numbers(given, v, bad)
     _check_dates(given, v, bad)
     _check_review(given, v, bad)
+    _check_recording(given, path, v, bad)
     _check_body(body, max_chars, body_line, bad)
 
     if problems:
@@ -297,7 +332,7 @@ def _check_words(given: dict[str, Any], v: dict[str, Any], bad: Callable[[str, s
     if "voice" in v and not is_known_voice(v["voice"]):
         names = ", ".join(voice.name for voice in ALL_VOICES)
         bad("voice", f"未知音色 '{v.pop('voice')}'；请从以下音色中选一个：{names}")
-    if "voice" in v and "engine" in v and engine_of_voice(v["voice"]) != v["engine"]:
+    if "voice" in v and v.get("engine") not in (None, RECORDING_ENGINE) and engine_of_voice(v["voice"]) != v["engine"]:
         owner = engine_of_voice(v["voice"])
         bad("voice", (f"'{v['voice']}' 是 {owner} 引擎的音色，但 engine 是 {v['engine']}；"
                       f"请改成 engine: {owner}，或删掉 engine，或换一个 {v['engine']} 引擎的音色"))
@@ -358,6 +393,61 @@ def _check_review(given: dict[str, Any], v: dict[str, Any], bad: Callable[[str, 
             if key in given:
                 bad(key, "草稿不应有此字段（只有批准后又被修改的草稿才同时保留 approved_by 和 approved_on）；"
                          "请删掉，或用 `outreach scripts approve 编号 --by 姓名` 批准")
+
+
+_ADD_RECORDING = "请用 `outreach scripts add-recording 编号 文件`（或网页上的稿件页）重新添加录音"
+
+
+def _check_recording(given: dict[str, Any], path: Path, v: dict[str, Any], bad: Callable[[str, str], None]) -> None:
+    """A recording script names its file and checksum, and the file is still that recording; others have neither."""
+    rec, sha = given.get("recording"), given.get("recording_sha256")
+    if given.get("engine") != RECORDING_ENGINE:
+        if rec is not None or sha is not None:
+            bad("recording" if rec is not None else "recording_sha256",
+                f"只有 engine: {RECORDING_ENGINE} 的稿件才有录音；请删掉 recording 和 recording_sha256 两行，"
+                f"或改成 engine: {RECORDING_ENGINE}")
+        return
+    for key in ("voice", "rate"):
+        if key in given:
+            v.pop(key, None)
+            bad(key, "录音稿播放上传的人声，不用音色和语速；请删掉这一行")
+    if not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
+        bad("recording_sha256", f"录音的校验值缺失或无效（应为 64 位十六进制）；{_ADD_RECORDING}")
+        return
+    sid = given.get("id") if isinstance(given.get("id"), str) else path.stem
+    names = [recording_name(sid, sha, ext) for ext in RECORDING_EXTENSIONS]
+    if rec is None:
+        bad("recording", f"录音稿缺少录音文件；{_ADD_RECORDING}")
+        return
+    if rec not in names:
+        bad("recording", f"{rec!r} 不是这篇稿件的录音文件名；应是 {' 或 '.join(names)}；{_ADD_RECORDING}")
+        return
+    actual = _recording_sha256(path.parent / rec)
+    if actual is None:
+        bad("recording", f"找不到录音文件 {rec}；{_ADD_RECORDING}")
+    elif actual != sha:
+        bad("recording_sha256", f"录音文件 {rec} 和记录的校验值不一致（文件被替换或损坏过）；{_ADD_RECORDING}，"
+                                "添加后要重新审核")
+    else:
+        v["recording"], v["recording_sha256"] = rec, sha
+
+
+# sha256 of recording files by (path, mtime, size): the library is loaded often, recordings rarely change.
+_RECORDING_SHA: dict[tuple[str, int, int], str] = {}
+
+
+def _recording_sha256(file: Path) -> str | None:
+    """The sha256 of a recording file, or None when it is missing or unreadable."""
+    try:
+        st = file.stat()
+        key = (str(file.resolve()), st.st_mtime_ns, st.st_size)
+        if key not in _RECORDING_SHA:
+            if len(_RECORDING_SHA) > 512:
+                _RECORDING_SHA.clear()
+            _RECORDING_SHA[key] = sha256_file(file)
+        return _RECORDING_SHA[key]
+    except OSError:
+        return None
 
 
 def _check_body(body: str, max_chars: int | None, body_line: int, bad: Callable[[str, str], None]) -> None:
@@ -530,8 +620,9 @@ _BOM = b"\xef\xbb\xbf"
 _EOL = re.compile(r"(\r\n|\r|\n)")
 
 
-def _set_review_lines(content: str, values: list[tuple[str, str]]) -> str:
-    """`content` with the front matter lines of `values` replaced or added; every other byte is kept.
+def set_front_matter(content: str, values: list[tuple[str, str]], drop: tuple[str, ...] = ()) -> str:
+    """`content` with the front matter lines of `values` replaced or added and those of `drop` removed;
+    every other byte is kept.
 
     Each line keeps its own line ending; an added line takes the ending of the opening '---'.
     """
@@ -541,6 +632,11 @@ def _set_review_lines(content: str, values: list[tuple[str, str]]) -> str:
     assert not isinstance(split, str)  # the caller checked the file
     end = split[1]  # the same line numbering: both split at \r\n, \r and \n
     eol = seps[0] or "\n"
+    for key in drop:
+        at = next((i for i in range(1, end) if re.match(rf"{key}\s*:", lines[i])), None)
+        if at is not None:
+            del lines[at], seps[at]
+            end -= 1
     for key, value in values:
         line = f"{key}: {value}"
         at = next((i for i in range(1, end) if re.match(rf"{key}\s*:", lines[i])), None)
@@ -576,14 +672,7 @@ def approve_script(path: Path, *, by: str, on: date, expect: str | None = None) 
     if not by:
         raise ScriptError(f"{_display(path)}: 批准人姓名是空的；请用 --by 姓名 指定")
     with script_lock(path):
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise ScriptError(f"{_display(path)}: 无法读取文件（{exc.strerror}）；请检查文件是否还在") from exc
-        content, problems = _decode(path, raw)
-        script = None
-        if content is not None:
-            script, problems, _ = check_content(path, content, None)
+        raw, content, script, problems = _read_locked(path)
         if expect is not None and (script is None or script.content_hash != expect):
             now = f"现在的版本是 {script.content_hash}" if script is not None else "现在的文件有问题"
             raise ScriptChanged(f"{_display(path)}: 要批准的版本 {expect} 已经被改过了（{now}）；没有批准。"
@@ -594,7 +683,7 @@ def approve_script(path: Path, *, by: str, on: date, expect: str | None = None) 
             raise ScriptError(
                 f"{_display(path)}: 已由 {script.approved_by} 于 {script.approved_on} 批准，无需再批准")
         seal = script.content_hash
-        new_content = _set_review_lines(content, [
+        new_content = set_front_matter(content, [
             ("status", "approved"), ("approved_by", yaml_scalar(by)), ("approved_on", on.isoformat()),
             ("approval_hash", seal)])
 
@@ -604,6 +693,50 @@ def approve_script(path: Path, *, by: str, on: date, expect: str | None = None) 
             raise ScriptError(f"{_display(path)}: 无法改写审核字段（{detail}）；请手工修改")
         _replace_unchanged(path, raw, new_content)
         return approved
+
+
+def _read_locked(path: Path) -> tuple[bytes, str | None, Script | None, list[Problem]]:
+    """A script file's bytes, text, script (None when invalid) and problems, for a writer holding its lock."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ScriptError(f"{_display(path)}: 无法读取文件（{exc.strerror}）；请检查文件是否还在") from exc
+    content, problems = _decode(path, raw)
+    script = None
+    if content is not None:
+        script, problems, _ = check_content(path, content, None)
+    return raw, content, script, problems
+
+
+def set_recording(path: Path, name: str, sha256: str) -> Script:
+    """Make the script at `path` play the recording `name` (already in place, see `recording_name`), atomically.
+
+    Writes engine: recording, recording and recording_sha256, drops voice and rate (a person speaks),
+    and makes the script a draft: an approved script keeps the record of the approval this voids
+    (draft after edit, like an edit in the browser), so it stays planned but does not air until a
+    reviewer approves the new recording. Other lines, comments and the text are kept.
+
+    Raises:
+        ScriptError: the file has problems other than its recording, or already plays this recording.
+        ScriptChanged: the file changed while it was rewritten.
+    """
+    path = Path(path)
+    with script_lock(path):
+        raw, content, script, problems = _read_locked(path)
+        # A missing or replaced recording is what a new one mends; any other problem is fixed first.
+        others = [p for p in problems if p.field not in ("recording", "recording_sha256")]
+        if content is None or others:
+            raise ScriptError("\n".join(str(p) for p in others or problems))
+        if script is not None and script.recording_sha256 == sha256:
+            raise ScriptError(f"{_display(path)}: 这段录音和稿件现在用的录音完全一样，没有改动")
+        new_content = set_front_matter(content, [
+            ("engine", RECORDING_ENGINE), ("recording", name), ("recording_sha256", sha256), ("status", "draft")],
+            drop=("voice", "rate"))
+        changed, problems, _ = check_content(path, new_content, None)
+        if changed is None or problems:
+            raise ScriptError("\n".join(str(p) for p in problems) or f"{_display(path)}: 无法写入录音字段；请手工修改")
+        _replace_unchanged(path, raw, new_content)
+        return changed
 
 
 def _replace_unchanged(path: Path, raw: bytes, new_content: str) -> None:

@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from outreach import models
 from outreach.config import TZ
+from outreach.content.names import did_you_mean
 from outreach.dates import check_range, parse_date
 from outreach.labels import EVIDENCE
 from outreach.errors import CoverageError, OutreachError
@@ -86,12 +87,23 @@ def _listing(ids: list[str]) -> str:
 
 
 def _named(session: Session, table: Any, kind: str, key: str, source: str) -> str:
-    """The name of row `key` of a registry mirror table; CoverageError listing known ids if absent."""
+    """The name of row `key` of a registry mirror table; CoverageError with 您是不是要找 and the known ids if absent."""
     name = session.exec(sa.select(table.name).where(table.id == key)).first()  # type: ignore[call-overload]
     if name is None:
-        known = [r[0] for r in session.exec(sa.select(table.id).order_by(table.id).limit(31)).all()]  # type: ignore[call-overload]
-        raise CoverageError(f"未知的{kind}编号 {key!r}；已有：{_listing(known)}（{kind}编号来自 {source}）")
+        names = dict(session.exec(sa.select(table.id, table.name).order_by(table.id)).all())  # type: ignore[call-overload]
+        raise CoverageError(f"未知的{kind}编号 {key!r}；{did_you_mean(key, names)}已有：{_listing(list(names)[:31])}"
+                            f"（{kind}编号来自 {source}）")
     return str(name[0])
+
+
+def campaign_by_name(session: Session, text: str) -> str:
+    """The id of the campaign whose id or name is `text` (as typed after --campaign); else `text` itself,
+    which check_campaign then refuses with 您是不是要找."""
+    wanted = text.strip()
+    if session.exec(sa.select(CAMPAIGNS.id).where(CAMPAIGNS.id == wanted)).first() is not None:  # type: ignore[call-overload]
+        return wanted
+    named = session.exec(sa.select(CAMPAIGNS.id).where(CAMPAIGNS.name == wanted)).all()  # type: ignore[call-overload]
+    return str(named[0][0]) if len(named) == 1 else wanted
 
 
 def check_campaign(session: Session, campaign_id: str) -> str:

@@ -46,6 +46,11 @@ class ScriptGap:
     township_id: str
     township_name: str
     script_id: str
+    script_title: str = ""  # the title people know it by; the id when the library does not have it
+
+    @property
+    def script_name(self) -> str:
+        return self.script_title or self.script_id
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class UnconfirmedExport:
     slots: int
     first_date: dt.date
     last_date: dt.date
+    township_name: str = ""
 
 
 ValidWindow = tuple[dt.date | None, dt.date | None]
@@ -156,14 +162,17 @@ def script_gaps(
     start: dt.date | None = None,
     end: dt.date | None = None,
     valid: Mapping[str, ValidWindow] | None = None,
+    titles: Mapping[str, str] | None = None,
 ) -> list[ScriptGap]:
     """Scripts of the campaign never heard (a reach with evidence, common.is_reach) in a township.
 
+    A script counts as heard whatever campaign carried it: a program holds each script once, under
+    the campaign that won it (an urgent one airing fraud-96110 takes it from the routine one).
     Townships considered: those of the target villages and those with any
     broadcast row of the campaign. `start`/`end` optionally bound "never".
     `valid` maps a script to its (valid_from, valid_until), either open: a
     script is only a gap on days it may air, so one whose window does not
-    hold `end` (the day the gaps are counted for) is left out.
+    hold `end` (the day the gaps are counted for) is left out. `titles` (script id → title) names them.
 
     Raises CoverageError for an unknown campaign.
     """
@@ -185,7 +194,7 @@ def script_gaps(
     aired = (
         sa.select(sa.literal(1)).select_from(scripts_join())
         .where(BROADCAST_SCRIPTS.script_id == scripts_sq.c.script_id, BROADCASTS.township_id == towns.c.township_id,
-               BROADCASTS.campaign_id == campaign_id, is_reach())
+               is_reach())
     )
     if start is not None:
         aired = aired.where(BROADCASTS.date >= start)
@@ -200,7 +209,8 @@ def script_gaps(
         .order_by(towns.c.township_id, scripts_sq.c.script_id)
     )
     # NOT EXISTS stops at the first airing found, through ix_broadcast_script_script_id.
-    return [ScriptGap(r.township_id, r.township_name, r.script_id) for r in fetch_all(session, stmt)]
+    return [ScriptGap(r.township_id, r.township_name, r.script_id, (titles or {}).get(r.script_id, ""))
+            for r in fetch_all(session, stmt)]
 
 
 def unconfirmed_exports(
@@ -237,12 +247,14 @@ def unconfirmed_exports(
         .where(*where).group_by(BROADCASTS.village_id).subquery("agg")
     )
     stmt = (
-        sa.select(agg, sa.func.coalesce(VILLAGES.name, agg.c.village_id).label("village_name"))
-        .select_from(agg.outerjoin(Village.__table__, VILLAGES.id == agg.c.village_id))  # type: ignore[attr-defined]
+        sa.select(agg, sa.func.coalesce(VILLAGES.name, agg.c.village_id).label("village_name"),
+                  sa.func.coalesce(TOWNSHIPS.name, agg.c.township_id).label("township_name"))
+        .select_from(agg.outerjoin(Village.__table__, VILLAGES.id == agg.c.village_id)  # type: ignore[attr-defined]
+                     .outerjoin(Township.__table__, TOWNSHIPS.id == agg.c.township_id))  # type: ignore[attr-defined]
         .order_by(agg.c.first_date, agg.c.village_id)
     )
     return [
         UnconfirmedExport(r.village_id, r.village_name, r.township_id, int(r.slots),
-                          as_date(r.first_date), as_date(r.last_date))  # type: ignore[arg-type]
+                          as_date(r.first_date), as_date(r.last_date), r.township_name)  # type: ignore[arg-type]
         for r in fetch_all(session, stmt)
     ]

@@ -3,17 +3,15 @@
 `collect` runs the coverage queries; `render_html` is pure given the data and
 turns it into a page whose charts are inline base64 PNGs and whose CSS is
 inline, so the file can be mailed or copied to a USB stick and opened offline.
+The page reads on a phone (tables become cards, charts drawn for its width,
+see coverage.charts) and prints on A4.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import functools
-import io
-import shutil
-import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,25 +20,18 @@ import jinja2
 from sqlmodel import Session
 
 from outreach import coverage as cov
+from outreach.coverage.charts import (
+    CJK_FAMILIES, LAYOUTS, LEGEND, MAX_LABELLED_VILLAGES, MISSED_CELL, NOTHING_CELL, OFTEN_CELL, ONCE_CELL,
+    PENDING_CELL, Chart, Layout, cjk_font, heatmap_grid, heatmap_png, timeline_png, township_bars_png,
+)
 from outreach.files import write_text_atomic
 from outreach.labels import EVIDENCE
 
-__all__ = ["ReportData", "cjk_font", "collect", "heatmap_grid", "render_html", "write_report"]
-
-CJK_FAMILIES = (
-    "Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
-    "Droid Sans Fallback", "AR PL UMing CN", "SimHei", "Microsoft YaHei", "PingFang SC",
-)
-"""Fonts with Simplified Chinese glyphs, best first (Debian: fonts-noto-cjk or fonts-wqy-zenhei)."""
-
-MAX_LABELLED_VILLAGES = 60
-"""Above this many villages the heatmap labels townships instead of villages."""
-
-# nothing planned, missed/failed, still pending (planned, exported or without evidence), reached once, twice or more
-_COLOURS = ["#e9ecef", "#d9534f", "#f2c94c", "#9fd49a", "#2e7d32"]
-_LEGEND = ["无安排", "漏播/失败", "待播/待确认", "播出1次", "播出2次及以上"]
-NOTHING_CELL, MISSED_CELL, PENDING_CELL, ONCE_CELL, OFTEN_CELL = range(5)
-"""The heatmap's cell categories, indexes into _COLOURS and _LEGEND."""
+__all__ = [
+    "CJK_FAMILIES", "MAX_LABELLED_VILLAGES", "MISSED_CELL", "NOTHING_CELL", "OFTEN_CELL", "ONCE_CELL",
+    "PENDING_CELL", "Column", "ReportData", "Table", "cjk_font", "collect", "heatmap_grid", "render_html", "tables",
+    "write_report",
+]
 
 
 @dataclass(frozen=True)
@@ -78,8 +69,11 @@ def collect(
     county_name: str = "",
     script_windows: Mapping[str, cov.ValidWindow] | None = None,
     read: cov.ReadTime | None = None,
+    script_titles: Mapping[str, str] | None = None,
 ) -> ReportData:
     """Run every coverage query the report needs. Gaps are as of min(end, today).
+
+    `script_titles` (id -> title) names the scripts in the page's lists; an unknown id shows as itself.
 
     With `read` (the moment, grace and plan; see coverage.readtime) silence past its slot
     counts as 漏播 in the tables, the gaps and the heatmap.
@@ -103,7 +97,7 @@ def collect(
         village_gaps=cov.village_gaps(session, campaign_id=campaign_id, today=as_of, days=gap_days,
                                       target_village_ids=targets, read=read),
         script_gaps=cov.script_gaps(session, campaign_id=campaign_id, script_ids=list(script_ids),
-                                    target_village_ids=targets, end=as_of, valid=script_windows),
+                                    target_village_ids=targets, end=as_of, valid=script_windows, titles=script_titles),
         unconfirmed=cov.unconfirmed_exports(session, today=as_of, campaign_id=campaign_id),
         markets=cov.market_coverage(session, start=start, end=end),
         timeline=cov.handout_timeline(session, start=start, end=end),
@@ -111,188 +105,6 @@ def collect(
                                        target_village_ids=targets, read=read),
         county_name=county_name, notes=notes,
     )
-
-
-# --- fonts and charts -------------------------------------------------------------
-
-
-@functools.cache
-def cjk_font() -> str | None:
-    """The family name of an installed font with Chinese glyphs, or None.
-
-    Looks in matplotlib's font list first, then asks fontconfig (`fc-list
-    :lang=zh`) so that a font installed after matplotlib built its cache is
-    still found.
-    """
-    from matplotlib import font_manager
-
-    def known() -> str | None:
-        names = {f.name for f in font_manager.fontManager.ttflist}
-        return next((n for n in CJK_FAMILIES if n in names), None)
-
-    found = known()
-    if found or not shutil.which("fc-list"):
-        return found
-    try:
-        listing = subprocess.run(["fc-list", ":lang=zh", "file"], capture_output=True, text=True,
-                                 timeout=20, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    for line in listing.splitlines():
-        path = line.split(":")[0].strip()
-        if path:
-            try:
-                font_manager.fontManager.addfont(path)
-            except (OSError, RuntimeError, ValueError):
-                continue
-    return known()
-
-
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
-
-
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _rc(font: str | None) -> dict[str, Any]:
-    rc: dict[str, Any] = {"axes.unicode_minus": False, "font.size": 9}
-    if font:
-        from matplotlib import font_manager
-
-        # WenQuanYi ships only a "medium" (500) face; asking for 400 logs a warning per draw.
-        weights = [f.weight for f in font_manager.fontManager.ttflist if f.name == font]
-        rc.update({"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"]})
-        if weights and "normal" not in weights and 400 not in weights:
-            for key in ("font.weight", "axes.labelweight", "axes.titleweight", "figure.titleweight",
-                        "figure.labelweight"):
-                rc[key] = weights[0]
-    return rc
-
-
-def _date_ticks(ax: Any, dates: Sequence[dt.date], width_in: float) -> None:
-    fit = max(4, int(width_in * 1.4))  # labels like "12/31" need about 0.7 inch each
-    step = -(-len(dates) // fit)
-    positions = list(range(0, len(dates), step))
-    ax.set_xticks(positions, [f"{dates[i].month}/{dates[i].day}" for i in positions])
-
-
-def _category(reached: int, pending: int, missed: int, scheduled: int) -> int:
-    """One village-day's colour: reached with evidence, else any silence is 漏播, else still to come."""
-    if reached:
-        return ONCE_CELL if reached == 1 else OFTEN_CELL
-    if missed:
-        return MISSED_CELL
-    if pending:
-        return PENDING_CELL
-    return MISSED_CELL if scheduled else NOTHING_CELL
-
-
-def heatmap_grid(hm: cov.Heatmap) -> list[list[int]]:
-    """The category (NOTHING_CELL … OFTEN_CELL) of every village-day of the heatmap, row by row."""
-    return [[_category(*cell) for cell in zip(row.reached, row.pending, row.missed, row.scheduled, strict=True)]
-            for row in hm.rows]
-
-
-def heatmap_png(hm: cov.Heatmap, font: str | None) -> str | None:
-    """Village x day heatmap of reached slots, as a PNG data URI (None if there are no villages)."""
-    if not hm.rows or not hm.dates:
-        return None
-    import matplotlib
-    import numpy as np
-    from matplotlib.colors import BoundaryNorm, ListedColormap
-    from matplotlib.patches import Patch
-
-    grid = np.array(heatmap_grid(hm))
-    n_rows = len(hm.rows)
-    height = min(16.0, 1.6 + 0.2 * min(n_rows, MAX_LABELLED_VILLAGES) + 0.012 * max(0, n_rows - MAX_LABELLED_VILLAGES))
-    width = min(16.0, max(6.0, 2.5 + 0.22 * len(hm.dates)))
-    with matplotlib.rc_context(_rc(font)):
-        fig = _figure(width, height)
-        ax = fig.add_subplot()
-        ax.imshow(grid, aspect="auto", interpolation="nearest",
-                  cmap=ListedColormap(_COLOURS), norm=BoundaryNorm([-0.5, 0.5, 1.5, 2.5, 3.5, 4.5], 5))
-        _date_ticks(ax, hm.dates, width)
-        if n_rows <= MAX_LABELLED_VILLAGES:
-            labels = [row.village_name if font else row.village_id for row in hm.rows]
-            ax.set_yticks(range(n_rows), labels)
-        else:
-            starts = [i for i, row in enumerate(hm.rows) if i == 0 or row.township_id != hm.rows[i - 1].township_id]
-            ends = [*starts[1:], n_rows]
-            ax.set_yticks([(a + b - 1) / 2 for a, b in zip(starts, ends, strict=True)],
-                          [hm.rows[a].township_name if font else hm.rows[a].township_id for a in starts])
-            for a in starts[1:]:
-                ax.axhline(a - 0.5, color="white", linewidth=1.5)
-        if font:
-            fig.legend(handles=[Patch(color=c, label=n) for c, n in zip(_COLOURS, _LEGEND, strict=True)],
-                       loc="outside upper center", ncols=5, frameon=False)
-        return _png(fig)
-
-
-def township_bars_png(townships: Sequence[cov.TownshipCoverage], font: str | None) -> str | None:
-    """Bars per township: villages targeted and villages reached, as a PNG data URI."""
-    if not townships:
-        return None
-    import matplotlib
-    from matplotlib.ticker import MaxNLocator
-
-    with matplotlib.rc_context(_rc(font)):
-        fig = _figure(8, 1.2 + 0.45 * len(townships))
-        ax = fig.add_subplot()
-        ys = list(range(len(townships)))
-        ax.barh(ys, [t.villages_targeted for t in townships], color="#dee2e6",
-                label="目标村" if font else None)
-        ax.barh(ys, [t.villages_reached for t in townships], color="#2e7d32", height=0.5,
-                label="已覆盖村" if font else None)
-        for y, t in zip(ys, townships, strict=True):
-            ax.text(t.villages_targeted, y, f" {t.villages_reached}/{t.villages_targeted}", va="center")
-        ax.set_yticks(ys, [t.township_name if font else t.township_id for t in townships])
-        ax.invert_yaxis()
-        ax.set_xlim(0, max(t.villages_targeted for t in townships) * 1.15 + 1)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.spines[["top", "right"]].set_visible(False)
-        if font:
-            ax.set_xlabel("村数")
-            ax.legend(loc="lower right", frameon=False)
-        return _png(fig)
-
-
-def timeline_png(timeline: Sequence[cov.HandoutDay], markets: Sequence[cov.MarketCoverage],
-                 start: dt.date, end: dt.date, font: str | None) -> str | None:
-    """Leaflets per market-day over the period, one colour per market, as a PNG data URI."""
-    if not timeline:
-        return None
-    import matplotlib
-    from matplotlib.dates import AutoDateLocator, DateFormatter
-
-    names = {m.market_id: m.market_name for m in markets}
-    by_market: dict[str, list[cov.HandoutDay]] = {}
-    for h in timeline:
-        by_market.setdefault(h.market_id, []).append(h)
-    with matplotlib.rc_context(_rc(font)):
-        fig = _figure(10, 3.2)
-        ax = fig.add_subplot()
-        palette = matplotlib.colormaps["tab10"].colors
-        for i, (mid, days) in enumerate(sorted(by_market.items())):
-            colour = palette[i % len(palette)]
-            label = names.get(mid, mid) if font else mid
-            ax.vlines([d.date for d in days], 0, [d.leaflets for d in days], colors=[colour], linewidth=2, alpha=0.5)
-            ax.scatter([d.date for d in days], [d.leaflets for d in days], color=colour,
-                       s=[max(12.0, d.people / 3) for d in days], label=label, zorder=3)
-        ax.set_xlim(start - dt.timedelta(days=1), end + dt.timedelta(days=1))
-        ax.set_ylim(bottom=0)
-        ax.xaxis.set_major_locator(AutoDateLocator(maxticks=16))
-        ax.xaxis.set_major_formatter(DateFormatter("%m-%d"))
-        ax.spines[["top", "right"]].set_visible(False)
-        if font:
-            ax.set_ylabel("发放传单（份）")
-        fig.legend(loc="outside right upper", frameon=False)
-        return _png(fig)
 
 
 # --- page -------------------------------------------------------------------------
@@ -324,22 +136,116 @@ def _totals(data: ReportData) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Column:
+    """A table column: its label, and its kind (the CSS class of its cells)."""
+
+    label: str
+    kind: str = "t"  # t: short text; w: long text, a whole line of a phone card; n: a number, right-aligned
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the page: columns, rows (texts, and whether the row is all zero), its text when empty.
+
+    On a phone each row is a card: its first `title` cells joined as the card's heading, then
+    every other cell as label and value (which is why each cell carries its column's label).
+    """
+
+    columns: list[Column]
+    rows: list[tuple[list[str], bool]]
+    empty: str
+    title: int = 1
+
+
+def _columns(*labels: str) -> list[Column]:
+    """Columns from labels, a kind given after a colon: `"人口:n"`, `"上次成功播出:w"`."""
+    return [Column(*label.rsplit(":", 1)) if ":" in label else Column(label) for label in labels]
+
+
+def _cells(*values: object) -> list[str]:
+    return ["—" if v is None else str(v) for v in values]
+
+
+def _reach_tables(data: ReportData) -> tuple[Table, Table]:
+    """The 乡镇汇总 and 各村明细 tables: reach by evidence, misses and listeners."""
+    ev = {key: f"{label}:n" for key, label in EVIDENCE.items()}
+    towns = Table(
+        _columns("乡镇", "目标村:n", "已覆盖村:n", ev["confirmed"], ev["heard"], ev["player"], ev["exported"],
+                 "漏播:n", "失败:n", "人口:n", "估计听众:n", "上次成功播出:w"),
+        [(_cells(t.township_name, t.villages_targeted, t.villages_reached, t.reached_confirmed, t.reached_heard,
+                 t.reached_player, t.exported, t.missed, t.failed, t.population, t.listeners,
+                 t.last_aired_text or "从未"), not t.villages_reached) for t in data.townships],
+        "无数据")
+    villages = Table(
+        _columns("乡镇", "村", "待播:n", ev["confirmed"], ev["heard"], ev["player"], ev["exported"], ev["none"],
+                 "漏播:n", "失败:n", "估计听众:n", "上次成功播出:w"),
+        [(_cells(v.township_name, v.village_name, v.planned, v.reached_confirmed, v.reached_heard, v.reached_player,
+                 v.exported, v.unproven, v.missed, v.failed, v.listeners, v.last_aired_text or None),
+          not v.reached) for v in data.villages],
+        "无数据", title=2)
+    return towns, villages
+
+
+def _unaired(data: ReportData) -> list[tuple[list[str], bool]]:
+    """未播出的稿件 as one row per township: how many, and their titles."""
+    by_town: dict[str, list[str]] = {}
+    for g in data.script_gaps:
+        by_town.setdefault(g.township_name, []).append(g.script_name)
+    return [(_cells(town, len(titles), "、".join(f"「{t}」" for t in titles)), False)
+            for town, titles in by_town.items()]
+
+
+def _gap_tables(data: ReportData) -> tuple[Table, Table, Table]:
+    """未覆盖村庄, 未播出的稿件 (by title) and 未确认的U盘导出."""
+    days = data.gap_days
+    silent = Table(
+        _columns("乡镇", "村", "最近覆盖", "已沉默天数:n", f"近 {days} 天漏播:n"),
+        [(_cells(g.township_name, g.village_name, g.last_reached or "从未", g.days_silent, g.missed), False)
+         for g in data.village_gaps],
+        f"所有村近 {days} 天内都已覆盖。", title=2)
+    scripts = Table(_columns("乡镇", "稿件数:n", "未播出的稿件:w"), _unaired(data), "无")
+    exports = Table(
+        _columns("村", "乡镇", "节目数:n", "最早日期", "最近日期"),
+        [(_cells(u.village_name, u.township_name or u.township_id, u.slots, u.first_date, u.last_date),
+          False) for u in data.unconfirmed],
+        "无")
+    return silent, scripts, exports
+
+
+def tables(data: ReportData) -> dict[str, Table]:
+    """Every table of the page, by name."""
+    towns, villages = _reach_tables(data)
+    silent, scripts, exports = _gap_tables(data)
+    markets = Table(
+        _columns("集市", "发放天数:n", "传单（份）:n", "接触人数:n", "最近发放"),
+        [(_cells(m.market_name, m.days, m.leaflets, m.people, m.last_date), not m.days) for m in data.markets],
+        "无")
+    return {"townships": towns, "villages": villages, "silent": silent, "scripts": scripts, "exports": exports,
+            "markets": markets}
+
+
+def _drawn(draw: Callable[[Layout], Chart | None]) -> list[Chart]:
+    """A chart for each layout (none when there is nothing to draw)."""
+    return [chart for layout in LAYOUTS if (chart := draw(layout)) is not None]
+
+
 def render_html(data: ReportData, *, generated_at: str, font: str | None = None) -> str:
     """The report page for `data`; charts use `font` for Chinese labels (ids instead when None)."""
-    total = _totals(data)
     charts = {
-        "heatmap": heatmap_png(data.heatmap, font),
-        "townships": township_bars_png(data.townships, font),
-        "timeline": timeline_png(data.timeline, data.markets, data.start, data.end, font),
+        "heatmap": _drawn(lambda layout: heatmap_png(data.heatmap, font, layout)),
+        "townships": _drawn(lambda layout: township_bars_png(data.townships, font, layout)),
+        "timeline": _drawn(lambda layout: timeline_png(data.timeline, data.markets, data.start, data.end, font,
+                                                       layout)),
     }
     notes = list(data.notes)
     if font is None:
         notes.append("本机未安装中文字体，图中以编号代替中文名称（安装 fonts-noto-cjk 或 fonts-wqy-zenhei 后重新生成）。")
     title = f"{data.county_name}「{data.campaign_name}」宣传覆盖报告"
     return _environment().get_template("report.html").render(
-        title=title, d=data, total=total, charts=charts, generated_at=generated_at,
-        share_pct=round(cov.LISTEN_SHARE * 100), grace=cov.EXPORT_GRACE_DAYS, notes=notes,
-        evidence=EVIDENCE,
+        title=title, d=data, total=_totals(data), charts=charts, tables=tables(data), legend=LEGEND,
+        generated_at=generated_at, share_pct=round(cov.LISTEN_SHARE * 100), grace=cov.EXPORT_GRACE_DAYS,
+        notes=notes, evidence=EVIDENCE,
     )
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from outreach.content.names import did_you_mean
 from outreach.dates import TextDate
 from outreach.errors import CampaignError
 from outreach.yamlread import Problem, YamlOptions, describe_error, load_yaml_and_nodes, yaml_problem
@@ -171,11 +172,13 @@ def _cross_problems(c: Campaign, registry: Registry, scripts: Mapping[str, Scrip
     ):
         for i in ids:
             if i not in known:
-                out.append((field, f"未知的{what} '{i}'；请使用 schedules/ 县名录里的编号"))
+                hint = did_you_mean(str(i), {k: getattr(e, "name", "") for k, e in known.items()})
+                out.append((field, f"未知的{what} '{i}'；{hint}请使用 schedules/ 县名录里的编号"))
     for sid in c.scripts:
         script = scripts.get(sid)
         if script is None:
-            out.append(("scripts", f"未知的广播稿 '{sid}'；请使用 audio_scripts/ 里的编号"))
+            hint = did_you_mean(sid, {k: getattr(s, "title", "") for k, s in scripts.items()})
+            out.append(("scripts", f"未知的广播稿 '{sid}'；{hint}请使用 audio_scripts/ 里的编号"))
         elif not script.approved and not script.edited_after_approval:  # an edited script is blocked at plan time
             out.append(("scripts", f"广播稿 '{sid}' 还没有批准（状态 {script.status}）；"
                                    "请先批准，或把它从这个宣传活动里删掉"))

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, PlainSerializer, PlainValidator, model_validator
 
 from outreach.config import PlayerName, unknown_player
+from outreach.content.names import resolve
 from outreach.dates import TextDate
 from outreach.errors import MarketRuleError, RegistryError
 from outreach.labels import SLOT
@@ -392,22 +393,8 @@ def village_voice(registry: Registry, village_id: str) -> str | None:
 
 def _resolve(kind: str, entries: dict[str, Any], text: str, listing: str) -> str:
     """The id of the entry whose id or name is `text`; else RegistryError with the closest ones (difflib)."""
-    import difflib
-
-    wanted = unicodedata.normalize("NFKC", text).strip()
-    if wanted in entries:
-        return wanted
-    named = [i for i, e in entries.items() if e.name == wanted]
-    if len(named) == 1:
-        return named[0]
-    if named:
-        raise RegistryError(f"有 {len(named)} 个{kind}叫“{wanted}”：{'、'.join(named)}；请写编号")
-    labels = {i: f"{e.name}（{i}）" for i, e in entries.items()}
-    by_key = {**{i: i for i in entries}, **{e.name: i for i, e in entries.items()}}
-    close = difflib.get_close_matches(wanted, list(by_key), n=5, cutoff=0.5)
-    ids = list(dict.fromkeys(by_key[c] for c in close))[:3]
-    hint = f"您是不是要找：{'、'.join(labels[i] for i in ids)}？" if ids else ""
-    raise RegistryError(f"未知的{kind}“{wanted}”；{hint}运行 `{listing}` 查看全部编号和名称")
+    return resolve(kind, {i: e.name for i, e in entries.items()}, text, f"运行 `{listing}` 查看全部编号和名称",
+                   RegistryError)
 
 
 def resolve_village(registry: Registry, text: str) -> str:

@@ -12,7 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from outreach.station.logs import log_to_stderr
 from outreach.station.protocol import StationError
+
+log = logging.getLogger("outreach.station")
 
 # argparse's own words, by the msgids it passes to gettext (Python 3.11-3.13).
 _ZH = {
@@ -102,22 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-_LEVELS = {"DEBUG": "调试", "INFO": "信息", "WARNING": "警告", "ERROR": "错误", "CRITICAL": "严重"}
-
-
-class _Formatter(logging.Formatter):
-    """Log lines with the level in Chinese (the village technician reads them)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        record.level_zh = _LEVELS.get(record.levelname, record.levelname)
-        return super().format(record)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = logging.StreamHandler()
-    handler.setFormatter(_Formatter("%(asctime)s %(level_zh)s %(name)s：%(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    log_to_stderr()
     from outreach.station.control import Control
     from outreach.station.listen import Listener
     from outreach.station.output import make_output
@@ -146,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         rt.control = Control(rt, broker, heartbeat_s=args.heartbeat_s)
         rt.control.start()
     else:
-        logging.warning("还不知道消息服务器（Mosquitto）的地址：紧急插播和在线状态要等节目单给出地址后才能用")
-    logging.info("村广播站 %s 已运行（数据目录 %s）", args.station_id, args.data)
+        log.warning("还不知道消息服务器（Mosquitto）的地址：紧急插播和在线状态要等节目单给出地址后才能用")
+    log.info("村广播站 %s 已运行（数据目录 %s）", args.station_id, args.data)
     done.wait()
     rt.stop()
     return 0

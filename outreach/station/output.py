@@ -79,6 +79,20 @@ class FileOutput:
         return position
 
 
+# miniaudio's result codes (miniaudio.h) for a sound card that cannot be used; its own text is English.
+_SOUND_CODES = {-6: "没有权限使用声卡", -19: "声卡正被别的程序占用", -23: "声卡正被别的程序占用",
+                -200: "声卡不支持这种声音格式", -203: "没有可用的声音系统（ALSA）", -204: "没有找到声卡",
+                -400: "声音系统（ALSA）初始化失败", -401: "声卡设备打不开", -402: "声卡设备启动失败"}
+
+
+def sound_error(exc: BaseException) -> str:
+    """A miniaudio error in Chinese with its code, e.g. `声卡设备打不开（miniaudio -401）`."""
+    code = next((a for a in getattr(exc, "args", ()) if isinstance(a, int)), None)
+    if code is None:
+        return "声卡出错"
+    return f"{_SOUND_CODES.get(code, '声卡出错')}（miniaudio {code}）"
+
+
 class MiniaudioOutput:
     """The sound card through miniaudio (ALSA on a Linux box); `null=True` plays to nowhere in real time."""
 
@@ -92,7 +106,7 @@ class MiniaudioOutput:
                                            sample_rate=SAMPLE_RATE, backends=self.backends)
             dev.close()
         except miniaudio.MiniaudioError as exc:
-            raise StationError(f"打不开声音输出（{exc}）；请检查接功放的 USB/3.5 mm 声卡和 ALSA（`aplay -l`），"
+            raise StationError(f"打不开声音输出（{sound_error(exc)}）；请检查接功放的 USB/3.5 mm 声卡和 ALSA（`aplay -l`），"
                                "或改用 --player 命令") from exc
 
     def play(self, path: Path, *, start_s: float, stop: threading.Event, label: str) -> float:

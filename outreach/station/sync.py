@@ -5,9 +5,12 @@ Standard library only (urllib), with a timeout on every request.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +37,25 @@ class Unreachable(StationError):
     """The server could not be reached at all (network down, server stopped)."""
 
 
+def network_reason(exc: BaseException) -> str:
+    """Why the county server could not be reached, in Chinese (urllib's and the socket's own text is English)."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException) else exc
+    if isinstance(reason, TimeoutError):
+        return "等了太久没有回应（网络慢或县服务器太忙）"
+    if isinstance(reason, socket.gaierror):
+        return "找不到这个网址（域名解析失败；请检查网址和网络）"
+    if isinstance(reason, ssl.SSLError):
+        return "HTTPS 证书校验没通过（请检查县服务器的证书和本机的时间）"
+    if isinstance(reason, ConnectionRefusedError):
+        return "连接被拒绝（县服务器没有运行，或网址的端口不对）"
+    if isinstance(reason, ConnectionResetError):
+        return "连接被对方断开"
+    if isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return "网络不通（请检查网线、4G 或路由器）"
+    code = getattr(reason, "errno", None)
+    return f"网络错误（错误码 {code}）" if code else "网络错误"
+
+
 class Client:
     """The station's HTTP client for one server and token."""
 
@@ -55,7 +77,7 @@ class Client:
                 raise HTTPFailure(f"县服务器拒绝了本广播站的令牌（401）：{detail}", 401) from exc
             raise HTTPFailure(f"{path}：HTTP {exc.code}：{detail}", exc.code) from exc
         except (urllib.error.URLError, OSError) as exc:
-            raise Unreachable(f"连不上县服务器 {self.server}：{exc}") from exc
+            raise Unreachable(f"连不上县服务器 {self.server}：{network_reason(exc)}") from exc
 
     def manifest(self, days: int = 7) -> tuple[Manifest, float]:
         """The manifest and the clock offset (server minus station, seconds) measured with it."""

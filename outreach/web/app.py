@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from outreach import labels
+from outreach.audio.recordings import MAX_RECORDING_BYTES
 from outreach.config import Config
 from outreach.db import open_migrated
 from outreach.errors import OutreachError
@@ -30,9 +32,11 @@ from outreach.web import (
     login_pages,
     metrics_api,
     review_pages,
+    sheet_pages,
     station_api,
     station_pages,
     today_pages,
+    village_import_pages,
 )
 from outreach.web.auth import USERS_FILE, LoginLimiter, UserStore, load_secret
 from outreach.web.page_kit import (
@@ -147,10 +151,19 @@ def _origin_check(app: FastAPI) -> None:
 
 
 MAX_FORM_BYTES = 1_000_000  # every dashboard form is a few KB; more is a mistake or an attack
+# The upload forms that take files, by path, and their larger caps (the file and a little form around it).
+UPLOAD_LIMITS: tuple[tuple[re.Pattern[str], int], ...] = (
+    (re.compile(r"/scripts/[a-z0-9-]+/recording"), MAX_RECORDING_BYTES + 100_000),
+)
+
+
+def body_cap(path: str) -> int:
+    """The largest body a dashboard POST to `path` may carry."""
+    return next((cap for pattern, cap in UPLOAD_LIMITS if pattern.fullmatch(path)), MAX_FORM_BYTES)
 
 
 class FormBodyLimit:
-    """Pure ASGI: refuse (413) a dashboard request body over MAX_FORM_BYTES, by Content-Length or while read.
+    """Pure ASGI: refuse (413) a dashboard request body over its cap (`body_cap`), by Content-Length or while read.
 
     The station API (/api/) caps its own bodies with per-endpoint limits and JSON replies.
     A body without a length is read up to the cap here and replayed to the app.
@@ -163,10 +176,11 @@ class FormBodyLimit:
         if scope["type"] != "http" or scope["method"] in _SAFE_METHODS or scope["path"].startswith("/api/"):
             await self.app(scope, receive, send)
             return
+        cap = body_cap(scope["path"])
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:
-            if not length.isdigit() or int(length) > MAX_FORM_BYTES:
-                await self._refuse(send)
+            if not length.isdigit() or int(length) > cap:
+                await self._refuse(send, cap)
                 return
             await self.app(scope, receive, send)
             return
@@ -175,8 +189,8 @@ class FormBodyLimit:
             message = await receive()
             messages.append(message)
             size += len(message.get("body", b""))
-            if size > MAX_FORM_BYTES:
-                await self._refuse(send)
+            if size > cap:
+                await self._refuse(send, cap)
                 return
             if message["type"] != "http.request" or not message.get("more_body"):
                 break
@@ -187,8 +201,8 @@ class FormBodyLimit:
         await self.app(scope, replay, send)
 
     @staticmethod
-    async def _refuse(send: Callable[..., Any]) -> None:
-        body = f"内容太大：提交的内容超过 {MAX_FORM_BYTES // 1000} KB，没有保存。请删减后重新提交。\n".encode()
+    async def _refuse(send: Callable[..., Any], cap: int = MAX_FORM_BYTES) -> None:
+        body = f"内容太大：提交的内容超过 {cap // 1000} KB，没有保存。请删减后重新提交。\n".encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"text/plain; charset=utf-8"),
                                 (b"content-length", str(len(body)).encode())]})
@@ -247,6 +261,7 @@ def create_app(config: Config, *, now: Callable[[], datetime] | None = None,
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     # Order matters where paths overlap: editing_pages' /campaigns/new before county_pages' /campaigns/{id}.
     for module in (login_pages, today_pages, review_pages, calendar_pages, editing_pages, county_pages,
-                   station_pages, station_api, confirm_pages, metrics_api):
+                   station_pages, station_api, confirm_pages, metrics_api, sheet_pages,
+                   village_import_pages):
         app.include_router(module.router)
     return app

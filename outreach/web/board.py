@@ -1,10 +1,8 @@
-"""What the 今天 page, the audio players and the pack ZIPs need: today's board, program audio, pack grouping, ZIP streams."""
+"""What the 今天 page, the audio players and the pack ZIPs need: today's board, program audio, pack grouping."""
 
 from __future__ import annotations
 
-import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -28,7 +26,7 @@ from outreach.planning.workspace import load, plan_days
 from outreach.records.broadcasts import shown_status
 from outreach.records.broadcasts import program_scripts
 from outreach.records.confirmations import last_reached
-from outreach.web.data import PackEntry, pack_file, packs_dir
+from outreach.web.data import PackEntry
 
 _ORDER = {s: i for i, s in enumerate(ATTENTION_ORDER)}
 
@@ -231,35 +229,3 @@ def group_packs(entries: list[PackEntry], villages: dict[str, Village], towns: d
               for vid, es in sorted(by_town[tid].items())]
         out.append(PackTownship(tid, t.name if t else (tid or "其他"), vs))
     return out
-
-
-class _Sink:
-    """A write-only buffer zipfile writes into; the stream takes what is written after each file."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self.parts.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        data, self.parts = b"".join(self.parts), []
-        return data
-
-
-def zip_stream(config: Config, entries: list[PackEntry]) -> Iterator[bytes]:
-    """A ZIP of the pack files, built while it is sent: nothing is written to disk."""
-    root = packs_dir(config)
-    sink = _Sink()
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as zf:  # type: ignore[arg-type]
-        for e in entries:
-            path = pack_file(root, e.path)
-            if path is None:
-                continue
-            zf.write(path, e.path)
-            yield sink.take()
-    yield sink.take()

@@ -21,7 +21,7 @@ from outreach.planning.plan import Program
 from outreach.planning.registry import Registry
 from outreach.planning.workspace import load, plan_days
 from outreach.web import data
-from outreach.web.page_kit import bad_request, ctx_of, not_found, render, require_user
+from outreach.web.page_kit import bad_request, not_found, render, signed_in
 from outreach.web.params import parse_day
 
 router = APIRouter()
@@ -51,6 +51,7 @@ class Day:
     lunar: str = ""
     outcomes: Counter[str] = field(default_factory=Counter)  # shown status -> programs (planned or logged)
     statuses: dict[str, str] = field(default_factory=dict)  # a single village's programs: slot -> shown status
+    trouble: Counter[str] = field(default_factory=Counter)  # township id -> its programs that did not air
     tracked: bool = True  # on or after the database's first record
 
     @property
@@ -102,6 +103,8 @@ def summarize(registry: Registry, programs: Sequence[Program], grid: tuple[date,
             days[day].outcomes[status] += 1
             if single:
                 days[day].statuses[slot] = status
+            elif status in _PROBLEMS:
+                days[day].trouble[registry.villages[village].township_id] += 1
     for d in days.values():
         d.tracked = tracked_from is None or d.date >= tracked_from
         d.markets = [m.name for m in registry.markets.values() if reach[m.id] and m.rule.matches(d.date)]
@@ -122,13 +125,12 @@ def _query(**values: str) -> str:
 
 @router.get("/calendar", response_class=HTMLResponse)
 def calendar_page(request: Request) -> Response:
-    user = require_user(request)
-    ctx = ctx_of(request)
+    user, ctx = signed_in(request)
     q = request.query_params
     view = q.get("view") or "month"
     if view not in VIEWS:
         raise bad_request(f"没有「{view}」这种视图。", "请选「按月」或「按周」。")
-    anchor = parse_day(q.get("date"), "日期", ctx.today())
+    anchor = parse_day(q.get("date"), "日期", ctx.today(), today=ctx.today())
     township = (q.get("township") or "").strip()
     village = (q.get("village") or "").strip()
     loaded = load(ctx.config)

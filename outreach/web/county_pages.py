@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -18,8 +18,10 @@ from outreach.delivery import CHANNELS, Channel
 from outreach.errors import OutreachError, RecordError
 from outreach.labels import SLOT, TOPIC
 from outreach.records.limits import MAX_LEAFLETS, MAX_NAME_CHARS, MAX_NOTE_CHARS, MAX_PEOPLE, MIN_RECORD_DATE
-from outreach.web import data
-from outreach.web.page_kit import PageError, ctx_of, flash, found, not_found, post_form, redirect, render, require_user
+from outreach.web import data, folds
+from outreach.web.page_kit import (
+    PageError, ctx_of, flash, found, not_found, post_form, redirect, render, require_user, signed_in,
+)
 from outreach.web.params import (
     check_range, days_back, form_text, parse_day, parse_int, parse_range, query_value, text_field,
 )
@@ -50,8 +52,7 @@ def _str(value: Any) -> str:
 
 @router.get("/campaigns", response_class=HTMLResponse)
 def campaigns_page(request: Request) -> Response:
-    user = require_user(request)
-    ctx = ctx_of(request)
+    user, ctx = signed_in(request)
     today = ctx.today()
     targets = data.campaign_targets(ctx.config)
     read = data.coverage_read(ctx.config, ctx.local_now())
@@ -62,8 +63,7 @@ def campaigns_page(request: Request) -> Response:
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
 def campaign_page(request: Request, campaign_id: str) -> Response:
-    user = require_user(request)
-    ctx = ctx_of(request)
+    user, ctx = signed_in(request)
     c = found(data.campaign(ctx.engine, campaign_id), "宣传活动", campaign_id, "请从「宣传活动」页面点进要看的活动。")
     targets = data.campaign_targets(ctx.config)
     summary = data.campaign_summary(ctx.engine, c, ctx.today(), targets.by_campaign.get(c.id, set()),
@@ -76,25 +76,26 @@ def campaign_page(request: Request, campaign_id: str) -> Response:
 
 @router.get("/villages", response_class=HTMLResponse)
 def villages_page(request: Request) -> Response:
-    user = require_user(request)
-    ctx = ctx_of(request)
+    user, ctx = signed_in(request)
     return render(request, "villages.html", user=user, villages=data.villages(ctx.engine),
                   townships=data.townships(ctx.engine))
 
 
 @router.get("/villages/{village_id}", response_class=HTMLResponse)
 def village_page(request: Request, village_id: str) -> Response:
-    user = require_user(request)
-    ctx = ctx_of(request)
+    user, ctx = signed_in(request)
     v = found(data.village(ctx.engine, village_id), "村庄", village_id, "请从「村庄」页面点进要看的村。")
     today = ctx.today()
     start, end = parse_range(query_value(request, "from"), query_value(request, "to"), default_start=days_back(today, 30),
-                             default_end=today + timedelta(days=6), max_days=HISTORY_MAX_DAYS, what="播出记录的日期范围")
+                             default_end=today + timedelta(days=6), max_days=HISTORY_MAX_DAYS, what="播出记录的日期范围",
+                             today=today)
     history = data.village_history(ctx.engine, v.id, start, end, config=ctx.config, now=ctx.now())
     towns = data.townships(ctx.engine)
     names = {c.id: c.name for c in data.campaigns(ctx.engine)}
     return render(request, "village.html", user=user, v=v, township=towns.get(v.township_id),
-                  history=history, start=start, end=end, campaign_names=names,
+                  history=history, days=folds.history_by_day(history, today), start=start, end=end,
+                  campaign_names=names,
+                  script_titles=data.script_titles(ctx.config),
                   by_usb=CHANNELS.get(v.speaker) is Channel.USB)  # type: ignore[call-overload]
 
 
@@ -104,7 +105,7 @@ async def confirm(request: Request, village_id: str) -> Response:
     ctx = ctx_of(request)
     v = found(await run_in_threadpool(data.village, ctx.engine, village_id), "村庄", village_id,
               "请从「村庄」页面点进要确认的村。")
-    day = parse_day(form_text(form.get("date")), "播出日期", None)
+    day = parse_day(form_text(form.get("date")), "播出日期", None, today=ctx.today())
     slot = form_text(form.get("slot"))
     if slot not in SLOT:
         raise PageError(400, "请求有误", f"时段「{slot[:20]}」不存在。", "时段只能是早间或晚间，请从村庄页面的按钮确认。")
@@ -127,12 +128,12 @@ async def confirm(request: Request, village_id: str) -> Response:
 
 def _market_page(request: Request, market_id: str, *, status: int = 200, form_error: str = "",
                  form: dict[str, Any] | None = None) -> Response:
-    user = require_user(request)
-    ctx = ctx_of(request)
+    user, ctx = signed_in(request)
     m = found(data.market(ctx.engine, market_id), "集市", market_id, "请从「集市」页面点进要看的集市。")
     today = ctx.today()
     start, end = parse_range(query_value(request, "from"), query_value(request, "to"), default_start=days_back(today, 90),
-                             default_end=today, max_days=HISTORY_MAX_DAYS, what="发放记录的日期范围")
+                             default_end=today, max_days=HISTORY_MAX_DAYS, what="发放记录的日期范围",
+                             today=today)
     rows = data.handouts(ctx.engine, m.id, start, end)
     totals = data.market_totals(ctx.engine, start, end).get(m.id)
     upcoming = data.market_days(ctx.config, m.id, today, today + timedelta(days=30))[:6]
@@ -145,8 +146,7 @@ def _market_page(request: Request, market_id: str, *, status: int = 200, form_er
 
 @router.get("/markets", response_class=HTMLResponse)
 def markets_page(request: Request) -> Response:
-    user = require_user(request)
-    ctx = ctx_of(request)
+    user, ctx = signed_in(request)
     today = ctx.today()
     start = days_back(today, 90)
     return render(request, "markets.html", user=user, markets=data.markets(ctx.engine),
@@ -169,7 +169,7 @@ async def add_handout(request: Request, market_id: str) -> Response:
               "staff": form_text(form.get("staff")), "note": form_text(form.get("note"))}
     today = ctx.today()
     try:
-        day = parse_day(values["date"], "发放日期", None)
+        day = parse_day(values["date"], "发放日期", None, today=today)
         if day > today:
             raise PageError(400, "请求有误", f"发放日期 {day} 在今天（{today}）之后。", "只能登记已经发生的发放，请改成今天或以前的日期。")
         # The same caps as `outreach handout` and handout CSV files (outreach.records.limits).
@@ -201,8 +201,7 @@ async def add_handout(request: Request, market_id: str) -> Response:
 
 @router.get("/gaps", response_class=HTMLResponse)
 def gaps_page(request: Request) -> Response:
-    user = require_user(request)
-    ctx = ctx_of(request)
+    user, ctx = signed_in(request)
     today = ctx.today()
     campaigns = data.campaigns(ctx.engine)
     days = parse_int(query_value(request, "days"), "天数", 14, 1, GAP_MAX_DAYS, " 天")
@@ -218,15 +217,15 @@ def gaps_page(request: Request) -> Response:
                       data.coverage_read(ctx.config, ctx.local_now()))
             if chosen else [])
     return render(request, "gaps.html", user=user, campaigns=campaigns, chosen=chosen, days=days, rows=rows,
+                  scripts=data.script_gaps(ctx.engine, chosen.id, today, targets) if chosen else [],
                   unconfirmed=data.unconfirmed(ctx.engine, today), problem=targets.problem)
 
 
 @router.get("/plan", response_class=HTMLResponse)
 def plan_page(request: Request) -> Response:
-    user = require_user(request)
-    ctx = ctx_of(request)
+    user, ctx = signed_in(request)
     today = ctx.today()
-    start = parse_day(query_value(request, "from"), "开始日期", today)
+    start = parse_day(query_value(request, "from"), "开始日期", today, today=today)
     days = parse_int(query_value(request, "days"), "天数", 7, 1, PLAN_MAX_DAYS, " 天")
     end = start + timedelta(days=days - 1)
     check_range(start, end, PLAN_MAX_DAYS, "安排的日期范围")
@@ -237,15 +236,14 @@ def plan_page(request: Request) -> Response:
             raise not_found("村庄", village_id, "请在下拉框里选择村庄，或留空查看全部村庄。")
     week = data.week_plan(ctx.config, start, end, [village_id] if village_id else None)
     dates = [start + timedelta(days=i) for i in range(days)]
-    cells: dict[str, dict[tuple[date, str], Any]] = defaultdict(dict)
-    for p in week.result.programs:
-        cells[p.village_id][(p.date, p.slot)] = p
     township = (query_value(request, "township") or "").strip()
     by_township: dict[str, list[str]] = defaultdict(list)
     for vid in sorted(week.village_names):
         if (not village_id or vid == village_id) and (not township or week.village_township[vid] == township):
             by_township[week.village_township[vid]].append(vid)
-    return render(request, "plan.html", user=user, week=week, dates=dates, cells=cells, by_township=by_township,
+    plan_folds = folds.plan_by_township(week.result.programs, dates, by_township, week.township_names,
+                                        week.village_names)
+    return render(request, "plan.html", user=user, week=week, dates=dates, folds=plan_folds,
                   start=start, days=days, village_id=village_id, slots=list(SLOT), township=township)
 
 
@@ -267,8 +265,7 @@ def pack_download(request: Request, rel: str) -> Response:
 
 @router.get("/scripts", response_class=HTMLResponse)
 def scripts_page(request: Request) -> Response:
-    user = require_user(request)
-    ctx = ctx_of(request)
+    user, ctx = signed_in(request)
     scripts, problems = data.script_library(ctx.config)
     scripts = sorted(scripts, key=lambda s: (s.approved, s.topic, s.id))
     rendered = set()

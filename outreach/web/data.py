@@ -13,16 +13,20 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from outreach import coverage, records
+from outreach.coverage import aslog, sheets
 from outreach.config import TZ, Config
+from outreach.content.names import make_id
 from outreach.content.scripts import Problem, Script, approve_script, check_library, script_path
-from outreach.db import session
+from outreach.db import session, sync_registry
 from outreach.delivery import health, sweep
 from outreach.delivery.usb.packs import PackFile, read_manifest
 from outreach.delivery.usb.stale import StalePack, exports_stamp, plan_stamp, refresh_stale
 from outreach.delivery.usb.stale import stale_packs as stored_stale_packs
+from outreach.delivery.usb.zipped import PackZip, export_zip, zip_ranges
 from outreach.errors import OutputError, OutreachError, RecordError
 from outreach.models import (
-    STATUS_PROGRESS, Broadcast, BroadcastStatus, Campaign, Handout, Market, MarketVillage, Township, Village,
+    STATUS_PROGRESS, Broadcast, BroadcastScript, BroadcastStatus, Campaign, Handout, Market, MarketVillage,
+    ScriptEvent, Township, Village,
 )
 from outreach.planning.plan import PlanResult, Program
 from outreach.planning.registry import load_registry
@@ -86,10 +90,16 @@ def market_villages(engine: Engine, market_id: str) -> list[Village]:
 
 @dataclass
 class Targets:
-    """Target villages per campaign from campaigns.yaml; `problem` says why they are missing."""
+    """Target villages per campaign from campaigns.yaml; `problem` says why they are missing.
+
+    `scripts` (campaign id → its script ids), `windows` (script id → valid dates) and `titles` (script
+    id → title) come from the same load, for the scripts a campaign has not aired yet."""
 
     by_campaign: dict[str, set[str]] = field(default_factory=dict)
     problem: str = ""
+    scripts: dict[str, list[str]] = field(default_factory=dict)
+    windows: dict[str, coverage.ValidWindow] = field(default_factory=dict)
+    titles: dict[str, str] = field(default_factory=dict)
 
 
 def campaign_targets(config: Config) -> Targets:
@@ -98,7 +108,18 @@ def campaign_targets(config: Config) -> Targets:
         loaded = load(config)
     except OutreachError as exc:
         return Targets(problem=str(exc))
-    return Targets({c.id: c.target_villages(loaded.registry) for c in loaded.campaigns})
+    return Targets({c.id: c.target_villages(loaded.registry) for c in loaded.campaigns},
+                   scripts={c.id: list(c.scripts) for c in loaded.campaigns},
+                   windows={s.id: (s.valid_from, s.valid_until) for s in loaded.library},
+                   titles={s.id: s.title for s in loaded.library})
+
+
+def script_gaps(engine: Engine, campaign_id: str, today: date, targets: Targets) -> list[coverage.ScriptGap]:
+    """The campaign's scripts never heard in a township of its villages (by title), as `outreach gaps` lists them."""
+    with session(engine) as s:
+        return coverage.script_gaps(s, campaign_id=campaign_id, script_ids=targets.scripts.get(campaign_id, []),
+                                    target_village_ids=targets.by_campaign.get(campaign_id, set()), end=today,
+                                    valid=targets.windows, titles=targets.titles)
 
 
 @dataclass
@@ -396,6 +417,37 @@ def script_library(config: Config) -> tuple[list[Script], list[Problem]]:
     return check_library(config.scripts_dir, max_chars=config.render.max_chars)
 
 
+def script_titles(config: Config) -> dict[str, str]:
+    """Script id → title, to show titles where a record holds ids."""
+    return {s.id: s.title for s in script_library(config)[0]}
+
+
+class _Taken:
+    """The ids a new script or campaign must not take: those in its files, and any the database has
+    records of (a reused id would inherit their review trail or their coverage)."""
+
+    def __init__(self, engine: Engine, in_files: Collection[str], columns: Sequence[Any]) -> None:
+        self.engine, self.in_files, self.columns = engine, set(in_files), columns
+
+    def __contains__(self, ident: object) -> bool:
+        if ident in self.in_files:
+            return True
+        with session(self.engine) as s:
+            return any(s.execute(sa.select(sa.literal(1)).where(c == ident).limit(1)).first() for c in self.columns)
+
+
+def new_script_id(config: Config, engine: Engine, title: str) -> str:
+    """The id of a new script, made from its title (快递退款 → kuaidi-tuikuan), free in files and records."""
+    files = {p.stem for p in Path(config.scripts_dir).glob("*.md")}
+    return make_id(title, _Taken(engine, files, [ScriptEvent.script_id, BroadcastScript.script_id]),
+                   fallback="script")
+
+
+def new_campaign_id(engine: Engine, name: str, in_file: Collection[str]) -> str:
+    """The id of a new campaign, made from its name, free in campaigns.yaml (`in_file`) and in records."""
+    return make_id(name, _Taken(engine, in_file, [Campaign.id, Broadcast.campaign_id]), fallback="campaign")
+
+
 def approve(config: Config, script_id: str, *, by: str, on: date) -> Script:
     """Approve a draft. Raises ScriptError for an unknown id, an approved or invalid script."""
     return approve_script(script_path(config.scripts_dir, script_id), by=by, on=on)
@@ -454,6 +506,16 @@ def find_pack_file(config: Config, rel: str) -> tuple[Path, PackEntry] | None:
     return (path, entry) if path is not None else None
 
 
+def pack_zip(config: Config, engine: Engine, village_ids: Collection[str], *, now: datetime) -> PackZip:
+    """The pack `outreach export` would write for these villages' listed days from today on, ready to zip.
+
+    Raises OutreachError when the workspace cannot be planned or the pack could not be made whole.
+    """
+    entries, _ = pack_entries(config)
+    ranges = zip_ranges(entries, set(village_ids), today=now.astimezone(TZ).date())
+    return export_zip(load(config), engine, ranges, now=now)
+
+
 # --- stale USB packs -----------------------------------------------------------------------
 
 # The last stale check per database: (what it depended on, what it found).
@@ -502,3 +564,43 @@ def stale_villages(config: Config, engine: Engine, now: datetime) -> list[StaleV
 def stale_index(stale: Sequence[StaleVillage]) -> dict[str, dict[tuple[str, str], str]]:
     """What changed, by village id and (ISO date, slot): how the pack listing marks a stale file."""
     return {v.village_id: {(p.day.isoformat(), p.slot): p.reason for p in v.packs} for v in stale}
+
+
+# --- Excel downloads -------------------------------------------------------------------------
+
+
+def coverage_sheet(config: Config, engine: Engine, *, start: date, end: date, campaign_id: str | None,
+                   township_id: str | None, now: datetime) -> sheets.Table:
+    """Coverage per village and campaign as `outreach coverage --format xlsx` writes it, read at `now`.
+
+    Raises OutreachError (CoverageError) for an unknown campaign or township, or a bad range."""
+    targets = campaign_targets(config).by_campaign.get(campaign_id, set()) if campaign_id else set()
+    with session(engine) as s:
+        rows = coverage.village_coverage(s, start=start, end=end, campaign_id=campaign_id, township_id=township_id,
+                                         target_village_ids=targets, read=coverage_read(config, now))
+    return sheets.coverage_table(rows)
+
+
+def log_sheet(config: Config, engine: Engine, *, start: date, end: date, campaign_id: str | None,
+              township_id: str | None, village_id: str | None, now: datetime) -> sheets.Table:
+    """The as-run log one broadcast a row, as `outreach log --format xlsx` writes it, read at `now`."""
+    scripts, _ = script_library(config)
+    with session(engine) as s:
+        rows = aslog.broadcast_log(s, start=start, end=end, read=coverage_read(config, now),
+                                   campaign_id=campaign_id, township_id=township_id, village_id=village_id)
+    return aslog.log_table(rows, {sc.id: sc.title for sc in scripts})
+
+
+def mirror_registry(config: Config, engine: Engine) -> str | None:
+    """Mirror the saved workspace (villages, townships, markets, campaigns) into the database, so lists and
+    reports show a change at once; the problem when the workspace does not load now (nothing mirrored)."""
+    try:
+        loaded = load(config)
+    except OutreachError as exc:
+        return str(exc)
+    reg = loaded.registry
+    markets = {m: reg.market_villages(m) for m in reg.markets}
+    with session(engine) as s:
+        sync_registry(s, townships=reg.townships.values(), villages=reg.villages.values(),
+                      markets=reg.markets.values(), campaigns=loaded.campaigns, market_villages=markets)
+    return None

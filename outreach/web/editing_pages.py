@@ -1,6 +1,8 @@
 """Campaigns and villages edited in the browser: forms, a plan preview before saving, stale-form refusal.
 
 Thin: outreach.editing owns the YAML round-trip and validation; this module shapes forms and pages.
+A new campaign's id is made from its name; the rotation keeps the editor's order, and the ↑/↓ buttons
+(plain submit buttons, no JavaScript) reorder it by showing the form again before anything is saved.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from outreach.db import session, sync_registry
 from outreach.errors import OutreachError
 from outreach.planning.registry import SLOT_NAMES, Registry, load_registry
 from outreach.planning.workspace import GAP_S, load
+from outreach.web import data
 from outreach.web.auth import User
 from outreach.web.page_kit import ctx_of, flash, not_found, post_form, redirect, render, require_role, stale_diff
 from outreach.web.permissions import Action
@@ -111,13 +114,30 @@ def _form_values(form: FormData) -> editing.CampaignValues:
 
 def _campaign_form(request: Request, *, user: User, v: editing.CampaignValues, original: str, base: str,
                    opened: str, status: int = 200, checked: editing.Checked | None = None,
-                   preview: editing.PlanPreview | None = None, message: str = "", stale: str | None = None) -> Response:
+                   preview: editing.PlanPreview | None = None, message: str = "", stale: str | None = None,
+                   ok: bool = False) -> Response:
+    """The form: the rotation in the campaign's order first (a script the library lacks stays, by its id),
+    then the scripts that can be added. A browser posts ticked boxes in page order, so that is the order saved."""
     config = ctx_of(request).config
     registry, library = _world(config)
+    by_id = {s.id: s for s in library}
     return render(request, "campaign_edit.html", status=status, user=user, v=v, original=original, base=base,
                   opened=opened, errors=checked.fields if checked else {}, other=checked.other if checked else [],
-                  preview=preview, message=message, stale=stale, registry=registry,
-                  scripts=sorted(library, key=lambda s: (not s.approved, s.topic, s.id)))
+                  preview=preview, message=message, ok=ok, stale=stale, registry=registry,
+                  rotation=[(sid, by_id.get(sid)) for sid in v.scripts],
+                  scripts=sorted((s for s in library if s.id not in v.scripts),
+                                 key=lambda s: (not s.approved, s.topic, s.title)))
+
+
+def _moved(form: FormData, v: editing.CampaignValues) -> str:
+    """Apply a pressed ↑/↓ button (move_up/move_down=<script id>) to the rotation; what to tell, or ''."""
+    for key, step, word in (("move_up", -1, "上移"), ("move_down", 1, "下移")):
+        sid = form.get(key)
+        if isinstance(sid, str) and sid:
+            v.scripts = editing.move(v.scripts, sid, step)
+            where = f"到第 {v.scripts.index(sid) + 1} 位" if sid in v.scripts else ""
+            return f"已{word}{where}。新的顺序还没有保存：排好后请点「保存」。"
+    return ""
 
 
 def _stale_campaign(request: Request, page: dict[str, Any], current: str) -> Response:
@@ -167,10 +187,15 @@ async def save_campaign(request: Request) -> Response:
     original = form.get("original") if isinstance(form.get("original"), str) else ""
     base = form.get("base") if isinstance(form.get("base"), str) else ""
     page: dict[str, Any] = dict(user=user, v=v, original=original, base=base, opened=_opened(form))
+    if moved := _moved(form, v):
+        return _campaign_form(request, **page, message=moved, ok=True)
     current = _read(path)
     if form.get("action") == "save" and editing.stamp(current) != base:
         return _stale_campaign(request, page, current)
     try:
+        # An edit keeps its id (files, records and links use it); a new one is named by its 活动名称.
+        v.id = original or v.id or await run_in_threadpool(
+            data.new_campaign_id, ctx.engine, v.name, editing.campaign_ids(current))
         new_text = editing.apply_campaign(current, original or None, v)
     except OutreachError as exc:
         return _campaign_form(request, **page, status=409, message=str(exc))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -144,6 +144,11 @@ def require_user(request: Request) -> User:
     return user
 
 
+def signed_in(request: Request) -> tuple[User, Context]:
+    """How a page starts: the logged-in user (else LoginRequired) and the request's context."""
+    return require_user(request), ctx_of(request)
+
+
 def refusal(user: User, action: Action, cannot: str = "", fix: str = "") -> PageError:
     """The 403 page for `user`, whose role may not do `action`: their role, and who may."""
     roles = [labels.ROLE[r.value] for r in roles_for(action)]
@@ -274,3 +279,13 @@ def cross_site_error() -> PageError:
     return PageError(403, "请求来源不对",
                      "这个提交来自别的网站，不是本系统的页面，操作没有执行。",
                      "请直接打开本系统的网址，从页面上的按钮提交；如果系统放在反向代理后面，代理要把原来的 Host 传过来。")
+
+
+def attachment(filename: str, fallback: str) -> dict[str, str]:
+    """The Content-Disposition header of a download named `filename` (Chinese is fine).
+
+    RFC 6266/5987: `filename*` carries the UTF-8 name; `fallback` (ASCII letters, digits, `._-`)
+    is for a client that cannot read it.
+    """
+    plain = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in fallback) or "download"
+    return {"Content-Disposition": f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"}

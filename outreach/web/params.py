@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from fastapi import Request
 
-from outreach.dates import parse_date
+from outreach.config import TZ
+from outreach.dates import read_date
 from outreach.errors import PlanError
 from outreach.records.limits import MIN_RECORD_DATE
 from outreach.web.page_kit import bad_request
@@ -19,6 +20,7 @@ MAX_TEXT = 200
 # bounds (year 1 or 9999) that arithmetic would overflow.
 MIN_DAY = MIN_RECORD_DATE
 MAX_DAY = date(2099, 12, 31)
+WORDS_FIX = "也可以写 今天、明天、12月1日 或 12-1"
 
 
 def _shown(text: str) -> str:
@@ -26,17 +28,18 @@ def _shown(text: str) -> str:
     return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
-def parse_day(text: str | None, label: str, default: date | None) -> date:
-    """A YYYY-MM-DD date; blank means `default` (required when default is None)."""
+def parse_day(text: str | None, label: str, default: date | None, *, today: date | None = None) -> date:
+    """A date as people write it (dates.read_date: 2026-12-01, 12月1日, 12-1, 明天, 周五); blank means `default`
+    (required when default is None). Words count from `today`, the county's date (default: the clock now)."""
     if text is None or not text.strip():
         if default is None:
-            raise bad_request(f"「{label}」没有填写。", "请按 年-月-日 的格式填写，例如 2026-12-01。")
+            raise bad_request(f"「{label}」没有填写。", f"请按 年-月-日 的格式填写，例如 2026-12-01，{WORDS_FIX}。")
         return default
     try:
-        day = parse_date(text, label)
+        day, _ = read_date(text, label, today=today or datetime.now(TZ).date())
     except PlanError:
         raise bad_request(f"「{label}」填写的是「{_shown(text)}」，不是有效的日期。",
-                          "请按 年-月-日 的格式填写，例如 2026-12-01。") from None
+                          f"请按 年-月-日 的格式填写，例如 2026-12-01，{WORDS_FIX}。") from None
     if not MIN_DAY <= day <= MAX_DAY:
         raise bad_request(f"「{label}」是 {day}，超出了能处理的日期范围。",
                           f"请填写 {MIN_DAY} 到 {MAX_DAY} 之间的日期。")
@@ -76,10 +79,10 @@ def check_range(start: date, end: date, max_days: int, what: str = "日期范围
 
 
 def parse_range(start_text: str | None, end_text: str | None, *, default_start: date, default_end: date,
-                max_days: int, what: str = "日期范围") -> tuple[date, date]:
-    """A checked (start, end) from two optional YYYY-MM-DD fields."""
-    start = parse_day(start_text, "开始日期", default_start)
-    end = parse_day(end_text, "结束日期", default_end)
+                max_days: int, what: str = "日期范围", today: date | None = None) -> tuple[date, date]:
+    """A checked (start, end) from two optional date fields (parse_day; words count from `today`)."""
+    start = parse_day(start_text, "开始日期", default_start, today=today)
+    end = parse_day(end_text, "结束日期", default_end, today=today)
     check_range(start, end, max_days, what)
     return start, end
 

@@ -42,6 +42,7 @@ class Action(StrEnum):
     EDIT_VILLAGE = "edit_village"  # a village's slot times, speaker kind and *named* player (county.yaml)
     SEND_ALERT = "send_alert"  # send an approved script to village stations at once
     MANAGE_USERS = "manage_users"  # add and remove users, change roles
+    IMPORT_VILLAGES = "import_villages"  # the county's village list from Excel into county.yaml (adds townships too)
 
 
 _EVERYONE = frozenset(Role)
@@ -59,6 +60,7 @@ ALLOWED: Mapping[Action, frozenset[Role]] = MappingProxyType({
     Action.EDIT_VILLAGE: _EDITORS,
     Action.SEND_ALERT: _EDITORS,
     Action.MANAGE_USERS: _ADMINS,
+    Action.IMPORT_VILLAGES: _ADMINS,
 })
 """Action -> the roles allowed to do it. The one place a role's rights are written."""
 
@@ -72,6 +74,7 @@ ACTION_LABEL: Mapping[Action, str] = MappingProxyType({
     Action.EDIT_VILLAGE: "修改村庄设置",
     Action.SEND_ALERT: "发送紧急插播",
     Action.MANAGE_USERS: "管理用户",
+    Action.IMPORT_VILLAGES: "导入村庄名单",
 })
 
 FORM_ROUTES: Mapping[str, Action] = MappingProxyType({
@@ -80,12 +83,15 @@ FORM_ROUTES: Mapping[str, Action] = MappingProxyType({
     "/markets/{market_id}/handouts": Action.LOG_HANDOUT,
     "/scripts/save": Action.DRAFT_SCRIPT,
     "/scripts/{script_id}/preview": Action.DRAFT_SCRIPT,
+    "/scripts/{script_id}/recording": Action.DRAFT_SCRIPT,
     "/scripts/{script_id}/approve": Action.REVIEW_SCRIPT,
     "/scripts/{script_id}/reject": Action.REVIEW_SCRIPT,
     "/campaigns/save": Action.EDIT_CAMPAIGN,
     "/villages/{village_id}/edit": Action.EDIT_VILLAGE,
     "/alerts": Action.SEND_ALERT,
     "/users": Action.MANAGE_USERS,
+    "/import/villages": Action.IMPORT_VILLAGES,
+    "/import/villages/confirm": Action.IMPORT_VILLAGES,
 })
 """Each POST route of the dashboard (its path template) -> the action it does; post_form checks it."""
 

@@ -3,28 +3,42 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
+from outreach.audio.recordings import MAX_RECORDING_BYTES, RECORDING_SECONDS
 from outreach.audio.render import verified_clip
 from outreach.authoring import review
-from outreach.content.scripts import ENGINES, ID_PATTERN, MAX_TITLE, TOPICS, Script, split_front_matter
+from outreach.authoring.recordings import add_recording
+from outreach.config import RECORDING_ENGINE
+from outreach.content.scripts import (
+    ENGINES, ID_PATTERN, MAX_TITLE, RECORDING_EXTENSIONS, TOPICS, Script, split_front_matter,
+)
 from outreach.content.textnorm import load_lexicon
-from outreach.errors import OutreachError
+from outreach.errors import AudioError, OutreachError
+from outreach.files import temp_dir
 from outreach.labels import ROLE
 from outreach.tts.voices import ALL_VOICES
 from outreach.web import data
 from outreach.web.auth import Role, User
-from outreach.web.page_kit import PageError, ctx_of, flash, not_found, post_form, redirect, render, require_user
+from outreach.web.page_kit import (
+    PageError, ctx_of, flash, not_found, post_form, redirect, render, require_user, signed_in,
+)
+from outreach.web.preview_jobs import PreviewJob, jobs_of
 
 log = logging.getLogger("outreach.web")
 router = APIRouter()
 MAX_SPOKEN_INPUT = 2000
+# How long 试听 waits for its clip before showing the progress page: a clip made before comes back at once.
+PREVIEW_WAIT_S = 1.0
+# The script page reloads itself this often while its preview is being made.
+PREVIEW_REFRESH_S = 2
 
 
 def _script(request: Request, script_id: str) -> Script:
@@ -39,14 +53,24 @@ def _file_text(script: Script) -> str:
     return script.path.read_bytes().decode("utf-8-sig").replace("\r\n", "\n")
 
 
-def _latest_preview(request: Request, script: Script) -> Any:
-    """The newest preview event of the script as it is now, if its clip still exists."""
+def _start_preview(request: Request, script: Script, user: User) -> PreviewJob:
+    """Render the preview of `script` as it is now in the background; the trail records it when it is made."""
     ctx = ctx_of(request)
-    for e in reversed(review.trail(ctx.engine, script.id)):
-        if (e.action == "previewed" and e.content_hash == script.content_hash
-                and review.find_preview(ctx.config, script.id, e.audio_sha256)):
-            return e
-    return None
+
+    def work() -> None:
+        pv = review.render_preview(ctx.config, script)
+        review.record(ctx.engine, script.id, "previewed", user.name, ctx.now(), content_hash=pv.content_hash,
+                      audio_sha256=pv.sha256)
+
+    return jobs_of(request.app.state).start(script.id, script.content_hash, user.name, ctx.now(), work)
+
+
+async def _preview_and_return(request: Request, script: Script, user: User) -> Response:
+    """Start 试听 of `script`, wait a moment for it, and send the browser back to the script page (303)."""
+    job = _start_preview(request, script, user)
+    if await run_in_threadpool(job.done.wait, PREVIEW_WAIT_S) and job.error is None:
+        flash(request, "试听录音已生成（只供试听，不会播出）。")
+    return redirect(f"/scripts/{quote(script.id)}#preview")
 
 
 def _need(user: User, what: str) -> None:
@@ -73,9 +97,11 @@ def _editor(request: Request, *, user: User, fields: dict[str, str], text: str, 
             message: str = "") -> Response:
     ctx = ctx_of(request)
     lexicon = load_lexicon(ctx.config.lexicon_path)
+    # engine: recording comes from an uploaded recording (the script page), never from this list.
+    engines = [e for e in ENGINES if e != RECORDING_ENGINE or fields.get("engine") == RECORDING_ENGINE]
     return render(request, "script_edit.html", status=status, user=user, f=fields, text=text, base=base,
                   errors=errors or {}, preview=preview, stale=stale, message=message, topics=TOPICS,
-                  engines=[e for e in ENGINES], voices=ALL_VOICES, id_pattern=ID_PATTERN,
+                  engines=engines, voices=ALL_VOICES, id_pattern=ID_PATTERN,
                   spoken=review.spoken_segments(text, lexicon) if text else [],
                   max_chars=ctx.config.render.max_chars, max_title=MAX_TITLE)
 
@@ -109,7 +135,7 @@ def edit_script(request: Request, script_id: str) -> Response:
 
 @router.post("/scripts/save", response_class=HTMLResponse)
 async def save_script(request: Request) -> Response:
-    """Save a draft (new when the form has no base), or try-listen to it (action=preview) without saving."""
+    """Save a draft (new when the form has no base); with action=preview, save it and go to its 试听."""
     user, form = await post_form(request, editor=True)
     ctx = ctx_of(request)
     fields, text, base = _editor_values(form)
@@ -117,22 +143,19 @@ async def save_script(request: Request) -> Response:
         split = split_front_matter(base)
         fields["id"] = next((ln.split(":", 1)[1].strip() for ln in (split[0] if not isinstance(split, str) else [])
                              if ln.startswith("id:")), fields["id"])
+    elif not fields["id"]:  # a new script is named by its title: 快递退款 → kuaidi-tuikuan
+        fields["id"] = await run_in_threadpool(data.new_script_id, ctx.config, ctx.engine, fields["title"])
     existing = base
     content = review.compose(fields, text, existing)
     script, errors = review.check_form(ctx.config.scripts_dir, content, fields["id"], ctx.config.render.max_chars)
     if script is None:
         return _editor(request, user=user, fields=fields, text=text, base=base, status=400, errors=errors,
                        message="稿件有问题，没有保存；请按红字修改。")
-    if form.get("action") == "preview":
-        try:
-            pv = await run_in_threadpool(review.render_preview, ctx.config, script)
-        except OutreachError as exc:
-            return _editor(request, user=user, fields=fields, text=text, base=base, status=400,
-                           message=f"试听录音没有生成：{exc}")
-        await run_in_threadpool(lambda: review.record(ctx.engine, script.id, "previewed", user.name, ctx.now(),
-                                                      content_hash=pv.content_hash, audio_sha256=pv.sha256))
-        return _editor(request, user=user, fields=fields, text=text, base=base, preview=pv,
-                       message="试听录音已生成（只供试听，不会播出）。稿件还没有保存。")
+    # 试听 of an unchanged edit hears the file as it is; anything else is saved first, so what is
+    # heard is the draft a reviewer will see.
+    listen = form.get("action") == "preview"
+    if listen and base is not None and base.replace("\r\n", "\n") == content:
+        return await _preview_and_return(request, script, user)
     try:
         saved = await run_in_threadpool(lambda: review.save_draft(
             ctx.engine, ctx.config, content, script.id, base=base, actor=user.name, now=ctx.now()))
@@ -142,11 +165,14 @@ async def save_script(request: Request) -> Response:
     except OutreachError as exc:
         return _editor(request, user=user, fields=fields, text=text, base=base, status=400, message=str(exc))
     log.info("广播稿 %s 已由 %s 保存", saved.id, user.name)
+    follow = "" if listen else "请试听后交审核员签发。"
     if saved.edited_after_approval:
         flash(request, f"已保存「{saved.title}」（草稿）。原来的签发已作废：这篇稿件在宣传活动里照常排着，"
-                       "但重新签发之前不会播出。请试听后交审核员签发。")
+                       f"但重新签发之前不会播出。{follow}")
     else:
-        flash(request, f"已保存「{saved.title}」（草稿）。请试听后交审核员签发。")
+        flash(request, f"已保存「{saved.title}」（草稿）。{follow}")
+    if listen:
+        return await _preview_and_return(request, saved, user)
     return redirect(f"/scripts/{quote(saved.id)}")
 
 
@@ -157,8 +183,7 @@ def script_page(request: Request, script_id: str) -> Response:
 
 def _script_page(request: Request, script_id: str, *, status: int = 200, stale: str | None = None,
                  message: str = "") -> Response:
-    user = require_user(request)
-    ctx = ctx_of(request)
+    user, ctx = signed_in(request)
     script = _script(request, script_id)
     lexicon = load_lexicon(ctx.config.lexicon_path)
     drafted, last = review.authors(ctx.engine, script.id)
@@ -167,21 +192,56 @@ def _script_page(request: Request, script_id: str, *, status: int = 200, stale: 
         has_clip = True
     except OutreachError:
         has_clip = False
+    job = jobs_of(request.app.state).get(script.id, script.content_hash)
+    preview = review.heard_preview(ctx.engine, ctx.config, script)
+    making = job if job is not None and (job.running or job.error) else None  # the newest 试听 of this version
+    waited = int((ctx.now() - job.started).total_seconds()) if making is not None else 0
     return render(request, "script.html", user=user, s=script, spoken=review.spoken_segments(script.text, lexicon),
-                  trail=review.trail(ctx.engine, script.id), preview=_latest_preview(request, script),
-                  has_clip=has_clip, own=user.name in (drafted, last), status=status, stale=stale, message=message)
+                  trail=review.trail(ctx.engine, script.id), preview=preview, job=making, waited=waited,
+                  refresh_s=PREVIEW_REFRESH_S, has_clip=has_clip, own=user.name in (drafted, last), status=status,
+                  stale=stale, message=message, formats=RECORDING_EXTENSIONS,
+                  max_mb=MAX_RECORDING_BYTES // 1_000_000, max_minutes=RECORDING_SECONDS[1] / 60)
 
 
 @router.post("/scripts/{script_id}/preview")
 async def preview_script(request: Request, script_id: str) -> Response:
     user, _form = await post_form(request, editor=True)
-    ctx = ctx_of(request)
     script = await run_in_threadpool(_script, request, script_id)
-    pv = await run_in_threadpool(review.render_preview, ctx.config, script)
-    await run_in_threadpool(lambda: review.record(ctx.engine, script.id, "previewed", user.name, ctx.now(),
-                                                  content_hash=pv.content_hash, audio_sha256=pv.sha256))
-    flash(request, f"试听录音已生成（{pv.duration_s:.0f} 秒，只供试听，不会播出）。")
-    return redirect(f"/scripts/{quote(script.id)}#preview")
+    return await _preview_and_return(request, script, user)
+
+
+@router.post("/scripts/{script_id}/recording")
+async def upload_recording(request: Request, script_id: str) -> Response:
+    """A recording (MP3, WAV, M4A) in place of TTS: checked, stored beside the scripts; its 试听 starts at once."""
+    user, form = await post_form(request, editor=True)
+    script = await run_in_threadpool(_script, request, script_id)
+    upload = form.get("file")
+    try:
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise AudioError("没有选择录音文件；请点「选择文件」选好录音后再上传")
+        added = await run_in_threadpool(_add_upload, request, script, upload, user)
+    except OutreachError as exc:
+        message = f"录音没有上传：{exc}"
+        return await run_in_threadpool(lambda: _script_page(request, script_id, status=400, message=message))
+    log.info("广播稿 %s 的录音已由 %s 上传", script.id, user.name)
+    voided = "原来的签发已作废，重新签发之前不会播出。" if added.voided else ""
+    flash(request, f"已上传录音（{added.seconds:.0f} 秒）。{voided}请试听后交审核员签发。")
+    return await _preview_and_return(request, added.script, user)
+
+
+def _add_upload(request: Request, script: Script, upload: UploadFile, user: User) -> Any:
+    """Copy the uploaded file (at most MAX_RECORDING_BYTES) to a temporary file and add it as the recording."""
+    ctx = ctx_of(request)
+    name = Path(upload.filename or "").name
+    with temp_dir("upload") as tmp:
+        copy = Path(tmp) / f"upload{Path(name).suffix.lower()}"
+        with copy.open("wb") as out:
+            while chunk := upload.file.read(1 << 20):
+                out.write(chunk)
+                if out.tell() > MAX_RECORDING_BYTES:
+                    raise AudioError(f"“{name}”超过 {MAX_RECORDING_BYTES // 1_000_000} MB 的上限；"
+                                     "请剪短，或导出为 MP3/M4A 再上传")
+        return add_recording(ctx.engine, script.path, copy, name, actor=user.name, now=ctx.now())
 
 
 async def _review_form(request: Request, script_id: str) -> tuple[Any, Any, Any, Any]:

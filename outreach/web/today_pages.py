@@ -10,10 +10,11 @@ from starlette.concurrency import run_in_threadpool
 
 from outreach.audio.render import verified_clip
 from outreach.authoring import review
+from outreach.delivery.usb.zipped import ascii_zip_name, zip_name
 from outreach.errors import OutreachError
 from outreach.labels import SLOT, STATUS
-from outreach.web import board, data
-from outreach.web.page_kit import TZ, ctx_of, not_found, render, require_user
+from outreach.web import board, data, folds
+from outreach.web.page_kit import PageError, TZ, attachment, ctx_of, not_found, render, require_user, signed_in
 from outreach.web.params import parse_day
 
 router = APIRouter()
@@ -42,7 +43,7 @@ def today_page(request: Request) -> Response:
     query = urlencode([(k, v) for k, v in (("township", township), ("only", "problems" if only else "")) if v])
     ctx = ctx_of(request)
     return render(request, "today.html", user=user, b=b, township=township, only=only, query=query,
-                  townships=data.townships(ctx.engine), refresh_s=30,
+                  folds=folds.fine_by_township(b.slots), townships=data.townships(ctx.engine), refresh_s=30,
                   stale=data.stale_villages(ctx.config, ctx.engine, ctx.now()))
 
 
@@ -51,6 +52,10 @@ def today_json(request: Request) -> Response:
     require_user(request)
     b, _, _ = _today(request)
     payload = board.board_json(b, STATUS, SLOT, TZ) | {"at": ctx_of(request).local_now().strftime("%H:%M:%S")}
+    # The page's folds of programs that need nothing: each names its programs as "village_id/slot".
+    payload["folds"] = [{"key": f.key, "title": f.title, "summary": f.summary,
+                         "programs": [f"{s.village_id}/{s.slot}" for s in f.items]}
+                        for f in folds.fine_by_township(b.slots)]
     return JSONResponse(payload)
 
 
@@ -78,7 +83,7 @@ async def program_audio(request: Request, village_id: str, day: str, slot: str) 
     """One village's program of one day and slot, joined from its clips."""
     require_user(request)
     ctx = ctx_of(request)
-    when = parse_day(day, "日期", None)
+    when = parse_day(day, "日期", None, today=ctx.today())
     if slot not in SLOT:
         raise not_found("时段", slot[:20], "时段只能是早间或晚间。")
     try:
@@ -103,8 +108,7 @@ def preview_audio(request: Request, script_id: str, sha: str) -> Response:
 
 @router.get("/packs", response_class=HTMLResponse)
 def packs_page(request: Request) -> Response:
-    user = require_user(request)
-    ctx = ctx_of(request)
+    user, ctx = signed_in(request)
     entries, problem = data.pack_entries(ctx.config)
     villages = {v.id: v for v in data.villages(ctx.engine)}
     groups = board.group_packs(entries, villages, data.townships(ctx.engine))
@@ -115,24 +119,32 @@ def packs_page(request: Request) -> Response:
 
 @router.get("/packs/zip")
 def packs_zip(request: Request) -> Response:
-    """Every pack file of one village (?village=) or one township (?township=), as a ZIP made while sending."""
+    """One village's (?village=) or township's (?township=) pack as a ZIP: what `outreach export` writes.
+
+    Its listed days from today on are exported again into a temporary folder (logged like an export,
+    with a fresh QR link), zipped while sent, and the folder removed.
+    """
     require_user(request)
     ctx = ctx_of(request)
     village_id, township_id = _q(request, "village"), _q(request, "township")
     entries, _problem = data.pack_entries(ctx.config)
     villages = {v.id: v for v in data.villages(ctx.engine)}
-    if village_id:
-        chosen = [e for e in entries if e.village_id == village_id]
-        name = f"{village_id}_{villages[village_id].name}" if village_id in villages else village_id
-    elif township_id:
-        chosen = [e for e in entries if (v := villages.get(e.village_id)) is not None and v.township_id == township_id]
-        name = township_id
-    else:
-        chosen, name = [], ""
+    listed = {e.village_id for e in entries if e.village_id in villages}
+    towns = data.townships(ctx.engine)
+    chosen: list[str] = []
+    if village_id in listed:
+        v = villages[village_id]
+        chosen, ids, names = [village_id], [village_id], [towns[v.township_id].name, v.name]
+    elif not village_id and township_id in towns:
+        chosen = sorted(v for v in listed if villages[v].township_id == township_id)
+        ids, names = [township_id], [towns[township_id].name]
     if not chosen:
         raise not_found("节目包", village_id or township_id or "（未指定）", "请从「节目包下载」页面点「打包下载」。")
-    chosen.sort(key=lambda e: (e.village_id, e.date, e.start, e.path))
-    disposition = f"attachment; filename=\"packs.zip\"; filename*=UTF-8''{quote(name + '.zip')}"
-    return StreamingResponse(board.zip_stream(ctx.config, chosen), media_type="application/zip",
-                             headers={"Content-Disposition": disposition})
+    try:
+        pack = data.pack_zip(ctx.config, ctx.engine, chosen, now=ctx.now())
+    except OutreachError as exc:
+        raise PageError(409, "节目包没有做成", str(exc), "处理好上面说的问题后，回到「节目包下载」页面重新下载。") from None
+    return StreamingResponse(pack.stream(), media_type="application/zip",
+                             headers=attachment(zip_name(names, pack.first, pack.last),
+                                                ascii_zip_name(ids, pack.first, pack.last)))
 

@@ -7,6 +7,8 @@ decoding, fed a clip that says the same text twice, skips or garbles the second 
 scored 29% whole and 9% region by region). The reference is the script's spoken text, once per repeat. Scoring is over
 Hanzi, in simplified characters, after `outreach tn` on both sides, number strings left out on
 both sides (the recogniser writes 96110 in several forms); see benchmarks/intelligibility.py.
+Recordings (engine: recording) are not scored, and each skip prints its reason: a human voice,
+often in the local dialect, is judged by the reviewer who must hear it before approving it.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from outreach.tts import get_synthesizer
 from benchmark_module import load_benchmark
 
 REPO = Path(__file__).resolve().parents[2]
-MEAN_LIMIT = 0.12
-CLIP_LIMIT = 0.25
+# Measured with word-level prosody (issue 19): mean 10.9 %, worst clip 18.6 % (before: 11.6 %, 21.3 %).
+# The issue's target, mean <= 10 %, is not reached yet, so the mean keeps a small margin over what
+# is measured; every clip is within the target's 20 %.
+MEAN_LIMIT = 0.115
+CLIP_LIMIT = 0.20
 # Sentences whose espeak rendering the recogniser must find far worse than the neural one.
 CONTRAST = [
     "村民朋友们请注意，骗子会冒用别人的身份证办手机卡，再拿去干坏事。",
@@ -62,7 +67,11 @@ def test_every_approved_clip_is_understood(rendered_build: Path, bench, asr, rep
         clips[meta["script_id"]] = (meta_path.with_suffix(".mp3"), meta)
     assert set(clips) == set(scripts)
     scores = {}
-    for script_id, (mp3, meta) in sorted(clips.items()):
+    # Recordings are human voices: the reviewer who hears them judges them (tests/authoring/test_recordings.py).
+    scored_ids, skipped = bench.transcribable({sid: meta for sid, (_, meta) in clips.items()})
+    for script_id, reason in sorted(skipped.items()):
+        print(f"{script_id:28} skipped: {reason}")
+    for script_id, (mp3, meta) in sorted((k, v) for k, v in clips.items() if k in scored_ids):
         assert meta["engine"] == "neural", f"{script_id} was spoken by {meta['engine']}, not the neural engine"
         script = scripts[script_id]
         reference = bench.scored(script.text)
@@ -73,7 +82,7 @@ def test_every_approved_clip_is_understood(rendered_build: Path, bench, asr, rep
         print(f"{script_id:28} repeat {script.repeat}  CER {scores[script_id]:6.1%}")
     mean = sum(scores.values()) / len(scores)
     print(f"library mean CER {mean:.1%}, worst {max(scores.values()):.1%}")
-    assert mean <= MEAN_LIMIT, f"library mean CER {mean:.1%} > {MEAN_LIMIT:.0%}"
+    assert mean <= MEAN_LIMIT, f"library mean CER {mean:.1%} > {MEAN_LIMIT:.1%}"
     worst = {k: v for k, v in scores.items() if v > CLIP_LIMIT}
     assert not worst, f"clips over {CLIP_LIMIT:.0%} CER: {worst}"
 

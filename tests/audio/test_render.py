@@ -36,8 +36,13 @@ def add_reviewer(workspace: Path, name: str) -> None:
         store.add(name, "reviewer", "long-enough-password", now=datetime.now(ZoneInfo("Asia/Shanghai")))
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+# `scripts approve` checks the reviewer's password and that the version was heard (issue 18).
+APPROVE_CLI = ("--password-stdin", "--heard")
+REVIEWER_PASSWORD = "long-enough-password\n"
+
+
+def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), input=stdin, catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -118,7 +123,8 @@ def test_script_rate_slows_the_clip_and_is_validated(workspace: Path) -> None:
         target.write_text(original.replace("repeat:", f"rate: {rate}\nrepeat:", 1), encoding="utf-8")
         # An edited script is a draft again until re-approved.
         add_reviewer(workspace, "王秀兰")  # approval needs a known reviewer (issue 11)
-        assert run("scripts", "approve", "traffic-crossing-road", "--by", "王秀兰", "-w", str(workspace))[0] == 0
+        assert run("scripts", "approve", "traffic-crossing-road", "--by", "王秀兰", *APPROVE_CLI, "-w", str(workspace),
+                   stdin=REVIEWER_PASSWORD)[0] == 0
         code, out, err = run("render", "--script", "traffic-crossing-road", "--json", "-w", str(workspace))
         assert code == 0, err
         [clip] = json.loads(out)
@@ -146,7 +152,8 @@ def test_changed_text_rerenders_only_that_script(rendered_workspace: Path) -> No
     target.write_text(target.read_text(encoding="utf-8").replace("一定要戴好头盔", "一定要戴好安全头盔"), encoding="utf-8")
     # An edited script is a draft again until re-approved.
     add_reviewer(rendered_workspace, "王秀兰")  # approval needs a known reviewer (issue 11)
-    assert run("scripts", "approve", "traffic-helmet", "--by", "王秀兰", "-w", str(rendered_workspace))[0] == 0
+    assert run("scripts", "approve", "traffic-helmet", "--by", "王秀兰", *APPROVE_CLI, "-w", str(rendered_workspace),
+               stdin=REVIEWER_PASSWORD)[0] == 0
     config, scripts = library(rendered_workspace)
     report = render_library(config, scripts)
     fresh = [r.script_id for r in report.results if not r.cached]

@@ -304,7 +304,7 @@ def test_a_stale_form_says_when_only_other_entries_changed(site: Site, editor) -
     path.write_text(theirs, encoding="utf-8")
     r = editor.post("/campaigns/save", data=data)
     assert r.status_code == 409 and path.read_text(encoding="utf-8") == theirs
-    assert "宣传活动「winter-traffic」本身没有变化" in r.text and '<pre class="diff"' not in r.text
+    assert "宣传活动「冬季道路交通安全宣传」本身没有变化" in r.text and '<pre class="diff"' not in r.text
 
 
 def test_a_stale_village_form_shows_the_other_edit_and_keeps_the_typed_values(site: Site, editor) -> None:  # noqa: F811

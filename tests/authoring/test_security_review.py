@@ -22,6 +22,8 @@ with warnings.catch_warnings():  # starlette 1.x warns that httpx should become 
     warnings.filterwarnings("ignore", message=".*httpx2", category=UserWarning)
     from fastapi.testclient import TestClient
 
+from web_site import heard_page
+
 from outreach.authoring import review
 from outreach.cli import cli
 from outreach.config import Config, load_config
@@ -264,7 +266,7 @@ def test_browser_approval_carries_the_version_shown_and_a_changed_file_gets_the_
     assert editor.post("/scripts/fraud-seven-tools/preview", data={"csrf_token": csrf}).status_code == 303
 
     reviewer = site.client("li")
-    page = reviewer.get("/scripts/fraud-seven-tools").text
+    page = heard_page(reviewer, "fraud-seven-tools")  # 试听 renders in the background (issue 18)
     heard = re.search(r'name="heard" value="([0-9a-f]{64})"', page).group(1)  # type: ignore[union-attr]
     version = re.search(r'name="version" value="([0-9a-f]{16})"', page).group(1)  # type: ignore[union-attr]
     csrf_r = CSRF.search(page).group(1)  # type: ignore[union-attr]
@@ -359,7 +361,7 @@ def test_cli_approve_keeps_the_bom_and_every_line_ending(workspace: Path) -> Non
     path = workspace / "audio_scripts" / "traffic-test.md"
     path.write_bytes(b"\xef\xbb\xbf" + (front + body).encode("utf-8"))
     result = CliRunner().invoke(cli, ["scripts", "approve", "traffic-test", "--by", "王秀兰", "--on", "2026-12-01",
-                                      "-w", str(workspace)])
+                                      "--password-stdin", "--heard", "-w", str(workspace)], input=PASSWORD + "\n")
     assert result.exit_code == 0, result.output
     raw = path.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf---\r\n")
@@ -376,13 +378,13 @@ def test_cli_approve_with_a_hash_seals_only_that_version(workspace: Path) -> Non
     UserStore(workspace / USERS_FILE, FAST_HASHER).add("王秀兰", "reviewer", PASSWORD, now=NOW)
     path = workspace / "audio_scripts" / "traffic-test.md"
     path.write_text(GOOD.format(title="测试"), "utf-8")
-    args = ["scripts", "approve", "traffic-test", "--by", "王秀兰", "-w", str(workspace)]
-    wrong = CliRunner().invoke(cli, [*args, "--hash", "0123456789abcdef"])
+    args = ["scripts", "approve", "traffic-test", "--by", "王秀兰", "--password-stdin", "--heard", "-w", str(workspace)]
+    wrong = CliRunner().invoke(cli, [*args, "--hash", "0123456789abcdef"], input=PASSWORD + "\n")
     assert wrong.exit_code == 1 and "要批准的版本 0123456789abcdef 已经被改过了" in wrong.stderr
     assert "status: draft" in path.read_text("utf-8")
     script, _, _ = read_script(path)
     assert script is not None
-    ok = CliRunner().invoke(cli, [*args, "--hash", script.content_hash])
+    ok = CliRunner().invoke(cli, [*args, "--hash", script.content_hash], input=PASSWORD + "\n")
     assert ok.exit_code == 0, ok.output
     assert f"approval_hash: {script.content_hash}" in path.read_text("utf-8")
 

@@ -333,7 +333,12 @@ def test_script_path_rejects_bad_and_unknown_ids(tmp_path: Path) -> None:
 # --- the CLI ---------------------------------------------------------------------------
 
 def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    # `scripts approve` reads the reviewer's password (issue 18): every reviewer here has this one.
+    return CliRunner().invoke(cli, list(args), input="long-enough-password\n", catch_exceptions=False)
+
+
+# `scripts approve` checks the reviewer's password and that the version was heard (issue 18).
+APPROVE_CLI = ("--password-stdin", "--heard")
 
 
 def add_reviewers(workspace: Path, *names: str) -> None:
@@ -383,12 +388,12 @@ def test_cli_list_plain_and_json(workspace: Path) -> None:
 
 def test_cli_approve_with_and_without_date(workspace: Path) -> None:
     add_reviewers(workspace, "王秀兰", "赵建国")
-    result = run("scripts", "approve", "traffic-harvest-season", "--by", "王秀兰", "--on", "2026-11-28",
+    result = run("scripts", "approve", "traffic-harvest-season", "--by", "王秀兰", "--on", "2026-11-28", *APPROVE_CLI,
                  "-w", str(workspace))
     assert result.exit_code == 0, result.output
     assert result.output == "已批准：traffic-harvest-season，批准人 王秀兰，日期 2026-11-28\n"
     before = datetime.now(ZoneInfo("Asia/Shanghai")).date()
-    result = run("scripts", "approve", "fraud-seven-tools", "--by", "赵建国", "-w", str(workspace))
+    result = run("scripts", "approve", "fraud-seven-tools", "--by", "赵建国", *APPROVE_CLI, "-w", str(workspace))
     after = datetime.now(ZoneInfo("Asia/Shanghai")).date()
     assert result.exit_code == 0, result.output
     assert any(f"日期 {d.isoformat()}" in result.output for d in {before, after})
@@ -405,7 +410,7 @@ def test_cli_approve_with_and_without_date(workspace: Path) -> None:
 ])
 def test_cli_approve_errors_exit_1(workspace: Path, args: list[str], words: str) -> None:
     add_reviewers(workspace, "王秀兰")
-    result = run("scripts", "approve", *args, "-w", str(workspace))
+    result = run("scripts", "approve", *args, *APPROVE_CLI, "-w", str(workspace))
     assert result.exit_code == 1
     assert result.output.startswith("错误：") and words in result.output
 
@@ -429,13 +434,13 @@ def test_cli_approve_refuses_the_drafter_and_last_editor_like_the_browser(worksp
     path = workspace / "audio_scripts" / "traffic-night-lights.md"
 
     for name, role in (("赵建国", "撰写"), ("王秀兰", "最后修改")):
-        refused = run("scripts", "approve", "traffic-night-lights", "--by", name, "-w", str(workspace))
+        refused = run("scripts", "approve", "traffic-night-lights", "--by", name, *APPROVE_CLI, "-w", str(workspace))
         assert refused.exit_code == 1
         assert refused.output == (f"错误：广播稿「traffic-night-lights」是您（{name}）{role}的，不能由您自己批准；"
                                   "须由另一位审核员批准。\n")
         assert "status: draft" in path.read_text(encoding="utf-8")
 
-    approved = run("scripts", "approve", "traffic-night-lights", "--by", "李娜", "--on", "2026-11-28",
+    approved = run("scripts", "approve", "traffic-night-lights", "--by", "李娜", "--on", "2026-11-28", *APPROVE_CLI,
                    "-w", str(workspace))
     assert approved.exit_code == 0, approved.output
     assert approved.output == "已批准：traffic-night-lights，批准人 李娜，日期 2026-11-28\n"
@@ -517,7 +522,8 @@ def test_cli_check_says_edited_after_approval_by_whom_and_when(workspace: Path) 
     plain = run("scripts", "list", "-w", str(workspace)).output
     assert next(line for line in plain.splitlines() if line.startswith("fraud-96110 ")).split()[2] == "批准后被修改"
     add_reviewers(workspace, "李娜")
-    approved = run("scripts", "approve", "fraud-96110", "--by", "李娜", "--on", "2026-11-30", "-w", str(workspace))
+    approved = run("scripts", "approve", "fraud-96110", "--by", "李娜", "--on", "2026-11-30", *APPROVE_CLI,
+                   "-w", str(workspace))
     assert approved.exit_code == 0, approved.output
     assert "批准后又被修改过" not in run("scripts", "check", "-w", str(workspace)).output
 

@@ -201,6 +201,14 @@ def test_script_gaps(s: Session) -> None:
     assert [(g.township_id, g.script_id) for g in gaps] == [("t2", "s1")]
 
 
+def test_script_gaps_count_an_airing_under_any_campaign(s: Session) -> None:
+    """A script aired under another campaign was heard (fraud-96110 was 未播出 in 大庄镇, aired by the urgent one)."""
+    gaps = cov.script_gaps(s, campaign_id="fraud", script_ids=["s1", "r1"], target_village_ids=TARGETS)
+    assert [(g.township_id, g.script_id) for g in gaps] == [("t2", "r1")]  # r1 played in v1 (t1) under traffic
+    gaps = cov.script_gaps(s, campaign_id="fraud", script_ids=["r1"], start=D(2026, 3, 2), end=MARCH[1])
+    assert [(g.township_id, g.script_id) for g in gaps] == [("t1", "r1"), ("t2", "r1")]  # 03-01 is outside
+
+
 def test_unconfirmed_exports(s: Session) -> None:
     rows = cov.unconfirmed_exports(s, today=D(2026, 3, 5))
     assert [(r.village_id, r.slots, r.first_date, r.last_date) for r in rows] == [

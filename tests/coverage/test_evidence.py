@@ -223,7 +223,7 @@ def test_cli_xlsx_and_table_show_evidence(cli_ws: Path, tmp_path: Path) -> None:
         assert name in header
     records = {r[0]: dict(zip(header, r, strict=True)) for r in sheet.iter_rows(min_row=2, values_only=True)}
     assert (records["dz-01"]["已监听"], records["dz-01"]["仅有播放记录"], records["dz-01"]["无证据"]) == (1, 1, 1)
-    assert records["dz-02"]["上次成功播出（已确认）"] == "2026-11-28 06:30"
+    assert records["dz-02"]["上次成功播出（已确认）"] == dt.datetime(2026, 11, 28, 6, 30)  # a real date, Beijing time
     code, out, err = run(cli_ws, "coverage", "--campaign", "fraud")
     assert code == 0, err
     assert "已监听" in out and "仅有播放记录" in out and "11-28 06:30 已确认" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
+import struct
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,10 @@ D = dt.date
 NOW = dt.datetime(2026, 5, 20, 4, 0, tzinfo=dt.timezone.utc)
 START, END, TODAY = D(2026, 5, 1), D(2026, 5, 31), D(2026, 5, 20)
 HEADINGS = ("宣传覆盖报告", "村庄覆盖热力图", "乡镇汇总", "未覆盖村庄", "未播出的稿件", "未确认的U盘导出", "集市发放", "各村明细")
-PNG = re.compile(r'<img class="chart" alt="[^"]+" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
+PNG = re.compile(r'<img class="chart (?:wide|narrow)" alt="[^"]+" src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+IMG = re.compile(r'<img class="chart (wide|narrow)" alt="[^"]+" src="data:image/png;base64,([A-Za-z0-9+/=]+)" '
+                 r'width="(\d+)" height="(\d+)" data-text-px="([\d.]+)">')
+CHARTS = 6  # heatmap, township bars and handout timeline, each for a desktop or A4 page and for a phone
 
 
 @pytest.fixture
@@ -70,7 +74,8 @@ def make_page(engine: sa.Engine, font: str | None) -> str:
     with session(engine) as s:
         data = report.collect(s, campaign_id="fraud", start=START, end=END, today=TODAY, gap_days=7,
                               target_village_ids=["dz-01", "dz-02", "ls-01"],
-                              script_ids=["fraud-96110", "fraud-seven-tools"], county_name="槐川县")
+                              script_ids=["fraud-96110", "fraud-seven-tools"], county_name="槐川县",
+                              script_titles={"fraud-96110": "96110来电，一定要接"})
     return report.render_html(data, generated_at="2026-05-20 12:00", font=font)
 
 
@@ -97,10 +102,19 @@ def test_page_is_self_contained_chinese_with_charts(engine: sa.Engine) -> None:
     assert page.startswith("<!DOCTYPE html>") and '<html lang="zh-CN">' in page
     for heading in HEADINGS:
         assert heading in page
-    images = PNG.findall(page)
-    assert len(images) == 3  # heatmap, township bars, handout timeline
-    for data in images:
-        assert base64.b64decode(data).startswith(b"\x89PNG\r\n\x1a\n")
+    images = IMG.findall(page)
+    assert sorted(layout for layout, *_ in images) == ["narrow"] * 3 + ["wide"] * 3
+    for layout, data, width, height, text_px in images:
+        png = base64.b64decode(data)
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        natural = struct.unpack(">II", png[16:24])  # the IHDR's width and height
+        assert natural == (2 * int(width), 2 * int(height))  # two image pixels per CSS pixel: sharp on a phone
+        assert float(text_px) * int(width) / natural[0] >= 11  # shown at its width, no text under 11 CSS px
+        assert int(width) <= {"narrow": 358, "wide": 718}[layout]  # a 390 px phone or an A4 page less margins
+    # A phone shows each row as a card: every data cell carries its column's label.
+    assert page.count("<td ") == page.count('<td data-label="') + page.count('<td class="title"') + page.count(
+        'class="empty"')
+    assert '<td data-label="未播出的稿件" class="w">「96110来电，一定要接」、「fraud-seven-tools」</td>' in page
     assert "http://" not in page and "https://" not in page
     assert "<link" not in page and "<script" not in page and "@import" not in page
     assert "反诈&lt;宣传&gt;" in page and "反诈<宣传>" not in page  # names are escaped
@@ -111,7 +125,7 @@ def test_page_without_cjk_font_uses_ids(engine: sa.Engine) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no Chinese may reach a chart drawn without a CJK font
         page = make_page(engine, None)
-    assert len(PNG.findall(page)) == 3
+    assert len(PNG.findall(page)) == CHARTS
     assert "本机未安装中文字体" in page
 
 
@@ -138,5 +152,5 @@ def test_report_command(engine: sa.Engine, database_url: str, tmp_path: Path, mo
     result = CliRunner().invoke(cli, [*args, "--campaign", "fraud", "--from", "2026-05-01", "--to", "2026-05-31"])
     assert result.exit_code == 0, result.stderr
     page = out.read_text(encoding="utf-8")
-    assert "统计期间：2026-05-01 至 2026-05-31" in page and len(PNG.findall(page)) == 3
+    assert "统计期间：2026-05-01 至 2026-05-31" in page and len(PNG.findall(page)) == CHARTS
     assert not list(out.parent.glob("*.part"))

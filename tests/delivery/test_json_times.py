@@ -69,7 +69,8 @@ def test_every_json_output_gives_instants_in_one_zone(rendered_workspace: Path, 
     try:
         mark_station_villages(ws, (VILLAGE,))
         outputs: dict[str, Any] = {}
-        outputs["station add"] = reg = outreach("station", "add", VILLAGE, "--json")
+        outputs["station add"] = reg = outreach("station", "add", VILLAGE, "--server-url", "http://192.168.1.10:8000",
+                                              "--json")
         engine = open_database(load(load_config(ws)), env["DATABASE_URL"])
         assert record_presence(engine, reg["station_id"], now=datetime.now(timezone.utc),
                                heartbeat={"buffered_until": "2026-12-09"})

@@ -252,7 +252,8 @@ def _mosquitto(tool: str, broker: Broker, user: str, password: str, *args: str, 
 
 
 def test_revoked_token_is_refused_by_http_and_broker(county: dict) -> None:
-    reg = cli(county["ws"], county["env"], "station", "add", "dazhuang-03", "--json")
+    reg = cli(county["ws"], county["env"], "station", "add", "dazhuang-03", "--server-url", county["server"].url,
+              "--json")
     url = county["server"].url + "/api/station/manifest?days=1"
     auth = {"Authorization": f"Bearer {reg['token']}"}
     with urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=30) as resp:

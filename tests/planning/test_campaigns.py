@@ -120,11 +120,13 @@ def test_every_problem_is_listed_with_file_id_field_and_fix(tmp_path):
     msg = error(tmp_path, bad)
     path = str(tmp_path / "campaigns.yaml")
     expected = [
-        ("winter-traffic", "targets.villages", "未知的村 'dazhuang-99'；请使用 schedules/ 县名录里的编号"),
+        ("winter-traffic", "targets.villages", "未知的村 'dazhuang-99'；您是不是要找：dazhuang-03、dazhuang-02、"
+                                               "dazhuang-01？请使用 schedules/ 县名录里的编号"),
         ("winter-traffic", "targets.townships", "未知的乡镇 'nowhere'"),
         ("winter-traffic", "targets.markets", "未知的集市 'moon-ji'"),
         ("fraud-lishu", "scripts", "广播稿 'fraud-draft' 还没有批准（状态 draft）；请先批准"),
-        ("fraud-lishu", "scripts", "未知的广播稿 'fraud-ghost'；请使用 audio_scripts/ 里的编号"),
+        ("fraud-lishu", "scripts", "未知的广播稿 'fraud-ghost'；您是不是要找：fraud-draft、fraud-96110？"
+                                   "请使用 audio_scripts/ 里的编号"),
         ("fraud-lishu", "to", "'to' 2026-11-01 早于 'from' 2026-12-01；请对调或改正日期"),
     ]
     lines = msg.splitlines()

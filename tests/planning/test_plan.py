@@ -307,7 +307,7 @@ def test_cli_plan_json_and_table_on_sample_workspace(workspace):
                               "-w", str(workspace)])
     assert res.exit_code == 0, res.output
     assert res.stdout.splitlines()[0].split() == ["日期", "时段", "村", "节目"]
-    assert "lishu-03" in res.stdout and "dazhuang-01" not in res.stdout
+    assert "梨树乡桃园村" in res.stdout and "lishu-03" not in res.stdout and "大庄镇" not in res.stdout
     res = runner.invoke(cli, ["plan", "--from", "2026-12-01", "--to", "2026-12-01", "--village", "nowhere-09",
                               "-w", str(workspace)])
     assert res.exit_code == 1 and "nowhere-09" in res.stderr

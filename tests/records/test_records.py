@@ -424,7 +424,7 @@ def test_cli_handout_records_one(run):
     result = run("handout", "--market", "m1", "--date", "2024-05-03", "--leaflets", "200", "--people", "150",
                  "--topics", "traffic,anti_fraud", "--staff", "刘警官")
     assert result.exit_code == 0, result.output
-    assert result.stdout == "已记录发放 #1：m1 2024-05-03，传单 200 份，交谈 150 人，主题 traffic,anti_fraud\n"
+    assert result.stdout == "已记录发放 #1：m1 2024-05-03，传单 200 份，交谈 150 人，主题 交通安全、反诈骗\n"
 
 
 @pytest.mark.parametrize("args, message", [

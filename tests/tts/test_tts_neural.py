@@ -14,7 +14,7 @@ import pytest
 
 from outreach.config import EdgeSettings, RenderSettings
 from outreach.errors import SynthesisFailed, UnknownVoice
-from outreach.tts import NeuralSynthesizer, get_synthesizer, neural
+from outreach.tts import NeuralSynthesizer, get_synthesizer, neural, prosody
 
 SHORT = "村民朋友们，请注意防范电信诈骗。"
 LONG = SHORT + "不要轻信陌生电话，不要向陌生账户转账。接到可疑电话，请立即拨打幺幺零报警。"
@@ -56,6 +56,32 @@ def test_same_text_gives_identical_bits_whatever_came_before(synth: NeuralSynthe
     synth.synthesize(LONG, None, tmp_path / "b")
     again = synth.synthesize(SHORT, None, tmp_path / "c").path.read_bytes()
     assert first == again
+
+
+def test_two_processes_give_identical_bits_and_print_nothing(cache: Path, tmp_path: Path) -> None:
+    code = ("import sys; from pathlib import Path; from outreach.config import RenderSettings; "
+            "from outreach.tts.neural import NeuralSynthesizer; "
+            "NeuralSynthesizer(RenderSettings(), Path(sys.argv[1])).synthesize(sys.argv[2], None, Path(sys.argv[3]))")
+    outputs = []
+    for name in ("first", "second"):
+        done = subprocess.run([sys.executable, "-c", code, str(cache), LONG, str(tmp_path / name)],
+                              capture_output=True, text=True, check=True)
+        assert (done.stdout, done.stderr) == ("", "")  # no jieba or LiteRT log lines
+        outputs.append((tmp_path / name).with_suffix(".wav").read_bytes())
+    assert outputs[0] == outputs[1]
+    assert (cache / prosody.CACHE_FILE).is_file()  # jieba's cache sits with the model, not in /tmp
+
+
+def test_word_boundaries_reach_the_acoustic_model(synth: NeuralSynthesizer, cache: Path, tmp_path: Path) -> None:
+    synth.synthesize(SHORT, None, tmp_path / "load")
+    processor = neural._LOADED[neural.prepared_model(cache)].processor
+    names = {i: s for s, i in processor.symbol_to_id.items()}
+    shipped = [names[i] for i in neural.phone_ids(processor, ["要理赔先找客服"], "chars")]
+    marked = [names[i] for i in neural.phone_ids(processor, ["要理赔先找客服"], "prosodic", cache)]
+    assert shipped.count("#1") == 0 and marked.count("#1") == 2
+    assert [s if s != "#1" else "#0" for s in marked] == shipped  # same syllables, same tones
+    joined = [names[i] for i in neural.phone_ids(processor, ["乡亲们", "请注意"], "prosodic", cache)]
+    assert joined.count("#3") == 1 and joined.count("sil") == 2
 
 
 def test_rate_per_call_and_per_config(cache: Path, tmp_path: Path) -> None:

@@ -132,6 +132,7 @@ def test_a_secretary_confirms_by_qr_and_today_shows_it_confirmed_with_the_air_ti
             staff.fill("input[name=password]", PASSWORD)
             staff.click("button:has-text('登录')")
             staff.wait_for_url(f"{server}/today")
+            staff.click("#fine details[data-key=dazhuang] summary")  # programs that need nothing are folded
             row = staff.locator("#slots tbody tr", has_text="西岗村").filter(has_text="早间")
             text = row.inner_text()
             assert "已确认" in text and "12-10 06:30" in text and "录入于 12-10 10:05" in text

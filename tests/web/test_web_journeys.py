@@ -58,7 +58,7 @@ def _seed(engine, loaded, workspace: Path) -> None:  # type: ignore[no-untyped-d
 
 
 @pytest.fixture
-def site(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+def site(rendered_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
     from argon2 import PasswordHasher
 
     from outreach.config import load_config
@@ -66,6 +66,7 @@ def site(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     from outreach.web import create_app
     from outreach.web.auth import USERS_FILE, UserStore
 
+    workspace = rendered_workspace  # the pack ZIP is exported from the clips, as `outreach export` does
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'journeys.db'}")
     config = load_config(workspace)
     loaded = load(config)
@@ -79,8 +80,10 @@ def site(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
         engine.dispose()
 
 
-def _login(browser, server: str, name: str, width: int):  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport={"width": width, "height": 900}, locale="zh-CN", accept_downloads=True)
+def _login(browser, server: str, name: str, width: int, **options):  # type: ignore[no-untyped-def]
+    """A new browser context (`options` for it: java_script_enabled=False, say) logged in as `name`."""
+    context = browser.new_context(viewport={"width": width, "height": 900}, locale="zh-CN", accept_downloads=True,
+                                  **options)
     page = context.new_page()
     page.goto(f"{server}/login")
     page.fill("input[name=name]", name)
@@ -119,7 +122,7 @@ def test_daily_journeys(chromium_path: str, site: tuple[str, Path], width: int) 
     from playwright.sync_api import sync_playwright
 
     server, workspace = site
-    sid = f"traffic-journey-{width}"
+    sid = "liulan-qini-gao-dai-toukui"  # the form asks for no id: it is the title in pinyin
     path = workspace / "audio_scripts" / f"{sid}.md"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
@@ -136,19 +139,18 @@ def test_daily_journeys(chromium_path: str, site: tuple[str, Path], width: int) 
 
             # An editor drafts a script and hears its preview.
             page.goto(f"{server}/scripts/new")
-            page.fill("input[name=id]", sid)
             page.fill("input[name=title]", "浏览器拟稿：戴头盔")
             page.select_option("select[name=engine]", "espeak")
             page.fill("input[name=repeat]", "1")
             page.fill("textarea[name=text]", "村民朋友们，骑电动车要戴头盔，遇到诈骗请拨打96110。")
             page.wait_for_function("() => document.querySelector('#spoken mark')?.textContent === '九六幺幺零'")
+            # 试听 saves the draft and returns to the script's page, which shows the preview once made (issue 18).
             page.click("button:has-text('试听')")
-            page.wait_for_selector("#preview-audio")
+            page.wait_for_url(f"{server}/scripts/{sid}#preview")
+            page.wait_for_selector("#preview-audio", timeout=60_000)  # the page reloads itself until then
             _audio_loads(page)
             _shot(page, "draft", width)
             _fits(page, width)
-            page.click("button:has-text('保存草稿')")
-            page.wait_for_url(f"{server}/scripts/{sid}")
             assert "status: draft" in path.read_text("utf-8")
             # The same person cannot approve their own script.
             assert page.locator("form[action$='/approve']").count() == 0
@@ -178,17 +180,20 @@ def test_daily_journeys(chromium_path: str, site: tuple[str, Path], width: int) 
             trail = page.locator("#trail").inner_text()
             assert all(word in trail for word in ("拟稿", "试听", "签发", "修改"))
 
-            # Packs: grouped, audio plays, a township ZIP holds its villages' files.
+            # Packs: grouped, audio plays, a township ZIP is the exported pack of its villages.
             page.goto(f"{server}/packs")
             assert _audio_loads(page) == 3
             _fits(page, width)
             _shot(page, "packs", width)
             with page.expect_download() as info:
                 page.click("a[href='/packs/zip?township=dazhuang']")
+            assert info.value.suggested_filename == "大庄镇_12月11日.zip"
             data = Path(info.value.path()).read_bytes()
             names = zipfile.ZipFile(io.BytesIO(data)).namelist()
-            assert names == ["dazhuang_大庄镇/dazhuang-05_李家洼村/2026-12-11_0630_早间.mp3",
-                             "dazhuang_大庄镇/dazhuang-05_李家洼村/2026-12-11_1830_晚间.mp3"]
+            folder = "dazhuang_大庄镇/dazhuang-05_李家洼村"
+            assert names == [f"{folder}/2026-12-11_0630_早间.mp3", f"{folder}/2026-12-11_1830_晚间.mp3",
+                             f"{folder}/playlist.m3u", f"{folder}/扫码确认.html", f"{folder}/播放说明.txt",
+                             "manifest.json", "扫码确认单.html"]  # no public_url: the page says how to get a QR code
             ctx.close()
 
             # Every page fits a phone (and the desktop) without sideways scrolling.

@@ -17,6 +17,7 @@ from web_site import (
     FAST_HASHER,
     Site,
     client_as,
+    heard_page,
     page_form,
     rows,
     token,
@@ -40,15 +41,17 @@ def test_draft_preview_review_approve_and_an_edit_voids_it(site: Site, editor: T
     path = site.workspace / "audio_scripts" / "traffic-test-draft.md"
     assert not path.exists()
 
-    listen = editor.post("/scripts/save", data={**DRAFT, "action": "preview", "csrf_token": csrf})
-    assert listen.status_code == 200 and "只供试听" in listen.text and not path.exists()
-    src = re.search(r'src="(/audio/previews/[^"]+)"', listen.text).group(1)
+    # 试听 saves the draft and goes back to the script page, where the preview is made (issue 18).
+    listen = editor.post("/scripts/save", data={**DRAFT, "action": "preview", "csrf_token": csrf},
+                         follow_redirects=False)
+    assert listen.status_code == 303 and listen.headers["location"] == "/scripts/traffic-test-draft#preview"
+    assert "status: draft" in path.read_text("utf-8")
+    src = re.search(r'src="(/audio/previews/[^"]+)"', heard_page(editor, "traffic-test-draft")).group(1)
     audio = editor.get(src)
     assert audio.status_code == 200 and audio.headers["content-type"] == "audio/mpeg" and len(audio.content) > 5000
 
-    saved = editor.post("/scripts/save", data={**DRAFT, "action": "save", "csrf_token": csrf})
-    assert saved.status_code == 303 and saved.headers["location"] == "/scripts/traffic-test-draft"
-    assert "status: draft" in path.read_text("utf-8")
+    unchanged = editor.post("/scripts/save", data={**DRAFT, "action": "save", "csrf_token": csrf})
+    assert unchanged.status_code == 400 and "已经有稿件了" in unchanged.text
     config = load_config(site.workspace)
     script = next(s for s in load_library(config.scripts_dir, max_chars=400) if s.id == "traffic-test-draft")
     with pytest.raises(DeliveryError):  # a preview is never the clip that airs
@@ -65,7 +68,7 @@ def test_draft_preview_review_approve_and_an_edit_voids_it(site: Site, editor: T
     assert "/approve" in page  # the editor's preview of this very version can be heard
     csrf_r = CSRF.search(page).group(1)
     assert reviewer.post("/scripts/traffic-test-draft/preview", data={"csrf_token": csrf_r}).status_code == 303
-    page = reviewer.get("/scripts/traffic-test-draft").text
+    page = heard_page(reviewer, "traffic-test-draft")
     heard = re.search(r'name="heard" value="([0-9a-f]{64})"', page).group(1)
     version = re.search(r'name="version" value="([0-9a-f]{16})"', page).group(1)  # the version the page showed
     assert reviewer.get(f"/audio/previews/traffic-test-draft/{heard}").status_code == 200
@@ -100,6 +103,7 @@ def test_draft_preview_review_approve_and_an_edit_voids_it(site: Site, editor: T
     assert reviewer.post("/scripts/save", data={**form, "action": "save"}).status_code == 303
     csrf_r = token(reviewer, "/scripts/traffic-test-draft")
     reviewer.post("/scripts/traffic-test-draft/preview", data={"csrf_token": csrf_r})
+    heard_page(reviewer, "traffic-test-draft")
     heard = [e for e in rows(site.engine, ScriptEvent, ScriptEvent.action == "previewed")][-1].audio_sha256
     own = reviewer.post("/scripts/traffic-test-draft/approve",
                         data={"csrf_token": csrf_r, "heard": heard, "version": version})

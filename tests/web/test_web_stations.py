@@ -230,13 +230,19 @@ def test_alert_sent_through_mosquitto_and_delivery_shown_live(rendered_workspace
             assert raw.post("/login", data={"csrf_token": token, "name": "wang", "password": PASSWORD,
                                             "next": "/"}).status_code == 303
             token = _csrf(raw, "/alerts/new")
-            sent = raw.post("/alerts", data={"csrf_token": token, "script": "fraud-96110", "scope": "township",
-                                             "township": "dazhuang", "expires": "30m"})
+            choice = {"csrf_token": token, "script": "fraud-96110", "scope": "township", "township": "dazhuang",
+                      "expires": "30m"}
+            ask = raw.post("/alerts", data=choice)  # a whole township is confirmed first
+            assert ask.status_code == 200 and 'id="confirm"' in ask.text, ask.text
+            confirm = re.search(r'name="confirm" value="([0-9a-f]+)"', ask.text).group(1)  # type: ignore[union-attr]
+            sent = raw.post("/alerts", data={**choice, "confirm": confirm})
             assert sent.status_code == 303, sent.text
             alert_id = sent.headers["location"].rsplit("/", 1)[1]
             page = raw.get(sent.headers["location"])
             assert page.status_code == 200 and "/static/alert.js" in page.text and "已发出" in page.text
-            assert re.search(r'data-count="targets">2<', page.text) and re.search(r'data-count="played">0<', page.text)
+            # 大庄镇: the 2 station boxes, 5 networked villages (through the scheduler), 3 U盘村 listed
+            assert re.search(r'data-count="targets">7<', page.text) and re.search(r'data-count="played">0<', page.text)
+            assert "3 个村无法即时插播（U盘村）" in page.text
             wait_for("both stations to get the alert", lambda: len(got) == 2, 15)
             assert {m["alert_id"] for m in got.values()} == {alert_id}
             assert all(m["script_id"] == "fraud-96110" for m in got.values())
@@ -249,7 +255,8 @@ def test_alert_sent_through_mosquitto_and_delivery_shown_live(rendered_workspace
             status = wait_for("the server to record both deliveries",
                               lambda: (j := raw.get(f"/alerts/{alert_id}.json").json())["counts"]["delivered"] == 2
                               and j, 15)
-            assert status["counts"] == {"targets": 2, "delivered": 2, "played": 0}
+            assert {k: status["counts"][k] for k in ("targets", "delivered", "played", "stations_delivered")} == \
+                {"targets": 7, "delivered": 2, "played": 0, "stations_delivered": 2}
             c, _ = boxes[0]
             c.publish(topic(regs[0]["station_id"], Leaf.ACK), json.dumps(
                 {"alert_id": alert_id, "state": "played", "at": (sent_at + timedelta(seconds=2)).isoformat()}),
@@ -275,3 +282,111 @@ def test_alert_sent_through_mosquitto_and_delivery_shown_live(rendered_workspace
             c.loop_stop()
     finally:
         broker.stop()
+
+
+# --- 紧急插播 for every village: the form, the confirmation step, networked and USB villages ----------------
+
+
+def _no_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No broker configured (tools/test exports one for the whole run)."""
+    for key in ("OUTREACH_BROKER_URL", "OUTREACH_BROKER_USERNAME", "OUTREACH_BROKER_PASSWORD"):
+        monkeypatch.delenv(key, raising=False)
+
+
+def _channel_counts(html: str, township: str) -> dict[str, str]:
+    row = re.search(rf'<li data-township="{township}".*?</li>', html, re.S).group(0)  # type: ignore[union-attr]
+    return dict(re.findall(r'data-channel="(\w+)">(\d+)<', row))
+
+
+def test_alert_form_shows_who_it_reaches_by_channel_and_the_broker_before_sending(  # type: ignore[no-untyped-def]
+        workspace: Path, make_site, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_broker(monkeypatch)
+    now = datetime(2026, 12, 10, 9, 30, tzinfo=TZ)
+    _, engine, _, app = make_site(workspace, now)
+    _station_row(engine, "dazhuang-01-aaaaaa", "dazhuang-01", now)  # dazhuang-02 is a station village with no box
+    html = _client(app, "wang").get("/alerts/new").text
+    before = html.split('id="alert-form"', 1)[0]
+    assert "没有配置消息服务器" in before and "联网村不受影响" in before  # said up front, not after 发送
+    assert 'id="scheduler-state"' in before  # no scheduler runs: networked villages would wait for it
+    assert _channel_counts(html, "大庄镇") == {"stations": "1", "live": "5", "usb": "3", "unregistered": "1"}
+    assert _channel_counts(html, "全县") == {"stations": "1", "live": "18", "usb": "10", "unregistered": "1"}
+    assert "李家洼村（U盘）" in html and "前营村（播放盒）" in html and "后营村</label>" in html
+    listen = html.split('id="listen"', 1)[1].split("</details>", 1)[0]  # 试听 every approved script first
+    assert '<audio controls preload="none" src="/audio/clips/fraud-96110"></audio>' in listen
+    assert "全县（发出前要确认）" in html
+
+
+def test_alert_form_mistakes_come_back_inline_with_the_choices_kept(  # type: ignore[no-untyped-def]
+        workspace: Path, make_site, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_broker(monkeypatch)
+    _, engine, _, app = make_site(workspace, datetime(2026, 12, 10, 9, 30, tzinfo=TZ))
+    editor = _client(app, "wang")
+    token = _csrf(editor, "/alerts/new")
+    no_village = editor.post("/alerts", data={"csrf_token": token, "script": "fraud-96110", "scope": "village",
+                                              "township": "lishu", "expires": "30m"})
+    assert no_village.status_code == 400 and 'id="alert-form"' in no_village.text
+    html = no_village.text
+    assert re.search(r'id="form-error">[^<]*没有勾选村', html)
+    assert '<option value="fraud-96110" selected>' in html and '<option value="30m" selected>' in html
+    assert re.search(r'value="village"\s+checked', html) and re.search(r'value="lishu"\s+checked', html)
+    draft = editor.post("/alerts", data={"csrf_token": token, "script": "fraud-seven-tools", "scope": "township",
+                                         "township": "dazhuang", "expires": "6h"})
+    assert draft.status_code == 400 and "签发" in draft.text and 'id="alert-form"' in draft.text
+    assert re.search(r'value="dazhuang"\s+checked', draft.text) and '<option value="6h" selected>' in draft.text
+    usb_only = editor.post("/alerts", data={"csrf_token": token, "script": "fraud-96110", "scope": "village",
+                                            "village": "dazhuang-05", "expires": "30m"})
+    assert usb_only.status_code == 400 and "1 个U盘村无法即时插播" in usb_only.text
+    assert re.search(r'value="dazhuang-05"\s+checked', usb_only.text)
+    with session(engine) as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Alert)) == 0
+
+
+def test_township_alert_is_confirmed_then_reaches_networked_villages_and_lists_usb(  # type: ignore[no-untyped-def]
+        rendered_workspace: Path, make_site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from outreach.cli import cli
+    from outreach.delivery.live import alerts as live_alerts
+
+    _no_broker(monkeypatch)
+    now = datetime.now(TZ)
+    _, engine, _, app = make_site(rendered_workspace, now)
+    _station_row(engine, "dazhuang-01-aaaaaa", "dazhuang-01", now)
+    editor = _client(app, "wang")
+    token = _csrf(editor, "/alerts/new")
+    boxes_only = editor.post("/alerts", data={"csrf_token": token, "script": "fraud-96110", "scope": "village",
+                                              "village": "dazhuang-01", "expires": "30m"})
+    assert boxes_only.status_code == 400 and "没有配置消息服务器" in boxes_only.text  # nothing else could hear it
+    choice = {"csrf_token": token, "script": "fraud-96110", "scope": "township", "township": "dazhuang",
+              "expires": "30m"}
+    ask = editor.post("/alerts", data=choice)
+    assert ask.status_code == 200, ask.text
+    panel = ask.text.split('id="confirm"', 1)[1].split("</section>", 1)[0]
+    assert 'data-confirm="stations">1<' in panel and 'data-confirm="live">5<' in panel
+    assert "3 个村无法即时插播（U盘村）：李家洼村、西岗村、枣园村" in panel and "没有配置消息服务器" in panel
+    assert '<audio controls preload="metadata" src="/audio/clips/fraud-96110">' in panel
+    confirm = re.search(r'name="confirm" value="([0-9a-f]+)"', panel).group(1)  # type: ignore[union-attr]
+    changed = editor.post("/alerts", data={**choice, "expires": "1h", "confirm": confirm})
+    assert changed.status_code == 200 and 'id="confirm"' in changed.text  # another choice is asked again
+    with session(engine) as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Alert)) == 0
+    sent = editor.post("/alerts", data={**choice, "confirm": confirm})
+    assert sent.status_code == 303, sent.text
+    alert_id = sent.headers["location"].rsplit("/", 1)[1]
+    page = editor.get(sent.headers["location"]).text
+    assert "5 个联网村" in page and "播放盒没有收到：没有配置消息服务器" in page
+    assert "3 个村无法即时插播（U盘村）：李家洼村、西岗村、枣园村" in page
+    assert re.search(r'data-count="targets">5<', page) and page.count("（联网村）") == 5
+    # The leading scheduler takes it once (live.alerts) and reports it played, as a box acks.
+    waiting = live_alerts.waiting(engine, {"dazhuang-03"}, now)
+    assert [a.alert_id for a in waiting] == [alert_id]
+    assert live_alerts.take(engine, waiting[0], now) and not live_alerts.take(engine, waiting[0], now)
+    assert live_alerts.waiting(engine, {"dazhuang-03"}, now) == []
+    assert live_alerts.waiting(engine, {"dazhuang-04"}, now + timedelta(minutes=31)) == []  # expired
+    live_alerts.mark_played(engine, waiting[0], now + timedelta(seconds=3))
+    status = editor.get(f"/alerts/{alert_id}.json").json()
+    assert status["delivered"] == status["played"] == ["live:dazhuang-03"] and status["latency_s"]["max"] == 3.0
+    assert (status["counts"]["live_played"], status["counts"]["live_targets"]) == (1, 5)
+    assert status["usb"] == ["dazhuang-05", "dazhuang-07", "dazhuang-09"]
+    out = CliRunner().invoke(cli, ["alert", "status", alert_id, "-w", str(rendered_workspace)])
+    assert out.exit_code == 0 and "联网村 1/5" in out.output and "3 个U盘村无法即时插播" in out.output, out.output

@@ -6,6 +6,7 @@ are resolved and joined ahead by the pre-flight. One monitor thread watches
 every running player: timeouts stop the whole group, heartbeats keep claims
 and leadership fresh, and each ended player gets its outcome in the log.
 There is no worker pool to queue behind, so 1,000 villages start together.
+A 紧急插播 for a networked village cuts in through live.alerts.AlertPlayout, the other half of this class.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from outreach.config import TZ, Config, load_config
 from outreach.db import session
 from outreach.delivery import Channel, served_by
 from outreach.delivery.live import airproof, claims, players
+from outreach.delivery.live import alerts as live_alerts
 from outreach.delivery.live.play import NO_CLIP, Ended, fail_rows, finish_player, interrupt_rows, record_outcome
 from outreach.delivery.prepare import (
     Key, Prepared, Resolved, plan_programs, prepare_programs, render_needed, urgent_carries, with_carry,
@@ -65,7 +67,7 @@ class Playing:
     ended: Ended | None = None  # set once the player ended while its proof is still being matched
 
 
-class LiveRuntime:
+class LiveRuntime(live_alerts.AlertPlayout):
     """Claims, starts and watches plays for one leading scheduler."""
 
     def __init__(self, loaded: Loaded, engine: sa.Engine, owner: str,
@@ -80,6 +82,9 @@ class LiveRuntime:
         self.lost = threading.Event()  # set when leadership is lost: the scheduler must stop
         self._queue: queue.Queue[tuple[list[Key], datetime]] = queue.Queue()
         self._running: dict[Key, Playing] = {}
+        # Villages whose horn an alert holds (None while it is being set up), and the slots waiting for it.
+        self._alerts: dict[str, live_alerts.OnAir | None] = {}
+        self._held: dict[str, list[Key]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -87,7 +92,8 @@ class LiveRuntime:
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        for target, name in ((self._dispatch_loop, "outreach-dispatch"), (self._monitor_loop, "outreach-monitor")):
+        for target, name in ((self._dispatch_loop, "outreach-dispatch"), (self._monitor_loop, "outreach-monitor"),
+                             (self._alert_loop, "outreach-alerts")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -107,6 +113,7 @@ class LiveRuntime:
                 p.proof.cancel()
         playing = [p for p in playing if p.ended is None]
         self._record(done, now)
+        self._stop_alerts()
         for p in playing:
             players.stop_group(p.player.pgid, leader=p.player.proc)
             p.player.cleanup()
@@ -255,7 +262,6 @@ class LiveRuntime:
         claims.set_state(self.engine, self.owner, silent, claims.FINISHED)
         with session(self.engine) as s:
             record_planned(s, broadcast_plans([preps[k].program for k in keys if k in preps]), now=now)
-        deliver = self.loaded.config.deliver
         started: list[tuple[Key, int, int | None]] = []
         ended: list[tuple[Prepared, Ended]] = []
         lengths: dict[str, float | None] = {}
@@ -268,25 +274,38 @@ class LiveRuntime:
             if prep.audio is None:
                 ended.append((prep, Ended(BroadcastStatus.FAILED, NO_CLIP)))
                 continue
+            if str(prep.audio) not in lengths:
+                lengths[str(prep.audio)] = players.program_length(prep.audio)
             try:
-                cmd = players.route(self.loaded.registry, self.loaded.config, k[0], k[1], k[2], prep.audio)
-                player = players.spawn(cmd, self.loaded.config.build_path / "players", deliver.player_timeout_s)
+                player = self._start_player(k, prep, lengths[str(prep.audio)], listen, now, launched)
             except Exception as exc:
                 ended.append((prep, Ended(BroadcastStatus.FAILED, str(exc))))
                 continue
-            if str(prep.audio) not in lengths:
-                lengths[str(prep.audio)] = players.program_length(prep.audio)
-            length = lengths[str(prep.audio)]
-            proof = airproof.watch(self.monitor, prep.audio, length, player.t0) if listen else None
-            with self._lock:
-                self._running[k] = Playing(prep, player, players.display_name(cmd), deliver.player_timeout_s,
-                                           length, now + timedelta(seconds=player.t0 - launched), proof)
-            started.append((k, player.pgid, player.started))
+            if player is not None:
+                started.append((k, player.pgid, player.started))
         claims.set_playing(self.engine, self.owner, started, now)
         self._record(ended, now)
         if started:
             log.info("已启动 %d 个播放程序（%d 个启动失败，%d 个不播）", len(started), len(ended), len(silent))
         return [k for k, _, _ in started]
+
+    def _start_player(self, k: Key, prep: Prepared, length: float | None, listen: bool, now: datetime,
+                      launched: float) -> players.Player | None:
+        """Start one program's player and put it on air; None while an alert holds the village's horn (the
+        slot then waits for it). The check and the start share one lock, so an alert cannot cut in between."""
+        assert prep.audio is not None
+        deliver = self.loaded.config.deliver
+        with self._lock:
+            if k[0] in self._alerts:
+                self._held.setdefault(k[0], []).append(k)
+                log.info("%s %s %s：正在紧急插播，插播后再播", k[0], k[2], k[1])
+                return None
+            cmd = players.route(self.loaded.registry, self.loaded.config, k[0], k[1], k[2], prep.audio)
+            player = players.spawn(cmd, self.loaded.config.build_path / "players", deliver.player_timeout_s)
+            proof = airproof.watch(self.monitor, prep.audio, length, player.t0) if listen else None
+            self._running[k] = Playing(prep, player, players.display_name(cmd), deliver.player_timeout_s,
+                                       length, now + timedelta(seconds=player.t0 - launched), proof)
+        return player
 
     def _listen(self, keys: Sequence[Key]) -> bool:
         """Whether the microphone (--monitor) checks these plays: only one on air alone (one microphone, one horn)."""
@@ -303,8 +322,9 @@ class LiveRuntime:
         assert p.ended is not None
         ended = airproof.with_proof(p.ended, p.proof, f"{key[0]} {key[2]} {key[1]}")
         with self._lock:
-            if self._running.pop(key, None) is None:  # shutdown logged it meanwhile
+            if self._running.get(key) is not p:  # shutdown logged it meanwhile, or an alert took it off air
                 return
+            del self._running[key]
         self._record([(p.prep, ended)], live_clock())
 
     def _record(self, ended: Sequence[tuple[Prepared, Ended]], now: datetime) -> None:
@@ -345,6 +365,14 @@ class LiveRuntime:
         log.warning("%s %s %s：%s；已过宽限时间，不再重播", c.key[0], c.key[2], c.key[1], detail)
         return False
 
+    def _alert_loop(self) -> None:
+        """Thread: every POLL_S, play the alerts waiting for networked villages (live.alerts.AlertPlayout)."""
+        while not self._stop.wait(live_alerts.POLL_S):
+            try:
+                self.take_alerts(live_clock())
+            except Exception:  # the loop must outlive a database hiccup
+                log.exception("检查紧急插播时出错；稍后重试")
+
     # --- watching players ------------------------------------------------------------------
 
     def _monitor_loop(self) -> None:
@@ -367,12 +395,15 @@ class LiveRuntime:
                         p.ended = result
                         threading.Thread(target=self._prove, args=(key, p), daemon=True, name="outreach-proof").start()
                         continue
+                    with self._lock:
+                        if self._running.get(key) is not p:  # an alert took it off air: settled there
+                            continue
+                        del self._running[key]
                     if p.proof is not None:
                         p.proof.cancel()
                     ended.append((p.prep, result))
-                    with self._lock:
-                        self._running.pop(key, None)
                 self._record(ended, live_clock())
+                self._watch_alerts(live_clock())
                 if time.monotonic() - last_beat >= deliver.heartbeat_s:
                     last_beat = time.monotonic()
                     now = live_clock()

@@ -38,13 +38,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from outreach.station.output import MiniaudioOutput
+    from outreach.station.output import MiniaudioOutput, sound_error
     from outreach.station.protocol import StationError
 
     try:
         output = MiniaudioOutput(null=args.output == "null")
     except StationError as exc:
-        print(no_device(exc.__cause__ or exc), file=sys.stderr, flush=True)
+        print(no_device(sound_error(exc.__cause__) if exc.__cause__ is not None else exc), file=sys.stderr, flush=True)
         return NO_DEVICE
     if args.check:
         return 0
@@ -57,11 +57,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         output.play(args.file, start_s=0.0, stop=stop, label=args.file.stem)
-    except miniaudio.DecodeError as exc:
-        print(f"{LABEL}：无法解码节目文件 {args.file}（{exc}）", file=sys.stderr, flush=True)
+    except miniaudio.DecodeError:
+        print(f"{LABEL}：无法解码节目文件 {args.file}（文件损坏，或不是 MP3）", file=sys.stderr, flush=True)
         return BAD_FILE
     except (miniaudio.MiniaudioError, OSError) as exc:
-        print(f"{LABEL}：播放中途声音输出出错（{exc}）", file=sys.stderr, flush=True)
+        why = f"系统错误码 {exc.errno}" if isinstance(exc, OSError) else sound_error(exc)
+        print(f"{LABEL}：播放中途声音输出出错（{why}）", file=sys.stderr, flush=True)
         return LOST_DEVICE
     return 143 if stop.is_set() else 0
 

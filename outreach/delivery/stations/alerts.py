@@ -1,10 +1,17 @@
-"""Emergency inserts (紧急插播) to village stations over MQTT, and the server's listener for presence and acks.
+"""Emergency inserts (紧急插播) to every village that can hear one at once, and the server's MQTT listener.
 
-An alert is published once per target station on `outreach/station/<id>/alert`
-with QoS 1 and an MQTT 5 message expiry: a station with a persistent session
-that is offline gets it from the broker when it reconnects before expiry, and
-the broker drops it after. Stations also check the expiry themselves, so a late
-copy is never played.
+An alert reaches each village by its channel (delivery.CHANNELS):
+- station boxes: published once per station on `outreach/station/<id>/alert` with QoS 1 and an MQTT 5
+  message expiry: a station with a persistent session that is offline gets it from the broker when it
+  reconnects before expiry, and the broker drops it after. Stations also check the expiry themselves,
+  so a late copy is never played;
+- networked villages: the leading scheduler finds the alert in the database within a second and plays
+  it, cutting into the program on air (delivery.live.alerts);
+- USB villages: nothing can reach them before their next stick; they are counted and listed
+  (无法即时插播（U盘村）).
+One `Alert` row holds every target: station ids, and `live:<village>` / `usb:<village>`
+(live.alerts.channel_target). Both channels report into `AlertDelivery` (delivered, played), so
+`alert_status` reports a box and a networked village the same way.
 """
 
 from __future__ import annotations
@@ -13,10 +20,12 @@ import json
 import logging
 import math
 import secrets
+import socket
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,8 +33,11 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from outreach.audio.render import clip_durations, verified_clip
+from outreach.content.scripts import Script
 from outreach.dates import json_time
 from outreach.db import session
+from outreach.delivery import Channel, channel_of
+from outreach.delivery.live.alerts import channel_target, split_target
 from outreach.delivery.stations.accounts import record_presence
 from outreach.delivery.stations.broker import BrokerSettings, connected, server_client
 from outreach.delivery.stations.manifests import blob_dir, store_blob
@@ -36,6 +48,7 @@ from outreach.station.protocol import TOPIC_ROOT, AlertMessage, Leaf, StationErr
 
 log = logging.getLogger("outreach.alerts")
 MAX_EXPIRY = timedelta(days=2)
+NO_BROKER = "没有配置消息服务器（Mosquitto）；请在 broker.toml 的 [broker] 里写 url，或设置 OUTREACH_BROKER_URL"
 
 
 def parse_duration(text: str) -> timedelta:
@@ -47,9 +60,28 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=int(t[:-1]) * units[t[-1]])
 
 
-def target_stations(engine: Engine, loaded: Loaded, *, county: bool, townships: Sequence[str],
-                    villages: Sequence[str]) -> list[str]:
-    """Active station ids in the chosen county, townships or villages."""
+@dataclass(frozen=True)
+class AlertTargets:
+    """Who a 紧急插播 reaches, by channel, in the chosen county, townships or villages (registry order)."""
+
+    stations: dict[str, str]  # active station box -> its village: over MQTT at once
+    networked: list[str]  # villages the county's scheduler plays (联网村): through the scheduler at once
+    usb: list[str]  # villages fed by USB stick: 无法即时插播（U盘村）
+    unregistered: list[str]  # station villages with no active box registered: nothing reaches them
+
+    @property
+    def reachable(self) -> int:
+        """How many targets can hear it now: boxes and networked villages."""
+        return len(self.stations) + len(self.networked)
+
+    def within(self, village_ids: Collection[str]) -> AlertTargets:
+        """The part of these targets in `village_ids` (a township's share of the county, say)."""
+        return AlertTargets({k: v for k, v in self.stations.items() if v in village_ids},
+                            [v for v in self.networked if v in village_ids], [v for v in self.usb if v in village_ids],
+                            [v for v in self.unregistered if v in village_ids])
+
+
+def _wanted(loaded: Loaded, county: bool, townships: Sequence[str], villages: Sequence[str]) -> set[str]:
     reg = loaded.registry
     for t in townships:
         if t not in reg.townships:
@@ -59,44 +91,121 @@ def target_stations(engine: Engine, loaded: Loaded, *, county: bool, townships: 
             raise StationError(f"--village {v!r}：未知的村；请使用 schedules/county.yaml 里的编号")
     if not (county or townships or villages):
         raise StationError("请选择紧急插播发给谁：--county、--township 乡镇 或 --village 村")
-    wanted = set(reg.villages) if county else (
+    return set(reg.villages) if county else (
         set(villages) | {vid for vid, v in reg.villages.items() if v.township_id in set(townships)})
+
+
+def alert_targets(engine: Engine, loaded: Loaded, *, county: bool, townships: Sequence[str] = (),
+                  villages: Sequence[str] = ()) -> AlertTargets:
+    """The boxes, networked villages and USB villages of the chosen county, townships or villages."""
+    wanted = _wanted(loaded, county, townships, villages)
     with session(engine) as s:
-        return list(s.scalars(sa.select(Station.id).where(Station.revoked_at.is_(None),
-                                                          Station.village_id.in_(sorted(wanted))).order_by(Station.id)))
+        boxes = s.execute(sa.select(Station.id, Station.village_id).where(
+            Station.revoked_at.is_(None), Station.village_id.in_(sorted(wanted))).order_by(Station.id)).all()
+    order = [v for v in loaded.registry.villages.values() if v.id in wanted]
+    kind = {v.id: channel_of(v) for v in order}
+    stations = {sid: vid for sid, vid in boxes if kind[vid] is Channel.STATIONS}
+    return AlertTargets(stations, [v.id for v in order if kind[v.id] is Channel.LIVE],
+                        [v.id for v in order if kind[v.id] is Channel.USB],
+                        [v.id for v in order if kind[v.id] is Channel.STATIONS and v.id not in stations.values()])
 
 
-def send_alert(engine: Engine, loaded: Loaded, broker: BrokerSettings, script_id: str, targets: Sequence[str], *,
-               expires: timedelta, now: datetime, timeout_s: float = 10.0) -> dict[str, Any]:
-    """Publish an approved script's clip as an alert to `targets`; returns {alert_id, targets, sent_at, expires_at}."""
+def broker_problem(broker: BrokerSettings | None, timeout_s: float = 1.0) -> str | None:
+    """Why station boxes cannot get an alert now (no broker configured, or it does not answer); None if they can."""
+    if broker is None:
+        return NO_BROKER
+    try:
+        with socket.create_connection((broker.host, broker.port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        return f"连不上消息服务器（Mosquitto）{broker.url}：{exc}；Mosquitto 是否在运行？"
+    return None
+
+
+def _approved(loaded: Loaded, script_id: str) -> Script:
     script = loaded.scripts.get(script_id)
     if script is None:
         raise StationError(f"未知的广播稿 {script_id!r}；用 `outreach scripts check` 查看全部广播稿")
     if not script.approved:
         raise StationError(f"广播稿 {script_id} 还没有批准；请用 `outreach scripts approve {script_id} --by NAME` "
                            "批准（只有已批准的广播稿才能发出）")
-    if not targets:
-        raise StationError("所选范围内没有已登记的村广播站；请用 `outreach station add` 登记")
+    return script
+
+
+def _nobody(targets: AlertTargets) -> str:
+    why = [f"{len(targets.usb)} 个U盘村无法即时插播"] if targets.usb else []
+    if targets.unregistered:
+        why.append(f"{len(targets.unregistered)} 个村广播站村还没有登记播放盒（用 `outreach station add` 登记）")
+    return "所选范围内没有能即时插播的村" + ("：" + "；".join(why) if why else "")
+
+
+def send_alert(engine: Engine, loaded: Loaded, broker: BrokerSettings | None, script_id: str, targets: AlertTargets,
+               *, expires: timedelta, now: datetime, timeout_s: float = 10.0) -> dict[str, Any]:
+    """Send an approved script's clip as an alert to `targets`: published to the boxes, left for the scheduler
+    for networked villages, USB villages listed. Returns {alert_id, targets (station ids and live:<village>),
+    stations, networked, usb, unregistered, station_error, sent_at, expires_at}: `station_error` says why the
+    boxes got nothing while networked villages still get it.
+
+    Raises StationError (nothing sent) for an unknown or unapproved script, a bad expiry, no village
+    that can hear it now, or boxes only and a broker that is missing or cannot be reached.
+    """
+    script = _approved(loaded, script_id)
+    if not targets.reachable:
+        raise StationError(_nobody(targets))
     if not timedelta(seconds=10) <= expires <= MAX_EXPIRY:
         raise StationError("--expires 须在 10s 到 2d 之间")
     clip = verified_clip(loaded.config, script)
     sha = sha256_file(clip)
     store_blob(blob_dir(loaded), clip, sha)
-    alert_id = secrets.token_hex(8)
-    expires_at = now + expires
-    message = AlertMessage(alert_id, script_id, script.title, sha, clip.stat().st_size,
+    alert = Alert(id=secrets.token_hex(8), script_id=script_id, sha256=sha, targets="[]", sent_at=now,
+                  expires_at=now + expires)
+    message = AlertMessage(alert.id, script_id, script.title, sha, clip.stat().st_size,
                            clip_durations(loaded.config, [script]).get(script_id, 0.0),
-                           json_time(now), json_time(expires_at))
-    # Connect first: with the broker down nothing is sent, so no alert row is left behind to look
-    # undelivered. The row is stored before publishing, so a station's quick ack finds it.
-    with connected(broker) as client:
+                           json_time(now), json_time(alert.expires_at))
+    live = [channel_target(Channel.LIVE, v) for v in targets.networked]
+    stations, error = _to_stations(engine, broker, alert, list(targets.stations),
+                                   live + [channel_target(Channel.USB, v) for v in targets.usb], message,
+                                   expiry_s=max(1, math.ceil(expires.total_seconds())), timeout_s=timeout_s,
+                                   alone=not live)
+    return {"alert_id": alert.id, "targets": stations + live, "stations": stations,
+            "networked": list(targets.networked), "usb": list(targets.usb), "unregistered": list(targets.unregistered),
+            "station_error": error, "sent_at": json_time(now), "expires_at": json_time(alert.expires_at)}
+
+
+def _to_stations(engine: Engine, broker: BrokerSettings | None, alert: Alert, stations: list[str], others: list[str],
+                 message: AlertMessage, *, expiry_s: int, timeout_s: float,
+                 alone: bool) -> tuple[list[str], str | None]:
+    """Store `alert` and publish it to `stations`: (the boxes in the stored alert, why they got nothing or None).
+
+    Connect first: with the broker down the boxes are left out of the row, so none looks undelivered
+    (and with no networked village either, `alone`, nothing is stored and StationError is raised).
+    The row is stored before publishing, so a station's quick ack finds it.
+    """
+    def store(target_ids: list[str]) -> None:
+        alert.targets = json.dumps(target_ids)
         with session(engine) as s:
-            s.add(Alert(id=alert_id, script_id=script_id, sha256=sha, targets=json.dumps(list(targets)), sent_at=now,
-                        expires_at=expires_at))
-        _publish(client, broker, [(topic(t, Leaf.ALERT), message.to_json()) for t in targets],
-                 expiry_s=max(1, math.ceil(expires.total_seconds())), timeout_s=timeout_s)
-    return {"alert_id": alert_id, "targets": list(targets), "sent_at": json_time(now),
-            "expires_at": json_time(expires_at)}
+            s.add(alert)
+
+    if not stations:
+        store(others)
+        return [], None
+    stored = False
+    try:
+        if broker is None:
+            raise StationError(NO_BROKER)
+        with connected(broker) as client:
+            store([*stations, *others])
+            stored = True
+            _publish(client, broker, [(topic(t, Leaf.ALERT), message.to_json()) for t in stations],
+                     expiry_s=expiry_s, timeout_s=timeout_s)
+        return stations, None
+    except StationError as exc:
+        if alone:
+            raise
+        if not stored:
+            store(others)
+        log.error("紧急插播 %s：播放盒没有收到（%s）；联网村照常插播", alert.id, exc)
+        return (stations if stored else []), str(exc)
 
 
 def _publish(client: Any, broker: BrokerSettings, messages: Sequence[tuple[str, str]], *, expiry_s: int,
@@ -150,19 +259,32 @@ def record_delivered(engine: Engine, alert_id: str, station_id: str, at: datetim
 
 
 def alert_status(engine: Engine, alert_id: str) -> dict[str, Any]:
-    """{alert_id, targets, delivered, played, latency_s: {p50, p95, max}} (latency: sent to played)."""
+    """{alert_id, script_id, targets, delivered, played, latency_s: {p50, p95, max}, channels, usb, sent_at,
+    expires_at}.
+
+    `targets` are the station ids and `live:<village>` ids the alert went to, reported alike: delivered (a
+    box got it, or the scheduler took it) and played (it aired; latency from sending to the sound going out).
+    `channels` counts them per channel ({"stations"|"live": {targets, delivered, played}}); `usb` lists the
+    U盘村 it could not reach.
+    """
     with session(engine) as s:
         alert = s.get(Alert, alert_id)
         if alert is None:
             raise StationError(f"没有紧急插播 {alert_id!r}；编号见 `outreach alert send` 的输出")
         rows = s.scalars(sa.select(AlertDelivery).where(AlertDelivery.alert_id == alert_id)).all()
-        targets = json.loads(alert.targets)
-        latencies = sorted((r.played_at - alert.sent_at).total_seconds() for r in rows if r.played_at)
-        return {"alert_id": alert_id, "script_id": alert.script_id, "targets": targets,
-                "sent_at": json_time(alert.sent_at), "expires_at": json_time(alert.expires_at),
-                "delivered": sorted(r.station_id for r in rows if r.delivered_at),
-                "played": sorted(r.station_id for r in rows if r.played_at),
-                "latency_s": latency_summary(latencies)}
+    tagged = {t: split_target(t) for t in json.loads(alert.targets)}
+    targets = [t for t, (channel, _) in tagged.items() if channel is not Channel.USB]
+    delivered = sorted(r.station_id for r in rows if r.delivered_at)
+    played = sorted(r.station_id for r in rows if r.played_at)
+    latencies = sorted((r.played_at - alert.sent_at).total_seconds() for r in rows if r.played_at)
+    channels = {c.value: {"targets": sum(tagged[t][0] is c for t in targets),
+                          "delivered": sum(tagged.get(t, (None,))[0] is c for t in delivered),
+                          "played": sum(tagged.get(t, (None,))[0] is c for t in played)}
+                for c in (Channel.STATIONS, Channel.LIVE)}
+    return {"alert_id": alert_id, "script_id": alert.script_id, "targets": targets,
+            "sent_at": json_time(alert.sent_at), "expires_at": json_time(alert.expires_at),
+            "delivered": delivered, "played": played, "latency_s": latency_summary(latencies),
+            "channels": channels, "usb": [vid for channel, vid in tagged.values() if channel is Channel.USB]}
 
 
 def latency_summary(values: Sequence[float]) -> dict[str, float | None]:

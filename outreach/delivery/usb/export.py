@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -236,11 +236,17 @@ def export_stale(loaded: Loaded, engine: Engine, out_dir: Path, *, now: datetime
     if village_ids is not None:
         stale = [p for p in stale if p.village_id in set(village_ids)]
     ranges = stale_ranges(engine, stale, today=now.astimezone(TZ).date())
+    return StaleExport(stale, ranges, export_ranges(loaded, engine, ranges, out_dir, now=now, progress=progress))
+
+
+def export_ranges(loaded: Loaded, engine: Engine, ranges: Mapping[tuple[date, date], Sequence[str]], out_dir: Path,
+                  *, now: datetime, progress: bool = False) -> ExportReport:
+    """`export_days` for each (first day, last day) and its villages, into one folder; one merged report."""
     report = ExportReport()
     for (first, last), villages in ranges.items():
         _merge(report, export_days(loaded, engine, first, last, out_dir, now=now, village_ids=villages,
                                    progress=progress))
-    return StaleExport(stale, ranges, report)
+    return report
 
 
 def stale_now(engine: Engine, *, now: datetime) -> list[StalePack]:

@@ -1,4 +1,4 @@
-// 紧急插播: refresh the delivery counts, latency and per-station marks from /alerts/<id>.json.
+// 紧急插播: refresh the delivery counts, latency and the marks of each box and networked village from /alerts/<id>.json.
 (function () {
   "use strict";
   var box = document.getElementById("delivery");
@@ -23,10 +23,10 @@
       var v = data.latency_s[k];
       if (b) { b.textContent = v === null ? "—" : String(v); }
     });
-    document.querySelectorAll("#targets tr[data-station]").forEach(function (tr) {
-      var id = tr.getAttribute("data-station");
-      mark(tr.children[1], data.delivered.indexOf(id) >= 0, "已收到", "未收到");
-      mark(tr.children[2], data.played.indexOf(id) >= 0, "已播出", "未播出");
+    document.querySelectorAll("#targets [data-station]").forEach(function (row) {
+      var id = row.getAttribute("data-station");
+      mark(row.querySelector('[data-part="delivered"]'), data.delivered.indexOf(id) >= 0, "已收到", "未收到");
+      mark(row.querySelector('[data-part="played"]'), data.played.indexOf(id) >= 0, "已播出", "未播出");
     });
     if (info) { info.textContent = "已刷新 " + data.at; }
     return data.expired || data.counts.played >= data.counts.targets;

@@ -28,6 +28,70 @@
     banner.hidden = !!s.up;
   }
 
+  function slotRow(s) {
+    var tr = el("tr", { "class": "st-" + s.status });
+    var village = el("td", { "data-label": "村" });
+    village.appendChild(el("a", { href: "/villages/" + encodeURIComponent(s.village_id) }, s.village));
+    village.appendChild(document.createTextNode(" "));
+    village.appendChild(el("span", { "class": "muted small" }, s.township));
+    tr.appendChild(village);
+    tr.appendChild(cell("时段", s.slot_label + " " + s.start));
+    tr.appendChild(cell("状态", el("span", { "class": "badge " + s.status }, s.status_label)));
+    tr.appendChild(cell("原因", s.reason ? el("span", { "class": "warn" }, s.reason) : s.scripts.join("、"), "small"));
+    var last = cell("上次成功", s.last_success || "从未", "small");
+    if (s.last_entered) {  // a confirmation: when it aired above, when it was typed in below
+      last.appendChild(el("br"));
+      last.appendChild(el("span", { "class": "muted" }, "录入于 " + s.last_entered));
+    }
+    tr.appendChild(last);
+    var box = s.online === null ? el("span", { "class": "muted" }, "无")
+      : el("span", { "class": "badge " + (s.online ? "played" : "failed") }, s.online ? "在线" : "离线");
+    tr.appendChild(cell("播放盒", box, "small"));
+    return tr;
+  }
+
+  function fill(body, slots, emptyText) {
+    var rows = document.createDocumentFragment();
+    slots.forEach(function (s) { rows.appendChild(slotRow(s)); });
+    if (!slots.length && emptyText) {
+      var empty = el("tr");
+      empty.appendChild(el("td", { colspan: "6", "class": "empty" }, emptyText));
+      rows.appendChild(empty);
+    }
+    body.replaceChildren(rows);
+  }
+
+  // The folds of programs that need nothing, by township: a fold the user opened stays open.
+  function drawFolds(folds, slots) {
+    var box = document.getElementById("fine");
+    if (!box) { return; }
+    var bySlot = {};
+    slots.forEach(function (s) { bySlot[s.village_id + "/" + s.slot] = s; });
+    var old = {};
+    box.querySelectorAll("details.fold").forEach(function (d) { old[d.getAttribute("data-key")] = d; });
+    var out = document.createDocumentFragment();
+    folds.forEach(function (f) {
+      var fold = old[f.key];
+      if (!fold) {
+        fold = el("details", { "class": "fold", "data-key": f.key });
+        var summary = el("summary");
+        summary.appendChild(el("b", {}, f.title));
+        summary.appendChild(document.createTextNode(" "));
+        summary.appendChild(el("span", { "class": "fold-sum" }));
+        fold.appendChild(summary);
+        var table = el("table", { "class": "cards" });
+        table.appendChild(document.querySelector("#problems thead").cloneNode(true));
+        table.appendChild(el("tbody"));
+        fold.appendChild(table);
+      }
+      fold.querySelector(".fold-sum").textContent = f.summary;
+      fill(fold.querySelector("tbody"), f.programs.map(function (k) { return bySlot[k]; }).filter(Boolean), "");
+      out.appendChild(fold);
+    });
+    if (!folds.length) { out.appendChild(el("p", { "class": "empty" }, "没有别的节目。")); }
+    box.replaceChildren(out);
+  }
+
   function draw(data) {
     drawScheduler(data.scheduler);
     Object.keys(data.totals).concat(["failed", "missed", "interrupted", "planned", "played", "exported", "confirmed"])
@@ -38,35 +102,11 @@
         box.querySelector("b").textContent = String(n);
         box.className = PROBLEMS[st] && n ? "warn" : "";
       });
-    var body = document.querySelector("#slots tbody");
-    var rows = document.createDocumentFragment();
-    data.slots.forEach(function (s) {
-      var tr = el("tr", { "class": "st-" + s.status });
-      var village = el("td", { "data-label": "村" });
-      village.appendChild(el("a", { href: "/villages/" + encodeURIComponent(s.village_id) }, s.village));
-      village.appendChild(document.createTextNode(" "));
-      village.appendChild(el("span", { "class": "muted small" }, s.township));
-      tr.appendChild(village);
-      tr.appendChild(cell("时段", s.slot_label + " " + s.start));
-      tr.appendChild(cell("状态", el("span", { "class": "badge " + s.status }, s.status_label)));
-      tr.appendChild(cell("原因", s.reason ? el("span", { "class": "warn" }, s.reason) : s.scripts.join("、"), "small"));
-      var last = cell("上次成功", s.last_success || "从未", "small");
-      if (s.last_entered) {  // a confirmation: when it aired above, when it was typed in below
-        last.appendChild(el("br"));
-        last.appendChild(el("span", { "class": "muted" }, "录入于 " + s.last_entered));
-      }
-      tr.appendChild(last);
-      var box = s.online === null ? el("span", { "class": "muted" }, "无")
-        : el("span", { "class": "badge " + (s.online ? "played" : "failed") }, s.online ? "在线" : "离线");
-      tr.appendChild(cell("播放盒", box, "small"));
-      rows.appendChild(tr);
-    });
-    if (!data.slots.length) {
-      var empty = el("tr");
-      empty.appendChild(el("td", { colspan: "6", "class": "empty" }, info.getAttribute("data-empty")));
-      rows.appendChild(empty);
-    }
-    body.replaceChildren(rows);
+    var slots = document.getElementById("slots");
+    var problems = data.slots.filter(function (s) { return PROBLEMS[s.status]; });
+    fill(document.querySelector("#problems tbody"), problems,
+      slots.getAttribute(data.slots.length ? "data-empty" : "data-none"));
+    drawFolds(data.folds || [], data.slots);
     info.textContent = "已刷新 " + data.at;
     info.setAttribute("data-refreshed", data.at);
   }
