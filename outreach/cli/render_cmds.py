@@ -73,14 +73,16 @@ def render(engine: str | None, script_ids: tuple[str, ...], force: bool, as_json
     if as_json:
         echo_json([asdict(r) for r in report.results])
     else:
+        titles = {s.id: s.title for s in scripts}
         for r in report.results:
             state = "缓存" if r.cached else "新生成"
-            click.echo(f"{r.script_id:28} {r.engine:8} {r.lufs:6.1f} LUFS {r.true_peak_db:5.1f} dBTP "
-                       f"{r.duration_s:6.1f} 秒  {state}")
+            click.echo(f"{r.script_id:28} {r.engine:9} {r.lufs:6.1f} LUFS {r.true_peak_db:5.1f} dBTP "
+                       f"{r.duration_s:6.1f} 秒  {state:3}  {titles.get(r.script_id, '')}")
         made = sum(not r.cached for r in report.results)
         click.echo(f"共 {len(report.results)} 条音频（新生成 {made} 条，缓存 {len(report.results) - made} 条）")
     if report.failures:
+        titles_of = {s.id: s.title for s in scripts}
         click.echo(f"{len(report.failures)} 个稿件失败：", err=True)
         for script_id, message in report.failures:
-            click.echo(f"  {script_id}: {message}", err=True)
+            click.echo(f"  {script_id}（{titles_of.get(script_id, '')}）：{message}", err=True)
         sys.exit(1)

@@ -52,7 +52,8 @@ def serve(host: str, port: int, https_only: bool | None, slot_starts: Path | Non
     secure = app.state.ctx.https_only
     click.echo(f"管理后台：http://{host}:{port}/（按 Ctrl+C 停止）"
                + ("；Cookie 为 Secure，请通过 HTTPS 代理打开" if secure else ""), err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    # uvicorn speaks English at info level (start-up lines, access log); ours is the Chinese line above.
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
 
 
 @cli.group("user")
