@@ -33,7 +33,8 @@ class Role(StrEnum):
 class Action(StrEnum):
     """Something a dashboard user does."""
 
-    VIEW = "view"  # every page, report, plan, pack download
+    VIEW = "view"  # every page, report, plan, a pack's files
+    EXPORT_PACK = "export_pack"  # a pack ZIP: logged as exported, with a fresh QR confirmation link
     CONFIRM_BROADCAST = "confirm_broadcast"  # confirm an exported program aired
     LOG_HANDOUT = "log_handout"  # log leaflets handed out at a market
     DRAFT_SCRIPT = "draft_script"  # draft, edit and try-listen to a script
@@ -52,6 +53,7 @@ _ADMINS = frozenset({Role.ADMIN})
 
 ALLOWED: Mapping[Action, frozenset[Role]] = MappingProxyType({
     Action.VIEW: _EVERYONE,
+    Action.EXPORT_PACK: _EDITORS,
     Action.CONFIRM_BROADCAST: _EDITORS,
     Action.LOG_HANDOUT: _EDITORS,
     Action.DRAFT_SCRIPT: _EDITORS,
@@ -66,6 +68,7 @@ ALLOWED: Mapping[Action, frozenset[Role]] = MappingProxyType({
 
 ACTION_LABEL: Mapping[Action, str] = MappingProxyType({
     Action.VIEW: "查看",
+    Action.EXPORT_PACK: "打包下载节目包（记为已导出，并生成扫码确认链接）",
     Action.CONFIRM_BROADCAST: "确认广播",
     Action.LOG_HANDOUT: "登记发放",
     Action.DRAFT_SCRIPT: "拟稿、修改和试听广播稿",

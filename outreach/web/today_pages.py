@@ -14,7 +14,10 @@ from outreach.delivery.usb.zipped import ascii_zip_name, zip_name
 from outreach.errors import OutreachError
 from outreach.labels import SLOT, STATUS
 from outreach.web import board, data, folds
-from outreach.web.page_kit import PageError, TZ, attachment, ctx_of, not_found, render, require_user, signed_in
+from outreach.web.page_kit import (
+    PageError, TZ, attachment, ctx_of, not_found, render, require_role, require_user, signed_in,
+)
+from outreach.web.permissions import Action
 from outreach.web.params import parse_day
 
 router = APIRouter()
@@ -114,6 +117,7 @@ def packs_page(request: Request) -> Response:
     groups = board.group_packs(entries, villages, data.townships(ctx.engine))
     stale = data.stale_villages(ctx.config, ctx.engine, ctx.now())
     return render(request, "packs.html", user=user, groups=groups, problem=problem, count=len(entries), quote=quote,
+                  may_zip=user.may(Action.EXPORT_PACK),
                   export_dir=ctx.config.deliver.export_dir, stale=stale, stale_keys=data.stale_index(stale))
 
 
@@ -122,9 +126,10 @@ def packs_zip(request: Request) -> Response:
     """One village's (?village=) or township's (?township=) pack as a ZIP: what `outreach export` writes.
 
     Its listed days from today on are exported again into a temporary folder (logged like an export,
-    with a fresh QR link), zipped while sent, and the folder removed.
+    with a fresh QR link), zipped while sent, and the folder removed. Editors only: the QR link in it
+    confirms broadcasts, which a viewer may not.
     """
-    require_user(request)
+    require_role(request, Action.EXPORT_PACK, fix="请让编辑员打包下载，或在「节目包下载」页逐个试听。")
     ctx = ctx_of(request)
     village_id, township_id = _q(request, "village"), _q(request, "township")
     entries, _problem = data.pack_entries(ctx.config)

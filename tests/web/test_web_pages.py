@@ -77,6 +77,15 @@ def test_pack_page_links_a_zip_per_village_and_township(site: Site, editor: Test
     assert not list(site.workspace.rglob("*.zip")) and not list(site.workspace.rglob("*.part"))
 
 
+def test_a_viewer_hears_the_pack_but_cannot_zip_it(site: Site, viewer: TestClient) -> None:
+    # A ZIP is an export: it logs the rows as exported and carries a QR link that confirms broadcasts.
+    write_pack(site.workspace)
+    page = viewer.get("/packs").text
+    assert "<audio" in page and "/packs/zip" not in page
+    refused = viewer.get("/packs/zip?village=dazhuang-05")
+    assert refused.status_code == 403 and "打包下载节目包" in refused.text
+
+
 def test_csp_allows_own_scripts_and_media_only(editor: TestClient) -> None:
     csp = editor.get("/today").headers["content-security-policy"]
     assert "script-src 'self'" in csp and "media-src 'self'" in csp and "unsafe-inline" not in csp
