@@ -17,7 +17,7 @@ from sqlmodel import Session
 import outreach.cli.coverage_cmds  # noqa: F401  (registers the commands)
 from outreach import coverage as cov
 from outreach.cli.base import cli
-from outreach.db import make_engine, session, upgrade
+from outreach.db import session
 from outreach.errors import CoverageError
 from outreach.models import Broadcast, BroadcastScript, Campaign, Evidence, Handout, Market, Township, Village
 from outreach.records import BroadcastPlan, mark_program, record_planned
@@ -84,16 +84,6 @@ def populate(s: Session) -> None:
             market_id=mid, date=day, leaflets=leaflets, people=people, topics=topics,
             staff="", note="", natural_key=f"k{i}", created_at=NOW,
         ))
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    eng = make_engine(database_url)
-    upgrade(eng)
-    with session(eng) as s:
-        populate(s)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture
@@ -318,16 +308,6 @@ def test_sql_looking_filters_are_plain_values(engine: sa.Engine) -> None:
 
 
 # --- commands --------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli_ws(tmp_path: Path, engine: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty workspace folder whose database is the populated test database."""
-    ws = tmp_path / "cli-ws"
-    ws.mkdir()
-    (ws / "outreach.toml").write_text("", encoding="utf-8")  # defaults: a workspace, but no YAML
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    return ws
 
 
 def run(ws: Path, *args: str) -> tuple[int, str, str]:

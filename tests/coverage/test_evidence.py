@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace as NS
 
@@ -19,7 +18,7 @@ from outreach import coverage as cov
 from outreach.cli.base import cli
 from outreach.config import TZ, load_config
 from outreach.coverage import report
-from outreach.db import make_engine, session, sync_registry, upgrade
+from outreach.db import make_engine, session, sync_registry
 from outreach.models import Evidence
 from outreach.planning.workspace import load, plan_days
 from outreach.records import BroadcastPlan, mark_program, record_planned
@@ -74,16 +73,6 @@ def populate(s: Session) -> None:
                  aired_at=at(D(2026, 11, 28), 6, 30))
     mark_program(s, day=d1, slot="morning", village_id="ls-01", status="failed", at=at(d1, 6, 31),
                  error="播放程序 0.4 秒就退出")
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    eng = make_engine(database_url)
-    upgrade(eng)
-    with session(eng) as s:
-        populate(s)
-    yield eng
-    eng.dispose()
 
 
 def rows(engine: sa.Engine, **kw: object) -> dict[str, cov.VillageCoverage]:
@@ -179,15 +168,6 @@ def test_report_shows_reach_by_evidence(engine: sa.Engine) -> None:
 
 
 # --- the commands ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli_ws(tmp_path: Path, engine: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
-    ws = tmp_path / "cli-ws"
-    ws.mkdir()
-    (ws / "outreach.toml").write_text("", encoding="utf-8")
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    return ws
 
 
 def run(ws: Path, *args: str) -> tuple[int, str, str]:
