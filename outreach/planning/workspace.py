@@ -65,9 +65,14 @@ def urgent_draft_alerts(loaded: Loaded, start: date, end: date) -> list[str]:
 def open_database(loaded: Loaded, url: str | None = None) -> Engine:
     """The project database (or the one at `url`, e.g. the demo's), migrated, with the registry mirrored in."""
     engine = open_migrated(url or loaded.config.resolved_database_url())
+    mirror(loaded, engine)
+    return engine
+
+
+def mirror(loaded: Loaded, engine: Engine) -> None:
+    """Mirror the workspace's townships, villages, markets and campaigns into the database."""
     registry = loaded.registry
     with session(engine) as s:
         sync_registry(s, townships=registry.townships.values(), villages=registry.villages.values(),
                       markets=registry.markets.values(), campaigns=loaded.campaigns,
                       market_villages={m: registry.market_villages(m) for m in registry.markets})
-    return engine

@@ -17,7 +17,7 @@ from outreach.coverage import aslog, sheets
 from outreach.config import TZ, Config
 from outreach.content.names import make_id
 from outreach.content.scripts import Problem, Script, approve_script, check_library, script_path
-from outreach.db import session, sync_registry
+from outreach.db import session
 from outreach.delivery import health, sweep
 from outreach.delivery.usb.packs import PackFile, read_manifest
 from outreach.delivery.usb.stale import StalePack, exports_stamp, plan_stamp, refresh_stale
@@ -30,7 +30,7 @@ from outreach.models import (
 )
 from outreach.planning.plan import PlanResult, Program
 from outreach.planning.registry import load_registry
-from outreach.planning.workspace import load, plan_days
+from outreach.planning.workspace import load, mirror, plan_days
 from outreach.records import record_handout
 from outreach.records.broadcasts import program_scripts, shown_status
 
@@ -598,9 +598,5 @@ def mirror_registry(config: Config, engine: Engine) -> str | None:
         loaded = load(config)
     except OutreachError as exc:
         return str(exc)
-    reg = loaded.registry
-    markets = {m: reg.market_villages(m) for m in reg.markets}
-    with session(engine) as s:
-        sync_registry(s, townships=reg.townships.values(), villages=reg.villages.values(),
-                      markets=reg.markets.values(), campaigns=loaded.campaigns, market_villages=markets)
+    mirror(loaded, engine)
     return None

@@ -21,10 +21,9 @@ from outreach.audio.render import clip_durations
 from outreach.authoring import editing
 from outreach.config import Config
 from outreach.content.scripts import Script, load_library
-from outreach.db import session, sync_registry
 from outreach.errors import OutreachError
 from outreach.planning.registry import SLOT_NAMES, Registry, load_registry
-from outreach.planning.workspace import GAP_S, load
+from outreach.planning.workspace import GAP_S
 from outreach.web import data
 from outreach.web.auth import User
 from outreach.web.page_kit import ctx_of, flash, not_found, post_form, redirect, render, require_role, stale_diff
@@ -65,16 +64,9 @@ def _save(request: Request, config: Config, path: Path, new_text: str, base: str
 
 def _sync(request: Request, config: Config) -> None:
     """Mirror the saved files into the database, so the lists and reports show the change at once."""
-    try:
-        loaded = load(config)
-    except OutreachError as exc:  # the file is saved; the mirror catches up when the workspace is whole again
-        log.warning("已保存，但工作区现在加载不了，列表和报表要等工作区改好后才更新：%s", exc)
-        return
-    reg = loaded.registry
-    with session(ctx_of(request).engine) as s:
-        sync_registry(s, townships=reg.townships.values(), villages=reg.villages.values(),
-                      markets=reg.markets.values(), campaigns=loaded.campaigns,
-                      market_villages={m: reg.market_villages(m) for m in reg.markets})
+    problem = data.mirror_registry(config, ctx_of(request).engine)
+    if problem:  # the file is saved; the mirror catches up when the workspace is whole again
+        log.warning("已保存，但工作区现在加载不了，列表和报表要等工作区改好后才更新：%s", problem)
 
 
 # --- campaigns ----------------------------------------------------------------------------
