@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from coverage_db import cli_ws, engine  # noqa: F401  (fixtures)
 from sqlmodel import Session
 
 import outreach.cli.coverage_cmds  # noqa: F401  (registers the commands)

@@ -10,6 +10,7 @@ from types import SimpleNamespace as NS
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from coverage_db import cli_ws, engine  # noqa: F401  (fixtures)
 from openpyxl import load_workbook
 from sqlmodel import Session
 

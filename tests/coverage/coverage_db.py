@@ -1,5 +1,6 @@
 """Fixtures of the coverage tests: a migrated database filled by the test module's own `populate(session)`,
-and an empty workspace whose database it is (for the CLI)."""
+and an empty workspace whose database it is (for the CLI). Modules import them by name, as tests/web_site.py's
+are imported: a conftest.py here would shadow tests/conftest.py for the modules that import from it."""
 
 from __future__ import annotations
 
