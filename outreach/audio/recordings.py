@@ -10,7 +10,7 @@ from array import array
 from pathlib import Path
 
 from outreach.audio.ffmpeg import decode_to_pcm
-from outreach.content.scripts import RECORDING_EXTENSIONS
+from outreach.content.script_model import RECORDING_EXTENSIONS
 from outreach.errors import AudioError
 
 __all__ = ["MAX_RECORDING_BYTES", "RECORDING_SECONDS", "demuxer", "probe_recording", "recording_extension",

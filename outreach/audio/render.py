@@ -27,7 +27,7 @@ from outreach.audio.ffmpeg import AudioSegment
 from outreach.audio.mastering import layout_clip, load_segment, master_to_mp3
 from outreach.audio.recordings import demuxer, recording_seconds
 from outreach.config import CONFIG_NAME, RECORDING_ENGINE, Config
-from outreach.content.scripts import Script
+from outreach.content.script_model import Script
 from outreach.content.textnorm import Lexicon, load_lexicon, normalize
 from outreach.errors import ConfigError, DeliveryError, OutreachError, ScriptError
 from outreach.files import sha256_file, temp_dir, write_text_atomic

@@ -17,7 +17,8 @@ from sqlalchemy import Engine
 
 from outreach.audio.recordings import probe_recording, recording_extension
 from outreach.authoring.review import record
-from outreach.content.scripts import RECORDINGS_DIR, Script, recording_name, set_recording
+from outreach.content.script_model import RECORDINGS_DIR, Script, recording_name
+from outreach.content.script_writer import set_recording
 from outreach.files import atomic_path, sha256_file
 
 __all__ = ["Added", "add_recording"]

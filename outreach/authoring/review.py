@@ -21,10 +21,9 @@ from sqlalchemy import Engine
 
 from outreach.config import RECORDING_ENGINE, Config
 from outreach.content import textnorm as _tn
-from outreach.content.scripts import (
-    ID_PATTERN, Problem, Script, ScriptChanged, approve_script, check_content, read_script, script_lock,
-    split_front_matter, yaml_scalar,
-)
+from outreach.content.script_model import ID_PATTERN, Script
+from outreach.content.script_writer import ScriptChanged, approve_script, script_lock, yaml_scalar
+from outreach.content.scripts import Problem, check_content, read_script, split_front_matter
 from outreach.db import session
 from outreach.errors import ScriptError
 from outreach.files import sha256_file, write_text_atomic
@@ -301,7 +300,7 @@ def approve(engine: Engine, config: Config, script: Script, *, reviewer: str, he
 
     Raises ReviewError for the author or last editor, or when the clip heard is not a preview of
     that version; StaleForm (with the difference) when the file is no longer that version;
-    ScriptError from scripts.approve_script.
+    ScriptError from script_writer.approve_script.
     """
     with script_lock(script.path):
         refuse_own(engine, script.id, reviewer, "签发")

@@ -75,11 +75,13 @@ def make_id(title: str, taken: Container[str], *, fallback: str) -> str:
     return f"{base}-{n}"
 
 
-def did_you_mean(wanted: str, names: Mapping[str, str], *, n: int = 3) -> str:
-    """'您是不是要找：名称（id）、…？' for the entries (id → name) whose id or name is close to `wanted`; else ''."""
+def did_you_mean(wanted: str, names: Mapping[str, str], *, n: int = 3, cutoff: float = 0.5) -> str:
+    """'您是不是要找：名称（id）、…？' for the entries (id → name) whose id or name is close to `wanted`; else ''.
+
+    An entry with an empty name shows its id alone; `cutoff` is difflib's (0 to 1, how alike)."""
     wanted = unicodedata.normalize("NFKC", wanted).strip()
     by_key = {**{i: i for i in names}, **{name: i for i, name in names.items() if name}}
-    close = difflib.get_close_matches(wanted, list(by_key), n=n + 2, cutoff=0.5)
+    close = difflib.get_close_matches(wanted, list(by_key), n=n + 2, cutoff=cutoff)
     ids = list(dict.fromkeys(by_key[c] for c in close))[:n]
     return f"您是不是要找：{'、'.join(f'{names[i]}（{i}）' if names[i] else i for i in ids)}？" if ids else ""
 

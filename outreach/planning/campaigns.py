@@ -16,7 +16,7 @@ from outreach.errors import CampaignError
 from outreach.yamlread import Problem, YamlOptions, describe_error, load_yaml_and_nodes, yaml_problem
 
 if TYPE_CHECKING:
-    from outreach.content.scripts import Script
+    from outreach.content.script_model import Script
     from outreach.planning.registry import Registry
 
 __all__ = ["Campaign", "Targets", "load_campaigns"]

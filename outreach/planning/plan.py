@@ -13,7 +13,7 @@ from outreach.errors import PlanError
 from outreach.planning.registry import village_voice
 
 if TYPE_CHECKING:
-    from outreach.content.scripts import Script
+    from outreach.content.script_model import Script
     from outreach.planning.campaigns import Campaign
     from outreach.planning.registry import Registry, SlotSpec
 

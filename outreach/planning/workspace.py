@@ -14,7 +14,8 @@ from sqlalchemy import Engine
 
 from outreach.audio.render import clip_durations
 from outreach.config import Config
-from outreach.content.scripts import Script, load_library
+from outreach.content.script_model import Script
+from outreach.content.scripts import load_library
 from outreach.db import open_migrated, session, sync_registry
 from outreach.planning.campaigns import Campaign, load_campaigns
 from outreach.planning.plan import PlanResult, build_programs

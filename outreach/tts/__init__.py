@@ -1,7 +1,7 @@
-"""Text-to-speech: one Synthesizer interface over the neural, espeak and edge engines.
+"""Text-to-speech: one Synthesizer interface over the neural, espeak, edge and kokoro engines.
 
-The neural engine's heavy parts (LiteRT, the model) load on first use, so importing this
-package stays cheap.
+The offline engines' heavy parts (LiteRT, ONNX Runtime, the models) load on first use, so
+importing this package stays cheap.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from pathlib import Path
 
 from outreach.config import ENGINE_NAMES, OFFLINE_ENGINE_NAMES, RenderSettings
 from outreach.errors import SynthesisFailed
-from outreach.tts import edge, espeak, neural
+from outreach.tts import edge, espeak, kokoro, neural
 from outreach.tts.base import EngineSpec, FallbackSynthesizer, SynthesisResult, Synthesizer
 from outreach.tts.edge import EdgeSynthesizer
 from outreach.tts.espeak import EspeakSynthesizer
+from outreach.tts.kokoro import KokoroSynthesizer
 from outreach.tts.neural import NeuralSynthesizer
 from outreach.tts.voices import ALL_VOICES, Voice
 
@@ -24,6 +25,7 @@ __all__ = [
     "EngineSpec",
     "EspeakSynthesizer",
     "FallbackSynthesizer",
+    "KokoroSynthesizer",
     "NeuralSynthesizer",
     "SynthesisResult",
     "Synthesizer",
@@ -35,7 +37,7 @@ __all__ = [
 
 # Every engine by name: a new engine is one module declaring its SPEC, one entry here, and its
 # name in config.ENGINE_NAMES (which the ground checks settings and scripts against).
-REGISTRY: dict[str, EngineSpec] = {spec.name: spec for spec in (neural.SPEC, espeak.SPEC, edge.SPEC)}
+REGISTRY: dict[str, EngineSpec] = {spec.name: spec for spec in (neural.SPEC, espeak.SPEC, edge.SPEC, kokoro.SPEC)}
 if tuple(REGISTRY) != ENGINE_NAMES or tuple(n for n, s in REGISTRY.items() if s.offline) != OFFLINE_ENGINE_NAMES:
     raise ImportError("tts.REGISTRY 与 config.ENGINE_NAMES / OFFLINE_ENGINE_NAMES 列出的引擎不一致；请两处一起改")
 
@@ -59,18 +61,23 @@ def _unknown(engine: str) -> SynthesisFailed:
 
 
 def get_synthesizer(engine: str, settings: RenderSettings, cache_dir: Path | None = None) -> Synthesizer:
-    """The synthesizer for `engine`, with its fallback chain: edge -> neural -> espeak.
+    """The synthesizer for `engine`, with its fallback chain: edge -> neural -> espeak
+    (with `weights = "commercial-ok"`: edge -> kokoro -> espeak).
 
     `engine` "offline" means settings.offline_engine. Edge falls back to the offline engine when
-    settings.edge.fallback_to_offline. `cache_dir` keeps the neural engine's rewritten model
-    (the build folder's models/; None: the user's cache folder).
+    settings.edge.fallback_to_offline. `cache_dir` keeps the offline engines' prepared models
+    (the build folder's models/; None: a cache folder outside the workspace).
 
     Raises:
-        SynthesisFailed: `engine` is neither a registered engine nor "offline".
+        SynthesisFailed: `engine` is neither a registered engine nor "offline", or the settings'
+            `weights` forbid it.
     """
     real = settings.resolve_engine(engine)
     if real not in REGISTRY:
         raise _unknown(engine)
+    refused = settings.refused_engine(real)
+    if refused is not None:
+        raise SynthesisFailed(refused)
     spec = REGISTRY[real]
     synthesizer = spec.factory(settings, cache_dir)
     fallback = spec.fallback(settings)

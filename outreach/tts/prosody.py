@@ -137,3 +137,21 @@ def mark_words(text: str, marks: WordMarks = "prosodic", cache_dir: Path | None 
             out += "#1"
         out += group
     return out
+
+
+# Words a listener must not miss: the warnings, and hotlines read digit by digit (three digits or more).
+KEY_WORDS = ("千万", "不要")
+_KEY = re.compile("|".join(KEY_WORDS))
+
+
+def emphasis(text: str, cache_dir: Path | None = None) -> list[bool]:
+    """For each character of `text` (Hanzi): is it part of a key word (KEY_WORDS, or a digit string of three or more)?"""
+    flags = [False] * len(text)
+    for match in _KEY.finditer(text):
+        flags[match.start():match.end()] = [True] * (match.end() - match.start())
+    start = 0
+    for token in _digit_runs(words(text, cache_dir)):
+        if len(token) >= 3 and set(token) <= _DIGITS:
+            flags[start:start + len(token)] = [True] * len(token)
+        start += len(token)
+    return flags

@@ -20,6 +20,11 @@ NEURAL_VOICES: tuple[Voice, ...] = (
     Voice("neural", "baker", "zh-CN", "Female", "标贝女声，FastSpeech2 + MB-MelGAN 神经网络合成，离线，清晰（默认）"),
 )
 
+# Kokoro-82M's voices were made for Japanese; jm_kumo reads misaki's Mandarin phonemes best (issue 19).
+KOKORO_VOICES: tuple[Voice, ...] = (
+    Voice("kokoro", "jm_kumo", "zh-CN", "Male", "Kokoro-82M 男声，离线，模型可商用（Apache-2.0），比 neural 稍难听清、慢约十倍"),
+)
+
 ESPEAK_VOICES: tuple[Voice, ...] = (
     Voice("espeak", "cmn", "zh-CN", "Male", "espeak-ng 普通话，机器音，难听懂，仅作最后备用"),
     Voice("espeak", "cmn+f3", "zh-CN", "Female", "espeak-ng 普通话 女声，机器音，仅作最后备用"),
@@ -38,11 +43,11 @@ EDGE_VOICES: tuple[Voice, ...] = (
     Voice("edge", "zh-CN-shaanxi-XiaoniNeural", "zh-CN-shaanxi", "Female", "晓妮 陕西话女声，需联网"),
 )
 
-ALL_VOICES: tuple[Voice, ...] = NEURAL_VOICES + ESPEAK_VOICES + EDGE_VOICES
+ALL_VOICES: tuple[Voice, ...] = NEURAL_VOICES + ESPEAK_VOICES + EDGE_VOICES + KOKORO_VOICES
 
 
 def voices_for(engine: str) -> tuple[Voice, ...]:
-    """The voices of one engine ("neural", "espeak" or "edge")."""
+    """The voices of one engine ("neural", "espeak", "edge" or "kokoro")."""
     return tuple(v for v in ALL_VOICES if v.engine == engine)
 
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from outreach.authoring.accounts import MAX_PASSWORD_CHARS, USERS_FILE, normalize_name, read_users
 from outreach.errors import OutreachError
 from outreach.files import write_text_atomic
 from outreach.web.permissions import Action, Role, allows
@@ -30,10 +31,8 @@ __all__ = [
     "USERS_FILE", "SECRET_FILE", "MIN_PASSWORD_CHARS",
 ]
 
-USERS_FILE = "users.json"
 SECRET_FILE = ".outreach-secret"
 MIN_PASSWORD_CHARS = 8
-MAX_PASSWORD_CHARS = 256
 MAX_NAME_CHARS = 64
 
 
@@ -72,11 +71,6 @@ class User:
         return self.may(Action.MANAGE_USERS)
 
 
-def normalize_name(name: str) -> str:
-    """The stored form of a user name: NFC, surrounding spaces removed."""
-    return unicodedata.normalize("NFC", name).strip()
-
-
 def check_name(name: str) -> str:
     """Validate and normalise a user name. Raises UserError saying what is wrong."""
     name = normalize_name(name)
@@ -95,6 +89,12 @@ def check_password(password: str) -> None:
         raise UserError(f"密码只有 {len(password)} 个字符；至少要 {MIN_PASSWORD_CHARS} 个")
     if len(password) > MAX_PASSWORD_CHARS:
         raise UserError(f"密码超过了 {MAX_PASSWORD_CHARS} 个字符；请换一个短一些的")
+
+
+def _stored_user(u: Any) -> User:
+    """A users.json record as a User (ValueError, KeyError or TypeError when it is not one)."""
+    return User(name=u["name"], role=Role(u["role"]), password_hash=u["hash"], created=u.get("created", ""),
+                session_version=int(u.get("session", 0)))
 
 
 class UserStore:
@@ -121,21 +121,7 @@ class UserStore:
         return self._dummy
 
     def _read(self) -> list[User]:
-        try:
-            raw = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise UserError(f"{self.path}：读不出来（{exc.strerror}）；请检查文件权限") from exc
-        try:
-            data = json.loads(raw)
-            return [User(name=u["name"], role=Role(u["role"]), password_hash=u["hash"], created=u.get("created", ""),
-                         session_version=int(u.get("session", 0)))
-                    for u in data["users"]]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UserError(
-                f"{self.path}：不是有效的用户文件（{exc}）；请修好它，或删掉后用 `outreach user add` "
-                "重新添加用户") from exc
+        return read_users(self.path, _stored_user, UserError)
 
     def _write(self, users: list[User]) -> None:
         data = {"users": [{"name": u.name, "role": str(u.role), "hash": u.password_hash, "created": u.created,

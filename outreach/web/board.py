@@ -26,7 +26,7 @@ from outreach.planning.workspace import load, plan_days
 from outreach.records.broadcasts import shown_status
 from outreach.records.broadcasts import program_scripts
 from outreach.records.confirmations import last_reached
-from outreach.web.data import PackEntry
+from outreach.web.data_packs import PackEntry
 
 _ORDER = {s: i for i, s in enumerate(ATTENTION_ORDER)}
 

@@ -20,7 +20,7 @@ from outreach.planning.market_days import lunar_label
 from outreach.planning.plan import Program
 from outreach.planning.registry import Registry
 from outreach.planning.workspace import load, plan_days
-from outreach.web import data
+from outreach.web import data_coverage
 from outreach.web.page_kit import bad_request, not_found, render, signed_in
 from outreach.web.params import parse_day
 
@@ -146,8 +146,8 @@ def calendar_page(request: Request) -> Response:
         chosen = sorted(v.id for v in reg.villages.values() if not township or v.township_id == township)
     grid = period(view, anchor)
     result = plan_days(loaded, grid[0], grid[1], village_ids=chosen)
-    since = data.first_record_day(ctx.engine, ctx.now())
-    outcomes = data.program_outcomes(ctx.config, ctx.engine, grid[0], grid[1], now=ctx.now(), since=since,
+    since = data_coverage.first_record_day(ctx.engine, ctx.now())
+    outcomes = data_coverage.program_outcomes(ctx.config, ctx.engine, grid[0], grid[1], now=ctx.now(), since=since,
                                      programs=result.programs,
                                      village_ids=None if len(chosen) == len(reg.villages) else chosen)
     days = summarize(reg, result.programs, grid, chosen, single=bool(village), outcomes=outcomes, tracked_from=since)

@@ -22,7 +22,7 @@ from outreach.labels import SLOT
 from outreach.models import Broadcast, BroadcastStatus, Village
 from outreach.records.confirm_links import last_valid_day, token_sha256
 from outreach.records.limits import MAX_NAME_CHARS
-from outreach.web import data
+from outreach.web import data_scripts
 from outreach.web.auth import csrf_ok
 from outreach.web.page_kit import CSRF_FIELD, ctx_of, flash, post_form, redirect, render, require_user
 
@@ -93,7 +93,7 @@ def _phone(request: Request, token: str, *, status: int = 200, problem: str = ""
         link = _load_link(request, token)
     except records.LinkError as exc:
         return render(request, "confirm_phone.html", status=exc.status, problem=str(exc), link=None, token=token)
-    scripts, _ = data.script_library(ctx.config)
+    scripts, _ = data_scripts.script_library(ctx.config)
     titles = {sc.id: sc.title for sc in scripts}
     return render(request, "confirm_phone.html", status=status, problem="", link=link, token=token, titles=titles,
                   now=ctx.local_now(), name=request.session.get(NAME_KEY, ""), max_name=MAX_NAME_CHARS)

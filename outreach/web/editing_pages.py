@@ -20,11 +20,12 @@ from starlette.datastructures import FormData
 from outreach.audio.render import clip_durations
 from outreach.authoring import editing
 from outreach.config import Config
-from outreach.content.scripts import Script, load_library
+from outreach.content.script_model import Script
+from outreach.content.scripts import load_library
 from outreach.errors import OutreachError
 from outreach.planning.registry import SLOT_NAMES, Registry, load_registry
 from outreach.planning.workspace import GAP_S
-from outreach.web import data
+from outreach.web import data_places, data_scripts
 from outreach.web.auth import User
 from outreach.web.page_kit import ctx_of, flash, not_found, post_form, redirect, render, require_role, stale_diff
 from outreach.web.permissions import Action
@@ -64,7 +65,7 @@ def _save(request: Request, config: Config, path: Path, new_text: str, base: str
 
 def _sync(request: Request, config: Config) -> None:
     """Mirror the saved files into the database, so the lists and reports show the change at once."""
-    problem = data.mirror_registry(config, ctx_of(request).engine)
+    problem = data_places.mirror_registry(config, ctx_of(request).engine)
     if problem:  # the file is saved; the mirror catches up when the workspace is whole again
         log.warning("已保存，但工作区现在加载不了，列表和报表要等工作区改好后才更新：%s", problem)
 
@@ -187,7 +188,7 @@ async def save_campaign(request: Request) -> Response:
     try:
         # An edit keeps its id (files, records and links use it); a new one is named by its 活动名称.
         v.id = original or v.id or await run_in_threadpool(
-            data.new_campaign_id, ctx.engine, v.name, editing.campaign_ids(current))
+            data_scripts.new_campaign_id, ctx.engine, v.name, editing.campaign_ids(current))
         new_text = editing.apply_campaign(current, original or None, v)
     except OutreachError as exc:
         return _campaign_form(request, **page, status=409, message=str(exc))

@@ -16,7 +16,7 @@ from outreach.models import PROBLEMS
 if TYPE_CHECKING:
     from outreach.planning.plan import Program
     from outreach.web.board import Slot
-    from outreach.web.data import ProgramRow
+    from outreach.web.data_records import ProgramRow
 
 T = TypeVar("T")
 _PROBLEMS = {s.value for s in PROBLEMS}

@@ -17,15 +17,14 @@ from outreach.audio.render import verified_clip
 from outreach.authoring import review
 from outreach.authoring.recordings import add_recording
 from outreach.config import RECORDING_ENGINE
-from outreach.content.scripts import (
-    ENGINES, ID_PATTERN, MAX_TITLE, RECORDING_EXTENSIONS, TOPICS, Script, split_front_matter,
-)
+from outreach.content.script_model import ENGINES, ID_PATTERN, MAX_TITLE, RECORDING_EXTENSIONS, TOPICS, Script
+from outreach.content.scripts import split_front_matter
 from outreach.content.textnorm import load_lexicon
 from outreach.errors import AudioError, OutreachError
 from outreach.files import temp_dir
 from outreach.labels import ROLE
 from outreach.tts.voices import ALL_VOICES
-from outreach.web import data
+from outreach.web import data_scripts
 from outreach.web.auth import Role, User
 from outreach.web.page_kit import (
     PageError, ctx_of, flash, not_found, post_form, redirect, render, require_user, signed_in,
@@ -42,7 +41,7 @@ PREVIEW_REFRESH_S = 2
 
 
 def _script(request: Request, script_id: str) -> Script:
-    scripts, _ = data.script_library(ctx_of(request).config)
+    scripts, _ = data_scripts.script_library(ctx_of(request).config)
     found = next((s for s in scripts if s.id == script_id), None)
     if found is None:
         raise not_found("广播稿", script_id, "请从「广播稿」页面点进要看的稿件；有问题的稿件要先在服务器上改好。")
@@ -144,7 +143,7 @@ async def save_script(request: Request) -> Response:
         fields["id"] = next((ln.split(":", 1)[1].strip() for ln in (split[0] if not isinstance(split, str) else [])
                              if ln.startswith("id:")), fields["id"])
     elif not fields["id"]:  # a new script is named by its title: 快递退款 → kuaidi-tuikuan
-        fields["id"] = await run_in_threadpool(data.new_script_id, ctx.config, ctx.engine, fields["title"])
+        fields["id"] = await run_in_threadpool(data_scripts.new_script_id, ctx.config, ctx.engine, fields["title"])
     existing = base
     content = review.compose(fields, text, existing)
     script, errors = review.check_form(ctx.config.scripts_dir, content, fields["id"], ctx.config.render.max_chars)

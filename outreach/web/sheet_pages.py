@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from outreach.coverage.common import MAX_DAYS
 from outreach.coverage.sheets import XLSX_TYPE, Table, xlsx_bytes
-from outreach.web import data
+from outreach.web import data_coverage, data_places
 from outreach.web.page_kit import Context, attachment, ctx_of, require_user
 from outreach.web.params import check_range, days_back, parse_day, parse_int, query_value
 
@@ -50,7 +50,7 @@ def _filters(request: Request, today: date) -> Filters:
 
 def _download(request: Request, table: Table, what: str, f: Filters, fallback: str) -> Response:
     """The workbook as a download named 播出记录_冬季道路交通安全宣传_2026-12-01至2026-12-10.xlsx."""
-    campaign = data.campaign(ctx_of(request).engine, f.campaign_id) if f.campaign_id else None
+    campaign = data_places.campaign(ctx_of(request).engine, f.campaign_id) if f.campaign_id else None
     name = f"{what}_{campaign.name if campaign else '全部活动'}_{f.start.isoformat()}至{f.end.isoformat()}.xlsx"
     return Response(xlsx_bytes(table), media_type=XLSX_TYPE,
                     headers=attachment(name.replace("/", "_").replace("\\", "_"), fallback))
@@ -68,7 +68,7 @@ async def _send(request: Request, what: str, fallback: str, build: Callable[[Con
 @router.get("/downloads/coverage.xlsx")
 async def coverage_download(request: Request) -> Response:
     """覆盖情况 per village and campaign, as the campaign and gaps pages show it."""
-    return await _send(request, "覆盖情况", "coverage.xlsx", lambda ctx, f: data.coverage_sheet(
+    return await _send(request, "覆盖情况", "coverage.xlsx", lambda ctx, f: data_coverage.coverage_sheet(
         ctx.config, ctx.engine, start=f.start, end=f.end, campaign_id=f.campaign_id, township_id=f.township_id,
         now=ctx.local_now()))
 
@@ -76,6 +76,6 @@ async def coverage_download(request: Request) -> Response:
 @router.get("/downloads/log.xlsx")
 async def log_download(request: Request) -> Response:
     """播出记录: one row per broadcast, statuses as of now (read-time 漏播)."""
-    return await _send(request, "播出记录", "log.xlsx", lambda ctx, f: data.log_sheet(
+    return await _send(request, "播出记录", "log.xlsx", lambda ctx, f: data_coverage.log_sheet(
         ctx.config, ctx.engine, start=f.start, end=f.end, campaign_id=f.campaign_id, township_id=f.township_id,
         village_id=f.village_id, now=ctx.local_now()))

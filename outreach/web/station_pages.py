@@ -31,7 +31,7 @@ from outreach.errors import OutreachError
 from outreach.models import Alert
 from outreach.planning.workspace import Loaded, load
 from outreach.station.protocol import StationError
-from outreach.web import data
+from outreach.web import data_coverage, data_places, data_scripts
 from outreach.web.page_kit import (
     TZ, ctx_of, flash, not_found, post_form, redirect, render, require_editor, require_user, signed_in,
 )
@@ -67,8 +67,8 @@ class TownshipPresence:
 def _presence(request: Request) -> tuple[list[dict[str, Any]], list[TownshipPresence]]:
     ctx = ctx_of(request)
     stations = list_stations(ctx.engine, now=ctx.now())
-    villages = {v.id: v for v in data.villages(ctx.engine)}
-    towns = data.townships(ctx.engine)
+    villages = {v.id: v for v in data_places.villages(ctx.engine)}
+    towns = data_places.townships(ctx.engine)
     by_town: dict[str, TownshipPresence] = {}
     for st in stations:
         v = villages.get(st["village_id"])
@@ -104,7 +104,7 @@ def _today_outcomes(request: Request, stations: list[dict[str, Any]]) -> None:
     if not villages:
         return
     today = ctx.today()
-    found = data.program_outcomes(ctx.config, ctx.engine, today, today, now=ctx.now(), village_ids=villages)
+    found = data_coverage.program_outcomes(ctx.config, ctx.engine, today, today, now=ctx.now(), village_ids=villages)
     by_village: dict[str, Counter[str]] = {}
     for (village, _slot, _day), status in found.items():
         by_village.setdefault(village, Counter())[status] += 1
@@ -196,7 +196,7 @@ def _alert_form(request: Request, user: Any, f: AlertForm, *, error: str = "", s
         problem = broker_problem(broker)
     except StationError as exc:  # a broken broker.toml: say so, the networked part still works
         broker, problem = None, str(exc)
-    scripts, _ = data.script_library(ctx.config)
+    scripts, _ = data_scripts.script_library(ctx.config)
     names = {v.id: v.name for v in loaded.registry.villages.values()}
     kinds = {v: "联网" for v in county.networked} | {v: "U盘" for v in county.usb} | {
         v: "播放盒" for v in [*county.stations.values(), *county.unregistered]}
@@ -283,9 +283,9 @@ def alert_page(request: Request, alert_id: str) -> Response:
     user = require_user(request)
     status = _status(request, alert_id)
     ctx = ctx_of(request)
-    scripts, _ = data.script_library(ctx.config)
+    scripts, _ = data_scripts.script_library(ctx.config)
     title = next((s.title for s in scripts if s.id == status["script_id"]), status["script_id"])
-    villages = {v.id: v for v in data.villages(ctx.engine)}
+    villages = {v.id: v for v in data_places.villages(ctx.engine)}
     stations = {st["station_id"]: st["village_id"] for st in list_stations(ctx.engine, now=ctx.now())}
     rows = []
     for target in status["targets"]:

@@ -13,7 +13,7 @@ from outreach.authoring import review
 from outreach.delivery.usb.zipped import ascii_zip_name, zip_name
 from outreach.errors import OutreachError
 from outreach.labels import SLOT, STATUS
-from outreach.web import board, data, folds
+from outreach.web import board, data_packs, data_places, data_scripts, folds
 from outreach.web.page_kit import (
     PageError, TZ, attachment, ctx_of, not_found, render, require_role, require_user, signed_in,
 )
@@ -46,8 +46,8 @@ def today_page(request: Request) -> Response:
     query = urlencode([(k, v) for k, v in (("township", township), ("only", "problems" if only else "")) if v])
     ctx = ctx_of(request)
     return render(request, "today.html", user=user, b=b, township=township, only=only, query=query,
-                  folds=folds.fine_by_township(b.slots), townships=data.townships(ctx.engine), refresh_s=30,
-                  stale=data.stale_villages(ctx.config, ctx.engine, ctx.now()))
+                  folds=folds.fine_by_township(b.slots), townships=data_places.townships(ctx.engine), refresh_s=30,
+                  stale=data_packs.stale_villages(ctx.config, ctx.engine, ctx.now()))
 
 
 @router.get("/today.json")
@@ -70,7 +70,7 @@ def clip_audio(request: Request, script_id: str) -> Response:
     """The rendered library clip of a script (what airs)."""
     require_user(request)
     ctx = ctx_of(request)
-    scripts, _ = data.script_library(ctx.config)
+    scripts, _ = data_scripts.script_library(ctx.config)
     script = next((s for s in scripts if s.id == script_id), None)
     if script is None:
         raise not_found("广播稿", script_id, "请从「广播稿」页面点播放。")
@@ -112,13 +112,13 @@ def preview_audio(request: Request, script_id: str, sha: str) -> Response:
 @router.get("/packs", response_class=HTMLResponse)
 def packs_page(request: Request) -> Response:
     user, ctx = signed_in(request)
-    entries, problem = data.pack_entries(ctx.config)
-    villages = {v.id: v for v in data.villages(ctx.engine)}
-    groups = board.group_packs(entries, villages, data.townships(ctx.engine))
-    stale = data.stale_villages(ctx.config, ctx.engine, ctx.now())
+    entries, problem = data_packs.pack_entries(ctx.config)
+    villages = {v.id: v for v in data_places.villages(ctx.engine)}
+    groups = board.group_packs(entries, villages, data_places.townships(ctx.engine))
+    stale = data_packs.stale_villages(ctx.config, ctx.engine, ctx.now())
     return render(request, "packs.html", user=user, groups=groups, problem=problem, count=len(entries), quote=quote,
                   may_zip=user.may(Action.EXPORT_PACK),
-                  export_dir=ctx.config.deliver.export_dir, stale=stale, stale_keys=data.stale_index(stale))
+                  export_dir=ctx.config.deliver.export_dir, stale=stale, stale_keys=data_packs.stale_index(stale))
 
 
 @router.get("/packs/zip")
@@ -132,10 +132,10 @@ def packs_zip(request: Request) -> Response:
     require_role(request, Action.EXPORT_PACK, fix="请让编辑员打包下载，或在「节目包下载」页逐个试听。")
     ctx = ctx_of(request)
     village_id, township_id = _q(request, "village"), _q(request, "township")
-    entries, _problem = data.pack_entries(ctx.config)
-    villages = {v.id: v for v in data.villages(ctx.engine)}
+    entries, _problem = data_packs.pack_entries(ctx.config)
+    villages = {v.id: v for v in data_places.villages(ctx.engine)}
     listed = {e.village_id for e in entries if e.village_id in villages}
-    towns = data.townships(ctx.engine)
+    towns = data_places.townships(ctx.engine)
     chosen: list[str] = []
     if village_id in listed:
         v = villages[village_id]
@@ -146,7 +146,7 @@ def packs_zip(request: Request) -> Response:
     if not chosen:
         raise not_found("节目包", village_id or township_id or "（未指定）", "请从「节目包下载」页面点「打包下载」。")
     try:
-        pack = data.pack_zip(ctx.config, ctx.engine, chosen, now=ctx.now())
+        pack = data_packs.pack_zip(ctx.config, ctx.engine, chosen, now=ctx.now())
     except OutreachError as exc:
         raise PageError(409, "节目包没有做成", str(exc), "处理好上面说的问题后，回到「节目包下载」页面重新下载。") from None
     return StreamingResponse(pack.stream(), media_type="application/zip",

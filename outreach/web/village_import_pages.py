@@ -22,7 +22,7 @@ from outreach.config import Config
 from outreach.coverage.sheets import XLSX_TYPE
 from outreach.errors import OutreachError
 from outreach.planning.registry import load_registry
-from outreach.web import data
+from outreach.web import data_places
 from outreach.web.page_kit import attachment, ctx_of, flash, post_form, redirect, render, require_role
 from outreach.web.params import form_text
 from outreach.web.permissions import Action
@@ -111,7 +111,7 @@ async def confirm(request: Request) -> Response:
         await run_in_threadpool(save, ctx.config.schedules_dir / COUNTY, preview.new_text, preview.base)
     except OutreachError as exc:
         return _refused(request, exc)
-    problem = await run_in_threadpool(data.mirror_registry, ctx.config, ctx.engine)
+    problem = await run_in_threadpool(data_places.mirror_registry, ctx.config, ctx.engine)
     log.info("%s 导入了村庄名单：新增 %d 个村，修改 %d 个", user.name, len(preview.added), len(preview.changed))
     flash(request, f"已导入村庄名单：新增 {len(preview.added)} 个村，修改 {len(preview.changed)} 个，"
                    f"不变 {preview.unchanged} 个。" + (f"但工作区现在加载不了，列表要等改好后才更新：{problem}" if problem else ""))

@@ -19,7 +19,7 @@ from outreach.audio.ffmpeg import decode_to_pcm
 from outreach.audio.mastering import measure, read_tags
 from outreach.audio.render import render_library
 from outreach.cli import cli
-from outreach.config import load_config
+from outreach.config import ENGINE_NAMES, load_config
 from outreach.content.scripts import load_library
 
 JSON_KEYS = {"script_id", "path", "engine", "lufs", "true_peak_db", "duration_s", "cached"}
@@ -262,7 +262,7 @@ def test_tn_reads_the_documented_examples(workspace: Path) -> None:
 def test_voices_lists_every_engine_with_a_description(workspace: Path) -> None:
     code, out, _ = run("voices", "--json", "-w", str(workspace))
     voices = json.loads(out)
-    assert code == 0 and {v["engine"] for v in voices} == {"neural", "espeak", "edge"}
+    assert code == 0 and {v["engine"] for v in voices} == set(ENGINE_NAMES)
     assert all(v["description"] for v in voices)
     code, out, _ = run("voices", "-w", str(workspace))
     lines = out.splitlines()

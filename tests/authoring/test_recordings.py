@@ -15,8 +15,9 @@ from outreach.audio.mastering import measure, read_tags
 from outreach.audio.recordings import probe_recording
 from outreach.audio.render import CHIME_S, plan_clip, render_job, render_library, verified_clip
 from outreach.cli import cli
-from outreach.config import TZ, load_config
-from outreach.content.scripts import Script, check_content, check_library, load_library
+from outreach.config import ENGINE_NAMES, TZ, load_config
+from outreach.content.script_model import Script
+from outreach.content.scripts import check_content, check_library, load_library
 from outreach.content.textnorm import load_lexicon
 from outreach.errors import AudioError, ScriptError
 
@@ -167,4 +168,4 @@ def test_the_intelligibility_test_skips_recordings_and_says_why() -> None:
 
 def test_outreach_voices_stays_the_tts_voices(workspace: Path) -> None:
     listed = json.loads(run("voices", "--json", "-w", str(workspace)).stdout)
-    assert listed and all(v["engine"] in ("neural", "espeak", "edge") for v in listed)
+    assert listed and all(v["engine"] in ENGINE_NAMES for v in listed)

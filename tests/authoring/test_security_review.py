@@ -27,7 +27,9 @@ from web_site import heard_page
 from outreach.authoring import review
 from outreach.cli import cli
 from outreach.config import Config, load_config
-from outreach.content.scripts import MAX_TITLE, Script, ScriptChanged, approve_script, check_content, read_script
+from outreach.content.script_model import MAX_TITLE, Script
+from outreach.content.script_writer import ScriptChanged, approve_script
+from outreach.content.scripts import check_content, read_script
 from outreach.db import open_migrated
 from outreach.errors import OutreachError, ScriptError
 from outreach.files import write_text_atomic

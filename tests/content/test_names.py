@@ -7,7 +7,7 @@ import re
 import pytest
 
 from outreach.content.names import ID_MAX, did_you_mean, make_id, resolve, slug
-from outreach.content.scripts import ID_PATTERN
+from outreach.content.script_model import ID_PATTERN
 from outreach.errors import RegistryError
 
 

@@ -14,7 +14,9 @@ from pydantic import ValidationError
 
 from outreach.cli import cli
 from outreach.config import load_config
-from outreach.content.scripts import Problem, Script, approve_script, check_library, load_library, script_path
+from outreach.content.script_model import Script
+from outreach.content.script_writer import approve_script
+from outreach.content.scripts import Problem, check_library, load_library, script_path
 from outreach.errors import ScriptError
 from outreach.tts.voices import engine_of_voice
 

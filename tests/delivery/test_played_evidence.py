@@ -23,7 +23,7 @@ from sqlmodel import select
 from outreach.audio.ffmpeg import ffmpeg_exe
 from outreach.audio.render import verified_clip
 from outreach.config import TZ, load_config
-from outreach.content.scripts import approve_script
+from outreach.content.script_writer import approve_script
 from outreach.coverage import village_coverage
 from outreach.db import session
 from outreach.delivery.live import claims, players
@@ -33,7 +33,7 @@ from outreach.errors import ConfigError
 from outreach.models import Broadcast, BroadcastScript, BroadcastStatus, Evidence
 from outreach.planning.workspace import load, open_database
 from outreach.web.board import today_board
-from outreach.web.data import village_history
+from outreach.web.data_records import village_history
 
 FAKE = str(Path(__file__).resolve().parents[1] / "fake_player.py")
 DAY = date(2026, 12, 1)

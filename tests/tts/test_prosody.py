@@ -33,3 +33,9 @@ def test_cache_goes_to_the_given_folder_once(tmp_path) -> None:
     stamp = made.stat().st_mtime_ns
     assert prosody.prepare_cache(tmp_path) == made and made.stat().st_mtime_ns == stamp
     assert [p.name for p in tmp_path.iterdir()] == [prosody.CACHE_FILE]  # no temporary file left
+
+
+def test_key_words_are_the_warnings_and_hotlines() -> None:
+    text = "千万不要挂断，拨打九六幺幺零一定要接，电话一三八一二三四五六七八"
+    marked = "".join(c if key else "_" for c, key in zip(text, prosody.emphasis(text)))
+    assert marked == "千万不要_____九六幺幺零_______一三八一二三四五六七八"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import subprocess
 import sys
@@ -104,6 +105,33 @@ def test_model_is_rewritten_once_into_the_cache(tmp_path: Path) -> None:
     random_ops = [op for g in model.subgraphs for op in g.operators
                   if model.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.RANDOM_UNIFORM]
     assert random_ops and all((op.builtinOptions.seed, op.builtinOptions.seed2) == neural.SEEDS for op in random_ops)
+    graph = model.subgraphs[0]
+    ratios = {t for t in graph.inputs if graph.tensors[t].name.endswith(b"_ratios")}
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    users = [codes[op.opcodeIndex] for op in graph.operators
+             if op.inputs is not None and ratios & set(op.inputs.tolist())]
+    assert len(ratios) == 3 and users.count(schema.BuiltinOperator.MUL) == 3  # each ratio scales its phonemes directly
+
+
+def test_duration_and_energy_reach_single_syllables(synth: NeuralSynthesizer, cache: Path, tmp_path: Path) -> None:
+    text = "请千万不要挂断。"
+    plain = samples(synth.synthesize(text, None, tmp_path / "plain").path)
+
+    def spoken(**lever: float) -> np.ndarray:
+        style = dataclasses.replace(neural.PROSODY, **lever)
+        return samples(NeuralSynthesizer(RenderSettings(), cache, style).synthesize(text, None, tmp_path / "x").path)
+
+    keys, final, louder = spoken(key_stretch=1.5), spoken(final_stretch=1.5), spoken(key_energy=1.5)
+    # 千万不要 are four of the six syllables, 断 is one: each is longer, by less than all of it would be.
+    assert len(plain) < len(final) < len(keys) < 1.5 * len(plain)
+    assert len(louder) == len(plain) and not np.array_equal(louder, plain)
+    assert np.array_equal(spoken(key_stretch=1.0), plain)  # at 1.0 the model reads one ratio, as shipped
+
+
+def test_phonemes_map_to_their_hanzi() -> None:
+    # 花儿 is one erhua syllable (h ua1 er5) over two Hanzi; a mark counts with the syllable before it.
+    assert neural._phone_chars(["sil", "h", "ua1", "er5", "#1", "^", "er2", "#0", "d", "uo1", "sil", "eos"]) == \
+        [-1, 0, 0, 1, 1, 2, 2, 2, 3, 3, -1, -1]
 
 
 def test_letters_are_spelled_and_phrases_split() -> None:

@@ -13,7 +13,7 @@ from web_site import Site, client_as
 
 from outreach.planning.plan import Program, ProgramItem
 from outreach.web.board import Slot
-from outreach.web.data import ProgramRow
+from outreach.web.data_records import ProgramRow
 from outreach.web.folds import fine_by_township, history_by_day, plan_by_township
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -178,7 +178,7 @@ def test_broken_campaigns_file_is_a_400_page_not_a_500(site: Site, editor: TestC
 
 def test_unexpected_error_is_a_chinese_500_page_and_logged(site: Site, monkeypatch: pytest.MonkeyPatch,
                                                            caplog: pytest.LogCaptureFixture) -> None:
-    from outreach.web import data
+    from outreach.web import data_places
 
     client = TestClient(site.app, raise_server_exceptions=False, follow_redirects=False)  # type: ignore[arg-type]
     login(client)
@@ -186,7 +186,7 @@ def test_unexpected_error_is_a_chinese_500_page_and_logged(site: Site, monkeypat
     def boom(*_a: object, **_k: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(data, "villages", boom)
+    monkeypatch.setattr(data_places, "villages", boom)
     with caplog.at_level("ERROR", logger="outreach.web"):
         response = client.get("/villages")
     assert response.status_code == 500 and "系统内部错误" in response.text

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from outreach.audio.render import clip_durations, verified_clip
-from outreach.content.scripts import Script
+from outreach.content.script_model import Script
 from outreach.dates import json_time
 from outreach.db import session
 from outreach.delivery import Channel, channel_of
