@@ -89,11 +89,13 @@ def _render_sample_library(dest: Path, engine: str | None = None) -> Path:
 def _rendered_once(tmp_path_factory: pytest.TempPathFactory, name: str, engine: str | None = None) -> Path:
     """The sample library's build folder, rendered once per test run and shared by every xdist worker.
 
-    The first worker to ask renders it under a lock in the run's shared temporary folder; the others
-    wait and read the same clips (tests only read them, or copy them into their own workspace).
+    The first worker to ask renders it under a lock in the run's shared temporary folder (tools/test
+    names one folder for both of its pytest runs in OUTREACH_TEST_SHARED_DIR); the others wait and
+    read the same clips (tests only read them, or copy them into their own workspace).
     """
     base = tmp_path_factory.getbasetemp()
-    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    shared = os.environ.get("OUTREACH_TEST_SHARED_DIR")
+    root = Path(shared) if shared else base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     folder, done = root / name, root / f"{name}.done"
     with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes

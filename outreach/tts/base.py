@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from outreach.config import RenderSettings
-from outreach.errors import SynthesisFailed, UnknownVoice
+from outreach.errors import OutputError, SynthesisFailed, UnknownVoice
+from outreach.files import atomic_path, describe_os_error
 from outreach.tts.voices import voices_for
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,57 @@ def check_voice(engine: str, voice: str, extra_ok: Callable[[str], bool] | None 
     raise UnknownVoice(
         f"{engine} 引擎没有音色 '{voice}'；请从以下音色中选一个：{', '.join(names)}"
     )
+
+
+def write_wav(target: Path, samples: Any, sample_rate: int) -> None:
+    """Write mono 16-bit `samples` to `target` atomically.
+
+    Raises:
+        OutputError: the file or its folder cannot be written.
+    """
+    with atomic_path(target) as tmp:
+        try:
+            with wave.open(str(tmp), "wb") as out:
+                out.setnchannels(1)
+                out.setsampwidth(2)
+                out.setframerate(sample_rate)
+                out.writeframes(samples.tobytes())
+        except OSError as exc:
+            raise OutputError(describe_os_error(target, exc)) from exc
+
+
+class WavSynthesizer:
+    """An engine that computes its samples in this process and writes them as WAV (neural, kokoro).
+
+    A subclass sets `name`, `sample_rate` and `voice_setting` (the RenderSettings field naming its
+    default voice) and computes `samples`; checking the voice and text and writing the file are here.
+    """
+
+    name: str
+    sample_rate: int
+    voice_setting: str
+
+    def __init__(self, settings: RenderSettings, cache_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.cache_dir = cache_dir
+
+    def samples(self, text: str, voice: str, rate: float) -> Any:
+        """The speech of `text` (stripped, not empty) in `voice` at `rate` Hanzi/s, as 16-bit samples."""
+        raise NotImplementedError
+
+    def synthesize(self, text: str, voice: str | None, out_base: Path, *, rate: float | None = None) -> SynthesisResult:
+        """Speak `text` into `out_base`.wav at `rate` Hanzi/s (None: settings.rate); `voice` None: the default.
+
+        Raises:
+            UnknownVoice: the engine does not offer `voice`.
+            SynthesisFailed: the text is empty, has no Hanzi, or the engine is not installed.
+            OutputError: the WAV file cannot be written.
+        """
+        voice = check_voice(self.name, voice or getattr(self.settings, self.voice_setting))
+        samples = self.samples(require_text(text, self.name), voice, rate or self.settings.rate)
+        target = Path(out_base).with_suffix(".wav")
+        write_wav(target, samples, self.sample_rate)
+        return SynthesisResult(path=target, fmt="wav", engine=self.name, voice=voice)
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,12 @@ import array
 import ctypes
 import sys
 import threading
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 from outreach.config import RenderSettings
-from outreach.errors import OutputError, SynthesisFailed
-from outreach.files import atomic_path, describe_os_error
-from outreach.tts.base import EngineSpec, SynthesisResult, check_voice, require_text
+from outreach.errors import SynthesisFailed
+from outreach.tts.base import EngineSpec, SynthesisResult, check_voice, require_text, write_wav
 
 ENGINE = "espeak"
 # espeak-ng words per minute per Hanzi-per-second asked for (measured: 150 wpm speaks ~2.9 Hanzi/s
@@ -147,23 +145,6 @@ def render_samples(text: str, voice: str, rate_wpm: int) -> tuple[array.array, i
     if sys.byteorder == "big":
         samples.byteswap()  # WAV is little-endian.
     return samples, sample_rate
-
-
-def write_wav(target: Path, samples: array.array, sample_rate: int) -> None:
-    """Write mono 16-bit `samples` to `target` atomically.
-
-    Raises:
-        OutputError: the file or its folder cannot be written.
-    """
-    with atomic_path(target) as tmp:
-        try:
-            with wave.open(str(tmp), "wb") as out:
-                out.setnchannels(1)
-                out.setsampwidth(2)
-                out.setframerate(sample_rate)
-                out.writeframes(samples.tobytes())
-        except OSError as exc:
-            raise OutputError(describe_os_error(target, exc)) from exc
 
 
 def wpm_for(rate: float) -> int:

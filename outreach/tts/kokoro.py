@@ -24,11 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from outreach.config import RenderSettings
 from outreach.errors import SynthesisFailed
 from outreach.tts import prosody
-from outreach.tts.base import EngineSpec, SynthesisResult, check_voice, require_text
-from outreach.tts.espeak import write_wav
+from outreach.tts.base import EngineSpec, WavSynthesizer
 from outreach.tts.neural import spell_letters
 
 ENGINE = "kokoro"
@@ -244,28 +242,13 @@ def render_samples(text: str, voice: str, rate: float, cache_dir: Path | None = 
     return (samples * (PEAK / max(peak, PEAK)) * 32767).astype("<i2")
 
 
-class KokoroSynthesizer:
+class KokoroSynthesizer(WavSynthesizer):
     """Mandarin speech from Kokoro-82M (Apache-2.0 weights) on ONNX Runtime, with no network; writes WAV."""
 
-    name = ENGINE
+    name, sample_rate, voice_setting = ENGINE, SAMPLE_RATE, "kokoro_voice"
 
-    def __init__(self, settings: RenderSettings, cache_dir: Path | None = None) -> None:
-        self.settings = settings
-        self.cache_dir = cache_dir
-
-    def synthesize(self, text: str, voice: str | None, out_base: Path, *, rate: float | None = None) -> SynthesisResult:
-        """Speak `text` into `out_base`.wav at `rate` Hanzi/s (None: settings.rate); `voice` None: settings.kokoro_voice.
-
-        Raises:
-            UnknownVoice: `voice` is not a kokoro voice.
-            SynthesisFailed: the text is empty, has no Hanzi, or the engine is not installed.
-            OutputError: the WAV file cannot be written.
-        """
-        voice = check_voice(ENGINE, voice or self.settings.kokoro_voice)
-        samples = render_samples(require_text(text, ENGINE), voice, rate or self.settings.rate, self.cache_dir)
-        target = Path(out_base).with_suffix(".wav")
-        write_wav(target, samples, SAMPLE_RATE)
-        return SynthesisResult(path=target, fmt="wav", engine=ENGINE, voice=voice)
+    def samples(self, text: str, voice: str, rate: float) -> np.ndarray:
+        return render_samples(text, voice, rate, self.cache_dir)
 
 
 def prepare(cache_dir: Path) -> Path:

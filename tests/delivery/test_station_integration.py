@@ -22,7 +22,8 @@ from station_harness import (
     TZ, Broker, Server, StationProc, at, cli, db_rows, mark_station_villages, set_slots, wait_for,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.faults,
+# ontime: these assert that a station starts a slot within 2 s of its time, so tools/test runs them alone.
+pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.ontime,
               pytest.mark.skipif(shutil.which("mosquitto") is None and not os.path.exists("/usr/sbin/mosquitto"),
                                  reason="Mosquitto is not installed (tools/test installs it)")]
 STATION_VILLAGES = ("dazhuang-01", "dazhuang-02", "dazhuang-03", "dazhuang-06", "dazhuang-08")
