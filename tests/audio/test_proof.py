@@ -232,12 +232,17 @@ def test_monitor_process_prints_figures_only(synthetic, tmp_path: Path) -> None:
     assert list((tmp_path / "drop").iterdir()) == []
 
 
-def test_alsa_capture_of_a_device_without_the_program_is_not_heard(synthetic) -> None:
-    """ALSA's `null` device opens and records (no microphone behind it): a real capture through miniaudio."""
+def test_alsa_capture_opens_records_one_window_and_a_late_start_records_none(synthetic) -> None:
+    """ALSA's `null` device opens and records (no microphone behind it): a real capture through miniaudio.
+
+    What it records is not checked: the null plugin's read leaves the buffer as it was, so the
+    "samples" are whatever that memory held, in one CI run even the program just decoded (heard at
+    score 0.51). That a capture without the program is not heard is checked on recorded files
+    (test_play_monitor_listens_in_a_thread_and_noise_is_not_heard, test_silence_is_not_heard_and_says_so).
+    """
     program, path = synthetic
     result = prove_play(path, open_source("alsa:null"), time.monotonic() - 1.0, 12.0)  # one window, due in 1 s
-    assert result is not None and not result.heard and result.reason
-    assert len(result.windows) == 1
+    assert result is not None and len(result.windows) == 1
     late = prove_play(path, open_source("alsa:null"), time.monotonic() - 10.0, 12.0)  # its time has passed
     assert late is not None and not late.heard and "只录到 0 段" in late.reason
 
