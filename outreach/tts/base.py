@@ -97,13 +97,12 @@ def write_wav(target: Path, samples: Any, sample_rate: int) -> None:
 class WavSynthesizer:
     """An engine that computes its samples in this process and writes them as WAV (neural, kokoro).
 
-    A subclass sets `name`, `sample_rate` and `voice_setting` (the RenderSettings field naming its
-    default voice) and computes `samples`; checking the voice and text and writing the file are here.
+    A subclass sets `name` and `sample_rate` and computes `samples`; checking the voice (its default:
+    RenderSettings.default_voice) and the text, and writing the file, are here.
     """
 
     name: str
     sample_rate: int
-    voice_setting: str
 
     def __init__(self, settings: RenderSettings, cache_dir: Path | None = None) -> None:
         self.settings = settings
@@ -121,7 +120,7 @@ class WavSynthesizer:
             SynthesisFailed: the text is empty, has no Hanzi, or the engine is not installed.
             OutputError: the WAV file cannot be written.
         """
-        voice = check_voice(self.name, voice or getattr(self.settings, self.voice_setting))
+        voice = check_voice(self.name, voice or self.settings.default_voice(self.name))
         samples = self.samples(require_text(text, self.name), voice, rate or self.settings.rate)
         target = Path(out_base).with_suffix(".wav")
         write_wav(target, samples, self.sample_rate)

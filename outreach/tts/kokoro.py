@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.resources
 import json
-import logging
 import os
 import re
 import tempfile
@@ -115,20 +114,10 @@ def model_file(cache_dir: Path | None = None) -> Path:
 
 
 def _jieba(cache_dir: Path | None) -> None:
-    """Point jieba's default tokenizer (which misaki uses) at the build folder's cache, quietly."""
+    """Load jieba's default tokenizer (which misaki uses) through the build folder's cache, quietly."""
     import jieba
 
-    jieba.setLogLevel(logging.WARNING)  # its English "Building prefix dict..." lines
-    tokenizer = jieba.dt
-    if tokenizer.initialized:
-        return
-    if cache_dir is None:  # no build folder: build the dictionary in memory, write no cache
-        tokenizer.FREQ, tokenizer.total = tokenizer.gen_pfdict(tokenizer.get_dict_file())
-        tokenizer.initialized = True
-        return
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer.tmp_dir, tokenizer.cache_file = str(cache_dir), prosody.CACHE_FILE
-    tokenizer.initialize()
+    prosody.initialize(jieba.dt, cache_dir)
 
 
 def _load(cache_dir: Path | None) -> _Model:
@@ -245,7 +234,7 @@ def render_samples(text: str, voice: str, rate: float, cache_dir: Path | None = 
 class KokoroSynthesizer(WavSynthesizer):
     """Mandarin speech from Kokoro-82M (Apache-2.0 weights) on ONNX Runtime, with no network; writes WAV."""
 
-    name, sample_rate, voice_setting = ENGINE, SAMPLE_RATE, "kokoro_voice"
+    name, sample_rate = ENGINE, SAMPLE_RATE
 
     def samples(self, text: str, voice: str, rate: float) -> np.ndarray:
         return render_samples(text, voice, rate, self.cache_dir)

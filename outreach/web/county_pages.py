@@ -72,7 +72,7 @@ def campaign_page(request: Request, campaign_id: str) -> Response:
     c = found(data_places.campaign(ctx.engine, campaign_id), "宣传活动", campaign_id, "请从「宣传活动」页面点进要看的活动。")
     targets = data_places.campaign_targets(ctx.config)
     summary = data_coverage.campaign_summary(ctx.engine, c, ctx.today(), targets.by_campaign.get(c.id, set()),
-                                    data_coverage.coverage_read(ctx.config, ctx.local_now()))
+                                             data_coverage.coverage_read(ctx.config, ctx.local_now()))
     return render(request, "campaign.html", user=user, s=summary, problem=targets.problem)
 
 
