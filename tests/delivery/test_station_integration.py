@@ -1,13 +1,13 @@
 """Village stations end to end: real Mosquitto, real `outreach serve`, stations as subprocesses (file output).
 
 Slots are moved to a few seconds ahead through `serve --slot-starts FILE`; the
-fake output plays 20x faster than real time and writes the decoded PCM.
+fake output plays 20x faster than real time and writes the decoded PCM. The alert tests are in
+test_station_alerts.py, on a county of their own (station_county.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -17,72 +17,20 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import copy_workspace
-from station_harness import (
-    TZ, Broker, Server, StationProc, at, cli, db_rows, mark_station_villages, set_slots, wait_for,
+from station_county import (  # noqa: F401 (county: a fixture)
+    MARKS, TODAY, as_run_rows, county, override, starts, station,
 )
+from station_harness import TZ, Broker, at, cli, db_rows, set_slots, wait_for
 
-# ontime: these assert that a station starts a slot within 2 s of its time, so tools/test runs them alone.
-pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.ontime,
-              pytest.mark.skipif(shutil.which("mosquitto") is None and not os.path.exists("/usr/sbin/mosquitto"),
-                                 reason="Mosquitto is not installed (tools/test installs it)")]
-STATION_VILLAGES = ("dazhuang-01", "dazhuang-02", "dazhuang-03", "dazhuang-06", "dazhuang-08")
-TODAY = lambda: datetime.now(TZ).date().isoformat()  # noqa: E731
-
-
-@pytest.fixture(scope="module")
-def county(tmp_path_factory: pytest.TempPathFactory, rendered_build: Path):
-    root = tmp_path_factory.mktemp("stations")
-    ws = copy_workspace(root / "ws")
-    shutil.copytree(rendered_build, ws / "build")
-    mark_station_villages(ws, STATION_VILLAGES)
-    broker = Broker(root / "broker")
-    broker.start()
-    slots = root / "slots.json"
-    set_slots(slots, [])
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | broker.env() | {
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    server = Server(ws, env, "--slot-starts", str(slots))
-    server.start()
-    state = {"ws": ws, "root": root, "broker": broker, "server": server, "env": env, "slots": slots,
-             "overrides": [], "stations": []}
-    yield state
-    for st in state["stations"]:
-        st.stop()
-    server.stop()
-    broker.stop()
-
-
-def _override(county: dict, village: str, slot: str, seconds: float) -> None:
-    county["overrides"].append({"village_id": village, "date": TODAY(), "slot": slot,
-                                "start": at(seconds).isoformat()})
-    set_slots(county["slots"], county["overrides"])
-
-
-def _station(county: dict, village: str, name: str) -> StationProc:
-    reg = cli(county["ws"], county["env"], "station", "add", village, "--server-url", county["server"].url, "--json")
-    assert set(reg) == {"station_id", "village_id", "token", "command"} and reg["village_id"] == village
-    st = StationProc(county["root"] / name, county["server"].url, reg["station_id"], reg["token"], county["env"])
-    st.reg = reg  # type: ignore[attr-defined]
-    county["stations"].append(st)
-    return st
-
-
-def _rows(county: dict, village: str, slot: str) -> list[tuple]:
-    return db_rows(county["ws"], "SELECT status, played_at, note, error FROM broadcast WHERE village_id = ? AND "
-                   "date = ? AND slot = ?", (village, TODAY(), slot))
-
-
-def _starts(st: StationProc, label: str) -> list[dict]:
-    return [p for p in st.plays() if p["label"] == label and p["event"] == "start"]
+pytestmark = MARKS
 
 
 def test_first_sync_slot_on_time_and_server_down_slot_arrives_once(county: dict) -> None:
-    st = _station(county, "dazhuang-01", "st1")
+    st = station(county, "dazhuang-01", "st1")
     st.start()
     wait_for("first sync (manifest + every blob verified)", st.synced, 60)
-    _override(county, "dazhuang-01", "morning", 8)
-    _override(county, "dazhuang-01", "evening", 30)
+    override(county, "dazhuang-01", "morning", 8)
+    override(county, "dazhuang-01", "evening", 30)
     wanted = county["overrides"][-2]["start"]
     wait_for("a re-sync with the moved slot", lambda: any(
         e["start"] == wanted for e in (st.manifest() or {"entries": []})["entries"]), 10)
@@ -94,21 +42,21 @@ def test_first_sync_slot_on_time_and_server_down_slot_arrives_once(county: dict)
     # slot A: played on time
     label_a = f"{TODAY()}/morning"
     start_a = next(e["start"] for e in m["entries"] if e["entry_id"] == label_a)
-    first = wait_for("slot A to start", lambda: _starts(st, label_a), 20)
+    first = wait_for("slot A to start", lambda: starts(st, label_a), 20)
     assert abs(first[0]["t"] - datetime.fromisoformat(start_a).timestamp()) < 2.0, st.log()
-    wait_for("slot A as-run row played", lambda: {r[0] for r in _rows(county, "dazhuang-01", "morning")} == {"played"},
-             30)
+    wait_for("slot A as-run row played",
+             lambda: {r[0] for r in as_run_rows(county, "dazhuang-01", "morning")} == {"played"}, 30)
     # slot B: server and broker down for the slot
     county["server"].stop()
     county["broker"].stop()
     label_b = f"{TODAY()}/evening"
     wait_for("slot B to play with the server down", lambda: [p for p in st.plays()
                                                              if p["label"] == label_b and p["event"] == "end"], 60)
-    assert {r[0] for r in _rows(county, "dazhuang-01", "evening")} <= {"planned"}
+    assert {r[0] for r in as_run_rows(county, "dazhuang-01", "evening")} <= {"planned"}
     county["broker"].start()
     county["server"].start()
     wait_for("slot B as-run after the server returns",
-             lambda: {r[0] for r in _rows(county, "dazhuang-01", "evening")} == {"played"}, 30)
+             lambda: {r[0] for r in as_run_rows(county, "dazhuang-01", "evening")} == {"played"}, 30)
     events = db_rows(county["ws"], "SELECT kind, count(*) FROM station_event WHERE station_id = ? GROUP BY kind",
                      (st.station_id,))
     assert dict(events) == {"played": 2}
@@ -137,7 +85,7 @@ def test_first_sync_slot_on_time_and_server_down_slot_arrives_once(county: dict)
     after = db_rows(county["ws"], "SELECT id, status, played_at, updated_at FROM broadcast WHERE village_id = ?",
                     ("dazhuang-01",))
     assert before == after
-    assert len(_starts(st, label_a)) == 1 and len(_starts(st, label_b)) == 1
+    assert len(starts(st, label_a)) == 1 and len(starts(st, label_b)) == 1
 
 
 def test_download_resumes_from_a_killed_part_and_rejects_corruption(county: dict, tmp_path: Path) -> None:
@@ -167,7 +115,7 @@ def test_download_resumes_from_a_killed_part_and_rejects_corruption(county: dict
 
 
 def test_station_killed_mid_download_resumes_and_completes(county: dict) -> None:
-    st = _station(county, "dazhuang-08", "st8")
+    st = station(county, "dazhuang-08", "st8")
     st.start()
     wait_for("the first sync to begin", lambda: (st.data / "blobs").exists(), 20, 0.005)
     time.sleep(0.05)
@@ -179,71 +127,22 @@ def test_station_killed_mid_download_resumes_and_completes(county: dict) -> None
 
 
 def test_kill9_mid_play_never_plays_twice_and_is_recorded_interrupted(county: dict) -> None:
-    _override(county, "dazhuang-02", "morning", 8)
-    st = _station(county, "dazhuang-02", "st2")
+    override(county, "dazhuang-02", "morning", 8)
+    st = station(county, "dazhuang-02", "st2")
     st.start()
     wait_for("sync", st.synced, 20)
     label = f"{TODAY()}/morning"
-    wait_for("the play to start", lambda: _starts(st, label), 20)
+    wait_for("the play to start", lambda: starts(st, label), 20)
     time.sleep(1.5)
     st.kill9()
     st.start()
-    wait_for("interrupted as-run", lambda: {r[0] for r in _rows(county, "dazhuang-02", "morning")} == {"interrupted"},
-             30)
+    wait_for("interrupted as-run",
+             lambda: {r[0] for r in as_run_rows(county, "dazhuang-02", "morning")} == {"interrupted"}, 30)
     time.sleep(3)
-    assert len(_starts(st, label)) == 1, st.plays()
-    rows = _rows(county, "dazhuang-02", "morning")
+    assert len(starts(st, label)) == 1, st.plays()
+    rows = as_run_rows(county, "dazhuang-02", "morning")
     assert all("不再重播" in (r[3] or "") and st.station_id in (r[3] or "") for r in rows), rows
     assert db_rows(county["ws"], "SELECT count(*) FROM station_event WHERE station_id = ?", (st.station_id,)) == [(1,)]
-
-
-def test_alert_interrupts_a_program_which_then_resumes(county: dict) -> None:
-    st = county["stations"][2]  # dazhuang-02, running
-    _override(county, "dazhuang-02", "evening", 6)
-    st.stop()
-    st.speed = 5.0
-    st.start()
-    label = f"{TODAY()}/evening"
-    wait_for("program start", lambda: _starts(st, label), 30)
-    time.sleep(1.0)
-    sent = cli(county["ws"], county["env"], "alert", "send", "--script", "fraud-96110", "--village",
-               "dazhuang-02", "--expires", "10m", "--json")
-    assert sent["targets"] == [st.station_id]
-    alert_label = f"alert-{sent['alert_id']}"
-    wait_for("alert end", lambda: [p for p in st.plays() if p["label"] == alert_label and p["event"] == "end"], 60)
-    wait_for("program end", lambda: [p for p in st.plays() if p["label"] == label and p["event"] == "end"], 120)
-    seq = [(p["label"], p["event"]) for p in st.plays() if p["label"] in (label, alert_label)]
-    assert seq == [(label, "start"), (label, "stop"), (alert_label, "start"), (alert_label, "end"),
-                   (label, "start"), (label, "end")], seq
-    resumed = [p for p in st.plays() if p["label"] == label and p["event"] == "start"][1]
-    assert resumed["position_s"] > 1.0
-    status = wait_for("alert status played", lambda: (s := cli(county["ws"], county["env"], "alert", "status",
-                                                               sent["alert_id"], "--json"))["played"] and s, 20)
-    assert status["played"] == [st.station_id] and status["latency_s"]["max"] < 30
-
-
-def test_alert_reaches_a_station_back_before_expiry_and_never_after(county: dict) -> None:
-    st = _station(county, "dazhuang-06", "st6")
-    st.start()
-    wait_for("sync", st.synced, 20)
-    def state(online: bool) -> list:
-        return [s for s in cli(county["ws"], county["env"], "stations", "--json")
-                if s["station_id"] == st.station_id and s["online"] is online]
-
-    wait_for("online", lambda: state(True), 20)
-    st.kill9()
-    wait_for("the last will marks it offline", lambda: state(False), 40)
-    late = cli(county["ws"], county["env"], "alert", "send", "--script", "fraud-96110", "--village",
-               "dazhuang-06", "--expires", "10s", "--json")
-    time.sleep(11)
-    soon = cli(county["ws"], county["env"], "alert", "send", "--script", "fraud-96110", "--village",
-               "dazhuang-06", "--expires", "5m", "--json")
-    st.start()
-    wait_for("the unexpired alert plays", lambda: [p for p in st.plays()
-                                                  if p["label"] == f"alert-{soon['alert_id']}" and p["event"] == "end"],
-             30)
-    time.sleep(2)
-    assert not [p for p in st.plays() if p["label"] == f"alert-{late['alert_id']}"]
 
 
 def _mosquitto(tool: str, broker: Broker, user: str, password: str, *args: str, timeout: float = 10) -> \
@@ -311,7 +210,7 @@ def test_buffer_run_out_plays_the_fallback_program_at_the_slot(county: dict) -> 
     slot_at = at(12)
     if slot_at.date() != datetime.now(TZ).date():
         pytest.skip("too close to midnight in Asia/Shanghai for a same-day slot")
-    st = _station(county, "dazhuang-03", "stfb")
+    st = station(county, "dazhuang-03", "stfb")
     st.start()
     wait_for("first sync (fallback downloaded)", st.synced, 60)
     st.stop()
@@ -330,7 +229,7 @@ def test_buffer_run_out_plays_the_fallback_program_at_the_slot(county: dict) -> 
     set_slots(county["slots"], county["overrides"])
     st.start()
     label = f"fallback/{TODAY()}/morning"
-    start = wait_for("the fallback to start at the slot", lambda: _starts(st, label), 30)
+    start = wait_for("the fallback to start at the slot", lambda: starts(st, label), 30)
     assert abs(start[0]["t"] - slot_at.timestamp()) < 2.0, st.log()
     assert start[0]["file"] == f"{fallback['sha256']}.mp3"
     wait_for("the fallback to air whole", lambda: [p for p in st.plays() if p["label"] == label
@@ -347,4 +246,4 @@ def test_buffer_run_out_plays_the_fallback_program_at_the_slot(county: dict) -> 
     events = db_rows(county["ws"], "SELECT kind, count(*) FROM station_event WHERE station_id = ? GROUP BY kind",
                      (st.station_id,))
     assert dict(events) == {"played": 1}
-    assert len(_starts(st, label)) == 1
+    assert len(starts(st, label)) == 1
