@@ -416,7 +416,7 @@ class Config(StrictModel):
 
     @property
     def clips_dir(self) -> Path:
-        return self.build_path / "clips"
+        return self.build_path / "clips"  # each clip's MP3 beside its JSON sidecar
 
     @property
     def lexicon_path(self) -> Path:

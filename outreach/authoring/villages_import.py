@@ -231,11 +231,11 @@ def read_sheet(source: Path | bytes, *, where: str, defaults: Mapping[str, str] 
 class Change:
     """A village the import adds or changes: its sheet row, id, names and what changes (人口 1420 → 1500)."""
 
-    line: int
+    line: int  # the sheet's row number, as a spreadsheet shows it
     village_id: str
     name: str
     township: str
-    what: tuple[str, ...] = ()
+    what: tuple[str, ...] = ()  # empty for a new village
 
 
 @dataclass

@@ -31,8 +31,8 @@ def scripts_aired(
     *,
     start: dt.date,
     end: dt.date,
-    campaign_id: str | None = None,
-    township_id: str | None = None,
+    campaign_id: str | None = None,  # None: every campaign
+    township_id: str | None = None,  # None: the whole county
 ) -> list[ScriptAiring]:
     """Per township and script: airings with evidence (common.is_reach), villages and last date in the range.
 

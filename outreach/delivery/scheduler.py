@@ -149,9 +149,9 @@ class JobSpec:
     """A job that should exist: its id, function, arguments and cron time."""
 
     id: str
-    func: str
+    func: str  # "module:function", as APScheduler stores it
     args: tuple[str, ...]
-    hour: int
+    hour: int  # Beijing time
     minute: int
 
 

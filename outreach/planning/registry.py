@@ -191,7 +191,7 @@ class Registry:
     townships: dict[str, Township]
     villages: dict[str, Village]
     markets: dict[str, Market]
-    slots: dict[SlotName, SlotSpec]
+    slots: dict[SlotName, SlotSpec]  # the county's default times; a village may move its own
     blackouts: list[Blackout]
 
     def _village(self, village_id: str) -> Village:

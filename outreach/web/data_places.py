@@ -103,7 +103,7 @@ class WeekPlan:
     result: PlanResult
     village_names: dict[str, str]
     township_names: dict[str, str]
-    village_township: dict[str, str]
+    village_township: dict[str, str]  # village id -> its township's id
     script_titles: dict[str, str]
     campaign_names: dict[str, str]
 

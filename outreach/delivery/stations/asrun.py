@@ -46,7 +46,7 @@ MAX_PARTS, MAX_SCRIPTS = 20, 100
 class EventResult:
     """What became of one uploaded event: 200 (held), or 400/403/409/422 and a reason in Chinese."""
 
-    index: int
+    index: int  # its place in the uploaded list
     event_id: str
     status: int
     reason: str = ""

@@ -48,7 +48,7 @@ class ExportedPart:
     campaign_id: str
     script_ids: tuple[str, ...]
     scheduled_at: datetime
-    exported_at: datetime | None
+    exported_at: datetime | None  # when it went onto a stick; None where that was not recorded
     stale_reason: str | None
 
 
