@@ -73,16 +73,23 @@ def describe_os_error(path: Path, exc: OSError) -> str:
     return f"{path}: 无法写入（{exc.strerror}）；请检查输出文件夹"
 
 
-def temp_beside(target: Path) -> Path:
-    """A new empty temporary file beside `target`, named so that `remove_stale_parts` finds it after a crash."""
+def open_temp_beside(target: Path) -> tuple[int, Path]:
+    """A new empty temporary file beside `target`, open for writing (the caller closes the descriptor),
+    named so that `remove_stale_parts` finds it after a crash."""
     try:
         if not target.parent.is_dir():
             target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".part", dir=target.parent)
-        os.close(fd)
     except OSError as exc:
         raise OutputError(describe_os_error(target, exc)) from exc
-    return Path(tmp_name)
+    return fd, Path(tmp_name)
+
+
+def temp_beside(target: Path) -> Path:
+    """A new empty temporary file beside `target`, closed (see open_temp_beside)."""
+    fd, tmp = open_temp_beside(target)
+    os.close(fd)
+    return tmp
 
 
 def sync_filesystem(path: Path) -> None:
