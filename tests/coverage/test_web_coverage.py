@@ -34,6 +34,6 @@ def test_campaign_page_shows_reach_by_evidence_and_reads_silence_as_missed(site:
 
 def test_gaps_page_counts_the_missed_slots(editor: TestClient) -> None:
     page = editor.get("/gaps?campaign=winter-traffic&days=7").text
-    row = re.search(r"沙窝村</a></td><td>[^<]*</td>\s*<td>[^<]*</td><td class=\"num\">[^<]*</td><td class=\"num\">(\d+)</td>",
-                    page)
+    row = re.search(r'沙窝村</a></td><td[^>]*>[^<]*</td>\s*<td[^>]*>[^<]*</td><td[^>]*>[^<]*</td><td data-label="漏播"[^>]*>'
+                    r"(\d+)</td>", page)
     assert row and int(row.group(1)) > 0
