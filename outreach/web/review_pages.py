@@ -195,9 +195,13 @@ def _script_page(request: Request, script_id: str, *, status: int = 200, stale: 
     preview = review.heard_preview(ctx.engine, ctx.config, script)
     making = job if job is not None and (job.running or job.error) else None  # the newest 试听 of this version
     waited = int((ctx.now() - job.started).total_seconds()) if making is not None else 0
+    # Each refresh while a preview is made goes to a new URL (?wait=N): a browser told to refresh to the
+    # URL it shows, #preview and all, only scrolls to the anchor, so the page would never reload.
+    shown = request.query_params.get("wait", "")
+    next_wait = int(shown) + 1 if shown.isdigit() and len(shown) < 6 else 1
     return render(request, "script.html", user=user, s=script, spoken=review.spoken_segments(script.text, lexicon),
                   trail=review.trail(ctx.engine, script.id), preview=preview, job=making, waited=waited,
-                  refresh_s=PREVIEW_REFRESH_S, has_clip=has_clip, own=user.name in (drafted, last), status=status,
+                  refresh_s=PREVIEW_REFRESH_S, next_wait=next_wait, has_clip=has_clip, own=user.name in (drafted, last), status=status,
                   stale=stale, message=message, formats=RECORDING_EXTENSIONS,
                   max_mb=MAX_RECORDING_BYTES // 1_000_000, max_minutes=RECORDING_SECONDS[1] / 60)
 

@@ -209,3 +209,40 @@ def test_daily_journeys(chromium_path: str, site: tuple[str, Path], width: int) 
         finally:
             browser.close()
     assert (SHOTS / f"today-{width}.png").stat().st_size > 10_000
+
+
+def test_the_script_page_reloads_itself_until_a_slow_preview_is_there(chromium_path: str, site: tuple[str, Path],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A preview slower than 试听's short wait (the neural voice takes about 11 s, more on a busy server): the
+    page says it is being made and reloads itself, in a real browser, until the player is there."""
+    import time
+
+    from playwright.sync_api import sync_playwright
+
+    from outreach.authoring import review
+    from outreach.web import review_pages
+
+    real = review.render_preview
+
+    def slow(config, script):  # type: ignore[no-untyped-def]
+        time.sleep(5)
+        return real(config, script)
+
+    monkeypatch.setattr(review, "render_preview", slow)
+    monkeypatch.setattr(review_pages, "PREVIEW_WAIT_S", 0.05)
+    server, _ = site
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
+        try:
+            _, page = _login(browser, server, "王秀兰", 390)
+            page.goto(f"{server}/scripts/new")
+            page.fill("input[name=title]", "慢试听")
+            page.select_option("select[name=engine]", "espeak")
+            page.fill("input[name=repeat]", "1")
+            page.fill("textarea[name=text]", "村民朋友们，骑电动车要戴头盔。")
+            page.click("button:has-text('试听')")
+            page.wait_for_selector("#preview-progress")
+            page.wait_for_selector("#preview-audio", timeout=45_000)
+            assert "?wait=" in page.url and not page.locator("#preview-progress").count()
+        finally:
+            browser.close()

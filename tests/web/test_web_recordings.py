@@ -118,7 +118,10 @@ def test_preview_returns_to_the_script_page_and_shows_its_progress(site: Site, e
                              follow_redirects=True)
         assert [r.status_code for r in listen.history] == [303] and listen.url.path == "/scripts/traffic-test-draft"
         assert listen.status_code == 200 and 'id="preview-progress"' in listen.text and "正在生成试听录音…" in listen.text
-        assert '<meta http-equiv="refresh" content="2;url=/scripts/traffic-test-draft#preview">' in listen.text
+        assert '<meta http-equiv="refresh" content="2;url=/scripts/traffic-test-draft?wait=1#preview">' in listen.text
+        # each reload asks for the next URL: refreshing to the URL shown, #preview and all, reloads nothing
+        again = editor.get("/scripts/traffic-test-draft?wait=1").text
+        assert 'content="2;url=/scripts/traffic-test-draft?wait=2#preview"' in again
         assert "<progress>" in listen.text and 'name="heard"' not in listen.text  # nothing to approve yet
     finally:
         gate.set()
