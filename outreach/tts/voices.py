@@ -22,7 +22,7 @@ NEURAL_VOICES: tuple[Voice, ...] = (
 
 # Kokoro-82M's voices were made for Japanese; jm_kumo reads misaki's Mandarin phonemes best (issue 19).
 KOKORO_VOICES: tuple[Voice, ...] = (
-    Voice("kokoro", "jm_kumo", "zh-CN", "Male", "Kokoro-82M 男声，离线，模型可商用（Apache-2.0），比 neural 稍难听清、慢约十倍"),
+    Voice("kokoro", "jm_kumo", "zh-CN", "Male", "Kokoro-82M 男声，离线，模型可商用（Apache-2.0），比 neural 稍难听清、合成慢约十二倍"),
 )
 
 ESPEAK_VOICES: tuple[Voice, ...] = (

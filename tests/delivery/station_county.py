@@ -47,10 +47,13 @@ def county(tmp_path_factory: pytest.TempPathFactory, rendered_build: Path):
     server.stop()
     broker.stop()
 
-def override(county: dict, village: str, slot: str, seconds: float) -> None:
-    county["overrides"].append({"village_id": village, "date": TODAY(), "slot": slot,
-                                "start": at(seconds).isoformat()})
+
+def override(county: dict, village: str, slot: str, seconds: float) -> datetime:
+    """Move `village`'s `slot` today to `seconds` from now on the server; the instant it moved to."""
+    start = at(seconds)
+    county["overrides"].append({"village_id": village, "date": TODAY(), "slot": slot, "start": start.isoformat()})
     set_slots(county["slots"], county["overrides"])
+    return start
 
 
 def station(county: dict, village: str, name: str) -> StationProc:

@@ -20,7 +20,7 @@ import pytest
 from station_county import (  # noqa: F401 (county: a fixture)
     MARKS, TODAY, as_run_rows, county, override, starts, station,
 )
-from station_harness import TZ, Broker, at, cli, db_rows, set_slots, wait_for
+from station_harness import TZ, Broker, cli, db_rows, wait_for
 
 pytestmark = MARKS
 
@@ -212,7 +212,8 @@ def test_buffer_run_out_plays_the_fallback_program_at_the_slot(county: dict) -> 
     wait_for("first sync (fallback downloaded)", st.synced, 60)
     st.stop()
     # The slot is placed now, not before the first sync, whose length varies with the machine's load.
-    slot_at = at(10)
+    # The server checks each reported play against the slot's time: it is told the slot moved too.
+    slot_at = override(county, "dazhuang-03", "morning", 10)
     if slot_at.date() != datetime.now(TZ).date():
         pytest.skip("too close to midnight in Asia/Shanghai for a same-day slot")
     # As if the box had been offline past its whole buffer: no entry covers today, and the
@@ -224,10 +225,6 @@ def test_buffer_run_out_plays_the_fallback_program_at_the_slot(county: dict) -> 
              slots={"morning": slot_at.strftime("%H:%M:%S")})
     (st.data / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
     st.server_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    # The server checks each reported play against the slot's time: tell it the slot moved too.
-    county["overrides"].append({"village_id": "dazhuang-03", "date": TODAY(), "slot": "morning",
-                                "start": slot_at.isoformat()})
-    set_slots(county["slots"], county["overrides"])
     st.start()
     label = f"fallback/{TODAY()}/morning"
     start = wait_for("the fallback to start at the slot", lambda: starts(st, label), 30)

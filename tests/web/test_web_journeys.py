@@ -98,6 +98,15 @@ def _shot(page, name: str, width: int) -> None:  # type: ignore[no-untyped-def]
     page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
 
 
+def _draft(page, server: str, title: str, text: str) -> None:  # type: ignore[no-untyped-def]
+    """Fill the new-script form: `title`, `text`, the espeak engine (a preview in seconds), said once."""
+    page.goto(f"{server}/scripts/new")
+    page.fill("input[name=title]", title)
+    page.select_option("select[name=engine]", "espeak")
+    page.fill("input[name=repeat]", "1")
+    page.fill("textarea[name=text]", text)
+
+
 def _audio_loads(page) -> int:  # type: ignore[no-untyped-def]
     """Make every <audio> on the page load its metadata; return how many did (fails on any error)."""
     count = page.locator("audio").count()
@@ -138,11 +147,7 @@ def test_daily_journeys(chromium_path: str, site: tuple[str, Path], width: int) 
             assert "功放没有电" in page.locator("#slots tbody tr").first.inner_text()
 
             # An editor drafts a script and hears its preview.
-            page.goto(f"{server}/scripts/new")
-            page.fill("input[name=title]", "浏览器拟稿：戴头盔")
-            page.select_option("select[name=engine]", "espeak")
-            page.fill("input[name=repeat]", "1")
-            page.fill("textarea[name=text]", "村民朋友们，骑电动车要戴头盔，遇到诈骗请拨打96110。")
+            _draft(page, server, "浏览器拟稿：戴头盔", "村民朋友们，骑电动车要戴头盔，遇到诈骗请拨打96110。")
             page.wait_for_function("() => document.querySelector('#spoken mark')?.textContent === '九六幺幺零'")
             # 试听 saves the draft and returns to the script's page, which shows the preview once made (issue 18).
             page.click("button:has-text('试听')")
@@ -235,11 +240,7 @@ def test_the_script_page_reloads_itself_until_a_slow_preview_is_there(chromium_p
         browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
         try:
             _, page = _login(browser, server, "王秀兰", 390)
-            page.goto(f"{server}/scripts/new")
-            page.fill("input[name=title]", "慢试听")
-            page.select_option("select[name=engine]", "espeak")
-            page.fill("input[name=repeat]", "1")
-            page.fill("textarea[name=text]", "村民朋友们，骑电动车要戴头盔。")
+            _draft(page, server, "慢试听", "村民朋友们，骑电动车要戴头盔。")
             page.click("button:has-text('试听')")
             page.wait_for_selector("#preview-progress")
             page.wait_for_selector("#preview-audio", timeout=45_000)
